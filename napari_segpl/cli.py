@@ -1,0 +1,304 @@
+"""The ``segpl`` command: train, predict and evaluate without a screen.
+
+Every error a user can cause (a bad file, a missing device, a wrong parameter) ends with one
+line naming the problem and exit status 2; an interrupted training (Ctrl-C) still saves the
+model trained so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .engine import METHODS, PRESETS, TrainConfig
+from .engine.config import ConfigError
+from .engine.device import DeviceError
+from .engine.model import CheckpointError
+from .engine.sampling import DataError
+from .volume import Volume, VolumeError, check_labels, read_labels, read_volume, write_nifti
+
+USER_ERRORS = (VolumeError, DataError, ConfigError, DeviceError, CheckpointError, ValueError)
+
+
+def _slices(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected slice numbers like 3,40,77: {text!r}") from exc
+
+
+def _add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
+    p.add_argument(
+        "--mask",
+        type=Path,
+        required=mask_required,
+        metavar="OUT.nii.gz",
+        help="write the predicted label volume here (NIfTI, on the input's grid)",
+    )
+    p.add_argument(
+        "--prob",
+        type=Path,
+        metavar="OUT.nii.gz",
+        help="write per-class probabilities (3D for one class, x*y*z*K for K classes)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        metavar="OUT.nii.gz",
+        help="write Monte-Carlo uncertainty (std of 1(p > T_k) over K thresholds; segpl-vi only)",
+    )
+    p.add_argument(
+        "--mc-samples",
+        type=int,
+        default=5,
+        metavar="K",
+        help="thresholds drawn for --uncertainty (default 5, as in the paper)",
+    )
+    p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segpl",
+        description=(
+            "Semi-supervised segmentation of CT and MRI volumes from a few labelled slices, with "
+            "SegPL (pseudo labels as Expectation-Maximisation) and SegPL-VI (a threshold learnt "
+            "by variational inference). Volumes: NIfTI, DICOM series folders, MHA/MHD, NRRD."
+        ),
+        epilog="Example: segpl train ct.nii.gz labels.nii.gz --model model.pt --mask mask.nii.gz",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="train a model on one volume with a few labelled slices",
+        description=(
+            "Train on IMAGE with the labelled slices of LABELS (a label volume on the same grid: "
+            "0 background, 1..K classes). A slice counts as labelled when it holds any non-zero "
+            "voxel, or exactly the slices given with --labelled-slices. Unset parameters take "
+            "the paper's 2D (MRI) values, or those of --preset."
+        ),
+    )
+    t.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
+    t.add_argument("labels", type=Path, help="label volume on the image's grid")
+    t.add_argument("--method", choices=list(METHODS), default=None, help="default: segpl")
+    t.add_argument("--model", type=Path, required=True, metavar="OUT.pt", help="model to save")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
+    _add_output_args(t, mask_required=False)
+    t.add_argument("--axis", type=int, choices=(0, 1, 2), help="slicing axis (default 2)")
+    t.add_argument(
+        "--labelled-slices",
+        type=_slices,
+        metavar="3,40,77",
+        help="use exactly these slices as labelled (background included)",
+    )
+    t.add_argument(
+        "--unlabelled",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="IMAGE",
+        help="extra unlabelled volumes to draw pseudo-labelled slices from",
+    )
+    t.add_argument("--dims", type=int, choices=(2, 3), help="2: 2D U-net; 3: 3-slice 3D U-net")
+    t.add_argument("--steps", type=int, help="optimiser steps (default 200)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default 0.03)")
+    t.add_argument("--alpha", type=float, help="weight of the pseudo-label loss (default 0.05)")
+    t.add_argument("--warmup", type=float, help="fraction of steps alpha ramps up over (0.1)")
+    t.add_argument("--ratio", type=int, help="unlabelled images per labelled one (default 5)")
+    t.add_argument("--batch", type=int, help="labelled images per step (default 2)")
+    t.add_argument("--prior-mu", type=float, help="segpl-vi prior mean of T (default 0.5)")
+    t.add_argument("--prior-sigma", type=float, help="segpl-vi prior std of T (default 0.1)")
+    t.add_argument("--threshold", type=float, help="segpl pseudo-label threshold (default 0.5)")
+    t.add_argument("--loss", choices=("dice", "dice+bce"), help="default: dice")
+    t.add_argument("--nested", action="store_true", default=None, help="classes nest (BRATS)")
+    t.add_argument("--normalisation", choices=("zscore", "ct"), help="default: zscore")
+    t.add_argument(
+        "--ct-window",
+        type=float,
+        nargs=2,
+        metavar=("LEVEL", "WIDTH"),
+        help="CT window for --normalisation ct (default 40 400)",
+    )
+    t.add_argument("--patch", type=int, help="in-plane patch size (default 176)")
+    t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
+    t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    t.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast on CUDA")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "predict",
+        help="segment a volume with a saved model",
+        description="Predict every slice of IMAGE with MODEL and write NIfTI on IMAGE's grid.",
+    )
+    p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
+    p.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
+    _add_output_args(p, mask_required=True)
+    p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+
+    e = sub.add_parser(
+        "evaluate",
+        help="IoU and Dice of a predicted label volume against the truth",
+        description="Per-class foreground IoU and Dice (background excluded).",
+    )
+    e.add_argument("pred", type=Path, help="predicted label volume")
+    e.add_argument("truth", type=Path, help="true label volume on the same grid")
+    e.add_argument("--slices", type=_slices, metavar="3,40,77", help="score only these slices")
+    e.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="axis of --slices")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    names = [
+        "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
+        "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
+        "device", "amp", "seed",
+    ]  # fmt: skip
+    overrides = {n: getattr(args, n) for n in names}
+    if args.ct_window is not None:
+        overrides["ct_window"] = tuple(args.ct_window)
+    if args.preset:
+        return TrainConfig.from_preset(args.preset, **overrides).validate()
+    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
+
+
+def _write_outputs(args: argparse.Namespace, model, image: Volume) -> None:
+    from .engine import predict_volume
+
+    if args.uncertainty and not model.method.learns_threshold:
+        raise ValueError("--uncertainty needs a model trained with --method segpl-vi")
+    if args.mc_samples < 1:
+        raise ValueError("--mc-samples must be at least 1")
+    if not (args.mask or args.prob or args.uncertainty):
+        return
+    pred = predict_volume(
+        model,
+        image.array,
+        axis=getattr(args, "axis_predict", None),
+        batch_size=args.batch_slices,
+        mc_samples=args.mc_samples if args.uncertainty else 0,
+        device=args.device or "auto",
+    )
+    if args.mask:
+        print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
+    if args.prob:
+        print(f"probability -> {write_nifti(_channels_last(pred.probabilities), image, args.prob)}")
+    if args.uncertainty:
+        out = write_nifti(_channels_last(pred.mc_std), image, args.uncertainty)
+        print(f"uncertainty -> {out}")
+
+
+def _channels_last(array: np.ndarray) -> np.ndarray:
+    """(K, x, y, z) -> (x, y, z) for one class, else (x, y, z, K), the NIfTI 4D convention."""
+    return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine import FinishedEvent, StepEvent, Trainer, prepare_data
+
+    config = _config(args)
+    image = read_volume(args.image)
+    labels = read_labels(args.labels, like=image)
+    extra = [read_volume(p).array for p in args.unlabelled]
+    data = prepare_data(image.array, labels.array, config, args.labelled_slices, extra)
+    n_unlab = len(data.unlabelled)
+    print(
+        f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
+        f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
+        f"{config.steps} steps"
+    )
+    trainer = Trainer(config, data)
+    print(f"device: {trainer.device}")
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+    events = trainer.run()
+    finished = None
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping after this step and saving the model so far")
+            trainer.stop()
+            continue
+        if isinstance(event, StepEvent) and bar is not None:
+            post = {
+                "loss": f"{event.losses['loss']:.4f}",
+                "s/step": f"{event.seconds_per_step:.2f}",
+            }
+            if event.mu is not None:
+                post["T"] = f"{event.mu:.3f}+-{event.sigma:.3f}"
+            bar.set_postfix(post, refresh=False)
+            bar.update(1)
+        elif isinstance(event, FinishedEvent):
+            finished = event
+    if bar is not None:
+        bar.close()
+    assert finished is not None
+    state = "stopped early" if finished.stopped else "done"
+    print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
+    print(f"model       -> {trainer.model.save(args.model)}")
+    args.axis_predict = None
+    _write_outputs(args, trainer.model, image)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .engine import TrainedModel
+
+    model = TrainedModel.load(args.model)
+    image = read_volume(args.image)
+    args.axis_predict = args.axis
+    _write_outputs(args, model, image)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .engine import overlap_scores
+
+    truth = read_volume(args.truth)
+    pred = read_volume(args.pred)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    check_labels(pred, truth)  # same grid, whole non-negative labels
+    check_labels(truth, truth)
+    scores = overlap_scores(pred.array, truth.array, axis=args.axis, slices=args.slices)
+    if args.json:
+        print(json.dumps({str(c): s for c, s in scores.items()}, indent=2))
+        return 0
+    print(f"{'class':>5}  {'IoU':>7}  {'Dice':>7}  {'pred vox':>9}  {'true vox':>9}")
+    for c, s in scores.items():
+        iou = "n/a" if math.isnan(s["iou"]) else f"{s['iou']:.4f}"
+        dice = "n/a" if math.isnan(s["dice"]) else f"{s['dice']:.4f}"
+        print(f"{c:>5}  {iou:>7}  {dice:>7}  {s['pred_voxels']:>9.0f}  {s['true_voxels']:>9.0f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command]
+    try:
+        return handler(args)
+    except USER_ERRORS as exc:
+        print(f"segpl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"segpl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The SegPL engine: torch and numpy only. Nothing below this package imports Qt or napari."""
+
+from .config import PRESETS, ConfigError, TrainConfig
+from .device import DeviceError, available_devices, resolve_device
+from .inference import Prediction, labels_from_probabilities, predict_volume
+from .methods import METHODS, Method, get_method
+from .metrics import brier_score, overlap_scores
+from .model import CheckpointError, TrainedModel
+from .sampling import DataError, TrainingData, labelled_slices, prepare_data
+from .trainer import FinishedEvent, PreviewEvent, StepEvent, Trainer, train
+
+__all__ = [
+    "METHODS",
+    "PRESETS",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DeviceError",
+    "FinishedEvent",
+    "Method",
+    "Prediction",
+    "PreviewEvent",
+    "StepEvent",
+    "TrainConfig",
+    "TrainedModel",
+    "Trainer",
+    "TrainingData",
+    "available_devices",
+    "brier_score",
+    "get_method",
+    "labelled_slices",
+    "labels_from_probabilities",
+    "overlap_scores",
+    "predict_volume",
+    "prepare_data",
+    "resolve_device",
+    "train",
+]

@@ -1,0 +1,143 @@
+"""One configuration dataclass shared by the command line, the dock and saved checkpoints.
+
+Keeping every knob in one flat, JSON-friendly dataclass means a checkpoint can store the whole
+run (and be loaded with ``torch.load(weights_only=True)``), and a new front end never needs its
+own copy of the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Presets named after the paper's two experiments (appendix table 1 and section 3).
+#: ``paper-mri`` is the BRATS setting (2D, lr 0.03, U/L 5, alpha 0.05, prior N(0.5, 0.1), 200
+#: steps); ``paper-ct`` the CARVE one (3-slice 3D, lr 0.01, U/L 4, alpha 1.0, prior N(0.4, 0.1),
+#: 800 steps). ``paper`` is an alias of ``paper-mri``, the default.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-mri": {
+        "dims": 2,
+        "lr": 0.03,
+        "batch": 2,
+        "ratio": 5,
+        "alpha": 0.05,
+        "prior_mu": 0.5,
+        "prior_sigma": 0.1,
+        "steps": 200,
+    },
+    "paper-ct": {
+        "dims": 3,
+        "lr": 0.01,
+        "batch": 2,
+        "ratio": 4,
+        "alpha": 1.0,
+        "prior_mu": 0.4,
+        "prior_sigma": 0.1,
+        "steps": 800,
+    },
+}
+PRESETS["paper"] = PRESETS["paper-mri"]
+
+
+class ConfigError(ValueError):
+    """A parameter outside its valid range; the message names the parameter."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data.
+
+    Defaults are the paper's 2D (BRATS) setting. ``base_channels`` of 0 means the paper's backbone
+    width for the chosen ``dims`` (16 for the 2D U-net, 8 for the 3D one).
+    """
+
+    method: str = "segpl"
+    dims: int = 2
+    axis: int = 2
+    steps: int = 200
+    lr: float = 0.03
+    batch: int = 2
+    ratio: int = 5
+    alpha: float = 0.05
+    warmup: float = 0.1
+    threshold: float = 0.5
+    prior_mu: float = 0.5
+    prior_sigma: float = 0.1
+    loss: str = "dice"
+    nested: bool = False
+    num_classes: int = 0
+    patch: int = 176
+    base_channels: int = 0
+    depth: int = 4
+    normalisation: str = "zscore"
+    ct_window: tuple[float, float] = (40.0, 400.0)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    preview_every: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        """The first encoder's width: the paper's 16 (2D) or 8 (3D) unless set."""
+        if self.base_channels:
+            return self.base_channels
+        return 16 if self.dims == 2 else 8
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup * self.steps))
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError for a value no run can use; return self for chaining."""
+        checks = [
+            (self.dims in (2, 3), "dims must be 2 or 3"),
+            (self.axis in (0, 1, 2), "axis must be 0, 1 or 2"),
+            (self.steps >= 1, "steps must be at least 1"),
+            (self.lr > 0, "lr must be positive"),
+            (self.batch >= 1, "batch must be at least 1"),
+            (self.ratio >= 0, "ratio must be 0 or more"),
+            (self.alpha >= 0, "alpha must be 0 or more"),
+            (0 <= self.warmup <= 1, "warmup is a fraction of the steps, between 0 and 1"),
+            (0 < self.threshold < 1, "threshold must lie inside (0, 1)"),
+            (0 < self.prior_mu < 1, "prior_mu must lie inside (0, 1)"),
+            (self.prior_sigma > 0, "prior_sigma must be positive"),
+            (self.loss in ("dice", "dice+bce"), "loss must be 'dice' or 'dice+bce'"),
+            (self.patch >= 2**self.depth, f"patch must be at least {2**self.depth}"),
+            (self.depth >= 1, "depth must be at least 1"),
+            (self.normalisation in ("zscore", "ct"), "normalisation must be 'zscore' or 'ct'"),
+            (self.ct_window[1] > 0, "ct_window width must be positive"),
+            (self.preview_every >= 0, "preview_every must be 0 (off) or more"),
+            (self.num_classes >= 0, "num_classes must be 0 (from the labels) or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so that checkpoints load with ``weights_only=True``."""
+        data = dataclasses.asdict(self)
+        data["ct_window"] = list(self.ct_window)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error rather than silently lost."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
+        values = dict(data)
+        if "ct_window" in values:
+            values["ct_window"] = tuple(float(v) for v in values["ct_window"])
+        return cls(**values)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """A preset's values, then the caller's overrides (None means keep the preset)."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**values)

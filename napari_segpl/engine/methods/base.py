@@ -1,0 +1,116 @@
+"""The one interface every training method implements, and the registry the front ends read.
+
+A method owns its networks and turns a batch into a loss. The trainer, the predictor, the command
+line and the dock only talk to this interface, so a new baseline is one module and one
+``@register`` line, and it appears in the CLI choices and the dock's method list by itself.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..networks import UNet, memory_format
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under its ``name``."""
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+@dataclass
+class Batch:
+    """Tensors for one step: labelled images, their targets, the supervised-voxel mask (3D) and
+    the unlabelled images (None for a method that uses none or when there are none)."""
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    mask_l: torch.Tensor | None = None
+    x_u: torch.Tensor | None = None
+
+
+@dataclass
+class StepOutput:
+    """A step's loss to back-propagate and what it reports (plain floats, for events).
+
+    ``pseudo`` holds the detached pseudo labels of the unlabelled images when the method made
+    any, so the trainer can watch their foreground fraction without another forward pass.
+    """
+
+    loss: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    pseudo: torch.Tensor | None = None
+    threshold: tuple[float, float] | None = None
+
+
+class Method(ABC):
+    """Base class: builds the backbone; subclasses define the loss."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    uses_unlabelled: ClassVar[bool] = False
+    learns_threshold: ClassVar[bool] = False
+
+    def __init__(self, config: TrainConfig, num_classes: int) -> None:
+        self.config = config
+        self.num_classes = num_classes
+        self.model = UNet(config.dims, 1, num_classes, config.channels, config.depth)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every trainable network, by the name its weights are saved under."""
+        return {"model": self.model}
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        for module in self.modules().values():
+            yield from module.parameters()
+
+    def to(self, device: torch.device) -> Method:
+        fmt = memory_format(self.config.dims)
+        for module in self.modules().values():
+            module.to(device=device, memory_format=fmt)
+        return self
+
+    def train(self, mode: bool = True) -> None:
+        for module in self.modules().values():
+            module.train(mode)
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {k: m.state_dict() for k, m in self.modules().items()}
+
+    def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        modules = self.modules()
+        if set(state) != set(modules):
+            raise ValueError(f"checkpoint holds {sorted(state)}, method needs {sorted(modules)}")
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+
+    @abstractmethod
+    def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
+        """One step's loss; ``alpha_fn(step)`` gives the unsupervised weight with its warm-up."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Segmentation logits for inference (a deep ensemble would average here)."""
+        return self.model(x)[0]
+
+    def threshold_distribution(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(logits, mu, sigma) for methods that learn a threshold; None otherwise."""
+        return None

@@ -1,0 +1,253 @@
+"""From a volume with a few labelled slices to training batches.
+
+The sampler works on volumes already moved so that the slicing axis is axis 0, normalised case by
+case (each volume with its own statistics, as in the paper). It crops or pads every slice to the
+patch size, so nothing downstream assumes an image size (the authors' sampler only worked when
+every dimension was 512). In 3D mode a sample is a stack of 3 neighbouring slices (edge slices
+repeat at the volume's border) and only the centre slice of a labelled stack is supervised, because
+its neighbours are usually unlabelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import TrainConfig
+
+
+class DataError(ValueError):
+    """Input the trainer cannot learn from; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Case-wise intensity normalisation: z-score, optionally after clipping to a CT window."""
+
+    kind: str = "zscore"
+    window: tuple[float, float] = (40.0, 400.0)
+
+    def __call__(self, volume: np.ndarray) -> np.ndarray:
+        data = np.asarray(volume, dtype=np.float32)
+        if self.kind == "ct":
+            level, width = self.window
+            data = np.clip(data, level - width / 2, level + width / 2)
+        elif self.kind != "zscore":
+            raise ValueError(f"unknown normalisation {self.kind!r}")
+        mean, std = float(data.mean()), float(data.std())
+        return (data - mean) / (std if std > 1e-8 else 1.0)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> Normaliser:
+        return cls(config.normalisation, tuple(config.ct_window))
+
+
+def labelled_slices(
+    labels: np.ndarray, axis: int, explicit: Sequence[int] | None = None
+) -> list[int]:
+    """Indices of labelled slices along ``axis``.
+
+    Without ``explicit``, a slice is labelled when it holds any non-zero voxel. With it, exactly
+    the listed slices count, whole, background included: that is how a user says "this slice is
+    done" for a slice with nothing to paint, or trains on a few slices of a full label volume.
+    """
+    n = labels.shape[axis]
+    if explicit is not None:
+        chosen = sorted({int(i) for i in explicit})
+        bad = [i for i in chosen if not 0 <= i < n]
+        if bad:
+            raise DataError(f"labelled slices {bad} lie outside 0..{n - 1} along axis {axis}")
+        return chosen
+    other = tuple(a for a in range(labels.ndim) if a != axis)
+    return [int(i) for i in np.flatnonzero(np.any(labels != 0, axis=other))]
+
+
+def encode_target(labels: np.ndarray, num_classes: int, nested: bool) -> np.ndarray:
+    """Integer labels (...) -> float32 (K, ...) one channel per class 1..K.
+
+    Exclusive classes: channel k is ``labels == k``. Nested classes (BRATS-style, whole tumour
+    contains core contains enhancing): channel k is ``labels >= k``.
+    """
+    classes = np.arange(1, num_classes + 1).reshape((-1,) + (1,) * labels.ndim)
+    hits = labels[None] >= classes if nested else labels[None] == classes
+    return hits.astype(np.float32)
+
+
+def padded_size(size: int, patch: int, multiple: int) -> int:
+    """The in-plane size used for a dimension: the patch, or less for a small image (rounded up
+    to what the U-net's pooling needs) so that small images are not padded to 176 for nothing."""
+    return min(patch, -(-size // multiple) * multiple)
+
+
+@dataclass
+class TrainingData:
+    """Normalised volumes (slicing axis first) and the slice indices the sampler draws from."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    labelled: list[int]
+    num_classes: int
+    nested: bool = False
+    unlabelled_volumes: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def unlabelled(self) -> list[tuple[int, int]]:
+        """(volume, slice) pairs: volume 0 is the labelled volume, 1.. the extra ones."""
+        labelled = set(self.labelled)
+        pairs = [(0, s) for s in range(self.image.shape[0]) if s not in labelled]
+        for v, vol in enumerate(self.unlabelled_volumes, start=1):
+            pairs.extend((v, s) for s in range(vol.shape[0]))
+        return pairs
+
+    def volume(self, index: int) -> np.ndarray:
+        return self.image if index == 0 else self.unlabelled_volumes[index - 1]
+
+
+def _check_image(name: str, volume: np.ndarray) -> None:
+    if volume.ndim != 3:
+        raise DataError(f"{name} must be 3D, got shape {volume.shape}")
+    if not np.isfinite(volume).all():
+        count = int((~np.isfinite(volume)).sum())
+        raise DataError(f"{name} holds {count} NaN or infinite voxels")
+
+
+def prepare_data(
+    image: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    labelled: Sequence[int] | None = None,
+    unlabelled: Sequence[np.ndarray] = (),
+) -> TrainingData:
+    """Check the inputs, normalise each volume case-wise and move the slicing axis first."""
+    _check_image("image", image)
+    if labels.shape != image.shape:
+        raise DataError(f"labels shape {labels.shape} does not match image shape {image.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.isfinite(labels).all() or np.any(labels != np.round(labels)):
+            raise DataError("labels must be whole numbers (0 background, 1..K classes)")
+        labels = labels.astype(np.int32)
+    if labels.min(initial=0) < 0:
+        raise DataError("labels must not be negative (0 is background, 1..K are classes)")
+    axis = config.axis
+    slices = labelled_slices(labels, axis, labelled)
+    if not slices:
+        raise DataError(
+            f"no labelled slice along axis {axis}: paint at least one slice or list the "
+            "labelled slices explicitly"
+        )
+    moved = np.moveaxis(labels, axis, 0)
+    seen = np.unique(moved[slices])
+    if seen.max() == 0:
+        raise DataError("the labelled slices hold only background: paint at least one class")
+    if seen.min() != 0:
+        raise DataError(
+            "the labelled slices hold no background: two classes are needed (mark background "
+            "as 0 somewhere on a labelled slice)"
+        )
+    num_classes = config.num_classes or int(seen.max())
+    if seen.max() > num_classes:
+        raise DataError(f"labels hold class {int(seen.max())} but num_classes is {num_classes}")
+    normalise = Normaliser.from_config(config)
+    extra = []
+    for i, vol in enumerate(unlabelled):
+        _check_image(f"unlabelled volume {i + 1}", vol)
+        extra.append(np.moveaxis(normalise(vol), axis, 0))
+    in_plane = [s for a, s in enumerate(image.shape) if a != axis]
+    for i, vol in enumerate(extra):
+        if vol.shape[0] == 0 or min(vol.shape[1:]) == 0:
+            raise DataError(f"unlabelled volume {i + 1} is empty")
+    if min(in_plane) < 1:
+        raise DataError("image is empty")
+    return TrainingData(
+        image=np.ascontiguousarray(np.moveaxis(normalise(image), axis, 0)),
+        labels=np.ascontiguousarray(moved),
+        labelled=slices,
+        num_classes=num_classes,
+        nested=config.nested,
+        unlabelled_volumes=extra,
+    )
+
+
+def stack_indices(s: int, n: int, dims: int) -> list[int]:
+    """The slice(s) a sample centred on slice s reads: itself, or s-1, s, s+1 clamped."""
+    if dims == 2:
+        return [s]
+    return [min(max(s + d, 0), n - 1) for d in (-1, 0, 1)]
+
+
+class Sampler:
+    """Draws labelled and unlabelled batches as numpy arrays shaped for the network.
+
+    Shapes: 2D (N, 1, H, W); 3D (N, 1, 3, H, W). Targets are (N, K, H, W) or (N, K, 3, H, W) with
+    a mask marking the supervised (centre) slice.
+    """
+
+    def __init__(self, data: TrainingData, config: TrainConfig, rng: np.random.Generator) -> None:
+        self.data, self.config, self.rng = data, config, rng
+        self.multiple = 2**config.depth
+        self._pool = data.unlabelled
+        volumes = [data.image, *data.unlabelled_volumes]
+        self._fill = [float(vol.min()) for vol in volumes]
+        h, w = data.image.shape[1:]
+        self.out = (
+            padded_size(h, config.patch, self.multiple),
+            padded_size(w, config.patch, self.multiple),
+        )
+
+    def _offsets(self, shape: tuple[int, ...], out: tuple[int, int]) -> tuple[int, int]:
+        """Random crop offsets for a slice of ``shape`` (0 where the slice is padded instead)."""
+        return tuple(  # type: ignore[return-value]
+            int(self.rng.integers(0, size - target + 1)) if size > target else 0
+            for size, target in zip(shape, out, strict=True)
+        )
+
+    @staticmethod
+    def _fit(array: np.ndarray, offs: tuple[int, int], out: tuple[int, int], fill: float):
+        """Crop ``array`` (..., H, W) at ``offs`` to at most ``out`` and pad the rest."""
+        crop = array[..., offs[0] : offs[0] + out[0], offs[1] : offs[1] + out[1]]
+        pad_h, pad_w = out[0] - crop.shape[-2], out[1] - crop.shape[-1]
+        if pad_h or pad_w:
+            widths = [(0, 0)] * (crop.ndim - 2) + [(0, pad_h), (0, pad_w)]
+            crop = np.pad(crop, widths, constant_values=fill)
+        return crop
+
+    def _image(self, v: int, s: int, offs: tuple[int, int]) -> np.ndarray:
+        """Slice (or 3-slice stack) s of volume v, padded with that volume's minimum."""
+        volume = self.data.volume(v)
+        idx = stack_indices(s, volume.shape[0], self.config.dims)
+        patch = self._fit(volume[idx], offs, self.out, self._fill[v])
+        return patch if self.config.dims == 3 else patch[0]
+
+    def labelled_batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(images, targets, mask): mask is None in 2D, the centre-slice mask in 3D."""
+        data = self.data
+        picks = self.rng.choice(data.labelled, size=n, replace=len(data.labelled) < n)
+        images, targets = [], []
+        for s in picks:
+            offs = self._offsets(data.image.shape[1:], self.out)
+            images.append(self._image(0, int(s), offs))
+            lab = self._fit(data.labels[int(s)], offs, self.out, 0)
+            target = encode_target(lab, data.num_classes, data.nested)
+            if self.config.dims == 3:
+                target = np.repeat(target[:, None], 3, axis=1)
+            targets.append(target)
+        mask = None
+        if self.config.dims == 3:
+            mask = np.zeros((1, 1, 3, 1, 1), np.float32)
+            mask[:, :, 1] = 1.0
+        return np.stack(images)[:, None], np.stack(targets), mask
+
+    def unlabelled_batch(self, n: int) -> np.ndarray | None:
+        """Unlabelled images from every slice not labelled, across all volumes; None if none.
+
+        Extra volumes of another in-plane size are cropped or padded to this volume's size."""
+        if n == 0 or not self._pool:
+            return None
+        images = []
+        for r in self.rng.integers(0, len(self._pool), size=n):
+            v, s = self._pool[int(r)]
+            offs = self._offsets(self.data.volume(v).shape[1:], self.out)
+            images.append(self._image(v, s, offs))
+        return np.stack(images)[:, None]

@@ -1,0 +1,198 @@
+"""The training loop as a generator of events, shared by the command line, the tests and the dock.
+
+A generator suits every front end: the CLI draws a progress bar from the events, the dock runs
+the same generator in a napari ``thread_worker`` (which can abort between yields), and tests just
+iterate. ``Trainer.stop()`` (or closing the generator) ends the run between two steps and keeps
+the model trained so far in ``Trainer.model``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .device import release_memory, resolve_device
+from .losses import alpha_at
+from .methods import Batch
+from .model import TrainedModel
+from .networks import memory_format
+from .sampling import Sampler, TrainingData, padded_size, stack_indices
+
+
+@dataclass
+class StepEvent:
+    """After each optimiser step. ``mu``/``sigma`` are the mean threshold distribution of the
+    step's unlabelled images (SegPL-VI only); ``fg_fraction`` the pseudo labels' foreground
+    fraction per class (methods with pseudo labels only)."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    lr: float
+    seconds_per_step: float
+    mu: float | None = None
+    sigma: float | None = None
+    fg_fraction: list[float] | None = None
+
+
+@dataclass
+class PreviewEvent:
+    """Every ``preview_every`` steps: the current pseudo labels (and probabilities) of one whole
+    unlabelled slice, in the slice's own in-plane shape."""
+
+    step: int
+    slice_index: int
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+@dataclass
+class FinishedEvent:
+    steps_done: int
+    stopped: bool
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+Event = StepEvent | PreviewEvent | FinishedEvent
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch's generators and return the numpy generator the sampler uses."""
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+class Trainer:
+    """Runs one training configuration over prepared data.
+
+    ``preview_slice`` (an index along the slicing axis) may be changed while training, e.g. to
+    follow the slice on screen; by default it is the unlabelled slice nearest the middle.
+    """
+
+    def __init__(self, config: TrainConfig, data: TrainingData) -> None:
+        self.config = config.validate()
+        self.data = data
+        self.device = resolve_device(config.device)
+        self.model = TrainedModel.new(config, data.num_classes)
+        self._stop = False
+        unlabelled = [s for v, s in data.unlabelled if v == 0]
+        middle = data.image.shape[0] // 2
+        self.preview_slice = min(unlabelled or [middle], key=lambda s: abs(s - middle))
+
+    def stop(self) -> None:
+        """Ask the loop to end before its next step."""
+        self._stop = True
+
+    def run(self) -> Iterator[Event]:
+        """Train, yielding a StepEvent per step, PreviewEvents, and one FinishedEvent."""
+        config, method = self.config, self.model.method
+        rng = seed_everything(config.seed)
+        # Methods are built before seeding in __init__; rebuild so the seed fixes the weights.
+        self.model = TrainedModel.new(config, self.data.num_classes)
+        method = self.model.method
+        method.to(self.device)
+        method.train()
+        sampler = Sampler(self.data, config, rng)
+        optimiser = torch.optim.Adam(method.parameters(), lr=config.lr)
+        n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
+        fmt = memory_format(config.dims)
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+        steps_done = 0
+
+        def alpha_fn(step: int) -> float:
+            return alpha_at(step, config.alpha, config.warmup_steps)
+
+        try:
+            for step in range(config.steps):
+                if self._stop:
+                    break
+                t0 = time.perf_counter()
+                x_l, y_l, mask = sampler.labelled_batch(config.batch)
+                x_u = sampler.unlabelled_batch(n_unlabelled)
+                batch = Batch(
+                    self._tensor(x_l, fmt),
+                    self._tensor(y_l, fmt),
+                    None if mask is None else self._tensor(mask, None),
+                    None if x_u is None else self._tensor(x_u, fmt),
+                )
+                optimiser.zero_grad(set_to_none=True)
+                with self._autocast():
+                    out = method.compute_loss(batch, step, alpha_fn)
+                out.loss.backward()
+                optimiser.step()
+                steps_done = step + 1
+                self.model.steps_done = steps_done
+                history.append(out.logs)
+                fg = None
+                if out.pseudo is not None:
+                    spatial = (0, *range(2, out.pseudo.ndim))
+                    fg = out.pseudo.float().mean(dim=spatial).tolist()
+                mu, sigma = out.threshold or (None, None)
+                yield StepEvent(
+                    steps_done,
+                    config.steps,
+                    out.logs,
+                    optimiser.param_groups[0]["lr"],
+                    time.perf_counter() - t0,
+                    mu,
+                    sigma,
+                    fg,
+                )
+                every = config.preview_every
+                if every and method.uses_unlabelled and steps_done % every == 0:
+                    yield self.preview(steps_done)
+                    method.train()
+        finally:
+            stopped = steps_done < config.steps
+            method.to(torch.device("cpu"))
+            del optimiser
+            release_memory(self.device)
+        yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
+
+    def preview(self, step: int) -> PreviewEvent:
+        """Pseudo labels of the whole preview slice, as the E-step would make them now."""
+        from .inference import labels_from_probabilities
+
+        method, config = self.model.method, self.config
+        s = int(self.preview_slice)
+        volume = self.data.image
+        idx = stack_indices(s, volume.shape[0], config.dims)
+        image = volume[idx]
+        h, w = image.shape[-2:]
+        m = 2**config.depth
+        ph, pw = padded_size(h, 10**9, m), padded_size(w, 10**9, m)
+        image = np.pad(image, [(0, 0), (0, ph - h), (0, pw - w)], constant_values=volume.min())
+        x = torch.from_numpy(image[None] if config.dims == 3 else image)[None]
+        method.train(False)
+        with torch.no_grad(), self._autocast():
+            prob = torch.sigmoid(method.logits(x.to(self.device)).float())
+        prob = prob[0, :, 1] if config.dims == 3 else prob[0]
+        prob = prob[:, :h, :w].cpu().numpy()
+        labels = labels_from_probabilities(prob, config.threshold, config.nested)
+        return PreviewEvent(step, s, labels, prob)
+
+    def _tensor(self, array: np.ndarray, fmt: torch.memory_format | None) -> torch.Tensor:
+        tensor = torch.from_numpy(array).to(self.device, non_blocking=True)
+        return tensor if fmt is None else tensor.contiguous(memory_format=fmt)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on CUDA when ``amp`` is on (no gradient scaler needed for bf16)."""
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def train(config: TrainConfig, data: TrainingData) -> TrainedModel:
+    """Run a whole training without events, for scripts and tests."""
+    trainer = Trainer(config, data)
+    for _ in trainer.run():
+        pass
+    return trainer.model

@@ -1,0 +1,347 @@
+"""One volume type for every input format, and label writing on the exact source grid.
+
+Convention used everywhere in the plugin: ``Volume.array`` is in NIfTI index order
+(i, j, k) and ``Volume.affine`` maps voxel indices to RAS+ millimetres, exactly as
+nibabel reports them. SimpleITK inputs (DICOM, MHA/MHD, NRRD) are converted to this
+convention so that a mask written with :func:`write_nifti` lands on the same physical
+grid as its source, whatever the source format.
+
+This module must stay free of Qt, napari and torch so it can be used headless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+
+__all__ = [
+    "NIFTI_EXTENSIONS",
+    "SITK_EXTENSIONS",
+    "Volume",
+    "VolumeError",
+    "check_labels",
+    "is_supported",
+    "read_labels",
+    "read_volume",
+    "write_nifti",
+]
+
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+SITK_EXTENSIONS = (".mha", ".mhd", ".nrrd", ".nhdr")
+# Tolerance (mm) when deciding whether two grids are the same.
+AFFINE_ATOL = 1e-3
+# DICOM voxel coordinates are LPS; NIfTI world coordinates are RAS.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# How many directory entries to sniff when guessing whether a folder holds DICOM.
+_DICOM_SNIFF_LIMIT = 64
+
+
+class VolumeError(ValueError):
+    """Bad input volume; message names the file and the problem."""
+
+
+@dataclass(eq=False)
+class Volume:
+    """A 3D array on a physical grid, in NIfTI conventions whatever the source format."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+    header: nib.Nifti1Header | None = None
+
+    def __post_init__(self) -> None:
+        # Validate here so a malformed Volume fails where it is built, not deep in a writer.
+        self.array = np.asanyarray(self.array)
+        self.affine = np.array(self.affine, dtype=np.float64)
+        if self.path is not None:
+            self.path = Path(self.path)
+        if self.array.ndim != 3:
+            raise VolumeError(f"{self._name()}: expected a 3D array, got shape {self.array.shape}")
+        if self.affine.shape != (4, 4):
+            raise VolumeError(f"{self._name()}: affine must be 4x4, got {self.affine.shape}")
+
+    def _name(self) -> str:
+        return str(self.path) if self.path is not None else "volume"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Voxel counts along (i, j, k)."""
+        i, j, k = self.array.shape
+        return int(i), int(j), int(k)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along (i, j, k); column norms so oblique grids are handled."""
+        norms = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return float(norms[0]), float(norms[1]), float(norms[2])
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """Same grid (affine, header, path), new data, so results can be written on it."""
+        array = np.asanyarray(array)
+        if array.shape != self.shape:
+            raise VolumeError(
+                f"{self._name()}: new array shape {array.shape} does not match grid {self.shape}"
+            )
+        return Volume(array, self.affine.copy(), self.path, self.header)
+
+
+def _lower_name(path: Path) -> str:
+    return path.name.lower()
+
+
+def _has_ext(path: Path, extensions: tuple[str, ...]) -> bool:
+    name = _lower_name(path)
+    return any(name.endswith(ext) for ext in extensions)
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """True for a file with a .dcm extension or the DICM preamble magic."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_supported(path: str | Path) -> bool:
+    """Cheap check for the napari reader hook: known extension or a folder holding DICOM."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            entries = sorted(path.iterdir())[:_DICOM_SNIFF_LIMIT]
+        except OSError:
+            return False
+        return any(entry.is_file() and _looks_like_dicom(entry) for entry in entries)
+    return _has_ext(path, NIFTI_EXTENSIONS + SITK_EXTENSIONS)
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
+    try:
+        # mmap=False: never hand out a memmap tied to a file we may later overwrite.
+        img = nib.load(str(path), mmap=False)
+        if not isinstance(img, nib.Nifti1Image):
+            raise TypeError(f"not a NIfTI image ({type(img).__name__})")
+        array = np.asanyarray(img.dataobj)
+        affine = np.array(img.affine, dtype=np.float64)
+    except Exception as exc:  # nibabel raises many unrelated types for corrupt files
+        raise VolumeError(f"{path}: cannot read NIfTI file ({exc})") from exc
+    return array, affine, img.header.copy()
+
+
+def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Convert a SimpleITK image to (i, j, k) array and RAS affine, keeping dims >= 3."""
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(
+            f"{path}: vector image with {img.GetNumberOfComponentsPerPixel()} components "
+            "per voxel; expected a scalar volume"
+        )
+    dim = img.GetDimension()
+    if dim < 3:
+        raise VolumeError(f"{path}: {dim}D image of size {img.GetSize()}; expected a 3D volume")
+    # sitk arrays are in reverse index order (..., z, y, x); flip back to (x, y, z, ...).
+    array = sitk.GetArrayFromImage(img).transpose(tuple(range(dim - 1, -1, -1)))
+    direction = np.array(img.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
+    spacing = np.array(img.GetSpacing(), dtype=np.float64)[:3]
+    origin = np.array(img.GetOrigin(), dtype=np.float64)[:3]
+    affine = np.eye(4)
+    affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(spacing)
+    affine[:3, 3] = _LPS_TO_RAS @ origin
+    return array, affine
+
+
+def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        img = sitk.ReadImage(str(path))
+    except Exception as exc:
+        raise VolumeError(f"{path}: cannot read image file ({exc})") from exc
+    return _sitk_to_numpy(img, path)
+
+
+def _read_dicom_dir(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    reader = sitk.ImageSeriesReader()
+    try:
+        series_ids = reader.GetGDCMSeriesIDs(str(path))
+    except Exception as exc:
+        raise VolumeError(f"{path}: cannot scan folder for DICOM ({exc})") from exc
+    if not series_ids:
+        raise VolumeError(f"{path}: no DICOM series found in folder")
+    try:
+        files = reader.GetGDCMSeriesFileNames(str(path), series_ids[0])
+        reader.SetFileNames(files)
+        img = reader.Execute()
+    except Exception as exc:
+        raise VolumeError(f"{path}: cannot read DICOM series {series_ids[0]} ({exc})") from exc
+    return _sitk_to_numpy(img, path)
+
+
+def _to_3d(array: np.ndarray, path: Path) -> np.ndarray:
+    """Accept 3D, or 4D+ whose extra axes are all 1 (a single frame); reject everything else."""
+    if array.ndim < 3:
+        raise VolumeError(f"{path}: {array.ndim}D image of shape {array.shape}; expected 3D")
+    if array.ndim > 3:
+        frames = int(np.prod(array.shape[3:]))
+        if frames != 1:
+            raise VolumeError(
+                f"{path}: {array.ndim}D image of shape {array.shape} with {frames} frames; "
+                "expected a single 3D volume"
+            )
+        array = array.reshape(array.shape[:3])
+    return array
+
+
+def _check_values(array: np.ndarray, name: str) -> None:
+    """Reject empty volumes, non-numeric data and NaN/Inf voxels, which break training."""
+    if array.size == 0:
+        raise VolumeError(f"{name}: empty volume (shape {array.shape})")
+    if np.iscomplexobj(array) or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ):
+        raise VolumeError(f"{name}: unsupported voxel type {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating):
+        n_nan = int(np.count_nonzero(np.isnan(array)))
+        n_inf = int(np.count_nonzero(np.isinf(array)))
+        if n_nan or n_inf:
+            raise VolumeError(f"{name}: {n_nan} NaN and {n_inf} Inf voxels; all must be finite")
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read NIfTI, MHA/MHD/NRRD or a DICOM series folder into a validated 3D Volume."""
+    path = Path(path)
+    if not path.exists():
+        raise VolumeError(f"{path}: file not found")
+    header = None
+    if path.is_dir():
+        array, affine = _read_dicom_dir(path)
+    elif _has_ext(path, NIFTI_EXTENSIONS):
+        array, affine, header = _read_nifti(path)
+    elif _has_ext(path, SITK_EXTENSIONS):
+        array, affine = _read_sitk_file(path)
+    else:
+        supported = ", ".join(NIFTI_EXTENSIONS + SITK_EXTENSIONS)
+        raise VolumeError(f"{path}: unsupported file type; expected {supported} or a DICOM folder")
+    array = _to_3d(array, path)
+    _check_values(array, str(path))
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise VolumeError(f"{path}: invalid (singular or non-finite) voxel-to-world matrix")
+    return Volume(array, affine, path, header)
+
+
+def _label_name(labels: Volume) -> str:
+    return str(labels.path) if labels.path is not None else "labels"
+
+
+def check_labels(labels: Volume, image: Volume) -> None:
+    """Raise VolumeError unless `labels` is a valid label map on exactly `image`'s grid."""
+    name = _label_name(labels)
+    image_name = str(image.path) if image.path is not None else "the image"
+    if labels.shape != image.shape:
+        raise VolumeError(
+            f"{name}: label shape {labels.shape} does not match image shape {image.shape} "
+            f"({image_name})"
+        )
+    max_diff = float(np.max(np.abs(labels.affine - image.affine)))
+    if max_diff > AFFINE_ATOL:
+        raise VolumeError(
+            f"{name}: label affine differs from the affine of {image_name} by up to "
+            f"{max_diff:.4g} mm (tolerance {AFFINE_ATOL} mm); labels are not on the image grid"
+        )
+    array = labels.array
+    _check_values(array, name)
+    if np.issubdtype(array.dtype, np.floating):
+        n_frac = int(np.count_nonzero(array != np.round(array)))
+        if n_frac:
+            raise VolumeError(f"{name}: {n_frac} voxels hold non-integer label values")
+    if array.dtype.kind in "if":
+        n_neg = int(np.count_nonzero(array < 0))
+        if n_neg:
+            raise VolumeError(f"{name}: {n_neg} voxels hold negative label values")
+
+
+_KEPT_LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+def read_labels(path: str | Path, like: Volume) -> Volume:
+    """Read a label map and check it sits on `like`'s grid; returns integer labels."""
+    labels = read_volume(path)
+    check_labels(labels, like)
+    array = labels.array
+    if array.dtype in _KEPT_LABEL_DTYPES:
+        return labels
+    limit = np.iinfo(np.int32).max
+    if array.dtype != np.bool_ and array.max() > limit:
+        raise VolumeError(f"{labels.path}: label value {array.max()} too large (max {limit})")
+    return labels.with_array(array.astype(np.int32))
+
+
+def _choose_dtype(array: np.ndarray) -> np.dtype:
+    """Smallest common on-disk type that holds the data without rescaling."""
+    if array.dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        lo, hi = int(array.min()), int(array.max())
+        if lo >= 0 and hi < 256:
+            return np.dtype(np.uint8)
+        for candidate in (np.int16, np.int32):
+            info = np.iinfo(candidate)
+            if info.min <= lo and hi <= info.max:
+                return np.dtype(candidate)
+        raise VolumeError(f"label values {lo}..{hi} do not fit in int32")
+    if np.issubdtype(array.dtype, np.floating):
+        return np.dtype(np.float32)
+    raise VolumeError(f"cannot write voxel type {array.dtype} to NIfTI")
+
+
+def _header_for(like: Volume, dtype: np.dtype, shape: tuple[int, ...]) -> nib.Nifti1Header:
+    """Header carrying like's grid; keeps the source qform/sform and their codes if any."""
+    if isinstance(like.header, nib.Nifti1Header):
+        hdr = like.header.copy()
+        if not np.allclose(hdr.get_best_affine(), like.affine, rtol=0, atol=1e-5):
+            # The Volume's affine is authoritative: restate it, keeping the source codes.
+            hdr.set_sform(like.affine, code=int(hdr["sform_code"]) or 1)
+            hdr.set_qform(like.affine, code=int(hdr["qform_code"]) or 1)
+    else:
+        hdr = nib.Nifti1Header()
+        hdr.set_qform(like.affine, code=1)
+        hdr.set_sform(like.affine, code=1)
+        hdr.set_xyzt_units("mm")
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    # Labels must be stored verbatim: no intensity scaling, no display window from the image.
+    hdr["scl_slope"] = np.nan
+    hdr["scl_inter"] = np.nan
+    hdr["cal_min"] = 0
+    hdr["cal_max"] = 0
+    return hdr
+
+
+def write_nifti(
+    array: np.ndarray, like: Volume, path: str | Path, *, dtype: npt.DTypeLike = None
+) -> Path:
+    """Write `array` as NIfTI on exactly `like`'s grid so it overlays the source image."""
+    path = Path(path)
+    if not _has_ext(path, NIFTI_EXTENSIONS):
+        raise VolumeError(f"{path}: output must end with .nii or .nii.gz")
+    array = np.asanyarray(array)
+    # A 4th axis is allowed for per-class maps (x, y, z, K), the NIfTI convention.
+    if array.shape[:3] != like.shape or array.ndim > 4:
+        raise VolumeError(
+            f"{path}: array shape {array.shape} does not match the grid shape {like.shape}"
+        )
+    out_dtype = np.dtype(dtype) if dtype is not None else _choose_dtype(array)
+    data = np.asarray(array, dtype=out_dtype)
+    hdr = _header_for(like, out_dtype, data.shape)
+    img_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
+    # Passing the header's own best affine stops nibabel from rewriting the forms and codes.
+    img = img_class(data, hdr.get_best_affine(), header=hdr)
+    img.set_data_dtype(out_dtype)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path

@@ -1,0 +1,94 @@
+"""The `segpl` command end to end on the CT sample shipped in resources/, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_segpl.cli import main
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+CT = RESOURCES / "lungs_ct_image.nii.gz"
+CT_SPARSE = RESOURCES / "lungs_ct_label_sparse.nii.gz"
+CT_FULL = RESOURCES / "lungs_ct_label_full.nii.gz"
+FAST = ["--steps", "4", "--patch", "64", "--channels", "4", "--ratio", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    args = ["train", str(CT), str(CT_SPARSE), "--method", "segpl-vi", "--model"]
+    args += [str(out / "m.pt"), "--mask", str(out / "mask.nii.gz")]
+    args += ["--prob", str(out / "prob.nii.gz"), "--uncertainty", str(out / "unc.nii.gz")]
+    args += ["--mc-samples", "3", "--normalisation", "ct", "--ct-window", "-600", "1500", *FAST]
+    assert main(args) == 0
+    return out
+
+
+def test_train_writes_model_and_masks_on_the_source_grid(trained):
+    source = nib.load(CT)
+    for name in ("mask", "prob", "unc"):
+        img = nib.load(trained / f"{name}.nii.gz")
+        assert img.shape[:3] == source.shape
+        np.testing.assert_allclose(img.affine, source.affine)
+        assert int(img.header["sform_code"]) == int(source.header["sform_code"])
+        assert int(img.header["qform_code"]) == int(source.header["qform_code"])
+    assert nib.load(trained / "prob.nii.gz").shape == (*source.shape, 2)  # lungs: 2 classes
+    mask = np.asarray(nib.load(trained / "mask.nii.gz").dataobj)
+    assert set(np.unique(mask)) <= {0, 1, 2}
+
+
+def test_predict_and_evaluate(trained, capsys):
+    mask = trained / "again.nii.gz"
+    assert main(["predict", str(trained / "m.pt"), str(CT), "--mask", str(mask)]) == 0
+    first = np.asarray(nib.load(trained / "mask.nii.gz").dataobj)
+    np.testing.assert_array_equal(np.asarray(nib.load(mask).dataobj), first)
+    capsys.readouterr()
+    assert main(["evaluate", str(mask), str(CT_FULL), "--json", "--slices", "5,20"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) <= {"1", "2"} and all(0 <= s["iou"] <= 1 for s in scores.values())
+    assert main(["evaluate", str(mask), str(CT_FULL)]) == 0
+    assert "IoU" in capsys.readouterr().out
+
+
+def _error(args, capsys) -> str:
+    assert main(args) == 2
+    return capsys.readouterr().err
+
+
+def test_clear_errors_and_exit_status(tmp_path, capsys):
+    model = str(tmp_path / "m.pt")
+    err = _error(["train", str(tmp_path / "nope.nii.gz"), str(CT_SPARSE), "--model", model], capsys)
+    assert "nope.nii.gz" in err and "not found" in err.lower()
+    small = tmp_path / "small.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), small)
+    err = _error(["train", str(CT), str(small), "--model", model], capsys)
+    assert "shape" in err
+    empty = tmp_path / "empty.nii.gz"
+    src = nib.load(CT_SPARSE)
+    nib.save(nib.Nifti1Image(np.zeros(src.shape, np.uint8), src.affine, src.header), empty)
+    assert "no labelled slice" in _error(["train", str(CT), str(empty), "--model", model], capsys)
+    args = ["train", str(CT), str(CT_SPARSE), "--model", model, "--device", "cuda:7", *FAST]
+    assert "cuda:7" in _error(args, capsys)
+    args = ["train", str(CT), str(CT_SPARSE), "--model", model, "--lr", "-1", *FAST]
+    assert "lr" in _error(args, capsys)
+    args = ["train", str(CT), str(CT_SPARSE), "--model", model, "--uncertainty", "u.nii.gz"]
+    assert "segpl-vi" in _error([*args, "--method", "segpl", *FAST], capsys)
+    assert "model file" in _error(["predict", model + "x", str(CT), "--mask", "m.nii.gz"], capsys)
+    assert not Path(model).exists() or Path(model).stat().st_size > 0
+
+
+def test_help_explains_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "predict" in out and "evaluate" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--labelled-slices" in out and "segpl-vi" in out

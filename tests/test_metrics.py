@@ -1,0 +1,49 @@
+"""Metrics against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_segpl.engine.metrics import brier_score, overlap_scores
+
+
+def test_iou_and_dice_per_class_by_hand():
+    truth = np.array([[[1, 1, 0, 2]], [[0, 2, 2, 0]]])
+    pred = np.array([[[1, 0, 0, 2]], [[1, 2, 0, 0]]])
+    scores = overlap_scores(pred, truth)
+    # class 1: pred {0,0,0},{1,0,0}; truth {0,0,0},{0,0,1}: inter 1, union 3
+    assert scores[1]["iou"] == pytest.approx(1 / 3)
+    assert scores[1]["dice"] == pytest.approx(2 * 1 / 4)
+    # class 2: pred {0,0,3},{1,0,1}; truth {0,0,3},{1,0,1},{1,0,2}: inter 2, union 3
+    assert scores[2]["iou"] == pytest.approx(2 / 3)
+    assert scores[2]["dice"] == pytest.approx(4 / 5)
+    assert 0 not in scores  # background is never scored
+
+
+def test_absent_class_is_nan_not_perfect():
+    scores = overlap_scores(np.zeros((2, 2, 2), int), np.zeros((2, 2, 2), int), classes=[1])
+    assert math.isnan(scores[1]["iou"]) and math.isnan(scores[1]["dice"])
+
+
+def test_slices_restrict_the_score():
+    truth = np.zeros((2, 2, 3), int)
+    pred = np.zeros((2, 2, 3), int)
+    truth[..., 0] = 1
+    pred[..., 0] = 1
+    pred[..., 2] = 1  # wrong, but outside the chosen slice
+    assert overlap_scores(pred, truth, axis=2, slices=[0])[1]["iou"] == 1.0
+    assert overlap_scores(pred, truth)[1]["iou"] == pytest.approx(0.5)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        overlap_scores(np.zeros((2, 2, 2)), np.zeros((2, 2, 3)))
+
+
+def test_brier_by_hand():
+    p = np.array([0.9, 0.2, 0.5, 1.0])
+    y = np.array([1, 0, 1, 0])
+    assert brier_score(p, y) == pytest.approx((0.01 + 0.04 + 0.25 + 1.0) / 4)
