@@ -1,8 +1,8 @@
 """napari reader: CT/MRI volumes (NIfTI, MHA/MHD, NRRD/NHDR, DICOM folders) as layers.
 
 Layers carry their physical geometry: ``scale`` is the voxel spacing, ``translate`` the
-position of voxel (0, 0, 0), and ``metadata["segpl_affine"]`` the full voxel -> RAS (mm)
-affine so that results can be written back on the source grid.
+position of voxel (0, 0, 0), and the metadata keep the full source grid (see
+:mod:`napari_segpl.layers`) so results are written back exactly on it, oblique ones too.
 """
 
 from __future__ import annotations
@@ -13,64 +13,71 @@ from typing import Any
 
 import numpy as np
 
-from .volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS, is_supported, read_volume
+from .layers import layer_kwargs
+from .volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS, Volume, is_supported, read_volume
 
 SUFFIXES = NIFTI_EXTENSIONS + SITK_EXTENSIONS
-LABEL_WORDS = ("label", "seg")
+#: A file whose name holds one of these words, and whose voxels are whole numbers,
+#: opens as a labels layer (e.g. ``case_label.nii.gz``, ``liver_seg.nrrd``, ``mask.mha``).
+LABEL_WORDS = ("label", "seg", "mask")
+_INT32 = np.iinfo(np.int32)
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 
-def _name(path: Path) -> str:
-    name = path.name
+def layer_name(path: str | Path) -> str:
+    """File name without its (possibly double) volume extension."""
+    name = Path(path).name
     for suffix in SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
 
 
-def _is_integer_valued(array: np.ndarray) -> bool:
-    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
-        return True
-    return np.issubdtype(array.dtype, np.floating) and bool(np.all(np.mod(array, 1) == 0))
+def _integer_labels(array: np.ndarray) -> np.ndarray | None:
+    """`array` as integer labels if every voxel is a whole number, else ``None``."""
+    if np.issubdtype(array.dtype, np.integer):
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    # Float label maps are common (e.g. saved by some tools); keep them only if exact.
+    if array.min() < _INT32.min or array.max() > _INT32.max:
+        return None
+    if not np.array_equal(array, np.round(array)):
+        return None
+    return array.astype(np.int32)
 
 
-def layer_kwargs(name: str, affine: np.ndarray, source: str | Path) -> dict[str, Any]:
-    """Layer keyword arguments that place a volume in physical space (mm)."""
-    affine = np.asarray(affine, dtype=float)
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    return {
-        "name": name,
-        "scale": tuple(float(s) for s in spacing),
-        "translate": tuple(float(t) for t in affine[:3, 3]),
-        "metadata": {"segpl_affine": affine.tolist(), "segpl_source": str(source)},
-    }
-
-
-def read_layer(path: str | Path) -> LayerData:
-    """One layer from one volume; label-like files with integer data become a labels layer."""
-    path = Path(path)
-    volume = read_volume(path)
-    name = _name(path)
-    kwargs = layer_kwargs(name, volume.affine, path)
-    kwargs["scale"] = tuple(float(s) for s in volume.spacing)
+def volume_layer(volume: Volume, name: str) -> LayerData:
+    """One layer tuple for `volume`; label-named integer volumes become labels."""
     data = np.asarray(volume.array)
-    is_label_name = any(word in name.lower() for word in LABEL_WORDS)
-    if is_label_name and _is_integer_valued(data):
-        if not np.issubdtype(data.dtype, np.integer):
-            data = data.astype(np.int32)
-        return data, kwargs, "labels"
+    kwargs = layer_kwargs(volume, name)
+    if any(word in name.lower() for word in LABEL_WORDS):
+        labels = _integer_labels(data)
+        if labels is not None:
+            return labels, kwargs, "labels"
     return data, kwargs, "image"
 
 
+def read_layer(path: str | Path) -> LayerData:
+    """One layer from one file or DICOM folder; raises VolumeError for unreadable input."""
+    return volume_layer(read_volume(path), layer_name(path))
+
+
 def reader_function(path: str | Path | list[str | Path]) -> list[LayerData]:
-    paths = path if isinstance(path, list) else [path]
+    paths = path if isinstance(path, list | tuple) else [path]
     return [read_layer(p) for p in paths]
 
 
 def get_reader(path: str | Path | list[str | Path]) -> Callable[..., list[LayerData]] | None:
-    """napari hook: a reader for supported volumes, else ``None`` (napari tries others)."""
-    paths = path if isinstance(path, list) else [path]
+    """napari hook: a reader for supported volumes, else ``None`` (napari tries others).
+
+    Once the extension is ours the reader raises on bad files instead of declining, so the
+    user sees why the file could not be opened rather than "no reader found".
+    """
+    paths = path if isinstance(path, list | tuple) else [path]
     if not paths or not all(is_supported(p) for p in paths):
         return None
     return reader_function

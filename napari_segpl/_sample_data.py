@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._reader import LayerData, layer_kwargs
+from ._reader import LayerData
+from .layers import layer_kwargs
+from .volume import Volume, read_labels, read_volume
 
 RESOURCES = Path(__file__).resolve().parent / "sample-data"
 
@@ -28,34 +30,33 @@ def samples() -> dict[str, dict[str, Any]]:
     return json.loads((RESOURCES / "samples.json").read_text())["samples"]
 
 
-def _load(filename: str) -> tuple[np.ndarray, np.ndarray]:
-    import nibabel as nib
-
-    img = nib.load(RESOURCES / filename)
-    return np.asanyarray(img.dataobj), img.affine
+def _load(filename: str) -> Volume:
+    # Through read_volume, so sample layers carry the same grid metadata as opened files.
+    return read_volume(RESOURCES / filename)
 
 
 def load_sample(name: str, full_labels: bool = False) -> list[LayerData]:
     """Image and labels layers of sample ``name`` (sparse labels unless ``full_labels``)."""
     info = samples()[name]
-    image, affine = _load(info["files"]["image"])
+    image = _load(info["files"]["image"])
     label_file = info["files"]["label_full" if full_labels else "label_sparse"]
-    labels, _ = _load(label_file)
+    # Checked to lie on the image grid, so the two layers overlay and export consistently.
+    labels = read_labels(RESOURCES / label_file, like=image)
 
-    image_kwargs = layer_kwargs(name, affine, RESOURCES / info["files"]["image"])
+    image_kwargs = layer_kwargs(image, name)
     image_kwargs["metadata"]["segpl_modality"] = info["modality"]
     if name in CONTRAST:
         image_kwargs["contrast_limits"] = CONTRAST[name]
 
-    label_kwargs = layer_kwargs(f"{name} labels", affine, RESOURCES / label_file)
+    label_kwargs = layer_kwargs(labels, f"{name} labels")
     label_kwargs["metadata"].update(
         segpl_classes={int(k): v for k, v in info["classes"].items()},
         segpl_labelled_axis=info["axis"],
         segpl_labelled_slices=None if full_labels else list(info["labelled_slices"]),
     )
     return [
-        (image, image_kwargs, "image"),
-        (labels.astype(np.uint8), label_kwargs, "labels"),
+        (np.asarray(image.array), image_kwargs, "image"),
+        (np.asarray(labels.array).astype(np.uint8), label_kwargs, "labels"),
     ]
 
 

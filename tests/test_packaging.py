@@ -36,7 +36,7 @@ def test_manifest_is_valid_and_named(manifest: PluginManifest) -> None:
         assert callable(getattr(importlib.import_module(module_name), attr)), command.id
 
 
-def test_manifest_contributes_reader_and_samples(manifest: PluginManifest) -> None:
+def test_manifest_contributes_reader_writers_and_samples(manifest: PluginManifest) -> None:
     contributions = manifest.contributions
     command_ids = {c.id for c in contributions.commands}
     (reader,) = contributions.readers
@@ -45,6 +45,11 @@ def test_manifest_contributes_reader_and_samples(manifest: PluginManifest) -> No
     patterns = set(reader.filename_patterns)
     for ext in NIFTI_EXTENSIONS + SITK_EXTENSIONS:
         assert f"*{ext}" in patterns, ext
+    writers = {w.command: w for w in contributions.writers}
+    for kind in ("labels", "image"):
+        writer = writers[f"napari-segpl.write_{kind}"]
+        assert [str(t) for t in writer.layer_types] == [kind]
+        assert writer.filename_extensions == [".nii.gz", ".nii"]
     sample_keys = {s.key for s in contributions.sample_data}
     assert sample_keys == set(SAMPLES)
     assert {s.command for s in contributions.sample_data} <= command_ids
@@ -90,7 +95,10 @@ def test_sample_layers(name: str) -> None:
     for kw in (image_kw, labels_kw):
         np.testing.assert_allclose(kw["scale"], info["spacing"], rtol=1e-6)
         np.testing.assert_allclose(kw["translate"], np.array(info["affine"])[:3, 3], atol=1e-4)
-        np.testing.assert_allclose(kw["metadata"]["segpl_affine"], info["affine"], atol=1e-4)
+        np.testing.assert_allclose(
+            kw["metadata"]["segpl_grid"]["affine"], info["affine"], atol=1e-4
+        )
+        assert kw["metadata"]["segpl_grid"]["shape"] == list(info["shape"])
 
     axis = info["axis"]
     other = tuple(a for a in range(3) if a != axis)
@@ -133,8 +141,9 @@ def test_reader_opens_nifti_image_and_labels(tmp_path: Path) -> None:
     assert kwargs["name"] == "case"
     np.testing.assert_allclose(kwargs["scale"], [0.8, 0.8, 2.5], rtol=1e-6)
     np.testing.assert_allclose(kwargs["translate"], [-10.0, 20.0, -30.0], atol=1e-5)
-    np.testing.assert_allclose(kwargs["metadata"]["segpl_affine"], affine, atol=1e-5)
-    assert kwargs["metadata"]["segpl_source"] == str(image_path)
+    np.testing.assert_allclose(kwargs["metadata"]["segpl_grid"]["affine"], affine, atol=1e-5)
+    assert kwargs["metadata"]["segpl_grid"]["source"] == str(image_path)
+    assert isinstance(kwargs["metadata"]["segpl_header"], nib.Nifti1Header)
 
     ((data, kwargs, layer_type),) = _reader.get_reader(str(label_path))(str(label_path))
     assert layer_type == "labels"

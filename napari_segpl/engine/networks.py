@@ -114,5 +114,7 @@ class ThresholdHead(nn.Module):
 
 
 def memory_format(dims: int) -> torch.memory_format:
-    """channels_last(_3d) was measured fastest on the CPU for these networks."""
-    return torch.channels_last if dims == 2 else torch.channels_last_3d
+    """The layout measured fastest on this project's 2-core CPU for these networks (instance
+    norm included): channels_last_3d for the 3D U-net (1.40 s against 1.75 s a step), plain
+    contiguous for the 2D one (0.63 s against 0.87 s; instance norm is slow in channels_last)."""
+    return torch.contiguous_format if dims == 2 else torch.channels_last_3d

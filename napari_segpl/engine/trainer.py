@@ -70,7 +70,10 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 class Trainer:
-    """Runs one training configuration over prepared data.
+    """Runs one training configuration over prepared data; one ``run()`` per Trainer.
+
+    ``model`` is the same object from construction to the end of the run, so a front end may
+    hold it (and save it after a Stop).
 
     ``preview_slice`` (an index along the slicing axis) may be changed while training, e.g. to
     follow the slice on screen; by default it is the unlabelled slice nearest the middle.
@@ -80,6 +83,7 @@ class Trainer:
         self.config = config.validate()
         self.data = data
         self.device = resolve_device(config.device)
+        seed_everything(config.seed)  # the seed fixes the initial weights...
         self.model = TrainedModel.new(config, data.num_classes)
         self._stop = False
         unlabelled = [s for v, s in data.unlabelled if v == 0]
@@ -93,10 +97,7 @@ class Trainer:
     def run(self) -> Iterator[Event]:
         """Train, yielding a StepEvent per step, PreviewEvents, and one FinishedEvent."""
         config, method = self.config, self.model.method
-        rng = seed_everything(config.seed)
-        # Methods are built before seeding in __init__; rebuild so the seed fixes the weights.
-        self.model = TrainedModel.new(config, self.data.num_classes)
-        method = self.model.method
+        rng = seed_everything(config.seed)  # ...and the batches and sampled thresholds
         method.to(self.device)
         method.train()
         sampler = Sampler(self.data, config, rng)

@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks; results are written down in RESULTS.md."""

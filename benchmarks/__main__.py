@@ -1,0 +1,24 @@
+"""``python -m benchmarks [speed|inference|accuracy] [options]``: run one benchmark (or the two
+quick ones with no argument). Each prints a Markdown table to paste into RESULTS.md."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    name, rest = (argv[0], argv[1:]) if argv else ("quick", [])
+    if name == "quick":
+        from . import inference, speed
+
+        return speed.main([]) or inference.main([])
+    modules = {"speed": "speed", "inference": "inference", "accuracy": "accuracy"}
+    if name not in modules:
+        print(f"unknown benchmark {name!r}; choose from quick, {', '.join(modules)}")
+        return 2
+    module = __import__(f"benchmarks.{modules[name]}", fromlist=["main"])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,59 @@
+"""Refresh the README's picture of the dock during training (run under Xvfb).
+
+    xvfb-run -a .venv/bin/python examples/screenshot_dock.py docs/dock.png
+
+Opens the CT sample, trains SegPL-VI for a while and saves a screenshot of the whole window
+while pseudo labels and the threshold plot are live.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+from napari_segpl.gui import SegPLDock
+
+
+def main(out: str = "docs/dock.png", steps_before_shot: int = 25) -> Path:
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 1000)
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock, name="SegPL", area="right")
+    p = dock.params
+    p.method.value = "segpl-vi"
+    p.steps.value = 200
+    p.normalisation.value = "ct"
+    p.ct_level.value, p.ct_width.value = -600.0, 1500.0
+    p.patch.value = 128
+    p.preview_every.value = 5
+    viewer.dims.set_current_step(2, 17)
+    dock.start_training()
+    deadline = time.monotonic() + 600
+    while dock.progress.value() < steps_before_shot and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    dock.loss_plot.refresh(force=True)
+    dock.threshold_plot.refresh(force=True)
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # start-up warnings would hide the canvas
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(path), canvas_only=False)
+    dock.shutdown()
+    viewer.close()
+    print(f"saved {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])

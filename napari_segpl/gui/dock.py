@@ -1,0 +1,718 @@
+"""The SegPL dock: choose layers and slices, train in the background, watch, predict, export.
+
+The dock is thin: the engine does the work (through ``session.py`` in napari thread workers) and
+the dock only turns events into layer updates and plots. The user's labels layer is read by
+copy for training and prediction and is written only by Accept.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine import (
+    FinishedEvent,
+    PreviewEvent,
+    StepEvent,
+    TrainedModel,
+    labelled_slices,
+)
+from ..engine.config import ConfigError
+from ..layers import export_layer, same_grid_kwargs
+from .params import ParameterForm
+from .plots import LossPlot, ThresholdPlot
+from .session import RunControl, Started, predict, training_events
+
+if TYPE_CHECKING:
+    import napari
+
+MARKED_KEY = "segpl_marked_slices"
+PSEUDO, PREDICTION, PROBABILITY, UNCERTAINTY = (
+    "pseudo labels",
+    "prediction",
+    "probability",
+    "uncertainty",
+)
+
+
+class LayerCombo(QComboBox):
+    """A combo box listing the viewer's layers of one type, kept up to date."""
+
+    def __init__(self, viewer: napari.Viewer, kind: type, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer, self.kind = viewer, kind
+        viewer.layers.events.inserted.connect(self.refresh)
+        viewer.layers.events.removed.connect(self.refresh)
+        viewer.layers.events.moved.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: object) -> None:
+        current = self.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        self.blockSignals(False)
+        self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self):
+        name = self.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class SegPLDock(QWidget):
+    """Dock widget for training SegPL models on a few labelled slices."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.model: TrainedModel | None = None
+        self._worker = None
+        self._predict_worker = None
+        self._control: RunControl | None = None
+        self._axis_of_run = 2
+        self._labelled_of_run: list[int] = []
+        self._step_times: list[float] = []
+        self._watched_window = None
+
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
+        layout.addWidget(self._data_box())
+        self.params = ParameterForm()
+        method_box = QGroupBox("Method")
+        QVBoxLayout(method_box).addWidget(self.params)
+        layout.addWidget(method_box)
+        layout.addWidget(self._train_box())
+        layout.addWidget(self._predict_box())
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(360)
+
+        self._slice_timer = QTimer(self)
+        self._slice_timer.setSingleShot(True)
+        self._slice_timer.setInterval(250)
+        self._slice_timer.timeout.connect(self.refresh_slices)
+        self.labels_combo.currentIndexChanged.connect(self._labels_changed)
+        self.image_combo.currentIndexChanged.connect(self._image_changed)
+        self._labels_changed()
+        self._image_changed()
+        self._update_buttons()
+
+    # ----------------------------------------------------------------- layout
+    def _data_box(self) -> QGroupBox:
+        box = QGroupBox("Data")
+        v = QVBoxLayout(box)
+        self.image_combo = LayerCombo(self.viewer, Image)
+        self.labels_combo = LayerCombo(self.viewer, Labels)
+        self.new_labels_button = QPushButton("New labels")
+        self.new_labels_button.setToolTip("An empty Labels layer on the image's grid")
+        self.new_labels_button.clicked.connect(self.new_labels)
+        self.axis_spin = QSpinBox()
+        self.axis_spin.setRange(0, 2)
+        self.axis_spin.setValue(2)
+        self.axis_spin.setToolTip("Array axis along which slices are labelled and trained")
+        self.axis_spin.valueChanged.connect(self._axis_changed)
+        for label, widget in (("image", self.image_combo), ("labels", self.labels_combo)):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(label))
+            row.addWidget(widget, 1)
+            if widget is self.labels_combo:
+                row.addWidget(self.new_labels_button)
+            v.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("slicing axis"))
+        row.addWidget(self.axis_spin)
+        row.addStretch(1)
+        v.addLayout(row)
+        self.slice_list = QListWidget()
+        self.slice_list.setMaximumHeight(72)
+        self.slice_list.itemClicked.connect(self._go_to_slice)
+        self.slice_summary = QLabel("no labelled slice")
+        v.addWidget(self.slice_summary)
+        v.addWidget(self.slice_list)
+        row = QHBoxLayout()
+        self.mark_button = QPushButton("Mark slice labelled")
+        self.mark_button.setToolTip("Count the current slice as labelled, background included")
+        self.unmark_button = QPushButton("Unmark")
+        self.mark_button.clicked.connect(lambda: self.mark_current(True))
+        self.unmark_button.clicked.connect(lambda: self.mark_current(False))
+        row.addWidget(self.mark_button)
+        row.addWidget(self.unmark_button)
+        v.addLayout(row)
+        return box
+
+    def _train_box(self) -> QGroupBox:
+        box = QGroupBox("Training")
+        v = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.stop_button = QPushButton("Stop")
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button.clicked.connect(self.stop_training)
+        row.addWidget(self.train_button)
+        row.addWidget(self.stop_button)
+        v.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setFormat("idle")
+        self.progress.setTextVisible(True)
+        v.addWidget(self.progress)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        v.addWidget(self.status)
+        theme = getattr(self.viewer, "theme", "dark")
+        self.loss_plot = LossPlot(theme)
+        self.threshold_plot = ThresholdPlot(theme)
+        self.plots = QTabWidget()
+        self.plots.addTab(self.loss_plot, "Losses")
+        self.plots.addTab(self.threshold_plot, "Threshold T")
+        v.addWidget(self.plots)
+        return box
+
+    def _predict_box(self) -> QGroupBox:
+        box = QGroupBox("Predict and export")
+        v = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.clicked.connect(self.start_prediction)
+        self.mc_spin = QSpinBox()
+        self.mc_spin.setRange(1, 100)
+        self.mc_spin.setValue(8)
+        self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
+        row.addWidget(self.predict_button)
+        row.addWidget(QLabel("MC samples"))
+        row.addWidget(self.mc_spin)
+        v.addLayout(row)
+        row = QHBoxLayout()
+        self.accept_button = QPushButton("Accept slice")
+        self.accept_button.setToolTip("Copy the prediction on the current slice into your labels")
+        self.accept_button.clicked.connect(self.accept_current_slice)
+        self.export_combo = LayerCombo(self.viewer, Labels)
+        self.export_button = QPushButton("Export…")
+        self.export_button.clicked.connect(self._export_clicked)
+        row.addWidget(self.accept_button)
+        row.addWidget(self.export_combo, 1)
+        row.addWidget(self.export_button)
+        v.addLayout(row)
+        row = QHBoxLayout()
+        self.save_button = QPushButton("Save model…")
+        self.load_button = QPushButton("Load model…")
+        self.save_button.clicked.connect(self._save_clicked)
+        self.load_button.clicked.connect(self._load_clicked)
+        row.addWidget(self.save_button)
+        row.addWidget(self.load_button)
+        v.addLayout(row)
+        self.model_label = QLabel("no model")
+        self.model_label.setWordWrap(True)
+        v.addWidget(self.model_label)
+        return box
+
+    # ------------------------------------------------------------ data state
+    @property
+    def axis(self) -> int:
+        return self.axis_spin.value()
+
+    def _image_changed(self, *_: object) -> None:
+        image = self.image_combo.layer()
+        if image is not None and image.ndim != 3:
+            self.status.setText(f"'{image.name}' is not 3D: SegPL needs a volume")
+
+    def _labels_changed(self, *_: object) -> None:
+        for layer in self.viewer.layers:
+            if isinstance(layer, Labels):
+                for event in (layer.events.paint, layer.events.data, layer.events.set_data):
+                    try:
+                        event.disconnect(self._schedule_slices)
+                    except (TypeError, ValueError, RuntimeError):
+                        pass
+        labels = self.labels_combo.layer()
+        if labels is not None:
+            labels.events.paint.connect(self._schedule_slices)
+            labels.events.data.connect(self._schedule_slices)
+            axis = labels.metadata.get("segpl_labelled_axis")
+            if axis in (0, 1, 2) and self._worker is None:
+                self.axis_spin.setValue(int(axis))
+        self._axis_changed()
+
+    def _schedule_slices(self, *_: object) -> None:
+        self._slice_timer.start()
+
+    def _axis_changed(self, *_: object) -> None:
+        order = list(self.viewer.dims.order)
+        if self.viewer.dims.ndim == 3 and order[0] != self.axis:
+            order.remove(self.axis)
+            self.viewer.dims.order = (self.axis, *order)
+        self.refresh_slices()
+
+    def marked_slices(self) -> set[int]:
+        labels = self.labels_combo.layer()
+        if labels is None:
+            return set()
+        marked = labels.metadata.get(MARKED_KEY, {})
+        slices = set(marked.get(self.axis, []))
+        if labels.metadata.get("segpl_labelled_axis") == self.axis:
+            slices |= set(labels.metadata.get("segpl_labelled_slices") or [])
+        return slices
+
+    def labelled(self) -> list[int]:
+        """Painted slices plus slices marked labelled (whole, background included)."""
+        labels = self.labels_combo.layer()
+        if labels is None or labels.ndim != 3:
+            return []
+        painted = labelled_slices(np.asarray(labels.data), self.axis)
+        return sorted(set(painted) | self.marked_slices())
+
+    def refresh_slices(self) -> None:
+        self.slice_list.clear()
+        marked = self.marked_slices()
+        labels = self.labels_combo.layer()
+        painted = set()
+        if labels is not None and labels.ndim == 3:
+            painted = set(labelled_slices(np.asarray(labels.data), self.axis))
+        for s in sorted(painted | marked):
+            kind = "painted" if s in painted else "marked (all background)"
+            item = QListWidgetItem(f"slice {s}  ·  {kind}")
+            item.setData(Qt.UserRole, s)
+            self.slice_list.addItem(item)
+        n = len(painted | marked)
+        self.slice_summary.setText(
+            f"{n} labelled slice{'s' if n != 1 else ''} along axis {self.axis}"
+            if n
+            else "no labelled slice yet: paint one, or mark the current slice"
+        )
+
+    def _go_to_slice(self, item: QListWidgetItem) -> None:
+        self.viewer.dims.set_current_step(self.axis, int(item.data(Qt.UserRole)))
+
+    def current_slice(self) -> int:
+        return int(self.viewer.dims.current_step[self.axis])
+
+    def mark_current(self, labelled: bool) -> None:
+        labels = self.labels_combo.layer()
+        if labels is None:
+            show_info("Choose or create a labels layer first.")
+            return
+        marked = dict(labels.metadata.get(MARKED_KEY, {}))
+        slices = set(marked.get(self.axis, []))
+        s = self.current_slice()
+        if labelled:
+            slices.add(s)
+        else:
+            slices.discard(s)
+            if labels.metadata.get("segpl_labelled_axis") == self.axis:
+                listed = set(labels.metadata.get("segpl_labelled_slices") or []) - {s}
+                labels.metadata["segpl_labelled_slices"] = sorted(listed)
+        marked[self.axis] = sorted(slices)
+        labels.metadata[MARKED_KEY] = marked
+        self.refresh_slices()
+
+    def new_labels(self) -> Labels | None:
+        image = self.image_combo.layer()
+        if image is None:
+            show_info("Open an image first.")
+            return None
+        data = np.zeros(image.data.shape, np.uint8)
+        layer = self.viewer.add_labels(data, **same_grid_kwargs(image, f"{image.name} labels"))
+        self.labels_combo.setCurrentText(layer.name)
+        return layer
+
+    # -------------------------------------------------------------- training
+    @property
+    def is_training(self) -> bool:
+        return self._worker is not None
+
+    def _update_buttons(self) -> None:
+        busy = self._worker is not None or self._predict_worker is not None
+        self.train_button.setEnabled(not busy)
+        self.stop_button.setEnabled(self._worker is not None)
+        self.predict_button.setEnabled(self.model is not None and not busy)
+        self.save_button.setEnabled(self.model is not None and self._worker is None)
+        has_prediction = PREDICTION in self.viewer.layers
+        self.accept_button.setEnabled(has_prediction)
+
+    def start_training(self) -> bool:
+        """Start a run in a worker thread; False (with a message) if it cannot start."""
+        if self._worker is not None or self._predict_worker is not None:
+            show_info("SegPL is already running: press Stop (or wait) before a new run.")
+            return False
+        image, labels = self.image_combo.layer(), self.labels_combo.layer()
+        if image is None or labels is None:
+            show_error("Choose an image layer and a labels layer (or press New labels).")
+            return False
+        if image.data.shape != labels.data.shape:
+            show_error(
+                f"Labels shape {labels.data.shape} does not match image shape "
+                f"{image.data.shape}: use New labels to make one on the image's grid."
+            )
+            return False
+        try:
+            config = self.params.config(self.axis)
+        except ConfigError as exc:
+            show_error(f"SegPL: {exc}")
+            return False
+        self._axis_of_run = self.axis
+        self._labelled_of_run = self.labelled()
+        self._ensure_layer(PSEUDO, image)
+        self.loss_plot.reset()
+        self.threshold_plot.reset(config.prior_mu, config.prior_sigma)
+        from ..engine import METHODS
+
+        learns = METHODS[config.method].learns_threshold
+        self.plots.setTabEnabled(1, learns)
+        self.plots.setCurrentIndex(1 if learns else 0)
+        self._step_times = []
+        self._control = RunControl.new(self._preview_slice)
+        self._worker = create_worker(
+            training_events,
+            np.asarray(image.data),
+            np.array(labels.data, copy=True),  # never the user's own array
+            config,
+            self._labelled_of_run or None,
+            self._control,
+            _start_thread=False,
+        )
+        self._worker.yielded.connect(self._on_event)
+        self._worker.errored.connect(self._on_error)
+        self._worker.finished.connect(self._on_training_finished)
+        self.progress.setRange(0, config.steps)
+        self.progress.setValue(0)
+        self.progress.setFormat("preparing data…")
+        self.status.setText("")
+        self._watch_window()
+        self._worker.start()
+        self._update_buttons()
+        return True
+
+    def stop_training(self) -> None:
+        """Stop after the current step; the model trained so far is kept."""
+        if self._control is not None:
+            self._control.stop.set()
+            self.progress.setFormat("stopping after this step…")
+
+    def _preview_slice(self) -> int | None:
+        try:
+            return self.current_slice() if self.viewer.dims.ndim == 3 else None
+        except Exception:
+            return None
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, Started):
+            self.model = event.model
+            self.status.setText(
+                f"{len(event.labelled)} labelled slices, {event.unlabelled} unlabelled, "
+                f"{event.num_classes} class(es), on {event.device}"
+            )
+        elif isinstance(event, StepEvent):
+            self._on_step(event)
+        elif isinstance(event, PreviewEvent):
+            self._on_preview(event)
+        elif isinstance(event, FinishedEvent):
+            state = "stopped" if event.stopped else "done"
+            self.progress.setFormat(f"{state}: {event.steps_done} steps")
+            self.loss_plot.refresh(force=True)
+            self.threshold_plot.refresh(force=True)
+            self._set_model_label()
+
+    def _on_step(self, event: StepEvent) -> None:
+        self._step_times.append(event.seconds_per_step)
+        recent = self._step_times[-10:]
+        per_step = sum(recent) / len(recent)
+        left = per_step * (event.total - event.step)
+        self.progress.setValue(event.step)
+        self.progress.setFormat(
+            f"step {event.step}/{event.total} · {per_step:.2f} s/step · "
+            f"{_format_seconds(left)} left"
+        )
+        self.loss_plot.add(event.step, event.losses)
+        self.loss_plot.refresh()
+        if event.mu is not None:
+            self.threshold_plot.add(event.step, event.mu, event.sigma)
+            self.threshold_plot.refresh()
+
+    def _on_preview(self, event: PreviewEvent) -> None:
+        if PSEUDO not in self.viewer.layers:
+            return  # the user deleted it: fine, training goes on
+        layer = self.viewer.layers[PSEUDO]
+        view = np.moveaxis(layer.data, self._axis_of_run, 0)
+        view[event.slice_index] = event.labels
+        layer.refresh()
+
+    def _on_error(self, exc: BaseException) -> None:
+        show_error(f"SegPL training failed: {exc}")
+        self.progress.setFormat("failed")
+        self.status.setText(str(exc))
+
+    def _on_training_finished(self) -> None:
+        self._worker = None
+        self._control = None
+        self._update_buttons()
+        if self.model is not None and self.model.steps_done > 0:
+            self.start_prediction(pseudo_only=True)
+
+    # ------------------------------------------------------------ prediction
+    def _ensure_layer(self, name: str, like, kind: str = "labels", **kwargs):
+        """A result layer on ``like``'s grid, made or reset to zeros (never a user layer)."""
+        shape = like.data.shape
+        if name in self.viewer.layers and self.viewer.layers[name].data.shape == shape:
+            layer = self.viewer.layers[name]
+            if kind == "labels":
+                layer.data[...] = 0
+                layer.refresh()
+            return layer
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        geometry = same_grid_kwargs(like, name)
+        if kind == "labels":
+            return self.viewer.add_labels(np.zeros(shape, np.uint8), **geometry, **kwargs)
+        return self.viewer.add_image(np.zeros(shape, np.float32), **geometry, **kwargs)
+
+    def start_prediction(self, pseudo_only: bool = False) -> bool:
+        """Predict the whole image layer in a worker. ``pseudo_only`` (after training) fills
+        the pseudo-label layer on every unlabelled slice instead of adding result layers."""
+        if self.model is None:
+            show_info("Train or load a model first.")
+            return False
+        if self._predict_worker is not None or self._worker is not None:
+            show_info("SegPL is busy: wait for the current run to finish.")
+            return False
+        image = self.image_combo.layer()
+        if image is None or image.ndim != 3:
+            show_error("Choose a 3D image layer to predict.")
+            return False
+        axis = self._axis_of_run if pseudo_only else self.axis
+        mc = 0 if pseudo_only else self.mc_spin.value()
+        device = self.params.device.value
+        self._predict_worker = create_worker(
+            predict, self.model, np.asarray(image.data), axis, mc, device, _start_thread=False
+        )
+        self._predict_worker.returned.connect(
+            lambda pred, image=image: self._on_prediction(pred, image, pseudo_only)
+        )
+        self._predict_worker.errored.connect(
+            lambda exc: show_error(f"SegPL prediction failed: {exc}")
+        )
+        self._predict_worker.finished.connect(self._on_prediction_finished)
+        self.progress.setFormat(
+            "filling pseudo labels…" if pseudo_only else "predicting the volume…"
+        )
+        self._predict_worker.start()
+        self._update_buttons()
+        return True
+
+    def _on_prediction(self, pred, image, pseudo_only: bool) -> None:
+        if pseudo_only:
+            if PSEUDO in self.viewer.layers and self.viewer.layers[PSEUDO].data.shape == (
+                pred.labels.shape
+            ):
+                layer = self.viewer.layers[PSEUDO]
+                data = pred.labels.copy()
+                np.moveaxis(data, self._axis_of_run, 0)[self._labelled_of_run] = 0
+                layer.data = data
+            self.progress.setFormat(self.progress.format().replace("filling pseudo labels…", ""))
+            self.progress.setFormat(f"done: {self.model.steps_done} steps")
+            return
+        layer = self._ensure_layer(PREDICTION, image)
+        layer.data = pred.labels
+        fg = pred.probabilities.max(axis=0)
+        prob = self._ensure_layer(
+            PROBABILITY, image, "image", colormap="magma", opacity=0.5, blending="additive"
+        )
+        prob.data = fg
+        prob.contrast_limits = (0.0, 1.0)
+        if pred.mc_std is not None:
+            unc = self._ensure_layer(
+                UNCERTAINTY, image, "image", colormap="inferno", opacity=0.8, blending="additive"
+            )
+            unc.data = pred.mc_std.max(axis=0)
+            unc.contrast_limits = (0.0, 0.5)
+        self.export_combo.setCurrentText(PREDICTION)
+        self.progress.setFormat("prediction ready")
+
+    def _on_prediction_finished(self) -> None:
+        self._predict_worker = None
+        self._update_buttons()
+
+    def accept_current_slice(self) -> bool:
+        """Copy the prediction on the current slice into the user's labels (undoable)."""
+        labels = self.labels_combo.layer()
+        if labels is None or PREDICTION not in self.viewer.layers:
+            show_info("Predict first, and choose the labels layer to copy into.")
+            return False
+        pred = self.viewer.layers[PREDICTION].data
+        if pred.shape != labels.data.shape:
+            show_error("The prediction and the labels layer are on different grids.")
+            return False
+        s, axis = self.current_slice(), self.axis
+        index = [slice(None)] * 3
+        index[axis] = s
+        new = np.asarray(pred[tuple(index)])
+        old = np.asarray(labels.data[tuple(index)])
+        changed = np.nonzero(new != old)
+        coords = [c for c in changed]
+        coords.insert(axis, np.full(len(changed[0]), s))
+        if len(changed[0]):
+            labels.data_setitem(tuple(coords), new[changed])
+        self.refresh_slices()
+        return True
+
+    # ------------------------------------------------------- files and models
+    def _confirm_overwrite(self, path: Path) -> bool:
+        answer = QMessageBox.question(
+            self, "Overwrite?", f"{path} exists. Replace it?", QMessageBox.Yes | QMessageBox.No
+        )
+        return answer == QMessageBox.Yes
+
+    def export(self, path: str | Path, layer=None) -> Path | None:
+        """Export a labels layer to NIfTI on its source grid, asking before overwriting."""
+        layer = layer or self.export_combo.layer()
+        if layer is None:
+            show_info("Nothing to export: predict first or choose a labels layer.")
+            return None
+        path = Path(path)
+        if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+            path = path.with_name(path.name + ".nii.gz")
+        overwrite = False
+        if path.exists():
+            if not self._confirm_overwrite(path):
+                return None
+            overwrite = True
+        try:
+            out = export_layer(layer, path, overwrite=overwrite)
+        except (OSError, ValueError) as exc:
+            show_error(f"Export failed: {exc}")
+            return None
+        show_info(f"Saved {layer.name} to {out}")
+        return out
+
+    def _export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export labels", "", "NIfTI (*.nii.gz *.nii)",
+            options=QFileDialog.DontConfirmOverwrite,
+        )  # fmt: skip
+        if path:
+            self.export(path)
+
+    def save_model(self, path: str | Path) -> Path | None:
+        if self.model is None:
+            show_info("No model to save yet.")
+            return None
+        try:
+            out = self.model.save(path)
+        except OSError as exc:
+            show_error(f"Could not save the model: {exc}")
+            return None
+        show_info(f"Model saved to {out}")
+        return out
+
+    def load_model(self, path: str | Path) -> TrainedModel | None:
+        if self._worker is not None:
+            show_info("Stop training before loading another model.")
+            return None
+        try:
+            model = TrainedModel.load(path)
+        except ValueError as exc:
+            show_error(str(exc))
+            return None
+        self.model = model
+        self.axis_spin.setValue(model.config.axis)
+        self._axis_of_run = model.config.axis
+        self._set_model_label()
+        self._update_buttons()
+        return model
+
+    def _set_model_label(self) -> None:
+        m = self.model
+        if m is None:
+            self.model_label.setText("no model")
+            return
+        self.model_label.setText(
+            f"model: {m.config.method}, {m.config.dims}D, axis {m.config.axis}, "
+            f"{m.num_classes} class(es), {m.steps_done} steps"
+        )
+
+    def _save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save model", "", "SegPL model (*.pt)")
+        if path:
+            self.save_model(path if path.endswith(".pt") else path + ".pt")
+
+    def _load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "SegPL model (*.pt)")
+        if path:
+            self.load_model(path)
+
+    # --------------------------------------------------------------- closing
+    def _watch_window(self) -> None:
+        window = self.window()
+        if window is not None and window is not self and window is not self._watched_window:
+            window.installEventFilter(self)
+            self._watched_window = window
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if obj is self._watched_window and event.type() == QEvent.Close:
+            self.shutdown()
+        return False
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Stop any run and wait for its thread, so closing never hangs or crashes later.
+
+        Returns True when the worker ended within ``timeout`` seconds."""
+        control, worker = self._control, self._worker
+        if worker is None or control is None:
+            return True
+        for signal, slot in (
+            (worker.yielded, self._on_event),
+            (worker.errored, self._on_error),
+            (worker.finished, self._on_training_finished),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
+        control.stop.set()
+        deadline = time.monotonic() + timeout
+        while not control.done.wait(0.05):
+            if time.monotonic() > deadline:
+                show_warning("SegPL: the training thread did not stop in time.")
+                return False
+        self._worker = None
+        self._control = None
+        return True
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.shutdown()
+        super().closeEvent(event)

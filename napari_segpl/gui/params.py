@@ -1,0 +1,135 @@
+"""The training parameter form: main parameters in view, the rest under "Advanced".
+
+Built with magicgui widgets from ``TrainConfig``'s own defaults, so the dock never keeps a second
+copy of them, and the method list comes from the engine's registry, so a new method appears here
+without any GUI change.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+from superqt import QCollapsible
+
+from ..engine import METHODS, TrainConfig, available_devices
+
+DEFAULTS = TrainConfig()
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, value) for auto, the CPU and every accelerator kind; absent ones are marked."""
+    present = set(available_devices())
+    choices = [("auto", "auto"), ("cpu", "cpu")]
+    cudas = sorted(d for d in present if d.startswith("cuda"))
+    choices += [(d, d) for d in cudas] or [("cuda (not available)", "cuda")]
+    choices.append(("mps", "mps") if "mps" in present else ("mps (not available)", "mps"))
+    return choices
+
+
+class ParameterForm(QWidget):
+    """Main and advanced training parameters; ``config()`` returns a validated TrainConfig."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        d = DEFAULTS
+        self.method = ComboBox(
+            label="method",
+            choices=[(cls.title, name) for name, cls in METHODS.items()],
+            value=d.method,
+        )
+        self.dims = ComboBox(label="network", choices=[("2D U-net", 2), ("3D (3 slices)", 3)])
+        self.steps = SpinBox(label="steps", value=d.steps, min=1, max=100_000, step=50)
+        self.lr = FloatSpinBox(label="learning rate", value=d.lr, min=1e-5, max=1.0, step=0.005)
+        self.lr.native.setDecimals(4)
+        self.alpha = FloatSpinBox(label="alpha", value=d.alpha, min=0.0, max=10.0, step=0.01)
+        self.alpha.native.setDecimals(3)
+        self.ratio = SpinBox(label="unlabelled / labelled", value=d.ratio, min=0, max=20)
+        self.prior_mu = FloatSpinBox(label="prior mean", value=d.prior_mu, min=0.01, max=0.99)
+        self.prior_sigma = FloatSpinBox(
+            label="prior sigma", value=d.prior_sigma, min=0.001, max=1.0, step=0.01
+        )
+        self.prior_sigma.native.setDecimals(3)
+        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        present = {"auto", "cpu", *available_devices()}
+        model = self.device.native.model()
+        for i, (_, value) in enumerate(device_choices()):
+            if value not in present:
+                model.item(i).setEnabled(False)  # shown, so users know it exists, but disabled
+
+        self.batch = SpinBox(label="labelled batch", value=d.batch, min=1, max=64)
+        self.warmup = FloatSpinBox(label="alpha warm-up", value=d.warmup, min=0.0, max=1.0)
+        self.threshold = FloatSpinBox(label="threshold T", value=d.threshold, min=0.01, max=0.99)
+        self.loss = ComboBox(label="loss", choices=["dice", "dice+bce"], value=d.loss)
+        self.normalisation = ComboBox(
+            label="normalisation",
+            choices=[("z-score", "zscore"), ("CT window", "ct")],
+            value=d.normalisation,
+        )
+        self.ct_level = FloatSpinBox(
+            label="CT level", value=d.ct_window[0], min=-2000, max=4000, step=10
+        )
+        self.ct_width = FloatSpinBox(
+            label="CT width", value=d.ct_window[1], min=1, max=6000, step=50
+        )
+        self.patch = SpinBox(label="patch", value=d.patch, min=32, max=1024, step=16)
+        self.channels = SpinBox(label="channels (0 = paper)", value=0, min=0, max=128)
+        self.nested = CheckBox(label="nested classes", value=d.nested)
+        self.seed = SpinBox(label="seed", value=d.seed, min=0, max=2**31 - 1)
+        self.amp = CheckBox(label="mixed precision (CUDA)", value=d.amp)
+        self.preview_every = SpinBox(label="preview every", value=5, min=1, max=1000)
+
+        self.main = Container(
+            widgets=[
+                self.method, self.dims, self.steps, self.lr, self.alpha, self.ratio,
+                self.prior_mu, self.prior_sigma, self.device,
+            ]
+        )  # fmt: skip
+        self.advanced = Container(
+            widgets=[
+                self.batch, self.warmup, self.threshold, self.loss, self.normalisation,
+                self.ct_level, self.ct_width, self.patch, self.channels, self.nested, self.seed,
+                self.amp, self.preview_every,
+            ]
+        )  # fmt: skip
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.main.native)
+        self.collapsible = QCollapsible("Advanced", self)
+        self.collapsible.addWidget(self.advanced.native)
+        layout.addWidget(self.collapsible)
+        self.method.changed.connect(self._method_changed)
+        self.normalisation.changed.connect(self._method_changed)
+        self._method_changed()
+
+    def _method_changed(self, *_: object) -> None:
+        """Show only what applies: the prior for SegPL-VI, unlabelled knobs for SSL methods."""
+        cls = METHODS[self.method.value]
+        self.prior_mu.visible = self.prior_sigma.visible = cls.learns_threshold
+        self.alpha.enabled = self.ratio.enabled = cls.uses_unlabelled
+        self.ct_level.enabled = self.ct_width.enabled = self.normalisation.value == "ct"
+
+    def config(self, axis: int) -> TrainConfig:
+        return TrainConfig(
+            method=self.method.value,
+            dims=self.dims.value,
+            axis=axis,
+            steps=self.steps.value,
+            lr=self.lr.value,
+            batch=self.batch.value,
+            ratio=self.ratio.value,
+            alpha=self.alpha.value,
+            warmup=self.warmup.value,
+            threshold=self.threshold.value,
+            prior_mu=self.prior_mu.value,
+            prior_sigma=self.prior_sigma.value,
+            loss=self.loss.value,
+            nested=self.nested.value,
+            patch=self.patch.value,
+            base_channels=self.channels.value,
+            normalisation=self.normalisation.value,
+            ct_window=(self.ct_level.value, self.ct_width.value),
+            seed=self.seed.value,
+            device=self.device.value,
+            amp=self.amp.value,
+            preview_every=self.preview_every.value,
+        ).validate()

@@ -1,0 +1,88 @@
+"""What runs in the dock's worker threads: plain generators and functions over the engine.
+
+No Qt here: the dock wraps these in napari ``thread_worker``s. Stopping is cooperative through a
+``threading.Event`` that the training generator checks between steps, so Stop takes effect
+within one step and the model trained so far is kept; ``done`` is set however the run ends, so
+the dock can wait for it when the window closes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine import (
+    Prediction,
+    TrainConfig,
+    TrainedModel,
+    Trainer,
+    predict_volume,
+    prepare_data,
+)
+
+
+@dataclass
+class Started:
+    """First event of a run: what the trainer will learn from."""
+
+    model: TrainedModel
+    labelled: list[int]
+    unlabelled: int
+    num_classes: int
+    device: str
+
+
+@dataclass
+class RunControl:
+    """Shared between the dock (GUI thread) and the training generator (worker thread)."""
+
+    stop: threading.Event
+    done: threading.Event
+    preview_slice: Callable[[], int | None]
+
+    @classmethod
+    def new(cls, preview_slice: Callable[[], int | None] = lambda: None) -> RunControl:
+        return cls(threading.Event(), threading.Event(), preview_slice)
+
+
+def training_events(
+    image: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    labelled: Sequence[int] | None,
+    control: RunControl,
+) -> Iterator[object]:
+    """Prepare the data (in the worker: normalising a volume takes a moment), then train.
+
+    ``labels`` must be the caller's own copy: training never touches the user's layer.
+    """
+    try:
+        data = prepare_data(image, labels, config, labelled)
+        trainer = Trainer(config, data)
+        yield Started(
+            trainer.model,
+            data.labelled,
+            len(data.unlabelled),
+            data.num_classes,
+            str(trainer.device),
+        )
+        for event in trainer.run():
+            if control.stop.is_set():
+                trainer.stop()
+            wanted = control.preview_slice()
+            if wanted is not None and wanted not in data.labelled:
+                trainer.preview_slice = wanted
+            yield event
+    finally:
+        control.done.set()
+
+
+def predict(
+    model: TrainedModel, image: np.ndarray, axis: int, mc_samples: int, device: str
+) -> Prediction:
+    """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold)."""
+    k = mc_samples if model.method.learns_threshold else 0
+    return predict_volume(model, image, axis=axis, mc_samples=k, device=device)
