@@ -1,5 +1,7 @@
-"""``python -m benchmarks [speed|inference|accuracy] [options]``: run one benchmark (or the two
-quick ones with no argument). Each prints a Markdown table to paste into RESULTS.md."""
+"""``python -m benchmarks [speed|inference|accuracy|event_loop] [options]``.
+
+Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
+a Markdown table to paste into RESULTS.md."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ def main(argv: list[str]) -> int:
         from . import inference, speed
 
         return speed.main([]) or inference.main([])
-    modules = {"speed": "speed", "inference": "inference", "accuracy": "accuracy"}
+    modules = {n: n for n in ("speed", "inference", "accuracy", "event_loop")}
     if name not in modules:
         print(f"unknown benchmark {name!r}; choose from quick, {', '.join(modules)}")
         return 2

@@ -104,7 +104,7 @@ class SegPLDock(QWidget):
         self._axis_of_run = 2
         self._labelled_of_run: list[int] = []
         self._step_times: list[float] = []
-        self._watched_window = None
+        self._watching_window = False
 
         inner = QWidget()
         layout = QVBoxLayout(inner)
@@ -388,8 +388,8 @@ class SegPLDock(QWidget):
         self._axis_of_run = self.axis
         self._labelled_of_run = self.labelled()
         self._ensure_layer(PSEUDO, image)
-        self.loss_plot.reset()
-        self.threshold_plot.reset(config.prior_mu, config.prior_sigma)
+        self.loss_plot.reset(config.steps)
+        self.threshold_plot.reset(config.prior_mu, config.prior_sigma, config.steps)
         from ..engine import METHODS
 
         learns = METHODS[config.method].learns_threshold
@@ -405,6 +405,7 @@ class SegPLDock(QWidget):
             self._labelled_of_run or None,
             self._control,
             _start_thread=False,
+            _ignore_errors=True,  # reported by _on_error as a notification instead
         )
         self._worker.yielded.connect(self._on_event)
         self._worker.errored.connect(self._on_error)
@@ -518,7 +519,14 @@ class SegPLDock(QWidget):
         mc = 0 if pseudo_only else self.mc_spin.value()
         device = self.params.device.value
         self._predict_worker = create_worker(
-            predict, self.model, np.asarray(image.data), axis, mc, device, _start_thread=False
+            predict,
+            self.model,
+            np.asarray(image.data),
+            axis,
+            mc,
+            device,
+            _start_thread=False,
+            _ignore_errors=True,
         )
         self._predict_worker.returned.connect(
             lambda pred, image=image: self._on_prediction(pred, image, pseudo_only)
@@ -677,13 +685,15 @@ class SegPLDock(QWidget):
 
     # --------------------------------------------------------------- closing
     def _watch_window(self) -> None:
+        """Catch the main window's close to stop training first. No reference to the window
+        is kept: holding it would keep napari's whole QtViewer alive after the viewer closes."""
         window = self.window()
-        if window is not None and window is not self and window is not self._watched_window:
+        if window is not None and window is not self and not self._watching_window:
             window.installEventFilter(self)
-            self._watched_window = window
+            self._watching_window = True
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if obj is self._watched_window and event.type() == QEvent.Close:
+        if event.type() == QEvent.Close and obj.isWidgetType() and obj.isWindow():
             self.shutdown()
         return False
 

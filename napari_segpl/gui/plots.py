@@ -1,7 +1,10 @@
 """Live plots in the dock: losses, and SegPL-VI's threshold distribution against its prior.
 
-Redraws are throttled (``min_interval`` seconds) and use ``draw_idle``: a matplotlib redraw costs
-tens of milliseconds on the GUI thread, so redrawing after every step would stall the window.
+A full matplotlib redraw costs 100-300 ms on a 2-core CPU, far too long for the GUI thread
+every few steps. So the axes have fixed limits (losses and T live in [0, 1]; the step axis spans
+the whole run), the lines are drawn "animated" and updated by blitting (a few ms), and a full
+redraw happens only when a limit must grow, on resize, or when a hidden plot is shown again.
+Updates are also throttled to ``min_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -30,37 +33,79 @@ def theme_colours(theme_id: str) -> dict[str, str]:
         return {"bg": "#262930", "fg": "#f0f1f2", "grid": "#5a626c", "accent": "#7ea6d4"}
 
 
-class _Canvas(FigureCanvasQTAgg):
+class _BlitCanvas(FigureCanvasQTAgg):
+    """A canvas whose data artists are blitted over a cached background."""
+
     def __init__(self, theme_id: str, height: float = 1.9, min_interval: float = 0.5) -> None:
-        self.figure = Figure(figsize=(3.2, height), dpi=90, layout="constrained")
+        self.figure = Figure(figsize=(3.2, height), dpi=90)
         super().__init__(self.figure)
         self.colours = theme_colours(theme_id)
+        self.figure.set_facecolor(self.colours["bg"])
         self.min_interval = min_interval
-        self._last_draw = 0.0
+        self._last = 0.0
+        self._background = None
+        self.full_draws = 0
+        self.blits = 0
         self.setMinimumHeight(int(height * 70))
+        self.mpl_connect("draw_event", self._on_draw)
 
-    def style(self, ax) -> None:
+    def style(self, ax, title: str) -> None:
         c = self.colours
-        self.figure.set_facecolor(c["bg"])
         ax.set_facecolor(c["bg"])
         ax.tick_params(colors=c["fg"], labelsize=7)
         for spine in ax.spines.values():
             spine.set_color(c["grid"])
-        ax.xaxis.label.set_color(c["fg"])
-        ax.yaxis.label.set_color(c["fg"])
-        ax.title.set_color(c["fg"])
+        ax.set_title(title, fontsize=9, color=c["fg"])
 
-    def maybe_draw(self, force: bool = False) -> bool:
-        """Redraw unless one happened less than ``min_interval`` seconds ago."""
+    def legend(self, ax, handles) -> None:
+        legend = ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
+        for text in legend.get_texts():
+            text.set_color(self.colours["fg"])
+
+    # subclasses provide these two
+    def artists(self) -> list:
+        raise NotImplementedError
+
+    def update_artists(self) -> bool:
+        """Push the data into the artists; True when an axis limit changed (full redraw)."""
+        raise NotImplementedError
+
+    def _on_draw(self, _event) -> None:
+        self._background = self.copy_from_bbox(self.figure.bbox)
+        self._draw_artists()
+
+    def _draw_artists(self) -> None:
+        for artist in self.artists():
+            self.figure.draw_artist(artist)
+
+    def refresh(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if not force and now - self._last_draw < self.min_interval:
-            return False
-        self._last_draw = now
-        self.draw_idle()
-        return True
+        if not force and now - self._last < self.min_interval:
+            return
+        if not self.isVisible():
+            self._background = None  # redraw fully when shown again
+            return
+        self._last = now
+        if self.update_artists() or self._background is None or force:
+            self.full_draws += 1
+            self.draw()
+            return
+        self.blits += 1
+        self.restore_region(self._background)
+        self._draw_artists()
+        self.blit(self.figure.bbox)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        self._background = None
+        self.refresh(force=True)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._background = None
 
 
-class LossPlot(_Canvas):
+class LossPlot(_BlitCanvas):
     """Supervised and unsupervised loss terms (and KL for SegPL-VI) against the step."""
 
     KEYS = (("sup", "supervised"), ("unsup", "pseudo-label"), ("kl", "KL"))
@@ -68,94 +113,106 @@ class LossPlot(_Canvas):
     def __init__(self, theme_id: str = "dark") -> None:
         super().__init__(theme_id)
         self.ax = self.figure.add_subplot()
-        self.reset()
+        self.figure.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.88)
+        self.reset(100)
 
-    def reset(self) -> None:
+    def reset(self, total_steps: int) -> None:
         self.steps: list[int] = []
         self.values: dict[str, list[float]] = {k: [] for k, _ in self.KEYS}
         self.ax.clear()
-        self.style(self.ax)
-        self.ax.set_xlabel("step", fontsize=8)
-        self.ax.set_title("losses", fontsize=9)
+        self.style(self.ax, "losses")
+        self.ax.set_xlim(0, max(total_steps, 1))
+        self.ax.set_ylim(0, 1.0)
         self.lines = {}
         for key, label in self.KEYS:
-            (self.lines[key],) = self.ax.plot([], [], label=label, linewidth=1.2)
-        self.maybe_draw(force=True)
+            (self.lines[key],) = self.ax.plot([], [], label=label, linewidth=1.2, animated=True)
+        self.legend(self.ax, list(self.lines.values()))
+        self._background = None
 
     def add(self, step: int, losses: dict[str, float]) -> None:
         self.steps.append(step)
         for key, _ in self.KEYS:
             self.values[key].append(losses.get(key, math.nan))
 
-    def refresh(self, force: bool = False) -> None:
-        if not self.steps or not self.maybe_draw(force):
-            return
-        shown = []
+    def artists(self) -> list:
+        return list(self.lines.values())
+
+    def update_artists(self) -> bool:
+        top = 1.0
         for key, line in self.lines.items():
-            values = self.values[key]
-            line.set_data(self.steps, values)
-            line.set_visible(not all(math.isnan(v) for v in values))
-            if line.get_visible():
-                shown.append(line)
-        self.ax.relim()
-        self.ax.autoscale_view()
-        legend = self.ax.legend(handles=shown, fontsize=7, frameon=False)
-        for text in legend.get_texts():
-            text.set_color(self.colours["fg"])
+            line.set_data(self.steps, self.values[key])
+            finite = [v for v in self.values[key] if math.isfinite(v)]
+            if finite:
+                top = max(top, max(finite))
+        if top > self.ax.get_ylim()[1]:
+            self.ax.set_ylim(0, top * 1.2)
+            return True
+        return False
 
 
-class ThresholdPlot(_Canvas):
+class ThresholdPlot(_BlitCanvas):
     """Left: the current density N(mu, sigma) of T against the prior. Right: mu +- sigma."""
 
     def __init__(self, theme_id: str = "dark") -> None:
         super().__init__(theme_id)
         self.density, self.trace = self.figure.subplots(1, 2)
-        self.reset(0.5, 0.1)
+        self.figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86, wspace=0.25)
+        self.grid = np.linspace(0.0, 1.0, 201)
+        self.reset(0.5, 0.1, 100)
 
-    def reset(self, prior_mu: float, prior_sigma: float) -> None:
+    def reset(self, prior_mu: float, prior_sigma: float, total_steps: int = 100) -> None:
         self.prior = (prior_mu, prior_sigma)
         self.steps: list[int] = []
         self.mu: list[float] = []
         self.sigma: list[float] = []
-        self.grid = np.linspace(0.0, 1.0, 201)
         for ax, title in ((self.density, "threshold T"), (self.trace, "mu +- sigma")):
             ax.clear()
-            self.style(ax)
-            ax.set_title(title, fontsize=9)
-        self.density.plot(
-            self.grid, _normal(self.grid, *self.prior), "--", color=self.colours["fg"],
-            alpha=0.6, linewidth=1.0, label="prior",
+            self.style(ax, title)
+        prior = _normal(self.grid, *self.prior)
+        (prior_line,) = self.density.plot(
+            self.grid, prior, "--", color=self.colours["fg"], alpha=0.6, linewidth=1.0,
+            label="prior",
         )  # fmt: skip
-        (self.current,) = self.density.plot([], [], color=self.colours["accent"], label="learnt")
-        legend = self.density.legend(fontsize=7, frameon=False)
-        for text in legend.get_texts():
-            text.set_color(self.colours["fg"])
-        (self.mu_line,) = self.trace.plot([], [], color=self.colours["accent"], linewidth=1.2)
+        (self.current,) = self.density.plot(
+            [], [], color=self.colours["accent"], label="learnt", animated=True
+        )
+        self.density.set_xlim(0, 1)
+        self.density.set_ylim(0, prior.max() * 1.3)
+        self.legend(self.density, [prior_line, self.current])
+        (self.mu_line,) = self.trace.plot(
+            [], [], color=self.colours["accent"], linewidth=1.2, animated=True
+        )
+        self.trace.axhline(prior_mu, color=self.colours["fg"], alpha=0.4, linestyle="--")
+        self.trace.set_xlim(0, max(total_steps, 1))
+        self.trace.set_ylim(0, 1)
         self.band = None
-        self.trace.set_xlabel("step", fontsize=8)
-        self.maybe_draw(force=True)
+        self._background = None
 
     def add(self, step: int, mu: float, sigma: float) -> None:
         self.steps.append(step)
         self.mu.append(mu)
         self.sigma.append(sigma)
 
-    def refresh(self, force: bool = False) -> None:
-        if not self.steps or not self.maybe_draw(force):
-            return
-        mu, sigma = self.mu[-1], self.sigma[-1]
-        self.current.set_data(self.grid, _normal(self.grid, mu, sigma))
-        self.density.relim()
-        self.density.autoscale_view()
+    def artists(self) -> list:
+        return [a for a in (self.current, self.mu_line, self.band) if a is not None]
+
+    def update_artists(self) -> bool:
+        if not self.steps:
+            return False
+        density = _normal(self.grid, self.mu[-1], self.sigma[-1])
+        self.current.set_data(self.grid, density)
         steps, m, s = np.array(self.steps), np.array(self.mu), np.array(self.sigma)
         self.mu_line.set_data(steps, m)
         if self.band is not None:
             self.band.remove()
         self.band = self.trace.fill_between(
-            steps, m - s, m + s, color=self.colours["accent"], alpha=0.3, linewidth=0
-        )
-        self.trace.relim()
-        self.trace.autoscale_view()
+            steps, m - s, m + s, color=self.colours["accent"], alpha=0.3, linewidth=0,
+            animated=True,
+        )  # fmt: skip
+        if density.max() > self.density.get_ylim()[1]:
+            self.density.set_ylim(0, density.max() * 1.3)
+            return True
+        return False
 
 
 def _normal(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:

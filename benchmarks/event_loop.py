@@ -1,0 +1,72 @@
+"""Responsiveness of the window while the dock trains: the longest stalls of the Qt event loop.
+
+A 10 ms QTimer runs on the GUI thread during training; each firing records how late it came.
+A stall is that lateness: time the event loop could not react (paint, mouse, keyboard).
+Targets: p99 <= 50 ms and max <= 200 ms. Run under Xvfb:
+
+    xvfb-run -a .venv/bin/python -m benchmarks event_loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks event_loop")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--method", default="segpl-vi")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_segpl.gui import SegPLDock
+
+    viewer = napari.Viewer(show=True)
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    dock.params.method.value = args.method
+    dock.params.steps.value = args.steps
+    app = QApplication.instance()
+    for _ in range(50):  # let the window settle before measuring
+        app.processEvents()
+        time.sleep(0.01)
+
+    interval = 0.010
+    lateness: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        lateness.append(max(0.0, now - last[0] - interval))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(int(interval * 1000))
+    timer.timeout.connect(tick)
+    timer.start()
+    t0 = time.perf_counter()
+    dock.start_training()
+    while dock.is_training or dock._predict_worker is not None:
+        app.processEvents()
+        time.sleep(0.001)
+    seconds = time.perf_counter() - t0
+    timer.stop()
+    stalls = np.array(lateness[5:]) * 1000
+    steps = dock.model.steps_done if dock.model else 0
+    print(f"{args.method}, {steps} steps in {seconds:.1f} s (incl. final pseudo-label fill)")
+    print("| samples | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|")
+    print(
+        f"| {len(stalls)} | {np.percentile(stalls, 50):.1f} | {np.percentile(stalls, 99):.1f} "
+        f"| {stalls.max():.1f} |"
+    )
+    dock.shutdown()
+    viewer.close()
+    return 0

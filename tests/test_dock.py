@@ -1,0 +1,171 @@
+"""The dock in a real (headless) napari viewer: the whole flow on the CT sample, Stop, errors,
+closing mid-run, and the method list following the engine's registry."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_segpl.engine import METHODS
+from napari_segpl.gui import SegPLDock
+from napari_segpl.gui import dock as dock_module
+from napari_segpl.gui.params import ParameterForm
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    widget = SegPLDock(viewer)
+    viewer.window.add_dock_widget(widget)
+    p = widget.params
+    p.steps.value = 6
+    p.patch.value = 64
+    p.channels.value = 4
+    p.ratio.value = 1
+    p.preview_every.value = 2
+    yield widget
+    widget.shutdown()
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(dock_module, "show_error", seen.append)
+    return seen
+
+
+def _idle(dock) -> bool:
+    return not dock.is_training and dock._predict_worker is None
+
+
+def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
+    viewer = dock.viewer
+    labels = viewer.layers["lungs_ct labels"]
+    before = np.array(labels.data, copy=True)
+    assert dock.labelled() == [13, 20, 26]
+    assert dock.slice_list.count() == 3
+    dock.params.method.value = "segpl-vi"
+    previews = []
+    original = dock._on_preview
+    dock._on_preview = lambda event: (previews.append(event.slice_index), original(event))
+    viewer.dims.set_current_step(2, 17)
+    assert dock.start_training()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
+    assert not errors
+    assert len(previews) == 3 and set(previews) == {17}  # follows the slice on screen
+    pseudo = viewer.layers["pseudo labels"].data
+    assert pseudo.shape == labels.data.shape
+    assert not pseudo[..., [13, 20, 26]].any()  # filled on unlabelled slices only
+    assert dock.model is not None and dock.model.steps_done == 6
+    assert len(dock.threshold_plot.mu) == 6 and len(dock.loss_plot.steps) == 6
+
+    dock.mc_spin.setValue(4)
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
+    for name in ("prediction", "probability", "uncertainty"):
+        assert name in viewer.layers
+    unc = viewer.layers["uncertainty"].data
+    assert unc.shape == labels.data.shape and 0 <= unc.min() and unc.max() <= 0.5
+    np.testing.assert_array_equal(labels.data, before)  # training never touched user labels
+
+    out = dock.export(tmp_path / "pred")
+    assert out.name == "pred.nii.gz"
+    source = nib.load(viewer.layers["lungs_ct"].metadata["segpl_grid"]["source"])
+    saved = nib.load(out)
+    np.testing.assert_allclose(saved.affine, source.affine, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), viewer.layers["prediction"].data)
+    dock._confirm_overwrite = lambda path: False
+    assert dock.export(out) is None  # declined: file left alone
+    dock._confirm_overwrite = lambda path: True
+    assert dock.export(out) == out
+
+    viewer.dims.set_current_step(2, 5)
+    assert dock.accept_current_slice()
+    np.testing.assert_array_equal(labels.data[..., 5], viewer.layers["prediction"].data[..., 5])
+    np.testing.assert_array_equal(labels.data[..., 6:], before[..., 6:])
+
+    model_path = dock.save_model(tmp_path / "m.pt")
+    assert model_path.exists()
+
+
+def test_stop_keeps_the_model(dock, qtbot, errors):
+    dock.params.steps.value = 10_000
+    assert dock.start_training()
+    assert not dock.start_training()  # a second run is refused while one runs
+    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    dock.stop_training()
+    qtbot.waitUntil(lambda: not dock.is_training, timeout=30_000)
+    assert 2 <= dock.model.steps_done < 10_000
+    assert "stopped" in dock.progress.format() or "pseudo" in dock.progress.format()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
+    assert not errors
+
+
+def test_error_in_worker_is_reported_and_dock_stays_usable(dock, qtbot, errors):
+    viewer = dock.viewer
+    before = np.array(viewer.layers["lungs_ct labels"].data, copy=True)
+    empty = dock.new_labels()
+    assert empty.data.shape == before.shape and not empty.data.any()
+    assert (
+        empty.metadata["segpl_grid"]["affine"]
+        == viewer.layers["lungs_ct"].metadata["segpl_grid"]["affine"]
+    )
+    viewer.dims.set_current_step(2, 3)
+    dock.mark_current(True)  # a whole-background slice: nothing to learn from
+    assert dock.labelled() == [3]
+    assert dock.start_training()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
+    assert errors and "only background" in errors[-1]
+    assert dock.train_button.isEnabled()
+    dock.mark_current(False)
+    assert dock.labelled() == []
+    np.testing.assert_array_equal(viewer.layers["lungs_ct labels"].data, before)
+
+
+def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    dock.params.steps.value = 10_000
+    dock.params.patch.value = 64
+    dock.params.channels.value = 4
+    assert dock.start_training()
+    control = dock._control
+    qtbot.waitUntil(lambda: dock.progress.value() >= 1, timeout=60_000)
+    viewer.close()
+    assert control.done.is_set()  # the worker ended before close returned
+    assert not dock.is_training
+
+
+def test_method_list_follows_the_registry(qtbot, monkeypatch):
+    class Dummy(METHODS["supervised"]):
+        name = "dummy"
+        title = "Dummy baseline"
+
+    monkeypatch.setitem(METHODS, "dummy", Dummy)
+    form = ParameterForm()
+    qtbot.addWidget(form)
+    assert set(form.method.choices) >= set(METHODS)
+    form.method.value = "dummy"
+    assert form.config(axis=1).method == "dummy"
+
+
+def test_loaded_model_predicts_another_volume(dock, qtbot, tmp_path, errors):
+    dock.params.steps.value = 2
+    assert dock.start_training()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
+    path = dock.save_model(tmp_path / "m.pt")
+    viewer = dock.viewer
+    viewer.layers.clear()
+    viewer.open_sample("napari-segpl", "brain_tissue_mri")
+    dock.model = None
+    assert dock.load_model(path) is not None
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
+    assert viewer.layers["prediction"].data.shape == viewer.layers["brain_tissue_mri"].data.shape
+    assert not errors
