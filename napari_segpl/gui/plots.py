@@ -36,7 +36,7 @@ def theme_colours(theme_id: str) -> dict[str, str]:
 class _BlitCanvas(FigureCanvasQTAgg):
     """A canvas whose data artists are blitted over a cached background."""
 
-    def __init__(self, theme_id: str, height: float = 1.9, min_interval: float = 0.5) -> None:
+    def __init__(self, theme_id: str, height: float = 1.9, min_interval: float = 1.0) -> None:
         self.figure = Figure(figsize=(3.2, height), dpi=90)
         super().__init__(self.figure)
         self.colours = theme_colours(theme_id)
