@@ -16,7 +16,7 @@ import torch
 
 from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume
 from napari_segpl.engine.networks import memory_format
-from napari_segpl.engine.sampling import Normaliser, padded_size
+from napari_segpl.engine.sampling import Normaliser, pad_in_plane
 
 
 def run(dims: int, shape: tuple[int, int, int], batch: int, repeats: int) -> tuple[float, float]:
@@ -25,9 +25,8 @@ def run(dims: int, shape: tuple[int, int, int], batch: int, repeats: int) -> tup
     model = TrainedModel.new(cfg, 2)
     image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     vol = np.moveaxis(Normaliser()(image), 2, 0)
-    n, h, w = vol.shape
-    ph, pw = padded_size(h, 10**9, 16), padded_size(w, 10**9, 16)
-    padded = np.pad(vol, [(0, 0), (0, ph - h), (0, pw - w)])
+    n = vol.shape[0]
+    padded = pad_in_plane(vol, 2**cfg.depth)
     fmt = memory_format(dims)
     if dims == 2:
         chunks = [torch.from_numpy(padded[s : s + batch, None]) for s in range(0, n, batch)]

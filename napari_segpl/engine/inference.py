@@ -19,7 +19,7 @@ from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Normaliser, padded_size, stack_indices
+from .sampling import Normaliser, pad_in_plane, stack_indices
 
 
 @dataclass
@@ -78,9 +78,7 @@ def predict_volume(
     fmt = memory_format(config.dims)
     volume = np.moveaxis(Normaliser.from_config(config)(image), axis, 0)
     n, h, w = volume.shape
-    m = 2**config.depth
-    ph, pw = padded_size(h, 10**9, m), padded_size(w, 10**9, m)
-    padded = np.pad(volume, [(0, 0), (0, ph - h), (0, pw - w)], constant_values=volume.min())
+    padded = pad_in_plane(volume, 2**config.depth)
     k = method.num_classes
     prob = np.empty((k, n, h, w), np.float32)
     mc_mean = np.empty_like(prob) if mc_samples else None

@@ -81,6 +81,18 @@ def padded_size(size: int, patch: int, multiple: int) -> int:
     return min(patch, -(-size // multiple) * multiple)
 
 
+def pad_in_plane(volume: np.ndarray, multiple: int, fill: float | None = None) -> np.ndarray:
+    """Pad whole slices (..., H, W) at their far edges to multiples of ``multiple`` (what the
+    U-net's pooling needs), for whole-slice prediction. ``fill`` defaults to the minimum, the
+    value the sampler pads training patches with."""
+    h, w = volume.shape[-2:]
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    if (ph, pw) == (h, w):
+        return volume
+    widths = [(0, 0)] * (volume.ndim - 2) + [(0, ph - h), (0, pw - w)]
+    return np.pad(volume, widths, constant_values=volume.min() if fill is None else fill)
+
+
 @dataclass
 class TrainingData:
     """Normalised volumes (slicing axis first) and the slice indices the sampler draws from."""

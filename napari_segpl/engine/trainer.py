@@ -22,7 +22,7 @@ from .losses import alpha_at
 from .methods import Batch
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Sampler, TrainingData, padded_size, stack_indices
+from .sampling import Sampler, TrainingData, pad_in_plane, stack_indices
 
 
 @dataclass
@@ -166,11 +166,8 @@ class Trainer:
         s = int(self.preview_slice)
         volume = self.data.image
         idx = stack_indices(s, volume.shape[0], config.dims)
-        image = volume[idx]
-        h, w = image.shape[-2:]
-        m = 2**config.depth
-        ph, pw = padded_size(h, 10**9, m), padded_size(w, 10**9, m)
-        image = np.pad(image, [(0, 0), (0, ph - h), (0, pw - w)], constant_values=volume.min())
+        h, w = volume.shape[1:]
+        image = pad_in_plane(volume[idx], 2**config.depth, float(volume.min()))
         x = torch.from_numpy(image[None] if config.dims == 3 else image)[None]
         method.train(False)
         with torch.no_grad(), self._autocast():
