@@ -85,6 +85,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         seed_everything(config.seed)  # the seed fixes the initial weights...
         self.model = TrainedModel.new(config, data.num_classes)
+        self._torch_state = torch.get_rng_state()  # ...and, from here on, the sampled thresholds
         self._stop = False
         unlabelled = [s for v, s in data.unlabelled if v == 0]
         middle = data.image.shape[0] // 2
@@ -97,7 +98,8 @@ class Trainer:
     def run(self) -> Iterator[Event]:
         """Train, yielding a StepEvent per step, PreviewEvents, and one FinishedEvent."""
         config, method = self.config, self.model.method
-        rng = seed_everything(config.seed)  # ...and the batches and sampled thresholds
+        rng = np.random.default_rng(config.seed)  # the batches
+        torch.set_rng_state(self._torch_state)  # as if training followed construction at once
         method.to(self.device)
         method.train()
         sampler = Sampler(self.data, config, rng)
