@@ -100,8 +100,9 @@ def test_stop_keeps_the_model(dock, qtbot, errors):
     dock.stop_training()
     qtbot.waitUntil(lambda: not dock.is_training, timeout=30_000)
     assert 2 <= dock.model.steps_done < 10_000
-    assert "stopped" in dock.progress.format() or "pseudo" in dock.progress.format()
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
+    assert dock.progress.format().startswith("stopped: ")
+    assert dock.progress.format().endswith("pseudo labels filled")
     assert not errors
 
 

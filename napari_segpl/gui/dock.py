@@ -100,6 +100,8 @@ class SegPLDock(QWidget):
         self.model: TrainedModel | None = None
         self._worker = None
         self._predict_worker = None
+        self._predict_context: tuple[Image, bool] | None = None
+        self._finish_text = ""
         self._control: RunControl | None = None
         self._axis_of_run = 2
         self._labelled_of_run: list[int] = []
@@ -444,7 +446,8 @@ class SegPLDock(QWidget):
             self._on_preview(event)
         elif isinstance(event, FinishedEvent):
             state = "stopped" if event.stopped else "done"
-            self.progress.setFormat(f"{state}: {event.steps_done} steps")
+            self._finish_text = f"{state}: {event.steps_done} steps"
+            self.progress.setFormat(self._finish_text)
             self.loss_plot.refresh(force=True)
             self.threshold_plot.refresh(force=True)
             self._set_model_label()
@@ -528,12 +531,10 @@ class SegPLDock(QWidget):
             _start_thread=False,
             _ignore_errors=True,
         )
-        self._predict_worker.returned.connect(
-            lambda pred, image=image: self._on_prediction(pred, image, pseudo_only)
-        )
-        self._predict_worker.errored.connect(
-            lambda exc: show_error(f"SegPL prediction failed: {exc}")
-        )
+        # Bound methods, not lambdas: Qt drops them by itself if the dock is deleted first.
+        self._predict_context = (image, pseudo_only)
+        self._predict_worker.returned.connect(self._on_prediction_returned)
+        self._predict_worker.errored.connect(self._on_prediction_error)
         self._predict_worker.finished.connect(self._on_prediction_finished)
         self.progress.setFormat(
             "filling pseudo labels…" if pseudo_only else "predicting the volume…"
@@ -541,6 +542,14 @@ class SegPLDock(QWidget):
         self._predict_worker.start()
         self._update_buttons()
         return True
+
+    def _on_prediction_returned(self, pred) -> None:
+        image, pseudo_only = self._predict_context
+        self._on_prediction(pred, image, pseudo_only)
+
+    def _on_prediction_error(self, exc: BaseException) -> None:
+        show_error(f"SegPL prediction failed: {exc}")
+        self.progress.setFormat("prediction failed")
 
     def _on_prediction(self, pred, image, pseudo_only: bool) -> None:
         if pseudo_only:
@@ -551,8 +560,7 @@ class SegPLDock(QWidget):
                 data = pred.labels.copy()
                 np.moveaxis(data, self._axis_of_run, 0)[self._labelled_of_run] = 0
                 layer.data = data
-            self.progress.setFormat(self.progress.format().replace("filling pseudo labels…", ""))
-            self.progress.setFormat(f"done: {self.model.steps_done} steps")
+            self.progress.setFormat(f"{self._finish_text} · pseudo labels filled")
             return
         layer = self._ensure_layer(PREDICTION, image)
         layer.data = pred.labels
