@@ -72,12 +72,16 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert unc.shape == labels.data.shape and 0 <= unc.min() and unc.max() <= 0.5
     np.testing.assert_array_equal(labels.data, before)  # training never touched user labels
 
-    out = dock.export(tmp_path / "pred")
-    assert out.name == "pred.nii.gz"
+    out = dock.export(tmp_path / "pred_labels")
+    assert out.name == "pred_labels.nii.gz"
     source = nib.load(viewer.layers["lungs_ct"].metadata["segpl_grid"]["source"])
     saved = nib.load(out)
     np.testing.assert_allclose(saved.affine, source.affine, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(saved.dataobj), viewer.layers["prediction"].data)
+    (reopened,) = viewer.open(out, plugin="napari-segpl")
+    assert type(reopened).__name__ == "Labels"
+    np.testing.assert_array_equal(reopened.data, viewer.layers["prediction"].data)
+    np.testing.assert_allclose(reopened.metadata["segpl_grid"]["affine"], source.affine, atol=1e-6)
     dock._confirm_overwrite = lambda path: False
     assert dock.export(out) is None  # declined: file left alone
     dock._confirm_overwrite = lambda path: True
