@@ -203,7 +203,7 @@ def _channels_last(array: np.ndarray) -> np.ndarray:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .engine import FinishedEvent, StepEvent, Trainer, prepare_data
+    from .engine import CollapseWarning, FinishedEvent, StepEvent, Trainer, prepare_data
 
     config = _config(args)
     image = read_volume(args.image)
@@ -243,6 +243,8 @@ def _train(args: argparse.Namespace) -> int:
                 post["T"] = f"{event.mu:.3f}+-{event.sigma:.3f}"
             bar.set_postfix(post, refresh=False)
             bar.update(1)
+        elif isinstance(event, CollapseWarning):
+            (bar.write if bar is not None else print)(f"warning: {event.message}")
         elif isinstance(event, FinishedEvent):
             finished = event
     if bar is not None:

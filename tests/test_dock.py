@@ -174,3 +174,15 @@ def test_loaded_model_predicts_another_volume(dock, qtbot, tmp_path, errors):
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
     assert viewer.layers["prediction"].data.shape == viewer.layers["brain_tissue_mri"].data.shape
     assert not errors
+
+
+def test_collapse_warning_is_shown(dock, qtbot, monkeypatch):
+    warned: list[str] = []
+    monkeypatch.setattr(dock_module, "show_warning", warned.append)
+    dock.params.method.value = "segpl"
+    dock.params.threshold.value = 0.01  # every pixel becomes a pseudo-label foreground pixel
+    dock.params.steps.value = 14
+    assert dock.start_training()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
+    assert warned and "everything" in warned[0]
+    assert dock.warning_label.isVisibleTo(dock) and "everything" in dock.warning_label.text()

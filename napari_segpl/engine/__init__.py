@@ -2,6 +2,7 @@
 
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device
+from .guard import CollapseWarning
 from .inference import Prediction, labels_from_probabilities, predict_volume
 from .methods import METHODS, Method, get_method
 from .metrics import brier_score, overlap_scores
@@ -13,6 +14,7 @@ __all__ = [
     "METHODS",
     "PRESETS",
     "CheckpointError",
+    "CollapseWarning",
     "ConfigError",
     "DataError",
     "DeviceError",

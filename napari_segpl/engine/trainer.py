@@ -18,6 +18,7 @@ import torch
 
 from .config import TrainConfig
 from .device import release_memory, resolve_device
+from .guard import CollapseGuard, CollapseWarning, labelled_fractions
 from .losses import alpha_at
 from .methods import Batch
 from .model import TrainedModel
@@ -60,7 +61,7 @@ class FinishedEvent:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-Event = StepEvent | PreviewEvent | FinishedEvent
+Event = StepEvent | PreviewEvent | CollapseWarning | FinishedEvent
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -96,7 +97,8 @@ class Trainer:
         self._stop = True
 
     def run(self) -> Iterator[Event]:
-        """Train, yielding a StepEvent per step, PreviewEvents, and one FinishedEvent."""
+        """Train, yielding a StepEvent per step, PreviewEvents, CollapseWarnings when pseudo
+        labels drift towards nothing or everything, and one FinishedEvent."""
         config, method = self.config, self.model.method
         rng = np.random.default_rng(config.seed)  # the batches
         torch.set_rng_state(self._torch_state)  # as if training followed construction at once
@@ -107,6 +109,7 @@ class Trainer:
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
         fmt = memory_format(config.dims)
         history: list[dict[str, float]] = []
+        guard = CollapseGuard(labelled_fractions(self.data)) if method.uses_unlabelled else None
         start = time.perf_counter()
         steps_done = 0
 
@@ -149,6 +152,8 @@ class Trainer:
                     sigma,
                     fg,
                 )
+                if guard is not None and fg is not None:
+                    yield from guard.update(steps_done, fg)
                 every = config.preview_every
                 if every and method.uses_unlabelled and steps_done % every == 0:
                     yield self.preview(steps_done)

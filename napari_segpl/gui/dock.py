@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine import (
+    CollapseWarning,
     FinishedEvent,
     PreviewEvent,
     StepEvent,
@@ -197,6 +198,11 @@ class SegPLDock(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         v.addWidget(self.status)
+        self.warning_label = QLabel("")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #e8a33d")
+        self.warning_label.setVisible(False)
+        v.addWidget(self.warning_label)
         theme = getattr(self.viewer, "theme", "dark")
         self.loss_plot = LossPlot(theme)
         self.threshold_plot = ThresholdPlot(theme)
@@ -416,6 +422,7 @@ class SegPLDock(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("preparing data…")
         self.status.setText("")
+        self.warning_label.setVisible(False)
         self._watch_window()
         self._worker.start()
         self._update_buttons()
@@ -444,6 +451,10 @@ class SegPLDock(QWidget):
             self._on_step(event)
         elif isinstance(event, PreviewEvent):
             self._on_preview(event)
+        elif isinstance(event, CollapseWarning):
+            show_warning(f"SegPL: {event.message}")
+            self.warning_label.setText(f"⚠ {event.message}")
+            self.warning_label.setVisible(True)
         elif isinstance(event, FinishedEvent):
             state = "stopped" if event.stopped else "done"
             self._finish_text = f"{state}: {event.steps_done} steps"

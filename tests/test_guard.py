@@ -1,0 +1,49 @@
+"""The collapse guard on constructed collapses, and the trainer emitting its warning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_segpl.engine import CollapseWarning, TrainConfig, Trainer, prepare_data
+from napari_segpl.engine.guard import CollapseGuard, labelled_fractions
+
+
+def test_guard_warns_once_per_class_and_direction():
+    guard = CollapseGuard([0.03, 0.2], decay=0.5, min_steps=3)
+    assert guard.update(1, [0.5, 0.0]) == []  # too early to judge
+    assert guard.update(2, [0.5, 0.0]) == []
+    warnings = guard.update(3, [0.5, 0.0])
+    assert [(w.class_index, w.direction) for w in warnings] == [(1, "everything"), (2, "nothing")]
+    assert "class 1" in warnings[0].message and "everything" in warnings[0].message
+    assert guard.update(4, [0.5, 0.0]) == []  # said once, not every step
+
+
+def test_guard_tolerates_plausible_drift():
+    guard = CollapseGuard([0.01, 0.3], decay=0.5, min_steps=1)
+    # a tenth of the labelled fraction (structure absent from many unlabelled slices) and
+    # a 4x rise on a tiny structure are not collapses
+    for step in range(20):
+        assert guard.update(step, [0.04, 0.03]) == []
+
+
+def test_labelled_fractions_by_hand():
+    labels = np.zeros((4, 10, 10), np.uint8)
+    labels[1, :5] = 1  # half of slice 1
+    labels[2, :2, :5] = 2  # a tenth of slice 2
+    cfg = TrainConfig(axis=0)
+    data = prepare_data(np.random.default_rng(0).normal(size=labels.shape), labels, cfg)
+    assert labelled_fractions(data) == pytest.approx([0.25, 0.05])
+
+
+def test_trainer_warns_on_a_constructed_collapse(toy_volume):
+    """A threshold of 0.01 makes every pixel a pseudo-label foreground pixel at once."""
+    image, labels = toy_volume
+    cfg = TrainConfig(
+        method="segpl", axis=2, steps=14, threshold=0.01, base_channels=4, depth=2, ratio=1,
+        preview_every=0,
+    )  # fmt: skip
+    events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15])).run())
+    warnings = [e for e in events if isinstance(e, CollapseWarning)]
+    assert warnings and all(w.direction == "everything" for w in warnings)
+    assert warnings[0].pseudo_fraction > 0.5
