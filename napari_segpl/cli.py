@@ -126,6 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LEVEL", "WIDTH"),
         help="CT window for --normalisation ct (default 40 400)",
     )
+    levers = t.add_argument_group("levers beyond the paper (off by default)")
+    levers.add_argument("--burn-in", type=float, help="fraction of steps supervised only")
+    levers.add_argument(
+        "--unsup-dice", choices=("image", "batch"), help="pseudo-label Dice per image or batch"
+    )
+    levers.add_argument(
+        "--confidence", type=float, help="leave pixels with |p - T| below this out of L_U"
+    )
+    levers.add_argument("--ema", type=float, help="pseudo labels from an EMA teacher (decay)")
+    levers.add_argument("--augment", action="store_true", default=None, help="random flips")
+    levers.add_argument("--lr-schedule", choices=("constant", "poly"), help="default: constant")
+    levers.add_argument(
+        "--threshold-signal",
+        choices=("kl", "labelled"),
+        help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices",
+    )
     t.add_argument("--patch", type=int, help="in-plane patch size (default 176)")
     t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -161,7 +177,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     names = [
         "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
         "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
-        "device", "amp", "seed",
+        "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "ema", "augment",
+        "lr_schedule", "threshold_signal",
     ]  # fmt: skip
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:

@@ -76,6 +76,14 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     preview_every: int = 10
+    # Levers beyond the paper (off by default, so the defaults stay the paper's recipe).
+    burn_in: float = 0.0
+    unsup_dice: str = "image"
+    confidence: float = 0.0
+    ema: float = 0.0
+    augment: bool = False
+    lr_schedule: str = "constant"
+    threshold_signal: str = "kl"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,6 +96,10 @@ class TrainConfig:
     @property
     def warmup_steps(self) -> int:
         return int(round(self.warmup * self.steps))
+
+    @property
+    def burn_in_steps(self) -> int:
+        return int(round(self.burn_in * self.steps))
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError for a value no run can use; return self for chaining."""
@@ -110,6 +122,15 @@ class TrainConfig:
             (self.ct_window[1] > 0, "ct_window width must be positive"),
             (self.preview_every >= 0, "preview_every must be 0 (off) or more"),
             (self.num_classes >= 0, "num_classes must be 0 (from the labels) or more"),
+            (0 <= self.burn_in < 1, "burn_in is a fraction of the steps, in [0, 1)"),
+            (self.unsup_dice in ("image", "batch"), "unsup_dice must be 'image' or 'batch'"),
+            (0 <= self.confidence < 0.5, "confidence band must lie in [0, 0.5)"),
+            (0 <= self.ema < 1, "ema decay must lie in [0, 1)"),
+            (self.lr_schedule in ("constant", "poly"), "lr_schedule must be constant or poly"),
+            (
+                self.threshold_signal in ("kl", "labelled"),
+                "threshold_signal must be 'kl' (paper) or 'labelled'",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -15,30 +15,40 @@ import torch.nn.functional as F
 
 
 def dice_loss(
-    prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, mask: torch.Tensor | None = None
+    prob: torch.Tensor,
+    target: torch.Tensor,
+    smooth: float = 1.0,
+    mask: torch.Tensor | None = None,
+    per_image: bool = True,
 ) -> torch.Tensor:
     """Mean over images and channels of ``1 - (2 sum(p y) + s) / (sum(p) + sum(y) + s)``.
 
     ``prob`` and ``target`` are (N, C, *spatial). ``mask`` (broadcastable to them) restricts the
-    sums to the voxels it marks, e.g. the one labelled slice of a 3-slice stack.
+    sums to the voxels it marks, e.g. the one labelled slice of a 3-slice stack. With
+    ``per_image=False`` the sums also run over the images (one Dice per channel for the whole
+    batch), so an image whose pseudo label is empty no longer pushes its prediction to zero.
     """
     if prob.shape != target.shape:
         raise ValueError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} differ")
     target = target.to(prob.dtype)
     if mask is not None:
         prob, target = prob * mask, target * mask
-    dims = tuple(range(2, prob.ndim))
+    dims = tuple(range(2, prob.ndim)) if per_image else (0, *range(2, prob.ndim))
     inter = (prob * target).sum(dim=dims)
     total = prob.sum(dim=dims) + target.sum(dim=dims)
     return (1.0 - (2.0 * inter + smooth) / (total + smooth)).mean()
 
 
 def segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, kind: str, mask: torch.Tensor | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    mask: torch.Tensor | None = None,
+    per_image: bool = True,
 ) -> torch.Tensor:
     """Dice on sigmoid probabilities, or the authors' 0.5 Dice + 0.5 binary cross-entropy."""
     prob = torch.sigmoid(logits)
-    loss = dice_loss(prob, target, mask=mask)
+    loss = dice_loss(prob, target, mask=mask, per_image=per_image)
     if kind == "dice":
         return loss
     if kind != "dice+bce":
@@ -66,8 +76,12 @@ def gaussian_kl(
     )
 
 
-def alpha_at(step: int, alpha: float, warmup_steps: int) -> float:
-    """alpha ramped linearly from 0 over ``warmup_steps`` steps (0-based), then constant."""
+def alpha_at(step: int, alpha: float, warmup_steps: int, burn_in_steps: int = 0) -> float:
+    """alpha: 0 for ``burn_in_steps`` supervised-only steps, then ramped linearly from 0 over
+    ``warmup_steps`` steps (steps are 0-based), then constant."""
+    step -= burn_in_steps
+    if step < 0:
+        return 0.0
     if warmup_steps <= 0:
         return alpha
     return alpha * min(1.0, step / warmup_steps)

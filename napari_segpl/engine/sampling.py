@@ -232,6 +232,19 @@ class Sampler:
         patch = self._fit(volume[idx], offs, self.out, self._fill[v])
         return patch if self.config.dims == 3 else patch[0]
 
+    def _flips(self) -> tuple[bool, bool]:
+        """Random in-plane flips when ``augment`` is on (no random draw otherwise, so the
+        default batches do not change)."""
+        if not self.config.augment:
+            return False, False
+        a, b = self.rng.random(2) < 0.5
+        return bool(a), bool(b)
+
+    @staticmethod
+    def _flip(array: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
+        axes = [ax for ax, on in zip((-2, -1), flips, strict=True) if on]
+        return np.flip(array, axis=axes) if axes else array
+
     def labelled_batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(images, targets, mask): mask is None in 2D, the centre-slice mask in 3D."""
         data = self.data
@@ -244,7 +257,9 @@ class Sampler:
             target = encode_target(lab, data.num_classes, data.nested)
             if self.config.dims == 3:
                 target = np.repeat(target[:, None], 3, axis=1)
-            targets.append(target)
+            flips = self._flips()
+            images[-1] = self._flip(images[-1], flips)
+            targets.append(self._flip(target, flips))
         mask = None
         if self.config.dims == 3:
             mask = np.zeros((1, 1, 3, 1, 1), np.float32)
@@ -261,5 +276,5 @@ class Sampler:
         for r in self.rng.integers(0, len(self._pool), size=n):
             v, s = self._pool[int(r)]
             offs = self._offsets(self.data.volume(v).shape[1:], self.out)
-            images.append(self._image(v, s, offs))
+            images.append(self._flip(self._image(v, s, offs), self._flips()))
         return np.stack(images)[:, None]

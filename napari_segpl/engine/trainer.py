@@ -114,7 +114,13 @@ class Trainer:
         steps_done = 0
 
         def alpha_fn(step: int) -> float:
-            return alpha_at(step, config.alpha, config.warmup_steps)
+            return alpha_at(step, config.alpha, config.warmup_steps, config.burn_in_steps)
+
+        scheduler = None
+        if config.lr_schedule == "poly":  # the usual segmentation decay (1 - t/T)^0.9
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimiser, lambda step: (1.0 - step / config.steps) ** 0.9
+            )
 
         try:
             for step in range(config.steps):
@@ -133,7 +139,11 @@ class Trainer:
                 with self._autocast():
                     out = method.compute_loss(batch, step, alpha_fn)
                 out.loss.backward()
+                lr = optimiser.param_groups[0]["lr"]
                 optimiser.step()
+                method.after_step()
+                if scheduler is not None:
+                    scheduler.step()
                 steps_done = step + 1
                 self.model.steps_done = steps_done
                 history.append(out.logs)
@@ -146,7 +156,7 @@ class Trainer:
                     steps_done,
                     config.steps,
                     out.logs,
-                    optimiser.param_groups[0]["lr"],
+                    lr,
                     time.perf_counter() - t0,
                     mu,
                     sigma,
@@ -161,7 +171,7 @@ class Trainer:
         finally:
             stopped = steps_done < config.steps
             method.to(torch.device("cpu"))
-            del optimiser
+            del optimiser, scheduler
             release_memory(self.device)
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
 

@@ -101,6 +101,9 @@ class Method(ABC):
         for key, module in modules.items():
             module.load_state_dict(state[key])
 
+    def after_step(self) -> None:  # noqa: B027 (a hook: most methods need nothing here)
+        """Called after each optimiser step (an EMA teacher updates here)."""
+
     @abstractmethod
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
         """One step's loss; ``alpha_fn(step)`` gives the unsupervised weight with its warm-up."""

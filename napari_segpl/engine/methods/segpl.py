@@ -3,14 +3,23 @@
 E-step: ``y'_u = 1(sigmoid(logit_u) > T)``, detached, from the same forward pass that the M-step
 trains on, so pseudo labels cost nothing beyond a supervised step over the same L + U images.
 M-step: ``L = alpha * mean_u Dice(p_u, y'_u) + mean_l Dice(p_l, y_l)``.
+
+Optional levers beyond the paper (all off by default; see TrainConfig):
+- ``unsup_dice="batch"``: one Dice per channel over the whole unlabelled batch, so an image
+  whose pseudo label is empty does not push its own prediction to zero;
+- ``confidence=b``: pixels with ``|p - T| < b`` are left out of the pseudo-label loss;
+- ``ema=d``: pseudo labels from an exponential-moving-average copy of the network (an extra
+  forward pass without gradient), which changes more slowly than the network it teaches.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 
+from ..config import TrainConfig
 from ..losses import segmentation_loss
 from .base import Batch, Method, StepOutput, register
 
@@ -23,12 +32,32 @@ class SegPL(Method):
     title = "SegPL"
     uses_unlabelled = True
 
+    def __init__(self, config: TrainConfig, num_classes: int) -> None:
+        super().__init__(config, num_classes)
+        self.teacher = None
+        if config.ema > 0:
+            self.teacher = copy.deepcopy(self.model).requires_grad_(False)
+
+    def to(self, device: torch.device) -> SegPL:
+        super().to(device)
+        if self.teacher is not None:
+            self.teacher.to(device=next(self.model.parameters()).device)
+        return self
+
+    def after_step(self) -> None:
+        if self.teacher is None:
+            return
+        d = self.config.ema
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.model.parameters(), strict=True):
+                t.mul_(d).add_(s.detach(), alpha=1 - d)
+
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats_u)."""
+        """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats)."""
         n = batch.x_l.shape[0]
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         logits, feats = self.model(x)
-        return logits[:n], logits[n:], feats[n:]
+        return logits[:n], logits[n:], feats
 
     def _loss(
         self,
@@ -38,15 +67,25 @@ class SegPL(Method):
         threshold: torch.Tensor | float,
         alpha: float,
     ) -> StepOutput:
-        kind = self.config.loss
+        config, kind = self.config, self.config.loss
         sup = segmentation_loss(logits_l, batch.y_l, kind, batch.mask_l)
         logs = {"sup": sup.item(), "alpha": alpha}
         if logits_u.shape[0] == 0:
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
-            pseudo = (torch.sigmoid(logits_u) > threshold).to(logits_u.dtype)
-        unsup = segmentation_loss(logits_u, pseudo, kind)
+            if self.teacher is not None:
+                self.teacher.train(self.model.training)
+                p_u = torch.sigmoid(self.teacher(batch.x_u)[0].float())
+            else:
+                p_u = torch.sigmoid(logits_u.float())
+            pseudo = (p_u > threshold).to(logits_u.dtype)
+            mask = None
+            if config.confidence > 0:
+                mask = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
+        unsup = segmentation_loss(
+            logits_u, pseudo, kind, mask, per_image=config.unsup_dice == "image"
+        )
         loss = sup + alpha * unsup
         logs.update(unsup=unsup.item(), loss=loss.item())
         return StepOutput(loss, logs, pseudo=pseudo)

@@ -7,6 +7,13 @@ image (and class); T is drawn with the reparameterisation ``mu + sigma * eps`` a
 As in the paper, the hard threshold passes no gradient to phi, which therefore learns through
 the KL alone and settles on the prior. The head reads *detached* features: otherwise the KL, the
 only term phi sees, would also push the backbone's features around for no segmentation benefit.
+
+``threshold_signal="labelled"`` (off by default) gives T a learning signal from the data: the
+head also predicts T for the labelled images, and a soft threshold
+``sigmoid((p_l - T_l) / tau)`` of the (detached) probabilities is scored with Dice against the
+true labels. Its gradient reaches only the head, through T: the head learns the threshold that
+best turns the network's current probabilities into the labels, and applies it to unlabelled
+images, where the KL keeps it near the prior unless the labels say otherwise.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..losses import gaussian_kl, sample_threshold
+from ..losses import dice_loss, gaussian_kl, sample_threshold
 from ..networks import ThresholdHead
 from .base import Batch, StepOutput, register
 from .segpl import SegPL
+
+#: Width of the soft threshold: sigmoid((p - T) / tau) goes from 0.12 to 0.88 over p = T +- 0.1.
+SOFT_THRESHOLD_TEMPERATURE = 0.05
 
 
 @register
@@ -39,19 +49,36 @@ class SegPLVI(SegPL):
         return {"model": self.model, "head": self.head}
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        logits_l, logits_u, feats_u = self._forward(batch)
+        logits_l, logits_u, feats = self._forward(batch)
         if logits_u.shape[0] == 0:
             return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step))
-        mu, sigma = self.head(feats_u.detach())
+        n = logits_l.shape[0]
+        mu, sigma = self.head(feats[n:].detach())
         t = sample_threshold(mu, sigma).detach()
         t = t.reshape(t.shape + (1,) * (logits_u.ndim - 2))
         out = self._loss(batch, logits_l, logits_u, t, alpha_fn(step))
         kl = gaussian_kl(mu, sigma, self.config.prior_mu, self.config.prior_sigma).mean()
         out.loss = out.loss + kl
+        if self.config.threshold_signal == "labelled":
+            fit = self._threshold_fit(batch, logits_l, feats[:n])
+            out.loss = out.loss + fit
+            out.logs["t_fit"] = fit.item()
         out.logs.update(kl=kl.item(), loss=out.loss.item(), mu=mu.mean().item())
         out.logs["sigma"] = sigma.mean().item()
         out.threshold = (out.logs["mu"], out.logs["sigma"])
         return out
+
+    def _threshold_fit(
+        self, batch: Batch, logits_l: torch.Tensor, feats_l: torch.Tensor
+    ) -> torch.Tensor:
+        """Dice of the soft-thresholded labelled probabilities against the labels; only T
+        (hence only the head) receives its gradient."""
+        mu_l, sigma_l = self.head(feats_l.detach())
+        t_l = sample_threshold(mu_l, sigma_l)
+        t_l = t_l.reshape(t_l.shape + (1,) * (logits_l.ndim - 2))
+        p_l = torch.sigmoid(logits_l.detach().float())
+        soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
+        return dice_loss(soft, batch.y_l, mask=batch.mask_l)
 
     def threshold_distribution(
         self, x: torch.Tensor

@@ -1,0 +1,170 @@
+"""Mechanics of the levers beyond the paper (issue: make pseudo labels earn their place).
+
+These test what each lever does, not whether it improves accuracy (that is benchmarks/)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segpl.engine import StepEvent, TrainConfig, Trainer, get_method, prepare_data
+from napari_segpl.engine.config import ConfigError
+from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
+from napari_segpl.engine.methods import Batch
+from napari_segpl.engine.sampling import Sampler
+
+
+def test_batch_dice_by_hand():
+    # Two images, one channel. Image 0: p = [1, 0], y = [1, 0]; image 1: p = [0.5, 0.5], y = 0.
+    p = torch.tensor([[[[1.0, 0.0]]], [[[0.5, 0.5]]]])
+    y = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 0.0]]]])
+    # pooled: sum(p y) = 1, sum p = 2, sum y = 1 -> 1 - (2 + 1) / (3 + 1)
+    assert dice_loss(p, y, per_image=False).item() == pytest.approx(1 - 3 / 4)
+    # per image: image 0 -> 1 - 3/3 = 0; image 1 -> 1 - 1/2 = 0.5
+    assert dice_loss(p, y).item() == pytest.approx(0.25)
+
+
+def test_burn_in_then_warmup():
+    assert [alpha_at(s, 1.0, 4, burn_in_steps=10) for s in (0, 9, 10, 12, 14, 50)] == [
+        0.0, 0.0, 0.0, 0.5, 1.0, 1.0,
+    ]  # fmt: skip
+
+
+def _batch(n_l=2, n_u=3, size=16, classes=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        torch.randn(n_l, 1, size, size, generator=g),
+        (torch.rand(n_l, classes, size, size, generator=g) > 0.6).float(),
+        None,
+        torch.randn(n_u, 1, size, size, generator=g),
+    )
+
+
+def _method(name, **config):
+    torch.manual_seed(0)
+    cfg = TrainConfig(method=name, base_channels=4, depth=2, **config)
+    return get_method(name)(cfg, 1)
+
+
+def test_confidence_band_leaves_uncertain_pixels_out():
+    method = _method("segpl", confidence=0.1)
+    batch = _batch()
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        logits_l = method.model(batch.x_l)[0]
+        logits_u = method.model(batch.x_u)[0]
+        p = torch.sigmoid(logits_u)
+        mask = ((p - 0.5).abs() >= 0.1).float()
+        expected = segmentation_loss(logits_l, batch.y_l, "dice") + segmentation_loss(
+            logits_u, (p > 0.5).float(), "dice", mask
+        )
+    assert 0 < mask.mean() < 1  # the band really removes some pixels here
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_batch_dice_option_reaches_the_unlabelled_term():
+    method = _method("segpl", unsup_dice="batch")
+    batch = _batch()
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        logits_u = method.model(batch.x_u)[0]
+        expected = segmentation_loss(
+            logits_u, (torch.sigmoid(logits_u) > 0.5).float(), "dice", per_image=False
+        )
+    assert out.logs["unsup"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_ema_teacher_makes_the_pseudo_labels_and_follows_the_student():
+    method = _method("segpl", ema=0.9)
+    batch = _batch()
+    with torch.no_grad():
+        for p in method.teacher.parameters():
+            p.add_(0.3)  # make teacher and student differ
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        teacher_pseudo = (torch.sigmoid(method.teacher(batch.x_u)[0]) > 0.5).float()
+    torch.testing.assert_close(out.pseudo, teacher_pseudo)
+    before = [p.clone() for p in method.teacher.parameters()]
+    method.after_step()
+    for t0, t1, s in zip(
+        before, method.teacher.parameters(), method.model.parameters(), strict=True
+    ):
+        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * s)
+    assert all(not p.requires_grad for p in method.teacher.parameters())
+    assert set(method.state_dict()) == {"model"}  # the teacher is not saved
+
+
+def _head_grads(method, batch):
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    method.head.zero_grad()
+    method.model.zero_grad()
+    out.loss.backward()
+    return [p.grad.clone() for p in method.head.parameters()], out
+
+
+def _kl_only_grads(method, batch):
+    method.head.zero_grad()
+    n = batch.x_l.shape[0]
+    feats = method.model(torch.cat([batch.x_l, batch.x_u]))[1]
+    mu, sigma = method.head(feats[n:].detach())
+    gaussian_kl(mu, sigma, method.config.prior_mu, method.config.prior_sigma).mean().backward()
+    return [p.grad.clone() for p in method.head.parameters()]
+
+
+def test_threshold_head_gets_a_data_signal_only_when_asked():
+    batch = _batch(classes=1)
+    paper = _method("segpl-vi")
+    torch.manual_seed(5)
+    grads, _ = _head_grads(paper, batch)
+    for g, k in zip(grads, _kl_only_grads(paper, batch), strict=True):
+        torch.testing.assert_close(g, k, rtol=1e-4, atol=1e-8)  # paper: the KL alone
+    learnt = _method("segpl-vi", threshold_signal="labelled")
+    torch.manual_seed(5)
+    grads, out = _head_grads(learnt, batch)
+    kl = _kl_only_grads(learnt, batch)
+    assert "t_fit" in out.logs
+    assert any(not torch.allclose(g, k, atol=1e-6) for g, k in zip(grads, kl, strict=True))
+    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in learnt.model.parameters())
+
+
+def test_flips_keep_images_and_targets_aligned():
+    shape = (32, 32, 6)  # no padding, so a flip maps the slice onto itself
+    labels = np.zeros(shape, np.uint8)
+    labels[2:10, 3:20, [1, 4]] = 1
+    image = labels.astype(np.float32) * 10 + np.arange(shape[1])[None, :, None] * 0.01
+    cfg = TrainConfig(axis=2, augment=True)
+    data = prepare_data(image, labels, cfg)
+    sampler = Sampler(data, cfg, np.random.default_rng(0))
+    x, y, _ = sampler.labelled_batch(16)
+    foreground = x[:, 0] > x[:, 0].mean()
+    np.testing.assert_array_equal(foreground, y[:, 0] > 0)
+    gradient = np.diff(x[:, 0, 0, :], axis=-1).mean(axis=-1)  # the ramp along the 2nd axis
+    assert (gradient > 0).any() and (gradient < 0).any()  # some samples flipped, some not
+
+
+def test_poly_schedule_decays_the_learning_rate(toy_volume):
+    image, labels = toy_volume
+    cfg = TrainConfig(
+        method="supervised", axis=2, steps=4, lr=0.01, lr_schedule="poly", base_channels=4,
+        depth=2, preview_every=0,
+    )  # fmt: skip
+    events = Trainer(cfg, prepare_data(image, labels, cfg)).run()
+    lrs = [e.lr for e in events if isinstance(e, StepEvent)]
+    assert lrs == pytest.approx([0.01 * (1 - s / 4) ** 0.9 for s in range(4)])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"burn_in": 1.0},
+        {"unsup_dice": "pixel"},
+        {"confidence": 0.5},
+        {"ema": 1.0},
+        {"lr_schedule": "cosine"},
+        {"threshold_signal": "x"},
+    ],
+)
+def test_lever_values_are_validated(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad).validate()
