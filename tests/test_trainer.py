@@ -28,8 +28,9 @@ def _data(volume, **config):
     return cfg, prepare_data(image, labels, cfg, labelled=LABELLED)
 
 
-def test_events_in_order_with_previews(toy_volume):
-    cfg, data = _data(toy_volume, method="segpl-vi", steps=6, preview_every=3)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_events_in_order_with_previews(toy_volume, dims):
+    cfg, data = _data(toy_volume, method="segpl-vi", dims=dims, steps=6, preview_every=3)
     events = list(Trainer(cfg, data).run())
     steps = [e for e in events if isinstance(e, StepEvent)]
     previews = [e for e in events if isinstance(e, PreviewEvent)]
