@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     levers.add_argument(
         "--confidence", type=float, help="leave pixels with |p - T| below this out of L_U"
     )
+    levers.add_argument(
+        "--skip-empty", action="store_true", default=None,
+        help="leave classes with an empty pseudo label in the batch out of L_U",
+    )  # fmt: skip
     levers.add_argument("--ema", type=float, help="pseudo labels from an EMA teacher (decay)")
     levers.add_argument("--augment", action="store_true", default=None, help="random flips")
     levers.add_argument("--lr-schedule", choices=("constant", "poly"), help="default: constant")
@@ -177,8 +181,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     names = [
         "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
         "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
-        "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "ema", "augment",
-        "lr_schedule", "threshold_signal",
+        "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "skip_empty", "ema",
+        "augment", "lr_schedule", "threshold_signal",
     ]  # fmt: skip
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:

@@ -75,6 +75,21 @@ def test_batch_dice_option_reaches_the_unlabelled_term():
     assert out.logs["unsup"] == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_empty_pseudo_label_classes_are_skipped():
+    method = _method("segpl", skip_empty=True)
+    method2 = get_method("segpl")(method.config, 2)
+    batch = _batch(classes=2)
+    with torch.no_grad():  # make class 2 confidently absent everywhere: an empty pseudo label
+        method2.model.head.bias[1] = -50.0
+        logits_u = method2.model(batch.x_u)[0]
+    pseudo = (torch.sigmoid(logits_u) > 0.5).float()
+    assert pseudo[:, 1].sum() == 0 and pseudo[:, 0].sum() > 0
+    out = method2.compute_loss(batch, 0, lambda s: 1.0)
+    expected = segmentation_loss(logits_u[:, :1], pseudo[:, :1], "dice")  # class 1 only
+    # the masked channel contributes a constant 1 - 1/1 = 0 term, averaged over 2 channels
+    assert out.logs["unsup"] == pytest.approx(expected.item() / 2, rel=1e-5)
+
+
 def test_ema_teacher_makes_the_pseudo_labels_and_follows_the_student():
     method = _method("segpl", ema=0.9)
     batch = _batch()

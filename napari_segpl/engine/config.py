@@ -80,6 +80,7 @@ class TrainConfig:
     burn_in: float = 0.0
     unsup_dice: str = "image"
     confidence: float = 0.0
+    skip_empty: bool = False
     ema: float = 0.0
     augment: bool = False
     lr_schedule: str = "constant"

@@ -8,6 +8,9 @@ Optional levers beyond the paper (all off by default; see TrainConfig):
 - ``unsup_dice="batch"``: one Dice per channel over the whole unlabelled batch, so an image
   whose pseudo label is empty does not push its own prediction to zero;
 - ``confidence=b``: pixels with ``|p - T| < b`` are left out of the pseudo-label loss;
+- ``skip_empty``: a class whose pseudo label is empty on every unlabelled image of the batch is
+  left out of the pseudo-label loss (Dice against an empty target is minimised by predicting
+  nothing, which erases thin structures before the network has learnt them);
 - ``ema=d``: pseudo labels from an exponential-moving-average copy of the network (an extra
   forward pass without gradient), which changes more slowly than the network it teaches.
 """
@@ -83,6 +86,11 @@ class SegPL(Method):
             mask = None
             if config.confidence > 0:
                 mask = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
+            if config.skip_empty:
+                spatial = (0, *range(2, pseudo.ndim))
+                present = (pseudo.sum(dim=spatial) > 0).to(logits_u.dtype)
+                present = present.reshape(1, -1, *([1] * (pseudo.ndim - 2)))
+                mask = present if mask is None else mask * present
         unsup = segmentation_loss(
             logits_u, pseudo, kind, mask, per_image=config.unsup_dice == "image"
         )
