@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_segpl.engine import (
+    CollapseWarning,
     TrainConfig,
+    Trainer,
     labelled_slices,
     overlap_scores,
     predict_volume,
     prepare_data,
-    train,
 )
 from napari_segpl.volume import read_labels, read_volume
 
@@ -48,7 +49,9 @@ def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) 
     index[axis] = chosen
     sparse[tuple(index)] = truth[tuple(index)]
     t0 = time.perf_counter()
-    model = train(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
+    trainer = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
+    warnings = [e.message for e in trainer.run() if isinstance(e, CollapseWarning)]
+    model = trainer.model
     seconds = time.perf_counter() - t0
     pred = predict_volume(model, image.array, device=cfg.device)
     test = [s for s in labelled_slices(truth, axis) if s not in chosen]
@@ -61,6 +64,8 @@ def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) 
         "labelled": chosen,
         "test_slices": len(test),
         "iou": {str(c): s["iou"] for c, s in scores.items()},
+        "voxels": {str(c): [s["pred_voxels"], s["true_voxels"]] for c, s in scores.items()},
+        "collapse_warnings": warnings,
         "train_seconds": seconds,
         "config": cfg.to_dict(),
     }
