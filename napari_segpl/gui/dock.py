@@ -197,11 +197,14 @@ class SegPLDock(QWidget):
         v.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # Room for two lines from the start, so new text never re-lays out (and redraws) the
+        # plots below while training.
+        self.status.setFixedHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
         v.addWidget(self.status)
         self.warning_label = QLabel("")
         self.warning_label.setWordWrap(True)
         self.warning_label.setStyleSheet("color: #e8a33d")
-        self.warning_label.setVisible(False)
+        self.warning_label.setFixedHeight(2 * self.warning_label.fontMetrics().lineSpacing() + 4)
         v.addWidget(self.warning_label)
         theme = getattr(self.viewer, "theme", "dark")
         self.loss_plot = LossPlot(theme)
@@ -422,7 +425,7 @@ class SegPLDock(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("preparing data…")
         self.status.setText("")
-        self.warning_label.setVisible(False)
+        self.warning_label.setText("")
         self._watch_window()
         self._worker.start()
         self._update_buttons()
@@ -454,7 +457,6 @@ class SegPLDock(QWidget):
         elif isinstance(event, CollapseWarning):
             show_warning(f"SegPL: {event.message}")
             self.warning_label.setText(f"⚠ {event.message}")
-            self.warning_label.setVisible(True)
         elif isinstance(event, FinishedEvent):
             state = "stopped" if event.stopped else "done"
             self._finish_text = f"{state}: {event.steps_done} steps"

@@ -46,7 +46,9 @@ class _BlitCanvas(FigureCanvasQTAgg):
         self._background = None
         self.full_draws = 0
         self.blits = 0
-        self.setMinimumHeight(int(height * 70))
+        # A fixed height: any resize forces a full redraw (100-200 ms), so the layout must not
+        # move while training (e.g. when a status line wraps).
+        self.setFixedHeight(int(height * 80))
         self.mpl_connect("draw_event", self._on_draw)
 
     def style(self, ax, title: str) -> None:
@@ -97,8 +99,7 @@ class _BlitCanvas(FigureCanvasQTAgg):
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
-        self._background = None
-        self.refresh(force=True)
+        self._background = None  # Qt's resize/paint on showing redraws once; blit after that
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
