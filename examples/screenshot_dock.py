@@ -1,6 +1,6 @@
 """Refresh the README's picture of the dock during training (run under Xvfb).
 
-    xvfb-run -a .venv/bin/python examples/screenshot_dock.py docs/dock.png
+    xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python examples/screenshot_dock.py docs/dock.png
 
 Opens the CT sample, trains SegPL-VI for a while and saves a screenshot of the whole window
 while pseudo labels and the threshold plot are live.
@@ -20,7 +20,7 @@ from napari_segpl.gui import SegPLDock
 
 def main(out: str = "docs/dock.png", steps_before_shot: int = 25) -> Path:
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 1000)
+    viewer.window.resize(1500, 1150)
     viewer.open_sample("napari-segpl", "lungs_ct")
     dock = SegPLDock(viewer)
     viewer.window.add_dock_widget(dock, name="SegPL", area="right")
