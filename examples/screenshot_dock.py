@@ -1,6 +1,7 @@
 """Refresh the README's picture of the dock during training (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python examples/screenshot_dock.py docs/dock.png
+    xvfb-run -a -s "-screen 0 1600x1200x24" \
+        .venv/bin/python examples/screenshot_dock.py docs/dock.png
 
 Opens the CT sample, trains SegPL-VI for a while and saves a screenshot of the whole window
 while pseudo labels and the threshold plot are live.
