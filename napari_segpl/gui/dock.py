@@ -7,6 +7,7 @@ copy for training and prediction and is written only by Accept.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +47,7 @@ from ..engine.config import ConfigError
 from ..layers import export_layer, same_grid_kwargs
 from .params import ParameterForm
 from .plots import LossPlot, ThresholdPlot
-from .session import RunControl, Started, predict, training_events
+from .session import RunControl, Started, predict, training_events, warm_up_torch
 
 if TYPE_CHECKING:
     import napari
@@ -136,6 +137,8 @@ class SegPLDock(QWidget):
         self._labels_changed()
         self._image_changed()
         self._update_buttons()
+        self.warmed_up = threading.Event()
+        threading.Thread(target=warm_up_torch, args=(self.warmed_up,), daemon=True).start()
 
     # ----------------------------------------------------------------- layout
     def _data_box(self) -> QGroupBox:

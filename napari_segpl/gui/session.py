@@ -86,3 +86,22 @@ def predict(
     """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold)."""
     k = mc_samples if model.method.learns_threshold else 0
     return predict_volume(model, image, axis=axis, mc_samples=k, device=device)
+
+
+def warm_up_torch(done: threading.Event | None = None) -> None:
+    """Take one tiny Adam step so torch's lazy first-use set-up happens now.
+
+    The first optimiser step of a process imports and initialises parts of torch while holding
+    the GIL (130-160 ms measured here), which froze the window right after the first Train.
+    Run from a background thread when the dock opens, that pause happens before any training.
+    """
+    import torch
+
+    try:
+        weight = torch.zeros(1, requires_grad=True)
+        optimiser = torch.optim.Adam([weight], lr=0.01)
+        (weight * 2.0).sum().backward()
+        optimiser.step()
+    finally:
+        if done is not None:
+            done.set()
