@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine import (
+    METHODS,
     CollapseWarning,
     FinishedEvent,
     PreviewEvent,
@@ -86,6 +87,28 @@ class LayerCombo(QComboBox):
     def layer(self):
         name = self.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
+
+
+def _button(text: str, slot) -> QPushButton:
+    button = QPushButton(text)
+    button.clicked.connect(slot)
+    return button
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
+
+
+def _two_line_label() -> QLabel:
+    """A word-wrapped label with room for two lines from the start, so new text never
+    re-lays out (and so fully redraws) the plots below it while training."""
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setFixedHeight(2 * label.fontMetrics().lineSpacing() + 4)
+    return label
 
 
 def _format_seconds(seconds: float) -> str:
@@ -172,42 +195,26 @@ class SegPLDock(QWidget):
         self.slice_summary = QLabel("no labelled slice")
         v.addWidget(self.slice_summary)
         v.addWidget(self.slice_list)
-        row = QHBoxLayout()
-        self.mark_button = QPushButton("Mark slice labelled")
+        self.mark_button = _button("Mark slice labelled", lambda: self.mark_current(True))
         self.mark_button.setToolTip("Count the current slice as labelled, background included")
-        self.unmark_button = QPushButton("Unmark")
-        self.mark_button.clicked.connect(lambda: self.mark_current(True))
-        self.unmark_button.clicked.connect(lambda: self.mark_current(False))
-        row.addWidget(self.mark_button)
-        row.addWidget(self.unmark_button)
-        v.addLayout(row)
+        self.unmark_button = _button("Unmark", lambda: self.mark_current(False))
+        v.addLayout(_row(self.mark_button, self.unmark_button))
         return box
 
     def _train_box(self) -> QGroupBox:
         box = QGroupBox("Training")
         v = QVBoxLayout(box)
-        row = QHBoxLayout()
-        self.train_button = QPushButton("Train")
-        self.stop_button = QPushButton("Stop")
-        self.train_button.clicked.connect(self.start_training)
-        self.stop_button.clicked.connect(self.stop_training)
-        row.addWidget(self.train_button)
-        row.addWidget(self.stop_button)
-        v.addLayout(row)
+        self.train_button = _button("Train", self.start_training)
+        self.stop_button = _button("Stop", self.stop_training)
+        v.addLayout(_row(self.train_button, self.stop_button))
         self.progress = QProgressBar()
         self.progress.setFormat("idle")
         self.progress.setTextVisible(True)
         v.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        # Room for two lines from the start, so new text never re-lays out (and redraws) the
-        # plots below while training.
-        self.status.setFixedHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
-        v.addWidget(self.status)
-        self.warning_label = QLabel("")
-        self.warning_label.setWordWrap(True)
+        self.status = _two_line_label()
+        self.warning_label = _two_line_label()
         self.warning_label.setStyleSheet("color: #e8a33d")
-        self.warning_label.setFixedHeight(2 * self.warning_label.fontMetrics().lineSpacing() + 4)
+        v.addWidget(self.status)
         v.addWidget(self.warning_label)
         theme = getattr(self.viewer, "theme", "dark")
         self.loss_plot = LossPlot(theme)
@@ -243,14 +250,9 @@ class SegPLDock(QWidget):
         row.addWidget(self.export_combo, 1)
         row.addWidget(self.export_button)
         v.addLayout(row)
-        row = QHBoxLayout()
-        self.save_button = QPushButton("Save model…")
-        self.load_button = QPushButton("Load model…")
-        self.save_button.clicked.connect(self._save_clicked)
-        self.load_button.clicked.connect(self._load_clicked)
-        row.addWidget(self.save_button)
-        row.addWidget(self.load_button)
-        v.addLayout(row)
+        self.save_button = _button("Save model…", self._save_clicked)
+        self.load_button = _button("Load model…", self._load_clicked)
+        v.addLayout(_row(self.save_button, self.load_button))
         self.model_label = QLabel("no model")
         self.model_label.setWordWrap(True)
         v.addWidget(self.model_label)
@@ -303,21 +305,20 @@ class SegPLDock(QWidget):
             slices |= set(labels.metadata.get("segpl_labelled_slices") or [])
         return slices
 
-    def labelled(self) -> list[int]:
-        """Painted slices plus slices marked labelled (whole, background included)."""
+    def painted_slices(self) -> set[int]:
+        """Slices of the labels layer holding any painted voxel along the slicing axis."""
         labels = self.labels_combo.layer()
         if labels is None or labels.ndim != 3:
-            return []
-        painted = labelled_slices(np.asarray(labels.data), self.axis)
-        return sorted(set(painted) | self.marked_slices())
+            return set()
+        return set(labelled_slices(np.asarray(labels.data), self.axis))
+
+    def labelled(self) -> list[int]:
+        """Painted slices plus slices marked labelled (whole, background included)."""
+        return sorted(self.painted_slices() | self.marked_slices())
 
     def refresh_slices(self) -> None:
         self.slice_list.clear()
-        marked = self.marked_slices()
-        labels = self.labels_combo.layer()
-        painted = set()
-        if labels is not None and labels.ndim == 3:
-            painted = set(labelled_slices(np.asarray(labels.data), self.axis))
+        marked, painted = self.marked_slices(), self.painted_slices()
         for s in sorted(painted | marked):
             kind = "painted" if s in painted else "marked (all background)"
             item = QListWidgetItem(f"slice {s}  ·  {kind}")
@@ -404,8 +405,6 @@ class SegPLDock(QWidget):
         self._ensure_layer(PSEUDO, image)
         self.loss_plot.reset(config.steps)
         self.threshold_plot.reset(config.prior_mu, config.prior_sigma, config.steps)
-        from ..engine import METHODS
-
         learns = METHODS[config.method].learns_threshold
         self.plots.setTabEnabled(1, learns)
         self.plots.setCurrentIndex(1 if learns else 0)
@@ -615,7 +614,7 @@ class SegPLDock(QWidget):
         new = np.asarray(pred[tuple(index)])
         old = np.asarray(labels.data[tuple(index)])
         changed = np.nonzero(new != old)
-        coords = [c for c in changed]
+        coords = list(changed)
         coords.insert(axis, np.full(len(changed[0]), s))
         if len(changed[0]):
             labels.data_setitem(tuple(coords), new[changed])
