@@ -38,6 +38,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
             values[key] = int(raw)
         elif isinstance(default, float):
             values[key] = float(raw)
+        elif isinstance(default, tuple):  # e.g. ct_window=-300;1600
+            values[key] = tuple(float(v) for v in raw.split(";"))
         else:
             values[key] = raw
     return name, values

@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_segpl.engine import (
     CollapseWarning,
+    StepEvent,
     TrainConfig,
     Trainer,
     labelled_slices,
@@ -50,7 +51,12 @@ def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) 
     sparse[tuple(index)] = truth[tuple(index)]
     t0 = time.perf_counter()
     trainer = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
-    warnings = [e.message for e in trainer.run() if isinstance(e, CollapseWarning)]
+    warnings, trace = [], []
+    for event in trainer.run():
+        if isinstance(event, CollapseWarning):
+            warnings.append(event.message)
+        elif isinstance(event, StepEvent) and event.mu is not None and event.step % 20 == 0:
+            trace.append([event.step, round(event.mu, 4), round(event.sigma, 4)])
     model = trainer.model
     seconds = time.perf_counter() - t0
     pred = predict_volume(model, image.array, device=cfg.device)
@@ -66,6 +72,7 @@ def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) 
         "iou": {str(c): s["iou"] for c, s in scores.items()},
         "voxels": {str(c): [s["pred_voxels"], s["true_voxels"]] for c, s in scores.items()},
         "collapse_warnings": warnings,
+        "threshold_trace": trace,
         "train_seconds": seconds,
         "config": cfg.to_dict(),
     }

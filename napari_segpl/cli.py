@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from .engine import METHODS, PRESETS, TrainConfig
-from .engine.config import ConfigError
+from .engine.config import ConfigError, suggest_preset
 from .engine.device import DeviceError
 from .engine.model import CheckpointError
 from .engine.sampling import DataError
 from .volume import Volume, VolumeError, check_labels, read_labels, read_volume, write_nifti
+
+D = TrainConfig()  # the defaults the help texts quote
 
 USER_ERRORS = (VolumeError, DataError, ConfigError, DeviceError, CheckpointError, ValueError)
 
@@ -82,14 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
             "Train on IMAGE with the labelled slices of LABELS (a label volume on the same grid: "
             "0 background, 1..K classes). A slice counts as labelled when it holds any non-zero "
             "voxel, or exactly the slices given with --labelled-slices. Unset parameters take "
-            "the paper's 2D (MRI) values, or those of --preset."
+            "the values of --preset; without one, the 'ct' preset for an image in Hounsfield "
+            "units and the 'mri' one otherwise. --preset paper reproduces the paper."
         ),
     )
     t.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
     t.add_argument("labels", type=Path, help="label volume on the image's grid")
     t.add_argument("--method", choices=list(METHODS), default=None, help="default: segpl")
     t.add_argument("--model", type=Path, required=True, metavar="OUT.pt", help="model to save")
-    t.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
+    t.add_argument(
+        "--preset", choices=sorted(PRESETS),
+        help="ct or mri (the engine's recipe; chosen from the image when not given), or the "
+        "paper's settings: paper (= paper-mri) or paper-ct",
+    )  # fmt: skip
     _add_output_args(t, mask_required=False)
     t.add_argument("--axis", type=int, choices=(0, 1, 2), help="slicing axis (default 2)")
     t.add_argument(
@@ -107,18 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra unlabelled volumes to draw pseudo-labelled slices from",
     )
     t.add_argument("--dims", type=int, choices=(2, 3), help="2: 2D U-net; 3: 3-slice 3D U-net")
-    t.add_argument("--steps", type=int, help="optimiser steps (default 200)")
-    t.add_argument("--lr", type=float, help="Adam learning rate (default 0.03)")
-    t.add_argument("--alpha", type=float, help="weight of the pseudo-label loss (default 0.05)")
-    t.add_argument("--warmup", type=float, help="fraction of steps alpha ramps up over (0.1)")
-    t.add_argument("--ratio", type=int, help="unlabelled images per labelled one (default 5)")
-    t.add_argument("--batch", type=int, help="labelled images per step (default 2)")
-    t.add_argument("--prior-mu", type=float, help="segpl-vi prior mean of T (default 0.5)")
-    t.add_argument("--prior-sigma", type=float, help="segpl-vi prior std of T (default 0.1)")
-    t.add_argument("--threshold", type=float, help="segpl pseudo-label threshold (default 0.5)")
-    t.add_argument("--loss", choices=("dice", "dice+bce"), help="default: dice")
+    t.add_argument("--steps", type=int, help=f"optimiser steps (default {D.steps})")
+    t.add_argument("--lr", type=float, help=f"Adam learning rate (default {D.lr})")
+    t.add_argument(
+        "--alpha", type=float, help=f"weight of the pseudo-label loss (default {D.alpha})"
+    )
+    t.add_argument(
+        "--warmup", type=float, help=f"fraction of steps alpha ramps up over ({D.warmup})"
+    )
+    t.add_argument(
+        "--ratio", type=int, help=f"unlabelled images per labelled one (default {D.ratio})"
+    )
+    t.add_argument("--batch", type=int, help=f"labelled images per step (default {D.batch})")
+    t.add_argument(
+        "--prior-mu", type=float, help=f"segpl-vi prior mean of T (default {D.prior_mu})"
+    )
+    t.add_argument(
+        "--prior-sigma", type=float, help=f"segpl-vi prior std of T (default {D.prior_sigma})"
+    )
+    t.add_argument(
+        "--threshold", type=float, help=f"segpl pseudo-label threshold (default {D.threshold})"
+    )
+    t.add_argument("--loss", choices=("dice", "dice+bce", "bce"), help=f"default: {D.loss}")
     t.add_argument("--nested", action="store_true", default=None, help="classes nest (BRATS)")
-    t.add_argument("--normalisation", choices=("zscore", "ct"), help="default: zscore")
+    t.add_argument("--normalisation", choices=("zscore", "ct"), help="default: from the preset")
     t.add_argument(
         "--ct-window",
         type=float,
@@ -126,27 +145,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LEVEL", "WIDTH"),
         help="CT window for --normalisation ct (default 40 400)",
     )
-    levers = t.add_argument_group("levers beyond the paper (off by default)")
-    levers.add_argument("--burn-in", type=float, help="fraction of steps supervised only")
-    levers.add_argument(
-        "--unsup-dice", choices=("image", "batch"), help="pseudo-label Dice per image or batch"
+    levers = t.add_argument_group(
+        "levers beyond the paper (defaults: the engine's recipe; --preset paper turns them off)"
     )
     levers.add_argument(
-        "--confidence", type=float, help="leave pixels with |p - T| below this out of L_U"
+        "--burn-in", type=float, help=f"fraction of steps supervised only ({D.burn_in})"
     )
     levers.add_argument(
-        "--skip-empty", action="store_true", default=None,
+        "--unsup-dice", choices=("image", "batch"),
+        help=f"pseudo-label Dice per image or over the batch ({D.unsup_dice})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--unsup-loss", choices=("dice", "dice+bce", "bce"),
+        help="pseudo-label loss, if not the same as --loss",
+    )  # fmt: skip
+    levers.add_argument(
+        "--confidence", type=float,
+        help=f"leave pixels with |p - T| below this out of L_U ({D.confidence})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--skip-empty", action=argparse.BooleanOptionalAction, default=None,
         help="leave classes with an empty pseudo label in the batch out of L_U",
     )  # fmt: skip
-    levers.add_argument("--ema", type=float, help="pseudo labels from an EMA teacher (decay)")
-    levers.add_argument("--augment", action="store_true", default=None, help="random flips")
-    levers.add_argument("--lr-schedule", choices=("constant", "poly"), help="default: constant")
+    levers.add_argument(
+        "--ema", type=float,
+        help=f"EMA of the weights: makes pseudo labels, becomes the model (decay, {D.ema})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--perturb", type=float,
+        help=f"intensity change of the unlabelled images the network trains on ({D.perturb})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=None,
+        help=f"random flips (default {'on' if D.augment else 'off'})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--lr-schedule", choices=("constant", "poly"), help=f"default: {D.lr_schedule}"
+    )
     levers.add_argument(
         "--threshold-signal",
         choices=("kl", "labelled"),
-        help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices",
+        help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices "
+        f"(default {D.threshold_signal})",
     )
-    t.add_argument("--patch", type=int, help="in-plane patch size (default 176)")
+    t.add_argument("--patch", type=int, help=f"in-plane patch size (default {D.patch})")
     t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     t.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast on CUDA")
@@ -177,19 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
+def _config(args: argparse.Namespace, image: np.ndarray | None = None) -> TrainConfig:
+    """The preset (given, or suggested by the image's intensities), then the flags given."""
     names = [
         "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
         "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
         "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "skip_empty", "ema",
-        "augment", "lr_schedule", "threshold_signal",
+        "augment", "lr_schedule", "threshold_signal", "perturb", "unsup_loss",
     ]  # fmt: skip
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:
         overrides["ct_window"] = tuple(args.ct_window)
-    if args.preset:
-        return TrainConfig.from_preset(args.preset, **overrides).validate()
-    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
+    preset = args.preset or (suggest_preset(image) if image is not None else "mri")
+    return TrainConfig.from_preset(preset, **overrides).validate()
 
 
 def _write_outputs(args: argparse.Namespace, model, image: Volume) -> None:
@@ -226,13 +268,14 @@ def _channels_last(array: np.ndarray) -> np.ndarray:
 def _train(args: argparse.Namespace) -> int:
     from .engine import CollapseWarning, FinishedEvent, StepEvent, Trainer, prepare_data
 
-    config = _config(args)
     image = read_volume(args.image)
+    config = _config(args, image.array)
     labels = read_labels(args.labels, like=image)
     extra = [read_volume(p).array for p in args.unlabelled]
     data = prepare_data(image.array, labels.array, config, args.labelled_slices, extra)
     n_unlab = len(data.unlabelled)
     print(
+        f"preset {args.preset or suggest_preset(image.array)}, "
         f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"

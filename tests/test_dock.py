@@ -181,7 +181,7 @@ def test_collapse_warning_is_shown(dock, qtbot, monkeypatch):
     monkeypatch.setattr(dock_module, "show_warning", warned.append)
     dock.params.method.value = "segpl"
     dock.params.threshold.value = 0.01  # every pixel becomes a pseudo-label foreground pixel
-    dock.params.steps.value = 14
+    dock.params.steps.value = 30  # 40 % supervised burn-in, then 18 steps the guard watches
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
     assert warned and "everything" in warned[0]

@@ -41,9 +41,20 @@ def test_trainer_warns_on_a_constructed_collapse(toy_volume):
     image, labels = toy_volume
     cfg = TrainConfig(
         method="segpl", axis=2, steps=14, threshold=0.01, base_channels=4, depth=2, ratio=1,
-        preview_every=0,
+        preview_every=0, burn_in=0.0, ema=0.0,
     )  # fmt: skip
     events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15])).run())
     warnings = [e for e in events if isinstance(e, CollapseWarning)]
     assert warnings and all(w.direction == "everything" for w in warnings)
     assert warnings[0].pseudo_fraction > 0.5
+
+
+def test_trainer_ignores_pseudo_labels_that_are_not_used_yet(toy_volume):
+    """During a supervised-only burn-in (alpha = 0) pseudo labels train nothing: no warning."""
+    image, labels = toy_volume
+    cfg = TrainConfig(
+        method="segpl", axis=2, steps=14, threshold=0.01, base_channels=4, depth=2, ratio=1,
+        preview_every=0, burn_in=0.99,
+    )  # fmt: skip
+    events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15])).run())
+    assert not [e for e in events if isinstance(e, CollapseWarning)]

@@ -12,6 +12,7 @@ from napari_segpl.engine import StepEvent, TrainConfig, Trainer, get_method, pre
 from napari_segpl.engine.config import ConfigError
 from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
 from napari_segpl.engine.methods import Batch
+from napari_segpl.engine.methods.segpl import perturb_intensity
 from napari_segpl.engine.sampling import Sampler
 
 
@@ -43,7 +44,8 @@ def _batch(n_l=2, n_u=3, size=16, classes=1, seed=0):
 
 def _method(name, **config):
     torch.manual_seed(0)
-    cfg = TrainConfig(method=name, base_channels=4, depth=2, **config)
+    # from the paper's recipe, so that each test switches on exactly the lever it is about
+    cfg = TrainConfig.from_preset("paper", method=name, base_channels=4, depth=2, **config)
     return get_method(name)(cfg, 1)
 
 
@@ -105,7 +107,8 @@ def test_ema_teacher_makes_the_pseudo_labels_and_follows_the_student():
     for t0, t1, s in zip(
         before, method.teacher.parameters(), method.model.parameters(), strict=True
     ):
-        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * s)
+        d = 1 / 10  # first update: the decay's ramp (1 + 0) / (10 + 0), below the set 0.9
+        torch.testing.assert_close(t1, d * t0 + (1 - d) * s)
     assert all(not p.requires_grad for p in method.teacher.parameters())
     assert set(method.state_dict()) == {"model"}  # the teacher is not saved
 
@@ -129,7 +132,7 @@ def _kl_only_grads(method, batch):
 
 def test_threshold_head_gets_a_data_signal_only_when_asked():
     batch = _batch(classes=1)
-    paper = _method("segpl-vi")
+    paper = _method("segpl-vi")  # the paper preset: threshold_signal "kl"
     torch.manual_seed(5)
     grads, _ = _head_grads(paper, batch)
     for g, k in zip(grads, _kl_only_grads(paper, batch), strict=True):
@@ -178,8 +181,76 @@ def test_poly_schedule_decays_the_learning_rate(toy_volume):
         {"ema": 1.0},
         {"lr_schedule": "cosine"},
         {"threshold_signal": "x"},
+        {"perturb": 1.5},
+        {"unsup_loss": "focal"},
     ],
 )
 def test_lever_values_are_validated(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad).validate()
+
+
+def test_perturbation_trains_on_a_changed_view_against_clean_pseudo_labels():
+    method = _method("segpl", perturb=0.3)
+    batch = _batch()
+    torch.manual_seed(3)
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        clean = (torch.sigmoid(method.model(batch.x_u)[0]) > 0.5).float()
+        torch.manual_seed(3)
+        changed = perturb_intensity(batch.x_u, 0.3)
+        logits_u = method.model(torch.cat([batch.x_l, changed]))[0][2:]
+        expected = segmentation_loss(logits_u, clean, "dice")
+    torch.testing.assert_close(out.pseudo, clean)  # the E-step sees the clean images
+    assert out.logs["unsup"] == pytest.approx(expected.item(), rel=1e-5)
+    assert not torch.equal(changed, batch.x_u)
+
+
+def test_perturbation_moments():
+    torch.manual_seed(0)
+    x = torch.zeros(20000, 1, 2, 2)  # zero images: the output is b + noise
+    out = perturb_intensity(x, 0.4)
+    # b ~ U(-0.4, 0.4): variance 0.4^2 / 3; noise variance 0.2^2, independent
+    assert out.mean().item() == pytest.approx(0.0, abs=0.01)
+    assert out.var().item() == pytest.approx(0.4**2 / 3 + 0.2**2, rel=0.05)
+    ones = perturb_intensity(torch.ones(20000, 1, 1, 1), 0.4)  # (1 + a) + b + noise
+    assert ones.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert ones.var().item() == pytest.approx(2 * 0.4**2 / 3 + 0.2**2, rel=0.05)
+
+
+def test_pseudo_label_loss_can_differ_from_the_labelled_one():
+    method = _method("segpl", unsup_loss="bce")
+    batch = _batch()
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        logits_u = method.model(batch.x_u)[0]
+        p = torch.sigmoid(logits_u)
+        y = (p > 0.5).float()
+        by_hand = -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
+    assert out.logs["unsup"] == pytest.approx(by_hand.item(), rel=1e-5)
+    sup = segmentation_loss(method.model(batch.x_l)[0], batch.y_l, "dice")
+    assert out.logs["sup"] == pytest.approx(sup.item(), rel=1e-5)  # labelled: still Dice
+
+
+def test_the_averaged_weights_become_the_trained_model(toy_volume):
+    image, labels = toy_volume
+    cfg = TrainConfig(
+        method="supervised", axis=2, steps=3, lr=0.01, ema=0.5, base_channels=4, depth=2,
+        preview_every=0,
+    )  # fmt: skip
+    trainer = Trainer(cfg, prepare_data(image, labels, cfg))
+    method = trainer.model.method
+    start = [p.detach().clone() for p in method.model.parameters()]
+    seen = []
+    for event in trainer.run():
+        if isinstance(event, StepEvent):
+            seen.append([p.detach().clone() for p in method.model.parameters()])
+    # EMA over the student's weights after each of the 3 steps, the decay ramping up as
+    # t / (t + 9) (0.1, 0.18, 0.25) while below the set 0.5
+    expected = start
+    for t, weights in enumerate(seen, start=1):
+        d = min(0.5, t / (t + 9))
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights, strict=True)]
+    for got, want in zip(method.model.parameters(), expected, strict=True):
+        torch.testing.assert_close(got.detach(), want)
+    assert not torch.equal(seen[-1][0], expected[0])  # not simply the last student

@@ -25,7 +25,8 @@ def _batch(dims=2, n_l=2, n_u=4, size=32, classes=1, seed=0):
 
 def _method(name, classes=1, **config):
     torch.manual_seed(0)
-    cfg = TrainConfig(method=name, base_channels=4, depth=2, **config)
+    # The paper's equations, so the paper's recipe (the levers have their own tests)
+    cfg = TrainConfig.from_preset("paper", method=name, base_channels=4, depth=2, **config)
     return get_method(name)(cfg, classes)
 
 

@@ -104,7 +104,7 @@ def test_sampler_shapes_for_any_in_plane_size(dims, shape, out):
     image = np.zeros(shape, np.float32)
     labels = np.zeros(shape, np.uint8)
     labels[10:20, 10:20, 4] = 1
-    cfg = TrainConfig(dims=dims, axis=2)
+    cfg = TrainConfig(dims=dims, axis=2, patch=176)
     data = prepare_data(image, labels, cfg)
     sampler = Sampler(data, cfg, np.random.default_rng(0))
     x, y, mask = sampler.labelled_batch(3)

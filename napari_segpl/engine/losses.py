@@ -46,13 +46,15 @@ def segmentation_loss(
     mask: torch.Tensor | None = None,
     per_image: bool = True,
 ) -> torch.Tensor:
-    """Dice on sigmoid probabilities, or the authors' 0.5 Dice + 0.5 binary cross-entropy."""
-    prob = torch.sigmoid(logits)
-    loss = dice_loss(prob, target, mask=mask, per_image=per_image)
+    """Dice on sigmoid probabilities, the authors' 0.5 Dice + 0.5 binary cross-entropy, or the
+    binary cross-entropy alone (averaged over the voxels ``mask`` keeps)."""
+    if kind not in ("dice", "dice+bce", "bce"):
+        raise ValueError(f"unknown loss {kind!r}")
+    loss = logits.new_zeros(())
+    if kind != "bce":
+        loss = dice_loss(torch.sigmoid(logits), target, mask=mask, per_image=per_image)
     if kind == "dice":
         return loss
-    if kind != "dice+bce":
-        raise ValueError(f"unknown loss {kind!r}")
     target = target.to(logits.dtype)
     if mask is None:
         bce = F.binary_cross_entropy_with_logits(logits, target)
@@ -60,7 +62,7 @@ def segmentation_loss(
         weight = mask.expand_as(logits).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
         bce = bce / weight.sum().clamp_min(1.0)
-    return 0.5 * loss + 0.5 * bce
+    return bce if kind == "bce" else 0.5 * loss + 0.5 * bce
 
 
 def gaussian_kl(

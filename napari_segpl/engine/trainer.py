@@ -162,7 +162,7 @@ class Trainer:
                     sigma,
                     fg,
                 )
-                if guard is not None and fg is not None:
+                if guard is not None and fg is not None and out.logs.get("alpha", 0.0) > 0:
                     yield from guard.update(steps_done, fg)
                 every = config.preview_every
                 if every and method.uses_unlabelled and steps_done % every == 0:
@@ -170,6 +170,8 @@ class Trainer:
                     method.train()
         finally:
             stopped = steps_done < config.steps
+            if steps_done:
+                method.finish()
             method.to(torch.device("cpu"))
             del optimiser, scheduler
             release_memory(self.device)

@@ -396,7 +396,7 @@ class SegPLDock(QWidget):
             )
             return False
         try:
-            config = self.params.config(self.axis)
+            config = self.params.config(self.axis, image.data)
         except ConfigError as exc:
             show_error(f"SegPL: {exc}")
             return False

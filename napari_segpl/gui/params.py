@@ -12,8 +12,23 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..engine import METHODS, TrainConfig, available_devices
+from ..engine.config import suggest_preset
 
 DEFAULTS = TrainConfig()
+
+#: (label, value) of the preset list; "auto" resolves to ``ct`` or ``mri`` from the image.
+PRESET_CHOICES = [
+    ("auto: CT or MRI from the image", "auto"),
+    ("CT", "ct"),
+    ("MRI", "mri"),
+    ("paper (2D, BRATS)", "paper-mri"),
+    ("paper (3D, CARVE)", "paper-ct"),
+]
+#: Form fields a preset fills in (the levers without a widget come from the preset directly).
+PRESET_FIELDS = (
+    "dims", "steps", "lr", "alpha", "ratio", "prior_mu", "prior_sigma", "batch", "warmup",
+    "threshold", "loss", "patch",
+)  # fmt: skip
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -32,6 +47,7 @@ class ParameterForm(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         d = DEFAULTS
+        self.preset = ComboBox(label="preset", choices=PRESET_CHOICES, value="auto")
         self.method = ComboBox(
             label="method",
             choices=[(cls.title, name) for name, cls in METHODS.items()],
@@ -59,11 +75,11 @@ class ParameterForm(QWidget):
         self.batch = SpinBox(label="labelled batch", value=d.batch, min=1, max=64)
         self.warmup = FloatSpinBox(label="alpha warm-up", value=d.warmup, min=0.0, max=1.0)
         self.threshold = FloatSpinBox(label="threshold T", value=d.threshold, min=0.01, max=0.99)
-        self.loss = ComboBox(label="loss", choices=["dice", "dice+bce"], value=d.loss)
+        self.loss = ComboBox(label="loss", choices=["dice", "dice+bce", "bce"], value=d.loss)
         self.normalisation = ComboBox(
             label="normalisation",
-            choices=[("z-score", "zscore"), ("CT window", "ct")],
-            value=d.normalisation,
+            choices=[("from the preset", "preset"), ("z-score", "zscore"), ("CT window", "ct")],
+            value="preset",
         )
         self.ct_level = FloatSpinBox(
             label="CT level", value=d.ct_window[0], min=-2000, max=4000, step=10
@@ -80,7 +96,7 @@ class ParameterForm(QWidget):
 
         self.main = Container(
             widgets=[
-                self.method, self.dims, self.steps, self.lr, self.alpha, self.ratio,
+                self.preset, self.method, self.dims, self.steps, self.lr, self.alpha, self.ratio,
                 self.prior_mu, self.prior_sigma, self.device,
             ]
         )  # fmt: skip
@@ -99,7 +115,16 @@ class ParameterForm(QWidget):
         layout.addWidget(self.collapsible)
         self.method.changed.connect(self._method_changed)
         self.normalisation.changed.connect(self._method_changed)
+        self.preset.changed.connect(self._preset_changed)
         self._method_changed()
+
+    def _preset_changed(self, *_: object) -> None:
+        """Fill the form with the preset's values (auto: those shared by CT and MRI)."""
+        name = self.preset.value
+        values = TrainConfig.from_preset("mri" if name == "auto" else name)
+        for field in PRESET_FIELDS:
+            getattr(self, field).value = getattr(values, field)
+        self.normalisation.value = "preset"
 
     def _method_changed(self, *_: object) -> None:
         """Show only what applies: the prior for SegPL-VI, unlabelled knobs for SSL methods."""
@@ -108,8 +133,17 @@ class ParameterForm(QWidget):
         self.alpha.enabled = self.ratio.enabled = cls.uses_unlabelled
         self.ct_level.enabled = self.ct_width.enabled = self.normalisation.value == "ct"
 
-    def config(self, axis: int) -> TrainConfig:
-        return TrainConfig(
+    def preset_for(self, image: object | None) -> str:
+        """The chosen preset, with "auto" decided by the image's intensities."""
+        if self.preset.value != "auto":
+            return self.preset.value
+        return "mri" if image is None else suggest_preset(image)
+
+    def config(self, axis: int, image: object | None = None) -> TrainConfig:
+        """The preset's values (levers included), overridden by what the form shows."""
+        normalisation = self.normalisation.value
+        return TrainConfig.from_preset(
+            self.preset_for(image),
             method=self.method.value,
             dims=self.dims.value,
             axis=axis,
@@ -126,7 +160,7 @@ class ParameterForm(QWidget):
             nested=self.nested.value,
             patch=self.patch.value,
             base_channels=self.channels.value,
-            normalisation=self.normalisation.value,
+            normalisation=None if normalisation == "preset" else normalisation,
             ct_window=(self.ct_level.value, self.ct_width.value),
             seed=self.seed.value,
             device=self.device.value,

@@ -7,6 +7,7 @@ line and the dock only talk to this interface, so a new baseline is one module a
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,6 +73,13 @@ class Method(ABC):
         self.config = config
         self.num_classes = num_classes
         self.model = UNet(config.dims, 1, num_classes, config.channels, config.depth)
+        #: With ``ema > 0``: an exponential moving average of the network's weights. SegPL makes
+        #: its pseudo labels with it (a mean teacher); every method hands it over as the trained
+        #: model at the end (``finish``), so supervised training gets the same averaging.
+        self.teacher: UNet | None = None
+        self._ema_updates = 0
+        if config.ema > 0:
+            self.teacher = copy.deepcopy(self.model).requires_grad_(False)
 
     def modules(self) -> dict[str, nn.Module]:
         """Every trainable network, by the name its weights are saved under."""
@@ -85,6 +93,8 @@ class Method(ABC):
         fmt = memory_format(self.config.dims)
         for module in self.modules().values():
             module.to(device=device, memory_format=fmt)
+        if self.teacher is not None:
+            self.teacher.to(device=device, memory_format=fmt)
         return self
 
     def train(self, mode: bool = True) -> None:
@@ -101,8 +111,23 @@ class Method(ABC):
         for key, module in modules.items():
             module.load_state_dict(state[key])
 
-    def after_step(self) -> None:  # noqa: B027 (a hook: most methods need nothing here)
-        """Called after each optimiser step (an EMA teacher updates here)."""
+    def after_step(self) -> None:
+        """Called after each optimiser step: the EMA copy follows the network."""
+        if self.teacher is None:
+            return
+        # The decay ramps up as (1 + t) / (10 + t) to its set value, so that a short run's
+        # average is not dominated by the random initial weights.
+        self._ema_updates += 1
+        d = min(self.config.ema, self._ema_updates / (self._ema_updates + 9))
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.model.parameters(), strict=True):
+                t.mul_(d).add_(s.detach(), alpha=1 - d)
+
+    def finish(self) -> None:
+        """Called once when training ends (also after a Stop): with ``ema > 0`` the averaged
+        weights become the model that predicts and is saved."""
+        if self.teacher is not None:
+            self.model.load_state_dict(self.teacher.state_dict())
 
     @abstractmethod
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:

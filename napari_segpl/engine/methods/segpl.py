@@ -12,19 +12,42 @@ Optional levers beyond the paper (all off by default; see TrainConfig):
   left out of the pseudo-label loss (Dice against an empty target is minimised by predicting
   nothing, which erases thin structures before the network has learnt them);
 - ``ema=d``: pseudo labels from an exponential-moving-average copy of the network (an extra
-  forward pass without gradient), which changes more slowly than the network it teaches.
+  forward pass without gradient), which changes more slowly than the network it teaches;
+- ``perturb=s``: the network being trained sees the unlabelled images with a random intensity
+  change (contrast and brightness by up to ``s``, Gaussian noise of ``s / 2``), while the
+  pseudo labels come from the clean images (through the EMA teacher, or the network itself
+  without gradient). The pseudo-label loss then asks for a prediction that survives the
+  change, which a confident wrong prediction does not get for free;
+- ``unsup_loss``: the pseudo-label loss may differ from the labelled one (``bce`` does not let
+  one image's empty pseudo label drive the whole image's prediction to zero as Dice does).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 
-from ..config import TrainConfig
 from ..losses import segmentation_loss
 from .base import Batch, Method, StepOutput, register
+
+
+def perturb_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per image: ``x * (1 + a) + b + noise``, a and b uniform in [-strength, strength], noise
+    Gaussian with standard deviation ``strength / 2`` (images are z-scored, so in SD units)."""
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    a = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
+    b = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
+    noise = torch.randn_like(x) * (strength / 2)
+    return (x * (1 + a) + b + noise).contiguous(memory_format=_format_of(x))
+
+
+def _format_of(x: torch.Tensor) -> torch.memory_format:
+    if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.ndim == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 @register
@@ -35,30 +58,13 @@ class SegPL(Method):
     title = "SegPL"
     uses_unlabelled = True
 
-    def __init__(self, config: TrainConfig, num_classes: int) -> None:
-        super().__init__(config, num_classes)
-        self.teacher = None
-        if config.ema > 0:
-            self.teacher = copy.deepcopy(self.model).requires_grad_(False)
-
-    def to(self, device: torch.device) -> SegPL:
-        super().to(device)
-        if self.teacher is not None:
-            self.teacher.to(device=next(self.model.parameters()).device)
-        return self
-
-    def after_step(self) -> None:
-        if self.teacher is None:
-            return
-        d = self.config.ema
-        with torch.no_grad():
-            for t, s in zip(self.teacher.parameters(), self.model.parameters(), strict=True):
-                t.mul_(d).add_(s.detach(), alpha=1 - d)
-
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats)."""
         n = batch.x_l.shape[0]
-        x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
+        x_u = batch.x_u
+        if x_u is not None and self.config.perturb > 0:
+            x_u = perturb_intensity(x_u, self.config.perturb)
+        x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
         return logits[:n], logits[n:], feats
 
@@ -80,6 +86,8 @@ class SegPL(Method):
             if self.teacher is not None:
                 self.teacher.train(self.model.training)
                 p_u = torch.sigmoid(self.teacher(batch.x_u)[0].float())
+            elif config.perturb > 0:  # the clean view; the network trained on a changed one
+                p_u = torch.sigmoid(self.model(batch.x_u)[0].float())
             else:
                 p_u = torch.sigmoid(logits_u.float())
             pseudo = (p_u > threshold).to(logits_u.dtype)
@@ -92,7 +100,11 @@ class SegPL(Method):
                 present = present.reshape(1, -1, *([1] * (pseudo.ndim - 2)))
                 mask = present if mask is None else mask * present
         unsup = segmentation_loss(
-            logits_u, pseudo, kind, mask, per_image=config.unsup_dice == "image"
+            logits_u,
+            pseudo,
+            config.unsup_loss or kind,
+            mask,
+            per_image=config.unsup_dice == "image",
         )
         loss = sup + alpha * unsup
         logs.update(unsup=unsup.item(), loss=loss.item())

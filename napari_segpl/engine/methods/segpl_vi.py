@@ -12,8 +12,9 @@ only term phi sees, would also push the backbone's features around for no segmen
 head also predicts T for the labelled images, and a soft threshold
 ``sigmoid((p_l - T_l) / tau)`` of the (detached) probabilities is scored with Dice against the
 true labels. Its gradient reaches only the head, through T: the head learns the threshold that
-best turns the network's current probabilities into the labels, and applies it to unlabelled
-images, where the KL keeps it near the prior unless the labels say otherwise.
+best turns the network's current probabilities (the EMA teacher's, when there is one, since
+those are what T thresholds) into the labels, and applies it to unlabelled images, where the KL
+keeps it near the prior unless the labels say otherwise.
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ class SegPLVI(SegPL):
         mu_l, sigma_l = self.head(feats_l.detach())
         t_l = sample_threshold(mu_l, sigma_l)
         t_l = t_l.reshape(t_l.shape + (1,) * (logits_l.ndim - 2))
-        p_l = torch.sigmoid(logits_l.detach().float())
+        if self.teacher is not None:  # T is applied to the teacher's probabilities: fit it there
+            with torch.no_grad():
+                p_l = torch.sigmoid(self.teacher(batch.x_l)[0].float())
+        else:
+            p_l = torch.sigmoid(logits_l.detach().float())
         soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
         return dice_loss(soft, batch.y_l, mask=batch.mask_l)
 

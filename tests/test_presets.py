@@ -1,0 +1,67 @@
+"""Presets: the paper's recipe stays reproducible whatever the defaults become, and the CT/MRI
+choice is made from the intensities."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_segpl.engine import PRESETS, TrainConfig
+from napari_segpl.engine.config import suggest_preset
+
+#: The paper's 2D recipe (appendix table 1, BRATS), written out independently of config.py.
+PAPER_2D = {
+    "dims": 2, "lr": 0.03, "batch": 2, "ratio": 5, "alpha": 0.05, "warmup": 0.1,
+    "threshold": 0.5, "prior_mu": 0.5, "prior_sigma": 0.1, "steps": 200, "loss": "dice",
+    "patch": 176, "normalisation": "zscore",
+}  # fmt: skip
+LEVERS_OFF = {
+    "burn_in": 0.0, "unsup_dice": "image", "confidence": 0.0, "skip_empty": False, "ema": 0.0,
+    "augment": False, "lr_schedule": "constant", "threshold_signal": "kl", "perturb": 0.0,
+    "unsup_loss": "",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["paper", "paper-mri"])
+def test_paper_preset_is_the_paper_with_every_lever_off(name):
+    cfg = TrainConfig.from_preset(name)
+    for key, value in {**PAPER_2D, **LEVERS_OFF}.items():
+        assert getattr(cfg, key) == value, key
+
+
+def test_paper_ct_preset():
+    cfg = TrainConfig.from_preset("paper-ct")
+    assert (cfg.dims, cfg.lr, cfg.ratio, cfg.alpha, cfg.prior_mu, cfg.steps) == (
+        3, 0.01, 4, 1.0, 0.4, 800,
+    )  # fmt: skip
+    assert all(getattr(cfg, k) == v for k, v in LEVERS_OFF.items())
+
+
+def test_default_recipe_differs_from_the_paper_and_ct_only_by_its_window():
+    default, ct, mri = TrainConfig(), TrainConfig.from_preset("ct"), TrainConfig.from_preset("mri")
+    assert mri == default
+    diff = {
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(ct, f.name) != getattr(default, f.name)
+    }
+    assert diff == {"normalisation"}
+    assert any(getattr(default, k) != v for k, v in LEVERS_OFF.items())  # levers are on
+    assert set(PRESETS) == {"ct", "mri", "paper", "paper-mri", "paper-ct"}
+
+
+def test_caller_overrides_win_over_the_preset():
+    cfg = TrainConfig.from_preset("paper", lr=0.001, ema=None)
+    assert cfg.lr == 0.001 and cfg.ema == 0.0  # None keeps the preset's value
+
+
+def test_suggest_preset_from_intensities():
+    rng = np.random.default_rng(0)
+    ct = rng.normal(40, 30, (20, 20, 20))
+    ct[:, :3] = -1000  # air around the body
+    mri = rng.uniform(0, 255, (20, 20, 20))
+    assert suggest_preset(ct) == "ct"
+    assert suggest_preset(mri) == "mri"
+    assert suggest_preset(mri - 100) == "mri"  # a shifted MRI is still not in Hounsfield units
