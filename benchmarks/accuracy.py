@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from napari_segpl.engine import (
     CollapseWarning,
@@ -26,6 +27,7 @@ from napari_segpl.engine import (
     predict_volume,
     prepare_data,
 )
+from napari_segpl.engine.config import suggest_preset
 from napari_segpl.volume import read_labels, read_volume
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -40,11 +42,18 @@ def spread_slices(labels: np.ndarray, axis: int, k: int) -> list[int]:
     return sorted(set(picks))
 
 
-def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) -> dict:
+def run_one(
+    name: str, axis: int, method: str, seed: int, k: int, config: dict, preset: str | None = None
+) -> dict:
+    """One training and its scores. ``preset`` None: what a user gets, the preset suggested by
+    the image (``ct`` or ``mri``); ``config`` overrides the preset."""
     image = read_volume(DATA / f"{name}_image.nii.gz")
     truth = read_labels(DATA / f"{name}_label.nii.gz", like=image).array
     chosen = spread_slices(truth, axis, k)
-    cfg = TrainConfig(method=method, axis=axis, seed=seed, preview_every=0, **config)
+    preset = preset or suggest_preset(image.array)
+    cfg = TrainConfig.from_preset(
+        preset, method=method, axis=axis, seed=seed, preview_every=0, **config
+    )
     sparse = np.zeros_like(truth)
     index = [slice(None)] * 3
     index[axis] = chosen
@@ -71,6 +80,7 @@ def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) 
         "test_slices": len(test),
         "iou": {str(c): s["iou"] for c, s in scores.items()},
         "voxels": {str(c): [s["pred_voxels"], s["true_voxels"]] for c, s in scores.items()},
+        "preset": preset,
         "collapse_warnings": warnings,
         "threshold_trace": trace,
         "train_seconds": seconds,
@@ -78,44 +88,77 @@ def run_one(name: str, axis: int, method: str, seed: int, k: int, config: dict) 
     }
 
 
+def _mean_iou(row: dict) -> float:
+    return statistics.mean(row["iou"].values())
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| dataset | method | IoU per class (mean of seeds) | mean IoU | per seed |"]
-    lines.append("|---|---|---|---|---|")
-    for name in dict.fromkeys(r["dataset"] for r in rows):
+    """One line per dataset, K, recipe and method: IoU per class, mean, per seed, and the
+    paired difference to supervised training of the same recipe (same seeds)."""
+    lines = [
+        "| dataset | K | recipe | method | IoU per class (mean of seeds) | mean IoU | per seed "
+        "| minus supervised, per seed | seeds at 0 |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    keys = dict.fromkeys((r["dataset"], r["k"], r["recipe"]) for r in rows)
+    for name, k, recipe in sorted(keys):
+        group = [r for r in rows if (r["dataset"], r["k"], r["recipe"]) == (name, k, recipe)]
+        sup = {r["seed"]: _mean_iou(r) for r in group if r["method"] == "supervised"}
         for method in METHODS:
-            runs = [r for r in rows if r["dataset"] == name and r["method"] == method]
+            runs = sorted((r for r in group if r["method"] == method), key=lambda r: r["seed"])
             if not runs:
                 continue
             classes = sorted(runs[0]["iou"])
             per_class = {c: statistics.mean(r["iou"].get(c, 0.0) for r in runs) for c in classes}
-            seeds = [statistics.mean(r["iou"].values()) for r in runs]
+            seeds = [_mean_iou(r) for r in runs]
+            diffs = [_mean_iou(r) - sup[r["seed"]] for r in runs if r["seed"] in sup]
             pc = ", ".join(f"{c}: {v:.3f}" for c, v in per_class.items())
             ps = ", ".join(f"{v:.3f}" for v in seeds)
-            lines.append(f"| {name} | {method} | {pc} | {statistics.mean(seeds):.3f} | {ps} |")
+            pd = "" if method == "supervised" else ", ".join(f"{d:+.3f}" for d in diffs)
+            if diffs and method != "supervised":
+                pd += f" (mean {statistics.mean(diffs):+.3f})"
+            zeros = sum(min(r["iou"].values()) < 0.01 for r in runs)
+            lines.append(
+                f"| {name} | {k} | {recipe} | {method} | {pc} | {statistics.mean(seeds):.3f} "
+                f"| {ps} | {pd} | {zeros} |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks accuracy")
-    parser.add_argument("--datasets", nargs="+", default=["abdomen_vessels_ct", "brain_tissue_mri"])
+    parser.add_argument("--datasets", nargs="+", default=sorted(DATASETS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--labelled", type=int, default=3)
-    parser.add_argument("--steps", type=int, help="override the default number of steps")
+    parser.add_argument("--labelled", type=int, nargs="+", default=[1, 3])
+    parser.add_argument(
+        "--recipe", default="default", choices=("default", "paper"),
+        help="default: the preset a user gets (ct or mri from the image); paper: --preset paper",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
+    parser.add_argument("--table", action="store_true", help="only print the table")
     args = parser.parse_args(argv)
-    config = {} if args.steps is None else {"steps": args.steps}
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = json.loads(args.out.read_text()) if args.out.exists() else []
-    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
-    for name in args.datasets:
-        for seed in args.seeds:
-            for method in args.methods:
-                if (name, method, seed) in done:
-                    continue
-                row = run_one(name, DATASETS[name], method, seed, args.labelled, config)
-                rows.append(row)
-                print(json.dumps({k: row[k] for k in ("dataset", "method", "seed", "iou")}))
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(rows, indent=1))
+    if not args.table:
+        preset = None if args.recipe == "default" else "paper"
+        done = {(r["dataset"], r["method"], r["seed"], r["k"], r["recipe"]) for r in rows}
+        for k in args.labelled:
+            for seed in args.seeds:
+                for name in args.datasets:
+                    for method in args.methods:
+                        if (name, method, seed, k, args.recipe) in done:
+                            continue
+                        row = run_one(name, DATASETS[name], method, seed, k, {}, preset)
+                        row.update(k=k, recipe=args.recipe)
+                        # re-read: another process may have added rows meanwhile
+                        rows = json.loads(args.out.read_text()) if args.out.exists() else []
+                        rows.append(row)
+                        keys = ("dataset", "k", "recipe", "method", "seed", "iou")
+                        print(json.dumps({key: row[key] for key in keys}), flush=True)
+                        args.out.parent.mkdir(parents=True, exist_ok=True)
+                        args.out.write_text(json.dumps(rows, indent=1))
     print(table(rows))
     return 0

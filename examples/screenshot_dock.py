@@ -3,8 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1200x24" \
         .venv/bin/python examples/screenshot_dock.py docs/dock.png
 
-Opens the CT sample, trains SegPL-VI for a while and saves a screenshot of the whole window
-while pseudo labels and the threshold plot are live.
+Opens the CT sample, trains SegPL-VI with the default preset past its supervised burn-in and
+saves a screenshot of the whole window while pseudo labels and the threshold plot are live.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QApplication
 from napari_segpl.gui import SegPLDock
 
 
-def main(out: str = "docs/dock.png", steps_before_shot: int = 25) -> Path:
+def main(out: str = "docs/dock.png", steps_before_shot: int = 150) -> Path:
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1500, 1150)
     viewer.open_sample("napari-segpl", "lungs_ct")
@@ -27,11 +27,7 @@ def main(out: str = "docs/dock.png", steps_before_shot: int = 25) -> Path:
     viewer.window.add_dock_widget(dock, name="SegPL", area="right")
     p = dock.params
     p.method.value = "segpl-vi"
-    p.steps.value = 200
-    p.normalisation.value = "ct"
-    p.ct_level.value, p.ct_width.value = -600.0, 1500.0
-    p.patch.value = 128
-    p.preview_every.value = 5
+    p.preview_every.value = 5  # everything else: the default preset (auto: CT here)
     viewer.dims.set_current_step(2, 17)
     dock.start_training()
     deadline = time.monotonic() + 600

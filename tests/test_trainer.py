@@ -22,6 +22,13 @@ LABELLED = [5, 10, 15]
 SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "lr": 0.01}
 
 
+#: The paper's recipe as the preset gives it, minus what the tests set themselves.
+PAPER = {k: v for k, v in TrainConfig.from_preset("paper").to_dict().items() if k in (
+    "lr", "ratio", "alpha", "warmup", "burn_in", "unsup_dice", "ema", "perturb",
+    "threshold_signal",
+)}  # fmt: skip
+
+
 def _data(volume, **config):
     image, labels = volume
     cfg = TrainConfig(**{**SMALL, **config})
@@ -110,8 +117,9 @@ def test_training_learns_held_out_slices(toy_volume, method, dims):
     """A clear bound on slices never labelled: an untrained network scores near 0 here."""
     image, labels = toy_volume
     cfg, data = _data(
-        toy_volume, method=method, dims=dims, steps=40, base_channels=8, depth=3, preview_every=0
-    )
+        toy_volume, method=method, dims=dims, steps=40, base_channels=8, depth=3, preview_every=0,
+        **PAPER,  # 40 steps: the default recipe is tuned for 300 (RESULTS.md: on this volume
+    )  # fmt: skip  # its 3D SegPL locks seed 0's early class mix-up in; measured, not hidden)
     model = train(cfg, data)
     pred = predict_volume(model, image)
     held_out = [s for s in range(image.shape[2]) if s not in LABELLED]

@@ -120,7 +120,7 @@ class TrainConfig:
     # Levers beyond the paper (the paper presets switch every one of them off).
     burn_in: float = 0.4
     unsup_dice: str = "batch"
-    confidence: float = 0.0
+    confidence: float = 0.3
     skip_empty: bool = False
     ema: float = 0.99
     augment: bool = False
