@@ -188,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices "
         f"(default {D.threshold_signal})",
     )
+    levers.add_argument(
+        "--threshold-weight", type=float,
+        help=f"segpl-vi: weight of the labelled-slice fit against the KL ({D.threshold_weight})",
+    )  # fmt: skip
     t.add_argument("--patch", type=int, help=f"in-plane patch size (default {D.patch})")
     t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -225,7 +229,7 @@ def _config(args: argparse.Namespace, image: np.ndarray | None = None) -> TrainC
         "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
         "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
         "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "skip_empty", "ema",
-        "augment", "lr_schedule", "threshold_signal", "perturb", "unsup_loss",
+        "augment", "lr_schedule", "threshold_signal", "perturb", "unsup_loss", "threshold_weight",
     ]  # fmt: skip
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:

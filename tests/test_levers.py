@@ -183,6 +183,7 @@ def test_poly_schedule_decays_the_learning_rate(toy_volume):
         {"threshold_signal": "x"},
         {"perturb": 1.5},
         {"unsup_loss": "focal"},
+        {"threshold_weight": -1.0},
     ],
 )
 def test_lever_values_are_validated(bad):
@@ -254,3 +255,42 @@ def test_the_averaged_weights_become_the_trained_model(toy_volume):
     for got, want in zip(method.model.parameters(), expected, strict=True):
         torch.testing.assert_close(got.detach(), want)
     assert not torch.equal(seen[-1][0], expected[0])  # not simply the last student
+
+
+def _fit_threshold_head(signal: str, weight: float = 1.0, steps: int = 120) -> list[float]:
+    """Train only the SegPL-VI head on fixed features, against a network whose probabilities
+    are 0.35 on the structure and 0.15 elsewhere: the labels say to cut near 0.25, the prior
+    N(0.5, 0.1) says 0.5. Returns the mean mu every 20 steps."""
+    method = _method("segpl-vi", threshold_signal=signal, threshold_weight=weight)
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(2, 1, 16, 16, generator=g) > 0.7).float()
+    logits_l = torch.logit(torch.where(y > 0, 0.35, 0.15))
+    x = torch.randn(2, 1, 16, 16, generator=g)
+    feats = method.model(x)[1].detach()
+    batch = Batch(x, y, None, None)
+    optimiser = torch.optim.Adam(method.head.parameters(), lr=0.01)
+    trace = []
+    for step in range(steps):
+        optimiser.zero_grad()
+        mu, sigma = method.head(feats)
+        loss = gaussian_kl(mu, sigma, 0.5, 0.1).mean()
+        if signal == "labelled":
+            loss = loss + weight * method._threshold_fit(batch, logits_l, feats)
+        loss.backward()
+        optimiser.step()
+        if step % 20 == 19:
+            trace.append(mu.mean().item())
+    return trace
+
+
+def test_threshold_moves_from_the_prior_when_the_labels_say_so():
+    torch.manual_seed(0)
+    paper = _fit_threshold_head("kl")
+    assert paper == pytest.approx([0.5] * len(paper), abs=1e-3)  # KL only: stays at the prior
+    torch.manual_seed(0)
+    default = _fit_threshold_head("labelled")
+    assert 0.44 < max(default[-3:]) < 0.49  # the default weight: a step towards the labels
+    torch.manual_seed(0)
+    strong = _fit_threshold_head("labelled", weight=10.0)
+    assert max(strong[-3:]) < 0.36  # most of the way to 0.25, the prior still counts
+    assert min(strong[-3:]) > 0.25

@@ -29,6 +29,7 @@ _PAPER_BASE: dict[str, Any] = {
     "augment": False,
     "lr_schedule": "constant",
     "threshold_signal": "kl",
+    "threshold_weight": 1.0,
     "perturb": 0.0,
     "unsup_loss": "",
 }
@@ -126,6 +127,7 @@ class TrainConfig:
     augment: bool = False
     lr_schedule: str = "constant"
     threshold_signal: str = "labelled"
+    threshold_weight: float = 1.0
     perturb: float = 0.2
     unsup_loss: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +174,7 @@ class TrainConfig:
             (0 <= self.ema < 1, "ema decay must lie in [0, 1)"),
             (self.lr_schedule in ("constant", "poly"), "lr_schedule must be constant or poly"),
             (0 <= self.perturb <= 1, "perturb strength must lie in [0, 1]"),
+            (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", "dice", "dice+bce", "bce"),
                 "unsup_loss must be '' (same as loss), 'dice', 'dice+bce' or 'bce'",
