@@ -36,8 +36,10 @@ def _batch(cfg: TrainConfig, size: int, classes: int) -> Batch:
     return Batch(x_l, y_l.contiguous(memory_format=fmt), mask, x_u)
 
 
-def run(dims: int, size: int, repeats: int, classes: int = 1) -> dict[str, float]:
-    cfg = TrainConfig(dims=dims)
+def run(
+    dims: int, size: int, repeats: int, classes: int = 1, preset: str = "paper"
+) -> dict[str, float]:
+    cfg = TrainConfig.from_preset(preset, dims=dims)
     batch = _batch(cfg, size, classes)
     x_all = torch.cat([batch.x_l, batch.x_u])
     y_u = (torch.rand(batch.x_u.shape[0], *batch.y_l.shape[1:]) > 0.8).float()
@@ -45,7 +47,7 @@ def run(dims: int, size: int, repeats: int, classes: int = 1) -> dict[str, float
     runners = {}
     for name in ("supervised", "segpl", "segpl-vi"):
         torch.manual_seed(0)
-        method = get_method(name)(TrainConfig(dims=dims, method=name), classes)
+        method = get_method(name)(TrainConfig.from_preset(preset, dims=dims, method=name), classes)
         method.to(torch.device("cpu"))
         opt = torch.optim.Adam(method.parameters(), lr=0.01)
         if name == "supervised":
@@ -63,6 +65,7 @@ def run(dims: int, size: int, repeats: int, classes: int = 1) -> dict[str, float
                 opt.zero_grad(set_to_none=True)
                 method.compute_loss(batch, 100, lambda s: 1.0).loss.backward()
                 opt.step()
+                method.after_step()  # the EMA update, where the preset has one
 
             runners[name] = step
     times: dict[str, list[float]] = {k: [] for k in runners}
@@ -79,13 +82,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks speed")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--size", type=int, default=176)
+    parser.add_argument(
+        "--preset", default="paper",
+        help="paper: the paper's SegPL step (the targets' subject); mri: the default recipe",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print("| backbone | L+U images | supervised L+U s/step | segpl | ratio | segpl-vi | ratio |")
     print("|---|---|---|---|---|---|---|")
     for dims in (2, 3):
-        cfg = TrainConfig(dims=dims)
-        med = run(dims, args.size, args.repeats)
+        cfg = TrainConfig.from_preset(args.preset, dims=dims)
+        med = run(dims, args.size, args.repeats, preset=args.preset)
         ref = med["supervised L+U"]
         images = f"{cfg.batch}+{cfg.batch * cfg.ratio}"
         print(

@@ -109,7 +109,7 @@ class TrainConfig:
     loss: str = "dice"
     nested: bool = False
     num_classes: int = 0
-    patch: int = 128
+    patch: int = 176
     base_channels: int = 0
     depth: int = 4
     normalisation: str = "zscore"
