@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_segpl.engine import METHODS
+from napari_segpl.engine import METHODS, TrainConfig
 from napari_segpl.gui import SegPLDock
 from napari_segpl.gui import dock as dock_module
 from napari_segpl.gui.params import ParameterForm
@@ -158,6 +158,26 @@ def test_method_list_follows_the_registry(qtbot, monkeypatch):
     assert set(form.method.choices) >= set(METHODS)
     form.method.value = "dummy"
     assert form.config(axis=1).method == "dummy"
+
+
+def test_presets_fill_the_form_and_auto_follows_the_image(qtbot):
+    form = ParameterForm()
+    qtbot.addWidget(form)
+    ct = np.full((8, 8, 4), 40.0)
+    ct[:2] = -1000.0  # air
+    mri = np.random.default_rng(0).uniform(0, 255, (8, 8, 4))
+    assert form.preset.value == "auto"
+    assert form.config(2, ct).normalisation == "ct"
+    assert form.config(2, mri).normalisation == "zscore"
+    assert form.config(2, ct) == TrainConfig.from_preset("ct", axis=2, preview_every=5)
+    form.preset.value = "paper-mri"
+    assert (form.lr.value, form.alpha.value, form.ratio.value, form.steps.value) == (
+        0.03, 0.05, 5, 200,
+    )  # fmt: skip
+    paper = form.config(2, ct)  # an explicit preset: the image does not change it
+    assert paper == TrainConfig.from_preset("paper", axis=2, preview_every=5)
+    form.normalisation.value = "ct"  # a user's own choice still wins
+    assert form.config(2, mri).normalisation == "ct"
 
 
 def test_loaded_model_predicts_another_volume(dock, qtbot, tmp_path, errors):

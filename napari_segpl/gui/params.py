@@ -124,6 +124,7 @@ class ParameterForm(QWidget):
         values = TrainConfig.from_preset("mri" if name == "auto" else name)
         for field in PRESET_FIELDS:
             getattr(self, field).value = getattr(values, field)
+        self.ct_level.value, self.ct_width.value = values.ct_window
         self.normalisation.value = "preset"
 
     def _method_changed(self, *_: object) -> None:
