@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine import METHODS, PRESETS, TrainConfig
-from .engine.config import ConfigError, suggest_preset
+from .engine.config import LOSSES, ConfigError, resolve_preset
 from .engine.device import DeviceError
 from .engine.model import CheckpointError
 from .engine.sampling import DataError
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--threshold", type=float, help=f"segpl pseudo-label threshold (default {D.threshold})"
     )
-    t.add_argument("--loss", choices=("dice", "dice+bce", "bce"), help=f"default: {D.loss}")
+    t.add_argument("--loss", choices=LOSSES, help=f"default: {D.loss}")
     t.add_argument("--nested", action="store_true", default=None, help="classes nest (BRATS)")
     t.add_argument("--normalisation", choices=("zscore", "ct"), help="default: from the preset")
     t.add_argument(
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         nargs=2,
         metavar=("LEVEL", "WIDTH"),
-        help="CT window for --normalisation ct (default 40 400)",
+        help="CT window for --normalisation ct (default {:g} {:g})".format(*D.ct_window),
     )
     levers = t.add_argument_group(
         "levers beyond the paper (defaults: the engine's recipe; --preset paper turns them off)"
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"pseudo-label Dice per image or over the batch ({D.unsup_dice})",
     )  # fmt: skip
     levers.add_argument(
-        "--unsup-loss", choices=("dice", "dice+bce", "bce"),
+        "--unsup-loss", choices=LOSSES,
         help="pseudo-label loss, if not the same as --loss",
     )  # fmt: skip
     levers.add_argument(
@@ -223,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, image: np.ndarray | None = None) -> TrainConfig:
-    """The preset (given, or suggested by the image's intensities), then the flags given."""
+def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
+    """The preset's values, then the flags given."""
     names = [
         "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
         "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
@@ -234,7 +234,6 @@ def _config(args: argparse.Namespace, image: np.ndarray | None = None) -> TrainC
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:
         overrides["ct_window"] = tuple(args.ct_window)
-    preset = args.preset or (suggest_preset(image) if image is not None else "mri")
     return TrainConfig.from_preset(preset, **overrides).validate()
 
 
@@ -273,13 +272,14 @@ def _train(args: argparse.Namespace) -> int:
     from .engine import CollapseWarning, FinishedEvent, StepEvent, Trainer, prepare_data
 
     image = read_volume(args.image)
-    config = _config(args, image.array)
+    preset = resolve_preset(args.preset, image.array)
+    config = _config(args, preset)
     labels = read_labels(args.labels, like=image)
     extra = [read_volume(p).array for p in args.unlabelled]
     data = prepare_data(image.array, labels.array, config, args.labelled_slices, extra)
     n_unlab = len(data.unlabelled)
     print(
-        f"preset {args.preset or suggest_preset(image.array)}, "
+        f"preset {preset}, "
         f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"

@@ -73,8 +73,21 @@ def suggest_preset(volume: Any) -> str:
     percentile is used rather than the minimum so one odd voxel decides nothing."""
     import numpy as np
 
-    sample = np.asarray(volume).ravel()[:: max(1, np.asarray(volume).size // 1_000_000)]
+    data = np.asarray(volume)
+    sample = data.ravel()[:: max(1, data.size // 1_000_000)]
     return "ct" if float(np.percentile(sample, 0.1)) < -500 else "mri"
+
+
+def resolve_preset(name: str | None, volume: Any | None) -> str:
+    """A preset name as the user gave it; None or "auto" means: suggested by the volume (or
+    ``mri`` when there is none to look at)."""
+    if name not in (None, "auto"):
+        return name
+    return "mri" if volume is None else suggest_preset(volume)
+
+
+#: The segmentation losses (see ``losses.segmentation_loss``), for validation and front ends.
+LOSSES = ("dice", "dice+bce", "bce")
 
 
 class ConfigError(ValueError):
@@ -161,7 +174,7 @@ class TrainConfig:
             (0 < self.threshold < 1, "threshold must lie inside (0, 1)"),
             (0 < self.prior_mu < 1, "prior_mu must lie inside (0, 1)"),
             (self.prior_sigma > 0, "prior_sigma must be positive"),
-            (self.loss in ("dice", "dice+bce", "bce"), "loss must be 'dice', 'dice+bce' or 'bce'"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.patch >= 2**self.depth, f"patch must be at least {2**self.depth}"),
             (self.depth >= 1, "depth must be at least 1"),
             (self.normalisation in ("zscore", "ct"), "normalisation must be 'zscore' or 'ct'"),
@@ -176,8 +189,8 @@ class TrainConfig:
             (0 <= self.perturb <= 1, "perturb strength must lie in [0, 1]"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
-                self.unsup_loss in ("", "dice", "dice+bce", "bce"),
-                "unsup_loss must be '' (same as loss), 'dice', 'dice+bce' or 'bce'",
+                self.unsup_loss in ("", *LOSSES),
+                f"unsup_loss must be '' (same as loss) or one of {', '.join(LOSSES)}",
             ),
             (
                 self.threshold_signal in ("kl", "labelled"),

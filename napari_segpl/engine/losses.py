@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .config import LOSSES
+
 
 def dice_loss(
     prob: torch.Tensor,
@@ -48,7 +50,7 @@ def segmentation_loss(
 ) -> torch.Tensor:
     """Dice on sigmoid probabilities, the authors' 0.5 Dice + 0.5 binary cross-entropy, or the
     binary cross-entropy alone (averaged over the voxels ``mask`` keeps)."""
-    if kind not in ("dice", "dice+bce", "bce"):
+    if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}")
     loss = logits.new_zeros(())
     if kind != "bce":

@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..engine import METHODS, TrainConfig, available_devices
-from ..engine.config import suggest_preset
+from ..engine.config import LOSSES, resolve_preset
 
 DEFAULTS = TrainConfig()
 
@@ -75,7 +75,7 @@ class ParameterForm(QWidget):
         self.batch = SpinBox(label="labelled batch", value=d.batch, min=1, max=64)
         self.warmup = FloatSpinBox(label="alpha warm-up", value=d.warmup, min=0.0, max=1.0)
         self.threshold = FloatSpinBox(label="threshold T", value=d.threshold, min=0.01, max=0.99)
-        self.loss = ComboBox(label="loss", choices=["dice", "dice+bce", "bce"], value=d.loss)
+        self.loss = ComboBox(label="loss", choices=list(LOSSES), value=d.loss)
         self.normalisation = ComboBox(
             label="normalisation",
             choices=[("from the preset", "preset"), ("z-score", "zscore"), ("CT window", "ct")],
@@ -136,9 +136,7 @@ class ParameterForm(QWidget):
 
     def preset_for(self, image: object | None) -> str:
         """The chosen preset, with "auto" decided by the image's intensities."""
-        if self.preset.value != "auto":
-            return self.preset.value
-        return "mri" if image is None else suggest_preset(image)
+        return resolve_preset(self.preset.value, image)
 
     def config(self, axis: int, image: object | None = None) -> TrainConfig:
         """The preset's values (levers included), overridden by what the form shows."""

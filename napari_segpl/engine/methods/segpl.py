@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 
 from ..losses import segmentation_loss
+from ..networks import memory_format
 from .base import Batch, Method, StepOutput, register
 
 
@@ -39,15 +40,7 @@ def perturb_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     a = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
     b = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
     noise = torch.randn_like(x) * (strength / 2)
-    return (x * (1 + a) + b + noise).contiguous(memory_format=_format_of(x))
-
-
-def _format_of(x: torch.Tensor) -> torch.memory_format:
-    if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if x.ndim == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-        return torch.channels_last_3d
-    return torch.contiguous_format
+    return x * (1 + a) + b + noise
 
 
 @register
@@ -63,7 +56,9 @@ class SegPL(Method):
         n = batch.x_l.shape[0]
         x_u = batch.x_u
         if x_u is not None and self.config.perturb > 0:
-            x_u = perturb_intensity(x_u, self.config.perturb)
+            x_u = perturb_intensity(x_u, self.config.perturb).contiguous(
+                memory_format=memory_format(self.config.dims)
+            )
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
         return logits[:n], logits[n:], feats
