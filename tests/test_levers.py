@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from napari_segpl.engine import StepEvent, TrainConfig, Trainer, get_method, prepare_data
+from napari_segpl.engine.augment import random_affine, warp, warp_labelled
 from napari_segpl.engine.config import ConfigError
 from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
 from napari_segpl.engine.methods import Batch
 from napari_segpl.engine.methods.segpl import perturb_intensity
-from napari_segpl.engine.sampling import Sampler
+from napari_segpl.engine.sampling import Sampler, TrainingData, unlabelled_weights
 
 
 def test_batch_dice_by_hand():
@@ -184,6 +185,8 @@ def test_poly_schedule_decays_the_learning_rate(toy_volume):
         {"perturb": 1.5},
         {"unsup_loss": "focal"},
         {"threshold_weight": -1.0},
+        {"warp": 1.5},
+        {"near": -1.0},
     ],
 )
 def test_lever_values_are_validated(bad):
@@ -294,3 +297,85 @@ def test_threshold_moves_from_the_prior_when_the_labels_say_so():
     strong = _fit_threshold_head("labelled", weight=10.0)
     assert max(strong[-3:]) < 0.36  # most of the way to 0.25, the prior still counts
     assert min(strong[-3:]) > 0.25
+
+
+def test_warp_by_hand_quarter_turn_and_identity():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    # theta maps output coordinates to input ones: (x, y) -> (-y, x) is a quarter turn
+    quarter = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]])
+    turned = warp(x, quarter)
+    assert torch.equal(turned, torch.rot90(x, k=1, dims=(2, 3))) or torch.equal(
+        turned, torch.rot90(x, k=-1, dims=(2, 3))
+    )
+    assert torch.equal(warp(x, random_affine(1, 0.0, "cpu", torch.float32)), x)
+    stack = torch.rand(2, 1, 3, 8, 8)  # 3-slice stacks: each slice moves alike
+    theta = random_affine(2, 0.5, "cpu", torch.float32)
+    torch.testing.assert_close(warp(stack, theta)[:, :, 2], warp(stack[:, :, 2], theta))
+
+
+def test_random_affine_stays_within_its_strength():
+    torch.manual_seed(0)
+    theta = random_affine(5000, 0.2, "cpu", torch.float64)
+    a, b = theta[:, 0, 0], theta[:, 1, 0]
+    scale, angle = torch.sqrt(a**2 + b**2), torch.atan2(b, a)
+    assert angle.abs().max() <= 0.2 * np.pi / 4 + 1e-9
+    assert angle.abs().max() > 0.19 * np.pi / 4  # the range is used, not just bounded
+    assert scale.min() >= np.exp(-0.1) - 1e-9 and scale.max() <= np.exp(0.1) + 1e-9
+    assert theta[:, :, 2].abs().max() <= 0.1 + 1e-9
+
+
+def test_warp_moves_the_pseudo_labels_with_the_student_view():
+    method = _method("segpl", warp=0.5)
+    batch = _batch(size=32)
+    torch.manual_seed(5)
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    theta = method._theta
+    with torch.no_grad():  # the E-step: clean images, then the student's map
+        p = warp(torch.sigmoid(method.model(batch.x_u)[0]), theta)
+        expected = (p > 0.5).float()
+        low = batch.x_u.amin(dim=(1, 2, 3), keepdim=True)
+        seen = warp(batch.x_u - low, theta) + low
+        logits_u = method.model(torch.cat([batch.x_l, seen]))[0][2:]
+        inside = (warp(torch.ones_like(p), theta) > 0.999).float()
+        by_hand = segmentation_loss(logits_u, expected, "dice", inside)
+    torch.testing.assert_close(out.pseudo, expected)
+    assert out.logs["unsup"] == pytest.approx(by_hand.item(), rel=1e-5)
+    assert 0 < inside.mean() < 1  # some corners came from outside and are left out
+
+
+def test_near_sampling_weights_by_hand():
+    image = np.zeros((10, 4, 4), np.float32)
+    data = TrainingData(image, np.zeros((10, 4, 4), np.int32), [2, 7], 1, False, [image[:2]])
+    weights = unlabelled_weights(data, 2.0)
+    own = {s: np.exp(-min(abs(s - 2), abs(s - 7)) / 2.0) for s in range(10) if s not in (2, 7)}
+    fill = np.mean(list(own.values()))
+    expected = np.array([own[s] for s in sorted(own)] + [fill, fill])
+    np.testing.assert_allclose(weights, expected / expected.sum())
+    assert unlabelled_weights(data, 0.0) is None
+    sampler = Sampler(
+        data, TrainConfig(near=2.0, dims=2, patch=16, depth=2), np.random.default_rng(0)
+    )
+    assert sampler.unlabelled_batch(4).shape == (4, 1, 4, 4)
+
+
+def test_labelled_affine_moves_images_and_targets_alike():
+    torch.manual_seed(0)
+    y = (torch.rand(3, 2, 1, 24, 24) > 0.7).float()  # 3-slice stacks, two classes
+    x = y[:, :1] * 4.0 - 1.0  # an image whose bright voxels are class 1; background -1
+    x_w, y_w = warp_labelled(x, y, 0.5)
+    assert not torch.equal(y_w, y)
+    assert x_w.min() >= -1.0 - 1e-6  # outside the image reads as background, not as 0
+    torch.testing.assert_close((x_w > 1.0).float(), y_w[:, :1])  # still on top of each other
+
+
+def test_affine_lever_reaches_the_labelled_batches(toy_volume):
+    image, labels = toy_volume
+    losses = []
+    for affine in (0.0, 0.3):
+        cfg = TrainConfig.from_preset(
+            "paper", method="supervised", steps=2, base_channels=4, depth=2, patch=32
+        )
+        cfg.affine, cfg.preview_every = affine, 0
+        events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[10])).run())
+        losses.append([e.losses["sup"] for e in events if isinstance(e, StepEvent)])
+    assert losses[0][0] != losses[1][0]  # same seed and weights: only the batch moved

@@ -32,6 +32,9 @@ _PAPER_BASE: dict[str, Any] = {
     "threshold_weight": 1.0,
     "perturb": 0.0,
     "unsup_loss": "",
+    "warp": 0.0,
+    "affine": 0.0,
+    "near": 0.0,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -143,6 +146,9 @@ class TrainConfig:
     threshold_weight: float = 1.0
     perturb: float = 0.2
     unsup_loss: str = ""
+    warp: float = 0.0
+    affine: float = 0.0
+    near: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -187,6 +193,9 @@ class TrainConfig:
             (0 <= self.ema < 1, "ema decay must lie in [0, 1)"),
             (self.lr_schedule in ("constant", "poly"), "lr_schedule must be constant or poly"),
             (0 <= self.perturb <= 1, "perturb strength must lie in [0, 1]"),
+            (0 <= self.warp <= 1, "warp strength must lie in [0, 1]"),
+            (0 <= self.affine <= 1, "affine strength must lie in [0, 1]"),
+            (self.near >= 0, "near must be 0 (uniform) or a distance in slices"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", *LOSSES),

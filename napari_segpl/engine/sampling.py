@@ -189,6 +189,27 @@ def stack_indices(s: int, n: int, dims: int) -> list[int]:
     return [min(max(s + d, 0), n - 1) for d in (-1, 0, 1)]
 
 
+def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
+    """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0).
+
+    With ``near`` > 0 a slice of the labelled volume is drawn with weight ``exp(-d / near)``,
+    d its distance in slices to the nearest labelled slice: pseudo labels are most often right
+    next to what was painted, and the user paints where the structures are. Slices of extra
+    volumes have no distance and get the mean weight of the labelled volume's slices.
+    """
+    pool = data.unlabelled
+    if near <= 0 or not pool:
+        return None
+    marks = np.asarray(data.labelled)
+    own = [s for v, s in pool if v == 0]
+    dist = np.abs(np.asarray(own)[:, None] - marks[None]).min(axis=1) if own else np.zeros(0)
+    w_own = np.exp(-dist / near)
+    fill = float(w_own.mean()) if own else 1.0
+    weights = np.array([fill] * len(pool))
+    weights[[i for i, (v, _) in enumerate(pool) if v == 0]] = w_own
+    return weights / weights.sum()
+
+
 class Sampler:
     """Draws labelled and unlabelled batches as numpy arrays shaped for the network.
 
@@ -200,6 +221,7 @@ class Sampler:
         self.data, self.config, self.rng = data, config, rng
         self.multiple = 2**config.depth
         self._pool = data.unlabelled
+        self._weights = unlabelled_weights(data, config.near)
         volumes = [data.image, *data.unlabelled_volumes]
         self._fill = [float(vol.min()) for vol in volumes]
         h, w = data.image.shape[1:]
@@ -273,7 +295,11 @@ class Sampler:
         if n == 0 or not self._pool:
             return None
         images = []
-        for r in self.rng.integers(0, len(self._pool), size=n):
+        if self._weights is None:
+            draws = self.rng.integers(0, len(self._pool), size=n)
+        else:
+            draws = self.rng.choice(len(self._pool), size=n, p=self._weights)
+        for r in draws:
             v, s = self._pool[int(r)]
             offs = self._offsets(self.data.volume(v).shape[1:], self.out)
             images.append(self._flip(self._image(v, s, offs), self._flips()))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .augment import warp_labelled
 from .config import TrainConfig
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
@@ -135,6 +136,10 @@ class Trainer:
                     None if mask is None else self._tensor(mask, None),
                     None if x_u is None else self._tensor(x_u, fmt),
                 )
+                if config.affine > 0:  # labelled slices seen moved, for every method alike
+                    x_aug, y_aug = warp_labelled(batch.x_l, batch.y_l, config.affine)
+                    batch.x_l = x_aug.contiguous(memory_format=fmt)
+                    batch.y_l = y_aug.contiguous(memory_format=fmt)
                 optimiser.zero_grad(set_to_none=True)
                 with self._autocast():
                     out = method.compute_loss(batch, step, alpha_fn)

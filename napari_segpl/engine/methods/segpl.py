@@ -19,7 +19,13 @@ Optional levers beyond the paper (all off by default; see TrainConfig):
   without gradient). The pseudo-label loss then asks for a prediction that survives the
   change, which a confident wrong prediction does not get for free;
 - ``unsup_loss``: the pseudo-label loss may differ from the labelled one (``bce`` does not let
-  one image's empty pseudo label drive the whole image's prediction to zero as Dice does).
+  one image's empty pseudo label drive the whole image's prediction to zero as Dice does);
+- ``warp=s``: the network being trained also sees each unlabelled image through a random
+  in-plane affine map (rotation, scaling, shift; no flips, since left and right differ in
+  anatomy), and the teacher's probabilities from the clean image are moved by the same map
+  before thresholding. The pseudo-label loss then asks for a prediction that moves with the
+  anatomy, which sharpening a wrong prediction does not satisfy. Pixels the map brings in from
+  outside the image are left out of the loss.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..augment import random_affine, warp, warp_image
 from ..losses import segmentation_loss
 from ..networks import memory_format
 from .base import Batch, Method, StepOutput, register
@@ -55,10 +62,14 @@ class SegPL(Method):
         """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats)."""
         n = batch.x_l.shape[0]
         x_u = batch.x_u
+        self._theta = None
+        if x_u is not None and self.config.warp > 0:
+            self._theta = random_affine(x_u.shape[0], self.config.warp, x_u.device, x_u.dtype)
+            x_u = warp_image(x_u, self._theta)
         if x_u is not None and self.config.perturb > 0:
-            x_u = perturb_intensity(x_u, self.config.perturb).contiguous(
-                memory_format=memory_format(self.config.dims)
-            )
+            x_u = perturb_intensity(x_u, self.config.perturb)
+        if x_u is not None and x_u is not batch.x_u:
+            x_u = x_u.contiguous(memory_format=memory_format(self.config.dims))
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
         return logits[:n], logits[n:], feats
@@ -77,18 +88,24 @@ class SegPL(Method):
         if logits_u.shape[0] == 0:
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
+        theta = getattr(self, "_theta", None)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
             if self.teacher is not None:
                 self.teacher.train(self.model.training)
                 p_u = torch.sigmoid(self.teacher(batch.x_u)[0].float())
-            elif config.perturb > 0:  # the clean view; the network trained on a changed one
+            elif config.perturb > 0 or theta is not None:  # clean view; trained on a changed one
                 p_u = torch.sigmoid(self.model(batch.x_u)[0].float())
             else:
                 p_u = torch.sigmoid(logits_u.float())
+            inside = None
+            if theta is not None:  # move the teacher's view with the student's
+                p_u = warp(p_u, theta)
+                inside = (warp(torch.ones_like(p_u[:, :1]), theta) > 0.999).to(logits_u.dtype)
             pseudo = (p_u > threshold).to(logits_u.dtype)
-            mask = None
+            mask = inside
             if config.confidence > 0:
-                mask = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
+                sure = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
+                mask = sure if mask is None else mask * sure
             if config.skip_empty:
                 spatial = (0, *range(2, pseudo.ndim))
                 present = (pseudo.sum(dim=spatial) > 0).to(logits_u.dtype)
