@@ -176,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"intensity change of the unlabelled images the network trains on ({D.perturb})",
     )  # fmt: skip
     levers.add_argument(
+        "--warp", type=float,
+        help=f"random affine map of the unlabelled images the network trains on ({D.warp})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--affine", type=float,
+        help=f"random affine map of the labelled slices, every method ({D.affine})",
+    )  # fmt: skip
+    levers.add_argument(
+        "--near", type=float,
+        help=f"draw unlabelled slices by exp(-distance / NEAR) to the labelled ones ({D.near})",
+    )  # fmt: skip
+    levers.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=None,
         help=f"random flips (default {'on' if D.augment else 'off'})",
     )  # fmt: skip
@@ -230,6 +242,7 @@ def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
         "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
         "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "skip_empty", "ema",
         "augment", "lr_schedule", "threshold_signal", "perturb", "unsup_loss", "threshold_weight",
+        "warp", "affine", "near",
     ]  # fmt: skip
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:

@@ -92,3 +92,14 @@ def test_help_explains_commands(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "--labelled-slices" in out and "segpl-vi" in out
+
+
+def test_lever_flags_reach_the_configuration():
+    from napari_segpl.cli import _config, build_parser
+
+    base = ["train", "a.nii", "b.nii", "--model", "m.pt"]
+    args = build_parser().parse_args([*base, "--warp", "0.3", "--affine", "0.1", "--near", "4"])
+    cfg = _config(args, "mri")
+    assert (cfg.warp, cfg.affine, cfg.near) == (0.3, 0.1, 4.0)
+    paper = _config(build_parser().parse_args(base), "paper")
+    assert (paper.warp, paper.affine, paper.near) == (0.0, 0.0, 0.0)
