@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     levers.add_argument(
         "--near", type=float,
-        help=f"draw unlabelled slices by exp(-distance / NEAR) to the labelled ones ({D.near})",
+        help=f"draw unlabelled slices by exp(-distance / (NEAR * slices)) ({D.near})",
     )  # fmt: skip
     levers.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=None,

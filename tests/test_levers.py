@@ -346,14 +346,14 @@ def test_warp_moves_the_pseudo_labels_with_the_student_view():
 def test_near_sampling_weights_by_hand():
     image = np.zeros((10, 4, 4), np.float32)
     data = TrainingData(image, np.zeros((10, 4, 4), np.int32), [2, 7], 1, False, [image[:2]])
-    weights = unlabelled_weights(data, 2.0)
+    weights = unlabelled_weights(data, 0.2)  # 0.2 of 10 slices: a scale of 2 slices
     own = {s: np.exp(-min(abs(s - 2), abs(s - 7)) / 2.0) for s in range(10) if s not in (2, 7)}
     fill = np.mean(list(own.values()))
     expected = np.array([own[s] for s in sorted(own)] + [fill, fill])
     np.testing.assert_allclose(weights, expected / expected.sum())
     assert unlabelled_weights(data, 0.0) is None
     sampler = Sampler(
-        data, TrainConfig(near=2.0, dims=2, patch=16, depth=2), np.random.default_rng(0)
+        data, TrainConfig(near=0.2, dims=2, patch=16, depth=2), np.random.default_rng(0)
     )
     assert sampler.unlabelled_batch(4).shape == (4, 1, 4, 4)
 

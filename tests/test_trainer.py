@@ -25,7 +25,7 @@ SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "lr": 0.01}
 #: The paper's recipe as the preset gives it, minus what the tests set themselves.
 PAPER = {k: v for k, v in TrainConfig.from_preset("paper").to_dict().items() if k in (
     "lr", "ratio", "alpha", "warmup", "burn_in", "unsup_dice", "ema", "perturb",
-    "threshold_signal",
+    "threshold_signal", "warp", "near",
 )}  # fmt: skip
 
 

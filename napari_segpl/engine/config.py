@@ -146,9 +146,9 @@ class TrainConfig:
     threshold_weight: float = 1.0
     perturb: float = 0.2
     unsup_loss: str = ""
-    warp: float = 0.0
+    warp: float = 0.2
     affine: float = 0.0
-    near: float = 0.0
+    near: float = 0.15
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -195,7 +195,7 @@ class TrainConfig:
             (0 <= self.perturb <= 1, "perturb strength must lie in [0, 1]"),
             (0 <= self.warp <= 1, "warp strength must lie in [0, 1]"),
             (0 <= self.affine <= 1, "affine strength must lie in [0, 1]"),
-            (self.near >= 0, "near must be 0 (uniform) or a distance in slices"),
+            (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", *LOSSES),

@@ -192,10 +192,11 @@ def stack_indices(s: int, n: int, dims: int) -> list[int]:
 def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
     """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0).
 
-    With ``near`` > 0 a slice of the labelled volume is drawn with weight ``exp(-d / near)``,
-    d its distance in slices to the nearest labelled slice: pseudo labels are most often right
-    next to what was painted, and the user paints where the structures are. Slices of extra
-    volumes have no distance and get the mean weight of the labelled volume's slices.
+    With ``near`` > 0 a slice of the labelled volume is drawn with weight ``exp(-d / (near n))``,
+    d its distance in slices to the nearest labelled slice and n the volume's slice count (so
+    one value suits a 34-slice chest CT and a 160-slice brain): pseudo labels are most often
+    right next to what was painted, and the user paints where the structures are. Slices of
+    extra volumes have no distance and get the mean weight of the labelled volume's slices.
     """
     pool = data.unlabelled
     if near <= 0 or not pool:
@@ -203,7 +204,7 @@ def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
     marks = np.asarray(data.labelled)
     own = [s for v, s in pool if v == 0]
     dist = np.abs(np.asarray(own)[:, None] - marks[None]).min(axis=1) if own else np.zeros(0)
-    w_own = np.exp(-dist / near)
+    w_own = np.exp(-dist / (near * data.image.shape[0]))
     fill = float(w_own.mean()) if own else 1.0
     weights = np.array([fill] * len(pool))
     weights[[i for i, (v, _) in enumerate(pool) if v == 0]] = w_own
