@@ -104,8 +104,9 @@ class TrainConfig:
     The defaults are the engine's own recipe (benchmarks/RESULTS.md says how it was chosen and
     what it gains): the paper's SegPL with a supervised burn-in, pseudo labels from an
     exponential moving average of the weights on clean images while the network learns from
-    intensity-perturbed ones, one Dice over the unlabelled batch, and (SegPL-VI) a threshold
-    head fitted on the labelled slices as well as the KL. The paper's own settings are the
+    intensity-perturbed and geometrically moved ones (the pseudo labels moved alike), unlabelled
+    slices drawn mostly near the labelled ones, one Dice over the unlabelled batch, and
+    (SegPL-VI) a threshold head fitted on the labelled slices as well as the KL. The paper's own settings are the
     ``paper`` presets. ``base_channels`` of 0 means the paper's backbone width for the chosen
     ``dims`` (16 for the 2D U-net, 8 for the 3D one).
     """

@@ -58,21 +58,23 @@ class SegPL(Method):
     title = "SegPL"
     uses_unlabelled = True
 
-    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats)."""
+    def _forward(
+        self, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats,
+        theta), theta the affine maps the unlabelled images were moved by (None: not moved)."""
         n = batch.x_l.shape[0]
-        x_u = batch.x_u
-        self._theta = None
+        x_u, theta = batch.x_u, None
         if x_u is not None and self.config.warp > 0:
-            self._theta = random_affine(x_u.shape[0], self.config.warp, x_u.device, x_u.dtype)
-            x_u = warp_image(x_u, self._theta)
+            theta = random_affine(x_u.shape[0], self.config.warp, x_u.device, x_u.dtype)
+            x_u = warp_image(x_u, theta)
         if x_u is not None and self.config.perturb > 0:
             x_u = perturb_intensity(x_u, self.config.perturb)
         if x_u is not None and x_u is not batch.x_u:
             x_u = x_u.contiguous(memory_format=memory_format(self.config.dims))
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
-        return logits[:n], logits[n:], feats
+        return logits[:n], logits[n:], feats, theta
 
     def _loss(
         self,
@@ -81,6 +83,7 @@ class SegPL(Method):
         logits_u: torch.Tensor,
         threshold: torch.Tensor | float,
         alpha: float,
+        theta: torch.Tensor | None = None,
     ) -> StepOutput:
         config, kind = self.config, self.config.loss
         sup = segmentation_loss(logits_l, batch.y_l, kind, batch.mask_l)
@@ -88,7 +91,6 @@ class SegPL(Method):
         if logits_u.shape[0] == 0:
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
-        theta = getattr(self, "_theta", None)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
             if self.teacher is not None:
                 self.teacher.train(self.model.training)
@@ -123,5 +125,5 @@ class SegPL(Method):
         return StepOutput(loss, logs, pseudo=pseudo)
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        logits_l, logits_u, _ = self._forward(batch)
-        return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step))
+        logits_l, logits_u, _, theta = self._forward(batch)
+        return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step), theta)
