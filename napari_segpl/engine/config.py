@@ -106,9 +106,9 @@ class TrainConfig:
     exponential moving average of the weights on clean images while the network learns from
     intensity-perturbed and geometrically moved ones (the pseudo labels moved alike), unlabelled
     slices drawn mostly near the labelled ones, one Dice over the unlabelled batch, and
-    (SegPL-VI) a threshold head fitted on the labelled slices as well as the KL. The paper's own settings are the
-    ``paper`` presets. ``base_channels`` of 0 means the paper's backbone width for the chosen
-    ``dims`` (16 for the 2D U-net, 8 for the 3D one).
+    (SegPL-VI) a threshold head fitted on the labelled slices as well as the KL. The paper's own
+    settings are the ``paper`` presets. ``base_channels`` of 0 means the paper's backbone width
+    for the chosen ``dims`` (16 for the 2D U-net, 8 for the 3D one).
     """
 
     method: str = "segpl"

@@ -1,10 +1,11 @@
 """SegPL: pseudo labelling as Expectation-Maximisation with a fixed threshold (paper Eq. 1-3).
 
-E-step: ``y'_u = 1(sigmoid(logit_u) > T)``, detached, from the same forward pass that the M-step
-trains on, so pseudo labels cost nothing beyond a supervised step over the same L + U images.
-M-step: ``L = alpha * mean_u Dice(p_u, y'_u) + mean_l Dice(p_l, y_l)``.
+E-step: ``y'_u = 1(sigmoid(logit_u) > T)``, detached; in the paper from the same forward pass
+that the M-step trains on, so pseudo labels cost nothing beyond a supervised step over the same
+L + U images. M-step: ``L = alpha * mean_u Dice(p_u, y'_u) + mean_l Dice(p_l, y_l)``.
 
-Optional levers beyond the paper (all off by default; see TrainConfig):
+Levers beyond the paper (TrainConfig holds which are on by default; the paper presets switch
+every one of them off):
 - ``unsup_dice="batch"``: one Dice per channel over the whole unlabelled batch, so an image
   whose pseudo label is empty does not push its own prediction to zero;
 - ``confidence=b``: pixels with ``|p - T| < b`` are left out of the pseudo-label loss;
