@@ -8,6 +8,7 @@ model trained so far.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -167,26 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-empty", action=argparse.BooleanOptionalAction, default=None,
         help="leave classes with an empty pseudo label in the batch out of L_U",
     )  # fmt: skip
-    levers.add_argument(
-        "--ema", type=float,
-        help=f"EMA of the weights: makes pseudo labels, becomes the model (decay, {D.ema})",
-    )  # fmt: skip
-    levers.add_argument(
-        "--perturb", type=float,
-        help=f"intensity change of the unlabelled images the network trains on ({D.perturb})",
-    )  # fmt: skip
-    levers.add_argument(
-        "--warp", type=float,
-        help=f"random affine map of the unlabelled images the network trains on ({D.warp})",
-    )  # fmt: skip
-    levers.add_argument(
-        "--affine", type=float,
-        help=f"random affine map of the labelled slices, every method ({D.affine})",
-    )  # fmt: skip
-    levers.add_argument(
-        "--near", type=float,
-        help=f"draw unlabelled slices by exp(-distance / (NEAR * slices)) ({D.near})",
-    )  # fmt: skip
+    float_levers = {
+        "ema": "EMA of the weights: makes pseudo labels, becomes the model (decay, {})",
+        "perturb": "intensity change of the unlabelled images the network trains on ({})",
+        "warp": "random affine map of the unlabelled images the network trains on ({})",
+        "affine": "random affine map of the labelled slices, every method ({})",
+        "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
+    }
+    for name, text in float_levers.items():
+        levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))
     levers.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=None,
         help=f"random flips (default {'on' if D.augment else 'off'})",
@@ -237,13 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
     """The preset's values, then the flags given."""
-    names = [
-        "method", "axis", "dims", "steps", "lr", "alpha", "warmup", "ratio", "batch", "prior_mu",
-        "prior_sigma", "threshold", "loss", "nested", "normalisation", "patch", "base_channels",
-        "device", "amp", "seed", "burn_in", "unsup_dice", "confidence", "skip_empty", "ema",
-        "augment", "lr_schedule", "threshold_signal", "perturb", "unsup_loss", "threshold_weight",
-        "warp", "affine", "near",
-    ]  # fmt: skip
+    # Every TrainConfig field the train command has a flag for (ct_window: two numbers, below).
+    names = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
+    names.remove("ct_window")
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:
         overrides["ct_window"] = tuple(args.ct_window)

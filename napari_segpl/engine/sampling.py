@@ -201,13 +201,12 @@ def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
     pool = data.unlabelled
     if near <= 0 or not pool:
         return None
-    marks = np.asarray(data.labelled)
-    own = [s for v, s in pool if v == 0]
-    dist = np.abs(np.asarray(own)[:, None] - marks[None]).min(axis=1) if own else np.zeros(0)
+    own = np.array([v == 0 for v, _ in pool])
+    slices = np.array([s for _, s in pool])
+    dist = np.abs(slices[own, None] - np.asarray(data.labelled)[None]).min(axis=1)
     w_own = np.exp(-dist / (near * data.image.shape[0]))
-    fill = float(w_own.mean()) if own else 1.0
-    weights = np.array([fill] * len(pool))
-    weights[[i for i, (v, _) in enumerate(pool) if v == 0]] = w_own
+    weights = np.full(len(pool), w_own.mean() if own.any() else 1.0)
+    weights[own] = w_own
     return weights / weights.sum()
 
 
