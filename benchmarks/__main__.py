@@ -14,7 +14,9 @@ def main(argv: list[str]) -> int:
         from . import inference, speed
 
         return speed.main([]) or inference.main([])
-    modules = {n: n for n in ("speed", "inference", "accuracy", "event_loop", "ablation")}
+    modules = {
+        n: n for n in ("speed", "inference", "accuracy", "event_loop", "ablation", "grid", "cuda")
+    }
     if name not in modules:
         print(f"unknown benchmark {name!r}; choose from quick, {', '.join(modules)}")
         return 2

@@ -1,15 +1,19 @@
-"""(c) Accuracy on the real volumes in ../shared/data: supervised, segpl and segpl-vi trained on
-3 labelled slices spread through the structures, scored on every other slice holding foreground.
+"""(c) Accuracy on the real volumes in ../shared/data (or $SEGPL_DATA): supervised, segpl and
+segpl-vi trained on K labelled slices spread through the structures, scored on every other slice
+holding foreground.
 
-Slices are chosen at the 25th, 50th and 75th percentile of the slices that hold any foreground
-along the axis. IoU is foreground IoU per class, pooled over the voxels of all test slices
-(background excluded). Each (method, seed) pair shares its seed, so differences are paired.
+Slices are chosen at evenly spaced percentiles from the 25th to the 75th of the slices that hold
+any foreground along the axis (K = 3: the 25th, 50th and 75th); one slice is the median. IoU is
+foreground IoU per class, pooled over the voxels of all test slices (background excluded). Each
+(method, seed) pair shares its seed, so differences are paired. (Rows in ``accuracy.json`` from
+before 2026-11-26 used linspace's first point for K = 1: the 25th percentile.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -30,7 +34,9 @@ from napari_segpl.engine import (
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.volume import read_labels, read_volume
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(
+    os.environ.get("SEGPL_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 DATASETS = {"abdomen_vessels_ct": 2, "brain_tissue_mri": 2, "lungs_ct": 2}
 METHODS = ("supervised", "segpl", "segpl-vi")
 #: recipe name -> (preset, overrides); preset None: the one suggested by the image, as a user
@@ -40,13 +46,20 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "default": (None, {}),
     "paper": ("paper", {}),
     "affine": (None, {"affine": 0.2}),
+    # explored on the GPU (benchmarks/grid.py): twice the steps, slices drawn closer to the
+    # labelled ones, and bfloat16 autocast (CUDA only; a check that it costs no accuracy)
+    "long": (None, {"steps": 600}),
+    "near-tight": (None, {"near": 0.05}),
+    "amp": (None, {"amp": True}),
 }
 
 
 def spread_slices(labels: np.ndarray, axis: int, k: int) -> list[int]:
-    """k slices at evenly spaced percentiles of the foreground-holding slices."""
+    """k slices at evenly spaced percentiles of the foreground-holding slices; one slice is the
+    median (the slice a user painting only one would pick), not linspace's first point."""
     fg = labelled_slices(labels, axis)
-    picks = [fg[int(round(q * (len(fg) - 1)))] for q in np.linspace(0.25, 0.75, k)]
+    quantiles = [0.5] if k == 1 else np.linspace(0.25, 0.75, k)
+    picks = [fg[int(round(q * (len(fg) - 1)))] for q in quantiles]
     return sorted(set(picks))
 
 
@@ -93,7 +106,13 @@ def run_one(
         "threshold_trace": trace,
         "train_seconds": seconds,
         "config": cfg.to_dict(),
+        "device": _device_name(trainer.device),
+        "torch": torch.__version__,
     }
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def _mean_iou(row: dict) -> float:
