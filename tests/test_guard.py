@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from napari_segpl.engine import CollapseWarning, TrainConfig, Trainer, prepare_data
 from napari_segpl.engine.guard import CollapseGuard, labelled_fractions
@@ -57,4 +58,55 @@ def test_trainer_ignores_pseudo_labels_that_are_not_used_yet(toy_volume):
         preview_every=0, burn_in=0.99,
     )  # fmt: skip
     events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15])).run())
-    assert not [e for e in events if isinstance(e, CollapseWarning)]
+    # (the finished model, thresholded at 0.01, is rightly warned about: checked below)
+    assert not [e for e in events if isinstance(e, CollapseWarning) and e.source != "trained model"]
+
+
+def test_model_check_uses_the_guard_bands_by_hand():
+    guard = CollapseGuard([0.0, 0.0, 0.0])
+    warnings = guard.check_model(7, [0.001, 0.02, 0.9], [0.1, 0.05, 0.1])
+    # 0.001 < 0.02 * 0.1; 0.02 against 0.05 is within the bands; 0.9 > 5 * 0.1 and by > 0.05
+    assert [(w.class_index, w.direction) for w in warnings] == [(1, "nothing"), (3, "everything")]
+    assert all(w.source == "trained model" and w.step == 7 for w in warnings)
+    assert "labelled slices" in warnings[0].message and "0.10 %" in warnings[0].message
+
+
+def _constant_model(trainer: Trainer, value: float) -> None:
+    """Make the network answer ``value`` for every logit: a constructed collapse."""
+
+    def logits(x):
+        shape = (x.shape[0], trainer.data.num_classes, *x.shape[2:])
+        return torch.full(shape, value, device=x.device)
+
+    trainer.model.method.logits = logits
+
+
+@pytest.mark.parametrize("method", ["supervised", "segpl"])
+def test_trainer_warns_when_the_trained_model_predicts_nothing(toy_volume, method):
+    image, labels = toy_volume
+    cfg = TrainConfig(
+        method=method, axis=2, steps=2, base_channels=4, depth=2, ratio=1, preview_every=0,
+    )  # fmt: skip
+    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15]))
+    _constant_model(trainer, -20.0)
+    events = list(trainer.run())
+    final = [e for e in events if isinstance(e, CollapseWarning) and e.source == "trained model"]
+    assert [(w.class_index, w.direction, w.pseudo_fraction) for w in final] == [
+        (1, "nothing", 0.0), (2, "nothing", 0.0),
+    ]  # fmt: skip
+    painted = labelled_fractions(trainer.data)
+    assert [w.labelled_fraction for w in final] == pytest.approx(painted)
+    assert events.index(final[-1]) == len(events) - 2  # just before FinishedEvent
+    assert "predicts nothing of class 1" in final[0].message
+
+
+def test_a_stopped_run_is_not_judged(toy_volume):
+    image, labels = toy_volume
+    cfg = TrainConfig(method="supervised", axis=2, steps=5, base_channels=4, depth=2)
+    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15]))
+    _constant_model(trainer, -20.0)
+    events = []
+    for event in trainer.run():
+        events.append(event)
+        trainer.stop()
+    assert events[-1].stopped and not [e for e in events if isinstance(e, CollapseWarning)]

@@ -24,7 +24,7 @@ from .losses import alpha_at
 from .methods import Batch
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Sampler, TrainingData, pad_in_plane, stack_indices
+from .sampling import Sampler, TrainingData, encode_target, pad_in_plane, stack_indices
 
 
 @dataclass
@@ -177,17 +177,44 @@ class Trainer:
             stopped = steps_done < config.steps
             if steps_done:
                 method.finish()
-            method.to(torch.device("cpu"))
-            del optimiser, scheduler
-            release_memory(self.device)
+            final: list[CollapseWarning] = []
+            try:  # the finished model on the slices it was given (yielded below: a generator
+                # being closed may not yield)
+                if not stopped:
+                    final = self._check_labelled(steps_done, guard)
+            finally:
+                method.to(torch.device("cpu"))
+                del optimiser, scheduler
+                release_memory(self.device)
+        yield from final
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
+
+    def _check_labelled(self, step: int, guard: CollapseGuard | None) -> list[CollapseWarning]:
+        """Warnings when the trained model predicts nothing or everything of a class on the
+        labelled slices (at most 16 of them, so the check stays well under a second a slice)."""
+        slices = self.data.labelled[:: max(1, -(-len(self.data.labelled) // 16))]
+        predicted, painted = [], []
+        for s in slices:
+            prob = self._probabilities(s)
+            predicted.append((prob > self.config.threshold).reshape(len(prob), -1).mean(axis=1))
+            target = encode_target(self.data.labels[s], self.data.num_classes, self.data.nested)
+            painted.append(target.reshape(len(target), -1).mean(axis=1))
+        checker = guard or CollapseGuard([0.0] * self.data.num_classes)
+        fractions = [float(f) for f in np.mean(predicted, axis=0)]
+        return checker.check_model(step, fractions, [float(f) for f in np.mean(painted, axis=0)])
 
     def preview(self, step: int) -> PreviewEvent:
         """Pseudo labels of the whole preview slice, as the E-step would make them now."""
         from .inference import labels_from_probabilities
 
-        method, config = self.model.method, self.config
         s = int(self.preview_slice)
+        prob = self._probabilities(s)
+        labels = labels_from_probabilities(prob, self.config.threshold, self.config.nested)
+        return PreviewEvent(step, s, labels, prob)
+
+    def _probabilities(self, s: int) -> np.ndarray:
+        """(K, h, w) class probabilities of slice ``s`` of the labelled volume, in eval mode."""
+        method, config = self.model.method, self.config
         volume = self.data.image
         idx = stack_indices(s, volume.shape[0], config.dims)
         h, w = volume.shape[1:]
@@ -197,9 +224,7 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             prob = torch.sigmoid(method.logits(x.to(self.device)).float())
         prob = prob[0, :, 1] if config.dims == 3 else prob[0]
-        prob = prob[:, :h, :w].cpu().numpy()
-        labels = labels_from_probabilities(prob, config.threshold, config.nested)
-        return PreviewEvent(step, s, labels, prob)
+        return prob[:, :h, :w].cpu().numpy()
 
     def _tensor(self, array: np.ndarray, fmt: torch.memory_format | None) -> torch.Tensor:
         tensor = torch.from_numpy(array).to(self.device, non_blocking=True)
