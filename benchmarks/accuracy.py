@@ -45,7 +45,8 @@ METHODS = ("supervised", "segpl", "segpl-vi")
 RECIPES: dict[str, tuple[str | None, dict]] = {
     "default": (None, {}),
     "paper": ("paper", {}),
-    "affine": (None, {"affine": 0.2}),
+    "affine": (None, {"affine": 0.2}),  # the default on MRI since 2026-11-26
+    "no-affine": (None, {"affine": 0.0}),  # the default on CT; on MRI, the default before
     # explored on the GPU (benchmarks/grid.py): twice the steps, slices drawn closer to the
     # labelled ones, and bfloat16 autocast (CUDA only; a check that it costs no accuracy)
     "long": (None, {"steps": 600}),
@@ -179,6 +180,43 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict], recipes: tuple[str, ...] = ("default", "paper")) -> str:
+    """The target's view: per dataset and K, supervised training at its best recipe, then
+    segpl and segpl-vi of each recipe as mean IoU and mean paired difference in IoU points
+    (with the number of seeds whose difference is positive, and of seeds with a class under
+    0.01 IoU)."""
+    head = "| dataset | K | best supervised |"
+    for recipe in recipes:
+        head += f" segpl ({recipe}) | segpl-vi ({recipe}) |"
+    lines = [head, "|---" * (3 + 2 * len(recipes)) + "|"]
+    for name, k in sorted({(r["dataset"], r["k"]) for r in rows}):
+        best_recipe, best = _best_supervised(rows, name, k)
+        if not best:
+            continue
+        line = f"| {name} | {k} | {statistics.mean(best.values()):.3f} ({best_recipe}) |"
+        for recipe in recipes:
+            for method in ("segpl", "segpl-vi"):
+                runs = [
+                    r
+                    for r in rows
+                    if (r["dataset"], r["k"], r["recipe"], r["method"]) == (name, k, recipe, method)
+                    and r["seed"] in best
+                ]
+                if not runs:
+                    line += " |"
+                    continue
+                diffs = [_mean_iou(r) - best[r["seed"]] for r in runs]
+                wins = sum(d > 0 for d in diffs)
+                low = sum(min(r["iou"].values()) < 0.01 for r in runs)
+                mean = statistics.mean(_mean_iou(r) for r in runs)
+                line += (
+                    f" {mean:.3f}, {100 * statistics.mean(diffs):+.1f} "
+                    f"({wins}/{len(runs)} up{f', {low} low' if low else ''}) |"
+                )
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks accuracy")
     parser.add_argument("--datasets", nargs="+", default=sorted(DATASETS))
@@ -194,10 +232,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
     parser.add_argument("--table", action="store_true", help="only print the table")
+    parser.add_argument(
+        "--summary", nargs="*", metavar="RECIPE",
+        help="only print the target's summary for these recipes (default: default paper)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = json.loads(args.out.read_text()) if args.out.exists() else []
+    if args.summary is not None:
+        print(summary(rows, tuple(args.summary) or ("default", "paper")))
+        return 0
     if not args.table:
         preset, overrides = RECIPES[args.recipe]
         done = {(r["dataset"], r["method"], r["seed"], r["k"], r["recipe"]) for r in rows}
