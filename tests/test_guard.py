@@ -28,6 +28,41 @@ def test_guard_tolerates_plausible_drift():
         assert guard.update(step, [0.04, 0.03]) == []
 
 
+def test_guard_warns_when_one_class_takes_over_another():
+    # both lungs painted at 10 %: lung 1 falls to 3 % while lung 2 grows to 20 %. Neither
+    # crosses the nothing/everything bands (1/50 and 5x), the takeover bands (1/2, 1.5x) do.
+    guard = CollapseGuard([0.10, 0.10], decay=0.5, min_steps=2)
+    assert guard.update(1, [0.03, 0.20]) == []
+    warnings = guard.update(2, [0.03, 0.20])
+    assert [(w.class_index, w.direction, w.other_class) for w in warnings] == [(1, "taken over", 2)]
+    assert warnings[0].pseudo_fraction == pytest.approx(0.03)
+    assert "taken over by class 2" in warnings[0].message
+    assert guard.update(3, [0.03, 0.20]) == []  # said once
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [
+        [0.06, 0.20],  # lung 1 still above half its painted fraction
+        [0.03, 0.14],  # lung 2 below 1.5 times its own
+        [0.03, 0.03],  # both shrink: no class gains, so no takeover (and no collapse)
+        [0.04, 0.45],  # lung 2 grows 4.5x: the foreground as a whole is 2.45x, not a swap
+    ],
+)
+def test_no_takeover_inside_the_bands(fractions):
+    guard = CollapseGuard([0.10, 0.10], decay=0.5, min_steps=1)
+    for step in range(5):
+        assert guard.update(step, fractions) == []
+
+
+def test_takeover_names_the_class_that_grew_most():
+    guard = CollapseGuard([0.1, 0.1, 0.1], min_steps=1)
+    assert guard.takeovers(np.array([0.02, 0.16, 0.3])) == [(1, 3)]
+    assert guard.takeovers(np.array([0.0, 0.3, 0.0])) == [(1, 2), (3, 2)]
+    # an unpainted class (reference 0) is never judged, nor counted as growing
+    assert CollapseGuard([0.1, 0.0]).takeovers(np.array([0.01, 0.5])) == []
+
+
 def test_labelled_fractions_by_hand():
     labels = np.zeros((4, 10, 10), np.uint8)
     labels[1, :5] = 1  # half of slice 1
