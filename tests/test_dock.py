@@ -3,6 +3,8 @@ closing mid-run, and the method list following the engine's registry."""
 
 from __future__ import annotations
 
+import time
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -10,9 +12,26 @@ import pytest
 from napari_segpl.engine import METHODS, TrainConfig
 from napari_segpl.gui import SegPLDock
 from napari_segpl.gui import dock as dock_module
+from napari_segpl.gui import session as session_module
 from napari_segpl.gui.params import ParameterForm
 
 pytestmark = pytest.mark.gui
+
+
+def quick_params(p: ParameterForm) -> None:
+    """A small, fast run."""
+    p.steps.value = 6
+    p.patch.value = 64
+    p.channels.value = 4
+    p.ratio.value = 1
+    p.preview_every.value = 2
+
+
+def provoke_collapse(p: ParameterForm) -> None:
+    """A run whose pseudo labels collapse towards everything (the guard then warns)."""
+    p.method.value = "segpl"
+    p.threshold.value = 0.01  # every pixel becomes a pseudo-label foreground pixel
+    p.steps.value = 30  # 40 % supervised burn-in, then 18 steps the guard watches
 
 
 @pytest.fixture
@@ -21,12 +40,7 @@ def dock(make_napari_viewer, qtbot):
     viewer.open_sample("napari-segpl", "lungs_ct")
     widget = SegPLDock(viewer)
     viewer.window.add_dock_widget(widget)
-    p = widget.params
-    p.steps.value = 6
-    p.patch.value = 64
-    p.channels.value = 4
-    p.ratio.value = 1
-    p.preview_every.value = 2
+    quick_params(widget.params)
     yield widget
     widget.shutdown()
 
@@ -61,6 +75,7 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert pseudo.shape == labels.data.shape
     assert not pseudo[..., [13, 20, 26]].any()  # filled on unlabelled slices only
     assert dock.model is not None and dock.model.steps_done == 6
+    assert "2D network" in dock.status.text()  # the CT sample gets the CT preset's network
     assert len(dock.threshold_plot.mu) == 6 and len(dock.loss_plot.steps) == 6
 
     dock.mc_spin.setValue(4)
@@ -147,6 +162,31 @@ def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
     assert not dock.is_training
 
 
+def test_closing_during_a_prediction_stops_it(dock, qtbot, monkeypatch, errors):
+    """A whole-volume prediction (the pseudo-label fill after training, or Predict) still
+    running when the window closes used to outlive the dock and abort the process."""
+    batches: list[int] = []
+
+    def slow_predict_volume(model, image, *, progress, **kwargs):
+        for done in range(1, 1001):  # 1000 batches of 10 ms: 10 s unless stopped
+            time.sleep(0.01)
+            batches.append(done)
+            progress(done, 1000)
+        raise AssertionError("the prediction was not stopped")
+
+    monkeypatch.setattr(session_module, "predict_volume", slow_predict_volume)
+    dock.params.steps.value = 1
+    assert dock.start_training()
+    qtbot.waitUntil(lambda: dock._predict_worker is not None, timeout=60_000)  # the fill
+    qtbot.waitUntil(lambda: len(batches) >= 3, timeout=10_000)
+    t0 = time.monotonic()
+    assert dock.shutdown(timeout=10)
+    assert time.monotonic() - t0 < 2.0
+    assert dock._predict_worker is None and len(batches) < 1000
+    qtbot.wait(50)
+    assert not errors  # stopping is not reported as a failure
+
+
 def test_method_list_follows_the_registry(qtbot, monkeypatch):
     class Dummy(METHODS["supervised"]):
         name = "dummy"
@@ -170,12 +210,21 @@ def test_presets_fill_the_form_and_auto_follows_the_image(qtbot):
     assert form.config(2, ct).normalisation == "ct"
     assert form.config(2, mri).normalisation == "zscore"
     assert form.config(2, ct) == TrainConfig.from_preset("ct", axis=2, preview_every=5)
+    assert form.config(2, mri) == TrainConfig.from_preset("mri", axis=2, preview_every=5)
+    assert (form.config(2, ct).dims, form.config(2, mri).dims) == (2, 3)  # each preset's network
+    form.dims.value = 2  # a user's own network wins over auto's
+    assert form.config(2, mri).dims == 2
+    form.preset.value = "mri"
+    assert form.dims.value == 3  # an explicit preset shows its network
+    form.preset.value = "auto"
+    assert form.dims.value == 0 and form.config(2, mri).dims == 3
     form.preset.value = "paper-mri"
     assert (form.lr.value, form.alpha.value, form.ratio.value, form.steps.value) == (
         0.03, 0.05, 5, 200,
     )  # fmt: skip
     paper = form.config(2, ct)  # an explicit preset: the image does not change it
     assert paper == TrainConfig.from_preset("paper", axis=2, preview_every=5)
+    assert form.config(2, ct).dims == 2
     form.normalisation.value = "ct"  # a user's own choice still wins
     assert form.config(2, mri).normalisation == "ct"
 
@@ -199,9 +248,7 @@ def test_loaded_model_predicts_another_volume(dock, qtbot, tmp_path, errors):
 def test_collapse_warning_is_shown(dock, qtbot, monkeypatch):
     warned: list[str] = []
     monkeypatch.setattr(dock_module, "show_warning", warned.append)
-    dock.params.method.value = "segpl"
-    dock.params.threshold.value = 0.01  # every pixel becomes a pseudo-label foreground pixel
-    dock.params.steps.value = 30  # 40 % supervised burn-in, then 18 steps the guard watches
+    provoke_collapse(dock.params)
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
     assert warned and "everything" in warned[0]

@@ -16,7 +16,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QThreadPool, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -46,7 +46,7 @@ from ..engine import (
 )
 from ..engine.config import ConfigError
 from ..layers import export_layer, same_grid_kwargs
-from .params import ParameterForm
+from .params import ParameterForm, let_shrink
 from .plots import LossPlot, ThresholdPlot
 from .session import RunControl, Started, predict, training_events, warm_up_torch
 
@@ -68,6 +68,8 @@ class LayerCombo(QComboBox):
     def __init__(self, viewer: napari.Viewer, kind: type, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer, self.kind = viewer, kind
+        let_shrink(self, characters=4)
+        self.currentTextChanged.connect(self.setToolTip)  # the whole name, should it be clipped
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)
         viewer.layers.events.moved.connect(self.refresh)
@@ -82,6 +84,7 @@ class LayerCombo(QComboBox):
         if current in names:
             self.setCurrentText(current)
         self.blockSignals(False)
+        self.setToolTip(self.currentText())
         self.currentIndexChanged.emit(self.currentIndex())
 
     def layer(self):
@@ -102,17 +105,23 @@ def _row(*widgets: QWidget) -> QHBoxLayout:
     return row
 
 
-def _two_line_label() -> QLabel:
-    """A word-wrapped label with room for two lines from the start, so new text never
-    re-lays out (and so fully redraws) the plots below it while training."""
+def _status_label() -> QLabel:
+    """A word-wrapped label with room for two lines from the start, so the usual status text
+    never re-lays out the plots below it while training. A longer text (a collapse warning, an
+    error) makes it taller rather than being cut; that only moves the plots, whose size (and so
+    their cached drawing) stays the same."""
     label = QLabel("")
     label.setWordWrap(True)
-    label.setFixedHeight(2 * label.fontMetrics().lineSpacing() + 4)
+    label.setMinimumHeight(2 * label.fontMetrics().lineSpacing() + 4)
     return label
 
 
 def _format_seconds(seconds: float) -> str:
+    """Short enough for the progress bar at the dock's minimum width: "6 h 15 min" for long
+    runs rather than "375 min 36 s"."""
     seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -126,6 +135,7 @@ class SegPLDock(QWidget):
         self._worker = None
         self._predict_worker = None
         self._predict_context: tuple[Image, bool] | None = None
+        self._predict_control: RunControl | None = None
         self._finish_text = ""
         self._control: RunControl | None = None
         self._axis_of_run = 2
@@ -143,12 +153,15 @@ class SegPLDock(QWidget):
         layout.addWidget(self._train_box())
         layout.addWidget(self._predict_box())
         layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
+        # Every row can shrink to well below the minimum width (combo boxes clip, texts wrap),
+        # so the content always fits across and only ever scrolls down.
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll_area.setWidget(inner)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.scroll_area)
         self.setMinimumWidth(360)
 
         self._slice_timer = QTimer(self)
@@ -193,6 +206,7 @@ class SegPLDock(QWidget):
         self.slice_list.setMaximumHeight(72)
         self.slice_list.itemClicked.connect(self._go_to_slice)
         self.slice_summary = QLabel("no labelled slice")
+        self.slice_summary.setWordWrap(True)
         v.addWidget(self.slice_summary)
         v.addWidget(self.slice_list)
         self.mark_button = _button("Mark slice labelled", lambda: self.mark_current(True))
@@ -211,8 +225,8 @@ class SegPLDock(QWidget):
         self.progress.setFormat("idle")
         self.progress.setTextVisible(True)
         v.addWidget(self.progress)
-        self.status = _two_line_label()
-        self.warning_label = _two_line_label()
+        self.status = _status_label()
+        self.warning_label = _status_label()
         self.warning_label.setStyleSheet("color: #e8a33d")
         v.addWidget(self.status)
         v.addWidget(self.warning_label)
@@ -228,25 +242,23 @@ class SegPLDock(QWidget):
     def _predict_box(self) -> QGroupBox:
         box = QGroupBox("Predict and export")
         v = QVBoxLayout(box)
-        row = QHBoxLayout()
-        self.predict_button = QPushButton("Predict")
-        self.predict_button.clicked.connect(self.start_prediction)
         self.mc_spin = QSpinBox()
         self.mc_spin.setRange(1, 100)
         self.mc_spin.setValue(8)
         self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
-        row.addWidget(self.predict_button)
+        row = QHBoxLayout()
         row.addWidget(QLabel("MC samples"))
         row.addWidget(self.mc_spin)
+        row.addStretch(1)
         v.addLayout(row)
-        row = QHBoxLayout()
-        self.accept_button = QPushButton("Accept slice")
+        self.predict_button = _button("Predict", self.start_prediction)
+        self.accept_button = _button("Accept slice", self.accept_current_slice)
         self.accept_button.setToolTip("Copy the prediction on the current slice into your labels")
-        self.accept_button.clicked.connect(self.accept_current_slice)
+        v.addLayout(_row(self.predict_button, self.accept_button))
+        # The layer list gets its own row, so a layer name has room to show.
         self.export_combo = LayerCombo(self.viewer, Labels)
-        self.export_button = QPushButton("Export…")
-        self.export_button.clicked.connect(self._export_clicked)
-        row.addWidget(self.accept_button)
+        self.export_button = _button("Export…", self._export_clicked)
+        row = QHBoxLayout()
         row.addWidget(self.export_combo, 1)
         row.addWidget(self.export_button)
         v.addLayout(row)
@@ -450,7 +462,8 @@ class SegPLDock(QWidget):
             self.model = event.model
             self.status.setText(
                 f"{len(event.labelled)} labelled slices, {event.unlabelled} unlabelled, "
-                f"{event.num_classes} class(es), on {event.device}"
+                f"{event.num_classes} class(es), {event.model.config.dims}D network, "
+                f"on {event.device}"
             )
         elif isinstance(event, StepEvent):
             self._on_step(event)
@@ -474,8 +487,7 @@ class SegPLDock(QWidget):
         left = per_step * (event.total - event.step)
         self.progress.setValue(event.step)
         self.progress.setFormat(
-            f"step {event.step}/{event.total} · {per_step:.2f} s/step · "
-            f"{_format_seconds(left)} left"
+            f"{event.step}/{event.total} · {per_step:.2f} s/step · {_format_seconds(left)} left"
         )
         self.loss_plot.add(event.step, event.losses)
         self.loss_plot.refresh()
@@ -536,6 +548,7 @@ class SegPLDock(QWidget):
         axis = self._axis_of_run if pseudo_only else self.axis
         mc = 0 if pseudo_only else self.mc_spin.value()
         device = self.params.device.value
+        self._predict_control = RunControl.new()
         self._predict_worker = create_worker(
             predict,
             self.model,
@@ -543,6 +556,7 @@ class SegPLDock(QWidget):
             axis,
             mc,
             device,
+            self._predict_control,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -596,6 +610,7 @@ class SegPLDock(QWidget):
 
     def _on_prediction_finished(self) -> None:
         self._predict_worker = None
+        self._predict_control = None
         self._update_buttons()
 
     def accept_current_slice(self) -> bool:
@@ -721,29 +736,54 @@ class SegPLDock(QWidget):
         return False
 
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Stop any run and wait for its thread, so closing never hangs or crashes later.
+        """Stop any training or prediction and wait for its thread, so closing never hangs or
+        crashes later (a prediction still running when Qt is torn down aborts the process).
 
-        Returns True when the worker ended within ``timeout`` seconds."""
-        control, worker = self._control, self._worker
-        if worker is None or control is None:
-            return True
-        for signal, slot in (
-            (worker.yielded, self._on_event),
-            (worker.errored, self._on_error),
-            (worker.finished, self._on_training_finished),
-        ):
+        Returns True when the workers ended within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        ok = True
+        if self._worker is not None and self._control is not None:
+            slots = [
+                ("yielded", self._on_event),
+                ("errored", self._on_error),
+                ("finished", self._on_training_finished),
+            ]
+            stopped = self._stop_worker(self._worker, self._control, slots, deadline, "training")
+            if stopped:
+                self._worker = self._control = None
+            ok = ok and stopped
+        if self._predict_worker is not None and self._predict_control is not None:
+            slots = [
+                ("returned", self._on_prediction_returned),
+                ("errored", self._on_prediction_error),
+                ("finished", self._on_prediction_finished),
+            ]
+            worker, control = self._predict_worker, self._predict_control
+            stopped = self._stop_worker(worker, control, slots, deadline, "prediction")
+            if stopped:
+                self._predict_worker = self._predict_control = None
+            ok = ok and stopped
+        if ok:  # "done" is set just before the worker's last signals: let them go out too
+            QThreadPool.globalInstance().waitForDone(
+                max(0, int(1000 * (deadline - time.monotonic())))
+            )
+        return ok
+
+    @staticmethod
+    def _stop_worker(
+        worker: object, control: RunControl, slots: list, deadline: float, what: str
+    ) -> bool:
+        """Disconnect the dock from a worker, ask it to stop and wait until it has."""
+        for name, slot in slots:
             try:
-                signal.disconnect(slot)
+                getattr(worker, name).disconnect(slot)
             except (TypeError, RuntimeError):
                 pass
         control.stop.set()
-        deadline = time.monotonic() + timeout
         while not control.done.wait(0.05):
             if time.monotonic() > deadline:
-                show_warning("SegPL: the training thread did not stop in time.")
+                show_warning(f"SegPL: the {what} thread did not stop in time.")
                 return False
-        self._worker = None
-        self._control = None
         return True
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)

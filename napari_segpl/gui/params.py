@@ -8,7 +8,7 @@ without any GUI change.
 from __future__ import annotations
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..engine import METHODS, TrainConfig, available_devices
@@ -18,17 +18,25 @@ DEFAULTS = TrainConfig()
 
 #: (label, value) of the preset list; "auto" resolves to ``ct`` or ``mri`` from the image.
 PRESET_CHOICES = [
-    ("auto: CT or MRI from the image", "auto"),
+    ("auto (CT or MRI)", "auto"),
     ("CT", "ct"),
     ("MRI", "mri"),
     ("paper (2D, BRATS)", "paper-mri"),
     ("paper (3D, CARVE)", "paper-ct"),
 ]
-#: Form fields a preset fills in (the levers without a widget come from the preset directly).
+#: Form fields a preset fills in (the levers without a widget come from the preset directly;
+#: the network's "from the preset" choice, since auto's CT and MRI recipes differ in it).
 PRESET_FIELDS = (
-    "dims", "steps", "lr", "alpha", "ratio", "prior_mu", "prior_sigma", "batch", "warmup",
+    "steps", "lr", "alpha", "ratio", "prior_mu", "prior_sigma", "batch", "warmup",
     "threshold", "loss", "patch",
 )  # fmt: skip
+
+
+def let_shrink(combo: QComboBox, characters: int = 6) -> None:
+    """Let a combo box be narrower than its longest item (its list still shows them whole),
+    so a long choice or layer name never makes the dock wider than napari's dock area."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -48,12 +56,21 @@ class ParameterForm(QWidget):
         super().__init__(parent)
         d = DEFAULTS
         self.preset = ComboBox(label="preset", choices=PRESET_CHOICES, value="auto")
+        self.preset.tooltip = "auto: the CT or the MRI recipe, chosen from the image's intensities"
         self.method = ComboBox(
             label="method",
             choices=[(cls.title, name) for name, cls in METHODS.items()],
             value=d.method,
         )
-        self.dims = ComboBox(label="network", choices=[("2D U-net", 2), ("3D (3 slices)", 3)])
+        #: 0: the preset's network (CT 2D, MRI 3-slice 3D, as measured best for each)
+        self.dims = ComboBox(
+            label="network",
+            choices=[("from the preset", 0), ("2D U-net", 2), ("3D (3 slices)", 3)],
+            value=0,
+        )
+        self.dims.tooltip = (
+            "from the preset: CT 2D U-net, MRI 3D (3 slices), paper presets as in the paper"
+        )
         self.steps = SpinBox(label="steps", value=d.steps, min=1, max=100_000, step=50)
         self.lr = FloatSpinBox(label="learning rate", value=d.lr, min=1e-5, max=1.0, step=0.005)
         self.lr.native.setDecimals(4)
@@ -107,6 +124,14 @@ class ParameterForm(QWidget):
                 self.amp, self.preview_every,
             ]
         )  # fmt: skip
+        # Narrow enough for napari's dock area: combo boxes may clip their text, and the group
+        # box around the form already gives the side margins.
+        combos = (self.preset, self.method, self.dims, self.device, self.loss, self.normalisation)
+        for combo in combos:
+            let_shrink(combo.native)
+        for container in (self.main, self.advanced):
+            _, top, _, bottom = container.margins
+            container.margins = (0, top, 0, bottom)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.main.native)
@@ -124,6 +149,7 @@ class ParameterForm(QWidget):
         values = TrainConfig.from_preset("mri" if name == "auto" else name)
         for field in PRESET_FIELDS:
             getattr(self, field).value = getattr(values, field)
+        self.dims.value = 0 if name == "auto" else values.dims
         self.ct_level.value, self.ct_width.value = values.ct_window
         self.normalisation.value = "preset"
 
@@ -144,7 +170,7 @@ class ParameterForm(QWidget):
         return TrainConfig.from_preset(
             self.preset_for(image),
             method=self.method.value,
-            dims=self.dims.value,
+            dims=self.dims.value or None,
             axis=axis,
             steps=self.steps.value,
             lr=self.lr.value,

@@ -15,6 +15,7 @@ import time
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def theme_colours(theme_id: str) -> dict[str, str]:
@@ -114,7 +115,8 @@ class LossPlot(_BlitCanvas):
     def __init__(self, theme_id: str = "dark") -> None:
         super().__init__(theme_id)
         self.ax = self.figure.add_subplot()
-        self.figure.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.88)
+        # Room on the right for the last step label: the dock can be as narrow as ~300 px.
+        self.figure.subplots_adjust(left=0.12, right=0.95, bottom=0.14, top=0.88)
         self.reset(100)
 
     def reset(self, total_steps: int) -> None:
@@ -123,6 +125,7 @@ class LossPlot(_BlitCanvas):
         self.ax.clear()
         self.style(self.ax, "losses")
         self.ax.set_xlim(0, max(total_steps, 1))
+        self.ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         self.ax.set_ylim(0, 1.0)
         self.lines = {}
         for key, label in self.KEYS:
@@ -157,7 +160,7 @@ class ThresholdPlot(_BlitCanvas):
     def __init__(self, theme_id: str = "dark") -> None:
         super().__init__(theme_id)
         self.density, self.trace = self.figure.subplots(1, 2)
-        self.figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86, wspace=0.25)
+        self.figure.subplots_adjust(left=0.08, right=0.95, bottom=0.14, top=0.86, wspace=0.3)
         self.grid = np.linspace(0.0, 1.0, 201)
         self.reset(0.5, 0.1, 100)
 
@@ -178,6 +181,7 @@ class ThresholdPlot(_BlitCanvas):
             [], [], color=self.colours["accent"], label="learnt", animated=True
         )
         self.density.set_xlim(0, 1)
+        self.density.set_xticks([0, 0.5, 1])  # few labels: each panel is only ~130 px wide
         self.density.set_ylim(0, prior.max() * 1.3)
         self.legend(self.density, [prior_line, self.current])
         (self.mu_line,) = self.trace.plot(
@@ -185,6 +189,7 @@ class ThresholdPlot(_BlitCanvas):
         )
         self.trace.axhline(prior_mu, color=self.colours["fg"], alpha=0.4, linestyle="--")
         self.trace.set_xlim(0, max(total_steps, 1))
+        self.trace.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
         self.trace.set_ylim(0, 1)
         self.band = None
         self._background = None

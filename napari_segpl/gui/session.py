@@ -80,12 +80,34 @@ def training_events(
         control.done.set()
 
 
+class Cancelled(Exception):
+    """Raised inside a prediction when the dock asked it to stop (the window is closing)."""
+
+
 def predict(
-    model: TrainedModel, image: np.ndarray, axis: int, mc_samples: int, device: str
+    model: TrainedModel,
+    image: np.ndarray,
+    axis: int,
+    mc_samples: int,
+    device: str,
+    control: RunControl | None = None,
 ) -> Prediction:
-    """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold)."""
+    """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold).
+
+    With ``control``, ``stop`` is checked after every batch of slices (a 3D prediction of a
+    large volume on a CPU takes tens of seconds; closing the window must not wait for it, nor
+    leave it running while Qt is torn down) and ``done`` is set however it ends."""
+
+    def check(done: int, total: int) -> None:
+        if control is not None and control.stop.is_set():
+            raise Cancelled(f"prediction stopped after {done} of {total} slices")
+
     k = mc_samples if model.method.learns_threshold else 0
-    return predict_volume(model, image, axis=axis, mc_samples=k, device=device)
+    try:
+        return predict_volume(model, image, axis=axis, mc_samples=k, device=device, progress=check)
+    finally:
+        if control is not None:
+            control.done.set()
 
 
 def warm_up_torch(done: threading.Event | None = None) -> None:

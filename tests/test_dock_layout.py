@@ -1,0 +1,117 @@
+"""The dock fits napari's right dock area: at its minimum width (where napari's default window
+leaves it) nothing is cut at the right edge and no wrapped text is cut at the bottom, with the
+long texts the dock can show (an empty labels layer, the Advanced section, collapse warnings,
+the progress of a long run)."""
+
+from __future__ import annotations
+
+import pytest
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QLabel, QScrollArea
+from test_dock import provoke_collapse, quick_params
+
+from napari_segpl.engine import CollapseWarning, StepEvent
+from napari_segpl.gui import SegPLDock
+from napari_segpl.gui import dock as dock_module
+
+pytestmark = pytest.mark.gui
+
+# The two kinds of collapse warning, with wide numbers.
+WARNINGS = (
+    CollapseWarning(12_345, 12, "everything", 0.9999, 0.0262),
+    CollapseWarning(12_345, 12, "nothing", 0.0001, 0.9999, "trained model"),
+)
+
+
+@pytest.fixture
+def docked(make_napari_viewer, qtbot):
+    """The dock in a shown viewer with the CT sample, at its minimum width."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    dock_widget = viewer.window.add_dock_widget(dock, name="SegPL")
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    _settle(qtbot)
+    window.resizeDocks([dock_widget], [dock.minimumWidth()], Qt.Horizontal)
+    _settle(qtbot)
+    yield dock
+    dock.shutdown()
+
+
+def _settle(qtbot) -> None:
+    for _ in range(5):
+        QApplication.processEvents()
+        qtbot.wait(20)
+
+
+def _idle(dock) -> bool:
+    return not dock.is_training and dock._predict_worker is None
+
+
+def cut_off(dock: SegPLDock) -> list[str]:
+    """What the dock does not show in full: a horizontal overflow, wrapped text taller than
+    its label, or a progress text wider than the bar."""
+    scroll = dock.findChild(QScrollArea)
+    inner, viewport = scroll.widget(), scroll.viewport()
+    problems = []
+    if scroll.horizontalScrollBar().maximum() > 0 or inner.width() > viewport.width():
+        problems.append(
+            f"content {inner.width()} px (at least {inner.minimumSizeHint().width()}) "
+            f"in a {viewport.width()} px viewport: "
+            f"horizontal scroll maximum {scroll.horizontalScrollBar().maximum()}"
+        )
+    for label in inner.findChildren(QLabel):
+        if label.isVisible() and label.wordWrap() and label.text():
+            needed = label.heightForWidth(label.width())
+            if label.height() < needed:
+                problems.append(f"{label.text()!r}: {label.height()} px of {needed}")
+    bar = dock.progress
+    text_width = bar.fontMetrics().horizontalAdvance(bar.text())
+    if text_width > bar.contentsRect().width():
+        problems.append(f"{bar.text()!r}: {text_width} px in {bar.contentsRect().width()}")
+    return problems
+
+
+def test_dock_is_at_its_minimum_width_with_a_vertical_scroll_bar(docked):
+    assert docked.width() == docked.minimumWidth()
+    assert docked.findChild(QScrollArea).verticalScrollBar().isVisible()  # narrowest viewport
+
+
+def test_nothing_is_cut_at_the_minimum_width(docked, qtbot):
+    assert cut_off(docked) == []
+    docked.new_labels()  # an empty labels layer: the long "no labelled slice yet" hint
+    docked.params.collapsible.expand(animate=False)
+    _settle(qtbot)
+    assert "no labelled slice yet" in docked.slice_summary.text()
+    assert cut_off(docked) == []
+
+
+def test_progress_of_a_long_run_fits(docked, qtbot):
+    docked.progress.setRange(0, 3000)
+    docked._on_step(StepEvent(1200, 3000, {"sup": 0.5}, 0.003, seconds_per_step=12.52))
+    _settle(qtbot)
+    assert docked.progress.text().endswith("12.52 s/step · 6 h 15 min left")
+    assert cut_off(docked) == []
+
+
+@pytest.mark.parametrize("warning", WARNINGS, ids=lambda w: w.source)
+def test_collapse_warning_is_shown_in_full(docked, qtbot, monkeypatch, warning):
+    monkeypatch.setattr(dock_module, "show_warning", lambda message: None)
+    docked._on_event(warning)  # the way the training worker delivers it
+    _settle(qtbot)
+    assert docked.warning_label.text().endswith(warning.message)
+    assert docked.warning_label.isVisible()
+    assert cut_off(docked) == []
+
+
+def test_collapse_warning_of_a_real_run_is_shown_in_full(docked, qtbot, monkeypatch):
+    warned: list[str] = []
+    monkeypatch.setattr(dock_module, "show_warning", warned.append)
+    quick_params(docked.params)
+    provoke_collapse(docked.params)
+    assert docked.start_training()
+    qtbot.waitUntil(lambda: _idle(docked), timeout=120_000)
+    _settle(qtbot)
+    assert warned and "everything" in docked.warning_label.text()
+    assert cut_off(docked) == []
