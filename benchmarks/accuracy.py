@@ -52,6 +52,19 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "long": (None, {"steps": 600}),
     "near-tight": (None, {"near": 0.05}),
     "amp": (None, {"amp": True}),
+    # second GPU round: 3-slice 3D (the paper's CARVE backbone) with either affine setting, a
+    # larger learning rate (the paper's lr 0.03 was supervised training's best on the brain at
+    # K = 3), more unlabelled slices per labelled one
+    "3d": (None, {"dims": 3}),
+    "3d-affine": (None, {"dims": 3, "affine": 0.2}),
+    "3d-no-affine": (None, {"dims": 3, "affine": 0.0}),
+    "lr-0.01": (None, {"lr": 0.01}),
+    "3d-lr-0.01": (None, {"dims": 3, "lr": 0.01}),
+    "ratio-4": (None, {"ratio": 4}),
+    # the 2D network on the brain (the mri preset's default before it became 3D); the brain's
+    # other 2D rows carry a "2d-" prefix on the recipe they were run as
+    "2d": (None, {"dims": 2}),
+    "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
 }
 
 

@@ -39,15 +39,17 @@ _PAPER_BASE: dict[str, Any] = {
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
 #: U/L 5, alpha 0.05, prior N(0.5, 0.1), 200 steps); ``paper-ct`` its CARVE one (3-slice 3D,
-#: lr 0.01, U/L 4, alpha 1.0, prior N(0.4, 0.1), 800 steps). ``mri`` is the engine's default
-#: recipe and ``ct`` the same with a CT window and no affine maps of the labelled slices;
-#: ``suggest_preset`` picks one of the two from the intensities, so a user who only paints and
-#: presses Train gets the right one.
+#: lr 0.01, U/L 4, alpha 1.0, prior N(0.4, 0.1), 800 steps). ``mri`` and ``ct`` are the
+#: engine's recipe (the dataclass defaults) for each modality; ``suggest_preset`` picks one of
+#: the two from the intensities, so a user who only paints and presses Train gets the right one.
 PRESETS: dict[str, dict[str, Any]] = {
-    "mri": {},
-    # labelled slices moved by random affine maps helped on the brain at K = 1 (+6 to +8 IoU
-    # points) but cost the lungs 6 points at K = 3 and the vessels 10 at K = 5
-    # (benchmarks/RESULTS.md, (c))
+    # 3-slice 3D: on the brain (5 seeds, H100, paired by seed) SegPL +6.3 / +3.7 IoU points over
+    # 2D at K = 1 / 3, SegPL-VI +6.6 / +3.2, supervised training +13.7 / +11.6; a step costs
+    # 2.2x a 2D one on a CPU (benchmarks/RESULTS.md, (c''))
+    "mri": {"dims": 3},
+    # 2D: 3D cost the abdominal vessels 18 points at K = 3 (the lungs gained 10-17). Labelled
+    # slices moved by random affine maps helped on the brain at K = 1 (+6 to +8 points) but
+    # cost the lungs 6 points at K = 3 and the vessels 10 at K = 5 (RESULTS.md, (c))
     "ct": {"normalisation": "ct", "affine": 0.0},
     "paper-mri": {
         **_PAPER_BASE,
@@ -111,9 +113,10 @@ class TrainConfig:
     intensity-perturbed and geometrically moved ones (the pseudo labels moved alike), unlabelled
     slices drawn mostly near the labelled ones, one Dice over the unlabelled batch, labelled
     slices moved by random affine maps (off in the ``ct`` preset), and (SegPL-VI) a threshold
-    head fitted on the labelled slices as well as the KL. The paper's own
-    settings are the ``paper`` presets. ``base_channels`` of 0 means the paper's backbone width
-    for the chosen ``dims`` (16 for the 2D U-net, 8 for the 3D one).
+    head fitted on the labelled slices as well as the KL. The ``mri`` preset trains the 3-slice
+    3D network instead of the 2D one. The paper's own settings are the ``paper`` presets.
+    ``base_channels`` of 0 means the paper's backbone width for the chosen ``dims`` (16 for the
+    2D U-net, 8 for the 3D one).
     """
 
     method: str = "segpl"
