@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-empty", action=argparse.BooleanOptionalAction, default=None,
         help="leave classes with an empty pseudo label in the batch out of L_U",
     )  # fmt: skip
+    levers.add_argument(
+        "--gate", action=argparse.BooleanOptionalAction, default=None,
+        help="after the burn-in, wait for plausible pseudo labels before using them "
+        f"(default {'on' if D.gate else 'off'})",
+    )  # fmt: skip
     float_levers = {
         "ema": "EMA of the weights: makes pseudo labels, becomes the model (decay, {})",
         "perturb": "intensity change of the unlabelled images the network trains on ({})",

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segpl.engine import CollapseWarning, TrainConfig, Trainer, prepare_data
+from napari_segpl.engine import (
+    CollapseWarning,
+    StepEvent,
+    TrainConfig,
+    Trainer,
+    get_method,
+    prepare_data,
+)
 from napari_segpl.engine.guard import CollapseGuard, labelled_fractions
+from napari_segpl.engine.losses import segmentation_loss
+from napari_segpl.engine.methods import Batch
 
 
 def test_guard_warns_once_per_class_and_direction():
@@ -77,12 +86,111 @@ def test_trainer_warns_on_a_constructed_collapse(toy_volume):
     image, labels = toy_volume
     cfg = TrainConfig(
         method="segpl", axis=2, steps=14, threshold=0.01, base_channels=4, depth=2, ratio=1,
-        preview_every=0, burn_in=0.0, ema=0.0,
+        preview_every=0, burn_in=0.0, ema=0.0, gate=False,
     )  # fmt: skip
     events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15])).run())
     warnings = [e for e in events if isinstance(e, CollapseWarning)]
     assert warnings and all(w.direction == "everything" for w in warnings)
     assert warnings[0].pseudo_fraction > 0.5
+
+
+def _alphas_and_warnings(toy_volume, **overrides):
+    image, labels = toy_volume
+    cfg = TrainConfig(
+        method="segpl", axis=2, steps=16, base_channels=4, depth=2, ratio=1, preview_every=0,
+        burn_in=0.25, warmup=0.25, ema=0.0, **overrides,
+    )  # fmt: skip
+    events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15])).run())
+    alphas = [e.losses["alpha"] for e in events if isinstance(e, StepEvent)]
+    return alphas, [e for e in events if isinstance(e, CollapseWarning)]
+
+
+def test_gate_holds_implausible_pseudo_labels_back(toy_volume):
+    """Threshold 0.01: every pixel is a pseudo-label foreground pixel, never plausible. With
+    the gate the pseudo-label loss never starts, and the run says so once per class at the
+    end; without it alpha ramps in after the 4-step burn-in and the guard warns of the
+    collapse."""
+    alphas, warnings = _alphas_and_warnings(toy_volume, threshold=0.01)
+    assert alphas == [0.0] * 16
+    gate = [w for w in warnings if w.source == "gate"]
+    assert [(w.class_index, w.direction, w.step) for w in gate] == [
+        (1, "everything", 16), (2, "everything", 16),
+    ]  # fmt: skip
+    assert gate[0].pseudo_fraction > 0.5 and "never used" in gate[0].message
+    assert not [w for w in warnings if w.source == "pseudo labels"]  # alpha 0: no collapse
+
+    alphas, warnings = _alphas_and_warnings(toy_volume, threshold=0.01, gate=False)
+    assert alphas[:5] == [0.0] * 5 and alphas[5] == pytest.approx(0.25) and alphas[-1] == 1.0
+    assert any(w.source == "pseudo labels" for w in warnings)
+    assert not any(w.source == "gate" for w in warnings)
+
+
+def test_gate_opens_at_the_burn_in_when_pseudo_labels_are_plausible(monkeypatch, toy_volume):
+    """With plausible pseudo labels the schedule is exactly the ungated one."""
+    monkeypatch.setattr(CollapseGuard, "plausible_classes", lambda self: [True, True])
+    gated, _ = _alphas_and_warnings(toy_volume)
+    plain, _ = _alphas_and_warnings(toy_volume, gate=False)
+    assert gated == plain
+    assert gated[:5] == [0.0] * 5 and gated[5:9] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+def test_gate_lets_each_class_in_when_it_becomes_plausible(monkeypatch, toy_volume):
+    """Class 1 plausible from step 9, class 2 from step 12: the ramp starts at step 9, and the
+    method is told which classes' pseudo labels to use at every step."""
+    seen: list[list[bool] | None] = []
+    original = get_method("segpl").compute_loss
+
+    def spy(self, batch, step, alpha_fn):
+        seen.append(None if self.pseudo_classes is None else list(self.pseudo_classes))
+        return original(self, batch, step, alpha_fn)
+
+    def plausible_classes(self):
+        return [self.updates >= 9, self.updates >= 12]
+
+    monkeypatch.setattr(get_method("segpl"), "compute_loss", spy)
+    monkeypatch.setattr(CollapseGuard, "plausible_classes", plausible_classes)
+    alphas, warnings = _alphas_and_warnings(toy_volume)
+    assert alphas[:10] == [0.0] * 10
+    assert alphas[10:14] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert seen[9] == [True, False] and seen[12] == [True, True]  # from steps 9 and 12 on
+    assert seen[4] == [False, False]  # burn-in over at step 4, nothing plausible yet
+    assert not [w for w in warnings if w.source == "gate"]
+
+
+def test_closed_classes_are_left_out_of_the_pseudo_label_loss():
+    method = get_method("segpl")(TrainConfig.from_preset("paper", base_channels=4, depth=2), 2)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        torch.randn(2, 1, 16, 16, generator=g),
+        (torch.rand(2, 2, 16, 16, generator=g) > 0.6).float(),
+        None,
+        torch.randn(3, 1, 16, 16, generator=g),
+    )
+    logits_l = torch.randn(2, 2, 16, 16, generator=g)
+    logits_u = torch.randn(3, 2, 16, 16, generator=g, requires_grad=True)
+    method.pseudo_classes = [True, False]
+    out = method._loss(batch, logits_l, logits_u, 0.5, 1.0)
+    out.loss.backward()
+    assert logits_u.grad[:, 1].abs().max() == 0 and logits_u.grad[:, 0].abs().max() > 0
+    pseudo = (torch.sigmoid(logits_u.detach()) > 0.5).float()
+    keep = torch.tensor([1.0, 0.0]).reshape(1, 2, 1, 1)
+    expected = segmentation_loss(logits_l, batch.y_l, "dice") + segmentation_loss(
+        logits_u.detach(), pseudo, "dice", keep
+    )
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_plausible_is_inside_every_band():
+    guard = CollapseGuard([0.1, 0.1], decay=0.0)
+    assert not guard.plausible() and guard.plausible_classes() == [False, False]
+    guard.track([0.12, 0.08])
+    assert guard.plausible()
+    guard.track([0.7, 0.1])  # class 1 towards everything
+    assert guard.plausible_classes() == [False, True]
+    assert guard.implausible() == {1: ("everything", pytest.approx(0.7), 0.1)}
+    guard.track([0.04, 0.17])  # class 1 taken over by class 2
+    assert guard.plausible_classes() == [False, True]
+    assert guard.implausible()[1][0] == "taken over"
 
 
 def test_trainer_ignores_pseudo_labels_that_are_not_used_yet(toy_volume):

@@ -381,3 +381,29 @@ def test_affine_lever_reaches_the_labelled_batches(toy_volume):
         events = list(Trainer(cfg, prepare_data(image, labels, cfg, labelled=[10])).run())
         losses.append([e.losses["sup"] for e in events if isinstance(e, StepEvent)])
     assert losses[0][0] != losses[1][0]  # same seed and weights: only the batch moved
+
+
+def test_3d_pseudo_labels_train_only_the_centre_slice():
+    """Only the centre slice of a labelled stack is supervised and predicted, so only the
+    centre slice of an unlabelled stack takes part in the pseudo-label loss: its outer slices'
+    logits get no gradient from it, and the guard watches the centre slices' fractions."""
+    method = _method("segpl", dims=3)
+    g = torch.Generator().manual_seed(0)
+    x_l = torch.randn(2, 1, 3, 16, 16, generator=g)
+    y_l = (torch.rand(2, 1, 3, 16, 16, generator=g) > 0.6).float()
+    mask_l = torch.zeros(1, 1, 3, 1, 1)
+    mask_l[:, :, 1] = 1
+    batch = Batch(x_l, y_l, mask_l, torch.randn(3, 1, 3, 16, 16, generator=g))
+    logits_l = torch.randn(2, 1, 3, 16, 16, generator=g)
+    logits_u = torch.randn(3, 1, 3, 16, 16, generator=g, requires_grad=True)
+    out = method._loss(batch, logits_l, logits_u, 0.5, 1.0)
+    out.loss.backward()
+    grad = logits_u.grad
+    assert grad[:, :, [0, 2]].abs().max() == 0
+    assert grad[:, :, 1].abs().max() > 0
+    centre = logits_u.detach()[:, :, 1]
+    assert torch.equal(out.pseudo, (torch.sigmoid(centre) > 0.5).float())
+    expected = segmentation_loss(logits_l, y_l, "dice", mask_l) + segmentation_loss(
+        centre, (torch.sigmoid(centre) > 0.5).float(), "dice"
+    )
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)

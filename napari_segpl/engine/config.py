@@ -35,6 +35,7 @@ _PAPER_BASE: dict[str, Any] = {
     "warp": 0.0,
     "affine": 0.0,
     "near": 0.0,
+    "gate": False,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -158,6 +159,9 @@ class TrainConfig:
     warp: float = 0.2
     affine: float = 0.2
     near: float = 0.15
+    #: after the burn-in, wait until the teacher's pseudo labels are inside the collapse
+    #: guard's bands before the pseudo-label loss ramps in
+    gate: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

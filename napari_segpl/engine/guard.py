@@ -28,9 +28,10 @@ from .sampling import TrainingData, encode_target
 @dataclass
 class CollapseWarning:
     """Yielded by the trainer once per class and direction when the guard trips. ``source``
-    says what collapsed: the pseudo labels while training, or the trained model's own
-    prediction of the labelled slices once training has ended (``pseudo_fraction`` is then the
-    predicted foreground fraction there)."""
+    says what collapsed: the pseudo labels while training ("pseudo labels"), the trained
+    model's own prediction of the labelled slices once training has ended ("trained model";
+    ``pseudo_fraction`` is then the predicted foreground fraction there), or the teacher's
+    pseudo labels, which never became plausible enough to be used ("gate")."""
 
     step: int
     class_index: int
@@ -44,6 +45,12 @@ class CollapseWarning:
     @property
     def message(self) -> str:
         pseudo, painted = 100 * self.pseudo_fraction, 100 * self.labelled_fraction
+        if self.source == "gate":
+            return (
+                f"pseudo labels of class {self.class_index} were never used: the teacher's "
+                f"stayed towards {self.direction} ({pseudo:.2f} % against {painted:.2f} % "
+                "painted), so that class learnt from the labelled slices only"
+            )
         if self.other_class:
             return (
                 f"step {self.step}: pseudo labels of class {self.class_index} are being taken "
@@ -91,13 +98,33 @@ class CollapseGuard:
         self.warned: set[tuple[int, str]] = set()
         self.updates = 0
 
-    def update(self, step: int, fractions: list[float]) -> list[CollapseWarning]:
+    def track(self, fractions: list[float]) -> np.ndarray:
+        """Fold one step's pseudo-label foreground fractions into the running average."""
         current = np.asarray(fractions, dtype=float)
         if self.average is None:
             self.average = current
         else:
             self.average = self.decay * self.average + (1 - self.decay) * current
         self.updates += 1
+        return self.average
+
+    def plausible_classes(self) -> list[bool]:
+        """Per class: is its running average inside every band (not towards nothing or
+        everything, not taken over by another)? All False before the first step."""
+        if self.average is None:
+            return [False] * len(self.reference)
+        pairs = zip(self.average, self.reference, strict=True)
+        ok = [self.judge(float(a), float(r)) is None for a, r in pairs]
+        for c, _ in self.takeovers(self.average):
+            ok[c - 1] = False
+        return ok
+
+    def plausible(self) -> bool:
+        """True when every class is inside every band."""
+        return all(self.plausible_classes())
+
+    def update(self, step: int, fractions: list[float]) -> list[CollapseWarning]:
+        self.track(fractions)
         if self.updates < self.min_steps:
             return []
         warnings = []
@@ -157,3 +184,17 @@ class CollapseGuard:
             if direction:
                 warnings.append(CollapseWarning(step, c, direction, fraction, ref, "trained model"))
         return warnings
+
+    def implausible(self) -> dict[int, tuple[str, float, float]]:
+        """class (1-based) -> (direction, average, reference) for every class outside the
+        bands."""
+        if self.average is None:
+            return {}
+        found = {}
+        for c, (avg, ref) in enumerate(zip(self.average, self.reference, strict=True), start=1):
+            direction = self.judge(float(avg), float(ref))
+            if direction:
+                found[c] = (direction, float(avg), float(ref))
+        for c, _ in self.takeovers(self.average):
+            found.setdefault(c, ("taken over", float(self.average[c - 1]), self.reference[c - 1]))
+        return found

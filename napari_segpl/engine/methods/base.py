@@ -77,6 +77,9 @@ class Method(ABC):
         #: its pseudo labels with it (a mean teacher); every method hands it over as the trained
         #: model at the end (``finish``), so supervised training gets the same averaging.
         self.teacher: UNet | None = None
+        #: Classes whose pseudo labels enter the loss (None: all). The trainer's gate opens a
+        #: class once the teacher's pseudo labels of it are plausible.
+        self.pseudo_classes: list[bool] | None = None
         self._ema_updates = 0
         if config.ema > 0:
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)

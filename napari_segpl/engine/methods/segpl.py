@@ -21,6 +21,8 @@ every one of them off):
   change, which a confident wrong prediction does not get for free;
 - ``unsup_loss``: the pseudo-label loss may differ from the labelled one (``bce`` does not let
   one image's empty pseudo label drive the whole image's prediction to zero as Dice does);
+- in 3D (3-slice stacks) only the centre slice's pseudo labels enter the loss, as only the
+  centre slice of a labelled stack is supervised and only the centre slice is predicted;
 - ``warp=s``: the network being trained also sees each unlabelled image through a random
   in-plane affine map (rotation, scaling, shift; no flips, since left and right differ in
   anatomy), and the teacher's probabilities from the clean image are moved by the same map
@@ -109,6 +111,17 @@ class SegPL(Method):
             if config.confidence > 0:
                 sure = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
                 mask = sure if mask is None else mask * sure
+            centre = None
+            if pseudo.ndim == 5:  # 3-slice stacks: as on labelled stacks, only the centre
+                # slice is trained and used; the outer slices' outputs are never supervised, and
+                # their pseudo labels (on the vessels, up to a third of the pixels) taught noise
+                centre = torch.zeros_like(pseudo[:1, :1, :, :1, :1])
+                centre[:, :, pseudo.shape[2] // 2] = 1
+                mask = centre if mask is None else mask * centre
+            if self.pseudo_classes is not None and not all(self.pseudo_classes):
+                shape = (1, len(self.pseudo_classes)) + (1,) * (pseudo.ndim - 2)
+                gated = torch.tensor(self.pseudo_classes, dtype=pseudo.dtype, device=pseudo.device)
+                mask = gated.reshape(shape) if mask is None else mask * gated.reshape(shape)
             if config.skip_empty:
                 spatial = (0, *range(2, pseudo.ndim))
                 present = (pseudo.sum(dim=spatial) > 0).to(logits_u.dtype)
@@ -123,6 +136,8 @@ class SegPL(Method):
         )
         loss = sup + alpha * unsup
         logs.update(unsup=unsup.item(), loss=loss.item())
+        if centre is not None:  # the foreground fraction the guard watches: centre slices
+            pseudo = pseudo[:, :, pseudo.shape[2] // 2]
         return StepOutput(loss, logs, pseudo=pseudo)
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
