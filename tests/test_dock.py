@@ -253,3 +253,9 @@ def test_collapse_warning_is_shown(dock, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
     assert warned and "everything" in warned[0]
     assert dock.warning_label.isVisibleTo(dock) and "everything" in dock.warning_label.text()
+    # every warning of the run stays in the label, not only the last one
+    shown = dock.warning_label.text()
+    assert all(
+        w.removeprefix("SegPL: ") in shown for w in warned[-dock_module.MAX_WARNINGS_SHOWN :]
+    )
+    assert ("earlier warning" in shown) == (len(warned) > dock_module.MAX_WARNINGS_SHOWN)

@@ -125,6 +125,10 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+#: Warnings of a run kept in the dock's warning label (all of them go to notifications too).
+MAX_WARNINGS_SHOWN = 4
+
+
 class SegPLDock(QWidget):
     """Dock widget for training SegPL models on a few labelled slices."""
 
@@ -136,6 +140,7 @@ class SegPLDock(QWidget):
         self._predict_worker = None
         self._predict_context: tuple[Image, bool] | None = None
         self._predict_control: RunControl | None = None
+        self._warnings: list[str] = []
         self._finish_text = ""
         self._control: RunControl | None = None
         self._axis_of_run = 2
@@ -440,6 +445,7 @@ class SegPLDock(QWidget):
         self.progress.setFormat("preparing data…")
         self.status.setText("")
         self.warning_label.setText("")
+        self._warnings = []
         self._watch_window()
         self._worker.start()
         self._update_buttons()
@@ -471,7 +477,13 @@ class SegPLDock(QWidget):
             self._on_preview(event)
         elif isinstance(event, CollapseWarning):
             show_warning(f"SegPL: {event.message}")
-            self.warning_label.setText(f"⚠ {event.message}")
+            # every warning of the run stays in view (a run can warn of several classes, and
+            # the gate's "never used" came just before the finished model's warning)
+            self._warnings.append(f"⚠ {event.message}")
+            shown = self._warnings[-MAX_WARNINGS_SHOWN:]
+            hidden = len(self._warnings) - len(shown)
+            more = [f"({hidden} earlier warning(s) in the notifications)"] if hidden else []
+            self.warning_label.setText("\n".join(more + shown))
         elif isinstance(event, FinishedEvent):
             state = "stopped" if event.stopped else "done"
             self._finish_text = f"{state}: {event.steps_done} steps"
