@@ -12,8 +12,11 @@ lungs in 3D, one lung's pseudo labels spread into the other until the model call
 one class (IoU 0.007 for the lost class), with neither band crossed. So a class that falls
 below half its painted fraction while another rises above one and a half times its own warns
 too, as long as the classes together keep between half and twice their painted fraction.
-Those bands fired on all four such takeovers of the GPU grid and on none of its 318 runs
-that kept every class above 0.3 IoU (benchmarks/RESULTS.md, (c'')).
+Applied to the final predictions of the GPU grid, those bands fire on all four such takeovers
+and on none of its 318 runs that kept every class above 0.3 IoU (benchmarks/RESULTS.md, (c'')).
+Applied to pseudo labels they can miss one: a CPU run with the same takeover (right lung IoU
+0.078) never tripped them, probably because its pseudo labels come from slices near the
+labelled ones, where the two lungs may still have been apart (not measured).
 """
 
 from __future__ import annotations
