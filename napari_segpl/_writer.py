@@ -1,4 +1,4 @@
-"""napari writers: a labels or image layer to NIfTI on the grid it was read from.
+"""napari writers: labels and image layers to NIfTI on the grid they were read from.
 
 napari hands writers ``(path, data, meta)`` where ``meta`` is the layer state, so the grid
 recorded by the reader (``meta["metadata"]["segpl_grid"]``) is available here too; layers
@@ -7,6 +7,7 @@ without it are written on the axis-aligned grid given by their scale and transla
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,48 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """npe2 writer: one image layer as float32 NIfTI on its source grid."""
     return _write(path, data, meta, labels=False)
+
+
+def write_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -> list[str]:
+    """npe2 writer for several image and labels layers at once (napari's "Save Selected
+    Layers" with more than one selected): a folder named after ``path`` (a .nii/.nii.gz suffix
+    dropped) holding one NIfTI file per layer, named after the layer, each on its own source
+    grid. Without it napari found no writer and saved nothing, silently.
+
+    Every layer is checked before anything is written, and existing files are never replaced,
+    so a failure leaves no half-written set behind."""
+    folder = Path(re.sub(r"\.nii(\.gz)?$", "", str(path)))
+    plans, names = [], set()
+    for data, meta, kind in layer_data:
+        if kind not in ("image", "labels"):
+            raise SegplWriteError(f"cannot write a {kind} layer as NIfTI")
+        stem = _file_stem(str(meta.get("name") or kind))
+        name, n = stem, 1
+        while name in names:
+            n += 1
+            name = f"{stem}-{n}"
+        names.add(name)
+        out = folder / f"{name}.nii.gz"
+        if out.exists():
+            raise SegplWriteError(f"{out} already exists; choose another folder")
+        try:
+            grid = grid_from_parts(
+                data, meta.get("metadata"), meta.get("scale"), meta.get("translate"), name
+            )
+        except VolumeError as exc:
+            raise SegplWriteError(str(exc)) from exc
+        plans.append((grid, out, kind == "labels"))
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for grid, out, labels in plans:
+        try:
+            written.append(str(write_on_grid(grid, out, labels=labels)))
+        except VolumeError as exc:
+            raise SegplWriteError(str(exc)) from exc
+    return written
+
+
+def _file_stem(name: str) -> str:
+    """A layer name made safe as a file name (path separators and odd characters become _)."""
+    stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .")
+    return stem or "layer"

@@ -50,6 +50,9 @@ def test_manifest_contributes_reader_writers_and_samples(manifest: PluginManifes
         writer = writers[f"napari-segpl.write_{kind}"]
         assert [str(t) for t in writer.layer_types] == [kind]
         assert writer.filename_extensions == [".nii.gz", ".nii"]
+    several = [w for w in contributions.writers if w.command == "napari-segpl.write_layers"]
+    assert [w.filename_extensions for w in several] == [[".nii.gz", ".nii"], []]
+    assert all([str(t) for t in w.layer_types] == ["image*", "labels*"] for w in several)
     sample_keys = {s.key for s in contributions.sample_data}
     assert sample_keys == set(SAMPLES)
     assert {s.command for s in contributions.sample_data} <= command_ids

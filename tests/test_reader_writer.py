@@ -283,7 +283,46 @@ def test_npe2_writers_use_layer_state(oblique_nifti, tmp_path: Path) -> None:
         _writer.write_image(str(tmp_path / "flat.nii.gz"), np.zeros((3, 3)), {"name": "flat"})
 
 
+def test_several_layers_go_to_one_folder(oblique_nifti, tmp_path: Path) -> None:
+    image = _open_image(oblique_nifti[0])
+    labels = Labels(np.zeros(SHAPE, np.int32), **same_grid_kwargs(image, "lab/1"))
+    painted = _paint(labels)
+    twin = Labels(np.ones(SHAPE, np.int32), **same_grid_kwargs(image, "lab?1"))
+    layers = [x.as_layer_data_tuple() for x in (image, labels, twin)]
+    written = _writer.write_layers(str(tmp_path / "set.nii.gz"), layers)
+    folder = tmp_path / "set"  # the suffix names a folder here, not a file
+    assert written == [str(folder / f) for f in ("case.nii.gz", "lab_1.nii.gz", "lab_1-2.nii.gz")]
+    for path in written:  # every layer on the source grid
+        np.testing.assert_allclose(nib.load(path).affine, oblique_nifti[1], atol=1e-6)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(written[1]).dataobj), painted)
+    assert np.asanyarray(nib.load(written[2]).dataobj).min() == 1
+    assert nib.load(written[0]).get_data_dtype() == np.float32
+    # nothing is replaced, and a bad layer stops the set before any file is written
+    with pytest.raises(_writer.SegplWriteError, match="already exists"):
+        _writer.write_layers(str(folder), layers)
+    flat = (np.zeros((3, 3)), {"name": "flat"}, "image")
+    with pytest.raises(_writer.SegplWriteError, match="only 3D"):
+        _writer.write_layers(str(tmp_path / "other"), [layers[1], flat])
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(_writer.SegplWriteError, match="points"):
+        _writer.write_layers(str(tmp_path / "pts"), [(np.zeros((2, 3)), {}, "points")])
+
+
 # --- through napari -------------------------------------------------------------------------
+
+
+def test_saving_several_layers_in_napari(make_napari_viewer, tmp_path: Path) -> None:
+    """napari's Save Selected Layers with an image and its labels selected: before this writer
+    it found no plugin and wrote nothing, with only a console warning."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    viewer.layers.select_all()
+    written = viewer.layers.save(str(tmp_path / "case.nii.gz"), selected=True)
+    assert sorted(Path(p).name for p in written) == ["lungs_ct labels.nii.gz", "lungs_ct.nii.gz"]
+    assert all(Path(p).parent == tmp_path / "case" for p in written)
+    viewer.layers.selection = {viewer.layers["lungs_ct labels"]}
+    (single,) = viewer.layers.save(str(tmp_path / "one.nii.gz"), selected=True)
+    assert Path(single) == tmp_path / "one.nii.gz"  # one layer still writes one file
 
 
 def test_viewer_open_and_save(make_napari_viewer, oblique_nifti, tmp_path: Path) -> None:
