@@ -83,14 +83,6 @@ def resolved(name: str, k: int, seed: int, method: str, recipe: str, preset: str
     return json.dumps([name, k, config.to_dict()], sort_keys=True)
 
 
-def restates_default(recipe: str, preset: str) -> bool:
-    """True when ``recipe`` only sets values the dataset's own preset already has."""
-    name = next(iter(DATASETS))
-    return recipe != "default" and resolved(name, 1, 0, "segpl", recipe, preset) == resolved(
-        name, 1, 0, "segpl", "default", preset
-    )
-
-
 def plan(
     presets: dict[str, str],
     seeds: tuple[int, ...] = SEEDS,
