@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .layers import grid_from_parts, write_on_grid
-from .volume import VolumeError
+from .volume import Volume, VolumeError
 
 
 class SegplWriteError(RuntimeError):
@@ -20,16 +20,26 @@ class SegplWriteError(RuntimeError):
     ValueError from a writer as "no writer found" and would hide the reason."""
 
 
-def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> list[str]:
-    name = str(meta.get("name") or Path(path).name)
+def _grid(data: Any, meta: dict[str, Any], name: str) -> Volume:
+    """The layer's data on its source grid (from the layer state napari hands writers)."""
     try:
-        grid = grid_from_parts(
+        return grid_from_parts(
             data, meta.get("metadata"), meta.get("scale"), meta.get("translate"), name
         )
-        written = write_on_grid(grid, path, labels=labels)
     except VolumeError as exc:
         raise SegplWriteError(str(exc)) from exc
-    return [str(written)]
+
+
+def _write_grid(grid: Volume, path: str | Path, labels: bool) -> str:
+    try:
+        return str(write_on_grid(grid, path, labels=labels))
+    except VolumeError as exc:
+        raise SegplWriteError(str(exc)) from exc
+
+
+def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> list[str]:
+    name = str(meta.get("name") or Path(path).name)
+    return [_write_grid(_grid(data, meta, name), path, labels)]
 
 
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -64,21 +74,9 @@ def write_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -
         out = folder / f"{name}.nii.gz"
         if out.exists():
             raise SegplWriteError(f"{out} already exists; choose another folder")
-        try:
-            grid = grid_from_parts(
-                data, meta.get("metadata"), meta.get("scale"), meta.get("translate"), name
-            )
-        except VolumeError as exc:
-            raise SegplWriteError(str(exc)) from exc
-        plans.append((grid, out, kind == "labels"))
+        plans.append((_grid(data, meta, name), out, kind == "labels"))
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for grid, out, labels in plans:
-        try:
-            written.append(str(write_on_grid(grid, out, labels=labels)))
-        except VolumeError as exc:
-            raise SegplWriteError(str(exc)) from exc
-    return written
+    return [_write_grid(grid, out, labels) for grid, out, labels in plans]
 
 
 def _file_stem(name: str) -> str:

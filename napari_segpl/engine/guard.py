@@ -116,11 +116,8 @@ class CollapseGuard:
         everything, not taken over by another)? All False before the first step."""
         if self.average is None:
             return [False] * len(self.reference)
-        pairs = zip(self.average, self.reference, strict=True)
-        ok = [self.judge(float(a), float(r)) is None for a, r in pairs]
-        for c, _ in self.takeovers(self.average):
-            ok[c - 1] = False
-        return ok
+        outside = self.implausible()
+        return [c not in outside for c in range(1, len(self.reference) + 1)]
 
     def plausible(self) -> bool:
         """True when every class is inside every band."""
@@ -199,5 +196,6 @@ class CollapseGuard:
             if direction:
                 found[c] = (direction, float(avg), float(ref))
         for c, _ in self.takeovers(self.average):
-            found.setdefault(c, ("taken over", float(self.average[c - 1]), self.reference[c - 1]))
+            avg, ref = float(self.average[c - 1]), float(self.reference[c - 1])
+            found.setdefault(c, ("taken over", avg, ref))
         return found

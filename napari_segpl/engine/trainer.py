@@ -110,7 +110,8 @@ class Trainer:
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
         fmt = memory_format(config.dims)
         history: list[dict[str, float]] = []
-        guard = CollapseGuard(labelled_fractions(self.data)) if method.uses_unlabelled else None
+        painted = labelled_fractions(self.data)
+        guard = CollapseGuard(painted) if method.uses_unlabelled else None
         # The gate: after the burn-in, a class's pseudo labels enter the loss only once the
         # teacher's pseudo labels of it are plausible (inside the guard's bands), and alpha
         # ramps in from the first class let in: a teacher still far off when the burn-in ends
@@ -120,7 +121,7 @@ class Trainer:
         gate = None
         opened: int | None = config.burn_in_steps
         if guard is not None and config.gate:
-            gate, opened = CollapseGuard(labelled_fractions(self.data)), None
+            gate, opened = CollapseGuard(painted), None
             method.pseudo_classes = [False] * self.data.num_classes
         start = time.perf_counter()
         steps_done = 0
