@@ -32,6 +32,7 @@ from napari_segpl.engine import (
     prepare_data,
 )
 from napari_segpl.engine.config import suggest_preset
+from napari_segpl.engine.guard import labelled_fractions
 from napari_segpl.volume import read_labels, read_volume
 
 DATA = Path(
@@ -95,12 +96,19 @@ def run_one(
     sparse[tuple(index)] = truth[tuple(index)]
     t0 = time.perf_counter()
     trainer = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
-    warnings, trace = [], []
+    warnings, trace, fg_trace, window = [], [], [], []
     for event in trainer.run():
         if isinstance(event, CollapseWarning):
             warnings.append(event.message)
-        elif isinstance(event, StepEvent) and event.mu is not None and event.step % 20 == 0:
-            trace.append([event.step, round(event.mu, 4), round(event.sigma, 4)])
+        elif isinstance(event, StepEvent):
+            if event.mu is not None and event.step % 20 == 0:
+                trace.append([event.step, round(event.mu, 4), round(event.sigma, 4)])
+            if event.fg_fraction is not None:  # pseudo labels' foreground, per 10-step window
+                window.append(event.fg_fraction)
+                if event.step % 10 == 0:
+                    means = np.mean(window, axis=0)
+                    fg_trace.append([event.step, *(round(float(f), 5) for f in means)])
+                    window = []
     model = trainer.model
     seconds = time.perf_counter() - t0
     pred = predict_volume(model, image.array, device=cfg.device)
@@ -118,6 +126,8 @@ def run_one(
         "preset": preset,
         "collapse_warnings": warnings,
         "threshold_trace": trace,
+        "fg_trace": fg_trace,
+        "painted_fractions": [round(f, 5) for f in labelled_fractions(trainer.data)],
         "train_seconds": seconds,
         "config": cfg.to_dict(),
         "device": _device_name(trainer.device),
