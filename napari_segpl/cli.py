@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the burn-in, wait for plausible pseudo labels before using them "
         f"(default {'on' if D.gate else 'off'})",
     )  # fmt: skip
+    levers.add_argument(
+        "--exclusive", action=argparse.BooleanOptionalAction, default=None,
+        help="exclusive classes: at most one pseudo label per pixel, the most probable "
+        f"(default {'on' if D.exclusive else 'off'})",
+    )  # fmt: skip
     float_levers = {
         "ema": "EMA of the weights: makes pseudo labels, becomes the model (decay, {})",
         "perturb": "intensity change of the unlabelled images the network trains on ({})",

@@ -407,3 +407,23 @@ def test_3d_pseudo_labels_train_only_the_centre_slice():
         centre, (torch.sigmoid(centre) > 0.5).float(), "dice"
     )
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("exclusive", "nested", "expected"),
+    [
+        # pixels: (0.9, 0.7) both above, class 1 ahead; (0.6, 0.8) both above, class 2 ahead;
+        # (0.3, 0.2) neither; (0.4, 0.55) only class 2
+        (True, False, [[1, 0, 0, 0], [0, 1, 0, 1]]),
+        (False, False, [[1, 1, 0, 0], [1, 1, 0, 1]]),  # one threshold per channel
+        (True, True, [[1, 1, 0, 0], [1, 1, 0, 1]]),  # nested channels may overlap by design
+    ],
+)
+def test_exclusive_pseudo_labels_by_hand(exclusive, nested, expected):
+    method = _method("segpl", exclusive=exclusive, nested=nested)
+    p = torch.tensor([[0.9, 0.6, 0.3, 0.4], [0.7, 0.8, 0.2, 0.55]]).reshape(1, 2, 1, 4)
+    logits_u = torch.log(p / (1 - p))
+    x_l = torch.zeros(1, 1, 1, 4)
+    batch = Batch(x_l, torch.zeros(1, 2, 1, 4), None, torch.zeros(1, 1, 1, 4))
+    out = method._loss(batch, torch.zeros(1, 2, 1, 4), logits_u, 0.5, 1.0)
+    assert out.pseudo.reshape(2, 4).tolist() == expected

@@ -36,6 +36,7 @@ _PAPER_BASE: dict[str, Any] = {
     "affine": 0.0,
     "near": 0.0,
     "gate": False,
+    "exclusive": False,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -162,6 +163,10 @@ class TrainConfig:
     #: after the burn-in, wait until the teacher's pseudo labels are inside the collapse
     #: guard's bands before the pseudo-label loss ramps in
     gate: bool = True
+    #: exclusive (not nested) classes: a pixel's pseudo label is at most one class, the most
+    #: probable above the threshold, as inference labels it, instead of one independent
+    #: threshold per class channel (which let both lungs' channels cover both lungs)
+    exclusive: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -21,6 +21,11 @@ every one of them off):
   change, which a confident wrong prediction does not get for free;
 - ``unsup_loss``: the pseudo-label loss may differ from the labelled one (``bce`` does not let
   one image's empty pseudo label drive the whole image's prediction to zero as Dice does);
+- ``exclusive``: for exclusive (not nested) classes, a pixel is pseudo-labelled with at most
+  one class, the most probable of those above the threshold, which is how inference labels it.
+  With an independent threshold per class channel two channels can both claim a pixel: on the
+  lungs in 3D both lungs' channels came to cover both lungs on the unlabelled slices, and the
+  final argmax handed both lungs to one class;
 - in 3D (3-slice stacks) only the centre slice's pseudo labels enter the loss, as only the
   centre slice of a labelled stack is supervised and only the centre slice is predicted;
 - ``warp=s``: the network being trained also sees each unlabelled image through a random
@@ -51,6 +56,13 @@ def perturb_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     b = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
     noise = torch.randn_like(x) * (strength / 2)
     return x * (1 + a) + b + noise
+
+
+def most_probable(p: torch.Tensor) -> torch.Tensor:
+    """(N, K, ...) probabilities -> boolean (N, K, ...), True on each pixel's most probable
+    class channel only (ties: the first)."""
+    winner = p.argmax(dim=1, keepdim=True)
+    return torch.zeros_like(p, dtype=torch.bool).scatter_(1, winner, True)
 
 
 @register
@@ -106,7 +118,10 @@ class SegPL(Method):
             if theta is not None:  # move the teacher's view with the student's
                 p_u = warp(p_u, theta)
                 inside = (warp(torch.ones_like(p_u[:, :1]), theta) > 0.999).to(logits_u.dtype)
-            pseudo = (p_u > threshold).to(logits_u.dtype)
+            pseudo = p_u > threshold
+            if config.exclusive and not config.nested and p_u.shape[1] > 1:
+                pseudo = pseudo & most_probable(p_u)
+            pseudo = pseudo.to(logits_u.dtype)
             mask = inside
             if config.confidence > 0:
                 sure = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
