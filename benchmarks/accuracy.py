@@ -62,10 +62,12 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "lr-0.01": (None, {"lr": 0.01}),
     "3d-lr-0.01": (None, {"dims": 3, "lr": 0.01}),
     "ratio-4": (None, {"ratio": 4}),
-    # the 2D network on the brain (the mri preset's default before it became 3D); the brain's
-    # other 2D rows carry a "2d-" prefix on the recipe they were run as
+    # the 2D network (the mri preset's default before it became 3D, the ct preset's before the
+    # network was chosen from the painted slices); the other 2D rows of the brain and the lungs
+    # carry a "2d-" prefix on the recipe they were run as
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
+    "2d-affine": (None, {"dims": 2, "affine": 0.2}),
 }
 
 

@@ -114,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="extra unlabelled volumes to draw pseudo-labelled slices from",
     )
-    t.add_argument("--dims", type=int, choices=(2, 3), help="2: 2D U-net; 3: 3-slice 3D U-net")
+    t.add_argument(
+        "--dims", type=int, choices=(0, 2, 3),
+        help="2: 2D U-net; 3: 3-slice 3D U-net; 0: from the painted slices, 2D for thin "
+        "structures (the ct and mri presets' choice)",
+    )  # fmt: skip
     t.add_argument("--steps", type=int, help=f"optimiser steps (default {D.steps})")
     t.add_argument("--lr", type=float, help=f"Adam learning rate (default {D.lr})")
     t.add_argument(
@@ -287,13 +291,14 @@ def _train(args: argparse.Namespace) -> int:
     extra = [read_volume(p).array for p in args.unlabelled]
     data = prepare_data(image.array, labels.array, config, args.labelled_slices, extra)
     n_unlab = len(data.unlabelled)
+    trainer = Trainer(config, data)
+    config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(
         f"preset {preset}, "
         f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"
     )
-    trainer = Trainer(config, data)
     print(f"device: {trainer.device}")
     bar = None
     if not args.quiet:

@@ -75,7 +75,7 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert pseudo.shape == labels.data.shape
     assert not pseudo[..., [13, 20, 26]].any()  # filled on unlabelled slices only
     assert dock.model is not None and dock.model.steps_done == 6
-    assert "2D network" in dock.status.text()  # the CT sample gets the CT preset's network
+    assert "3D network" in dock.status.text()  # the lungs are no thin structure: 3D
     assert len(dock.threshold_plot.mu) == 6 and len(dock.loss_plot.steps) == 6
 
     dock.mc_spin.setValue(4)
@@ -211,13 +211,14 @@ def test_presets_fill_the_form_and_auto_follows_the_image(qtbot):
     assert form.config(2, mri).normalisation == "zscore"
     assert form.config(2, ct) == TrainConfig.from_preset("ct", axis=2, preview_every=5)
     assert form.config(2, mri) == TrainConfig.from_preset("mri", axis=2, preview_every=5)
-    assert (form.config(2, ct).dims, form.config(2, mri).dims) == (2, 3)  # each preset's network
+    # both presets choose the network from the painted slices when training starts
+    assert (form.config(2, ct).dims, form.config(2, mri).dims) == (0, 0)
     form.dims.value = 2  # a user's own network wins over auto's
     assert form.config(2, mri).dims == 2
-    form.preset.value = "mri"
+    form.preset.value = "paper-ct"
     assert form.dims.value == 3  # an explicit preset shows its network
     form.preset.value = "auto"
-    assert form.dims.value == 0 and form.config(2, mri).dims == 3
+    assert form.dims.value == 0 and form.config(2, mri).dims == 0
     form.preset.value = "paper-mri"
     assert (form.lr.value, form.alpha.value, form.ratio.value, form.steps.value) == (
         0.03, 0.05, 5, 200,

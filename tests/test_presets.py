@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_segpl.engine import PRESETS, TrainConfig
-from napari_segpl.engine.config import suggest_preset
+from napari_segpl.engine.config import choose_dims, suggest_preset
 
 #: The paper's 2D recipe (appendix table 1, BRATS), written out independently of config.py.
 PAPER_2D = {
@@ -49,9 +49,9 @@ def _differences(a: TrainConfig, b: TrainConfig) -> set[str]:
 def test_ct_and_mri_presets_are_the_default_recipe_but_for_window_affine_and_dims():
     default, ct, mri = TrainConfig(), TrainConfig.from_preset("ct"), TrainConfig.from_preset("mri")
     assert _differences(mri, default) == {"dims"}
-    assert _differences(ct, default) == {"normalisation", "affine"}
+    assert _differences(ct, default) == {"normalisation", "affine", "dims"}
     assert (default.affine, ct.affine, mri.affine) == (0.2, 0.0, 0.2)  # helps MRI, hurts CT
-    assert (ct.dims, mri.dims) == (2, 3)  # measured: 3D helps the brain, hurts the vessels
+    assert (ct.dims, mri.dims) == (0, 0)  # chosen from the painted slices
     assert any(getattr(default, k) != v for k, v in LEVERS_OFF.items())  # levers are on
     assert set(PRESETS) == {"ct", "mri", "paper", "paper-mri", "paper-ct"}
 
@@ -69,3 +69,33 @@ def test_suggest_preset_from_intensities():
     assert suggest_preset(ct) == "ct"
     assert suggest_preset(mri) == "mri"
     assert suggest_preset(mri - 100) == "mri"  # a shifted MRI is still not in Hounsfield units
+
+
+@pytest.mark.parametrize(
+    ("painted", "dims"),
+    [
+        ([0.0023, 0.0022], 2),  # the abdominal vessels' labelled slices: thin, 2D
+        ([0.107, 0.093], 3),  # the lungs: 3D
+        ([0.24, 0.14], 3),  # the brain's tissues: 3D
+        ([0.30, 0.005], 2),  # one thin class is enough for 2D
+        ([0.0, 0.05], 3),  # a class not painted is no evidence of thinness
+    ],
+)
+def test_choose_dims_from_the_painted_fractions(painted, dims):
+    assert choose_dims(painted) == dims
+
+
+def test_trainer_resolves_dims_zero_from_the_painted_slices():
+    from napari_segpl.engine import Trainer, prepare_data
+
+    image = np.random.default_rng(0).normal(size=(6, 32, 32)).astype(np.float32)
+    # a 12 x 12 block: 14 % of the 32 x 32 slice, 3D; a 1 x 8 line: 0.8 %, thin, 2D
+    for (height, width), expected in (((12, 12), 3), ((8, 1), 2)):
+        labels = np.zeros((6, 32, 32), np.uint8)
+        labels[2, 8 : 8 + height, 8 : 8 + width] = 1
+        cfg = TrainConfig(dims=0, axis=0, steps=1, patch=32, depth=2, preview_every=0)
+        trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[2]))
+        assert trainer.config.dims == expected
+        assert trainer.model.config.dims == expected  # what a checkpoint stores
+    with pytest.raises(ValueError, match="choose_dims"):
+        _ = cfg.channels  # an unresolved config cannot build a network

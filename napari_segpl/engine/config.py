@@ -45,14 +45,15 @@ _PAPER_BASE: dict[str, Any] = {
 #: engine's recipe (the dataclass defaults) for each modality; ``suggest_preset`` picks one of
 #: the two from the intensities, so a user who only paints and presses Train gets the right one.
 PRESETS: dict[str, dict[str, Any]] = {
-    # 3-slice 3D: on the brain (5 seeds, H100, paired by seed) SegPL +6.3 / +3.7 IoU points over
-    # 2D at K = 1 / 3, SegPL-VI +6.6 / +3.2, supervised training +13.7 / +11.6; a step costs
-    # 2.2x a 2D one on a CPU (benchmarks/RESULTS.md, (c''))
-    "mri": {"dims": 3},
-    # 2D: 3D cost the abdominal vessels 18 points at K = 3 (the lungs gained 10-17). Labelled
-    # slices moved by random affine maps helped on the brain at K = 1 (+6 to +8 points) but
-    # cost the lungs 6 points at K = 3 and the vessels 10 at K = 5 (RESULTS.md, (c))
-    "ct": {"normalisation": "ct", "affine": 0.0},
+    # The network from the painted slices (dims 0, see ``choose_dims``): 3-slice 3D for the
+    # brain (SegPL +6.3 / +3.7 IoU points over 2D at K = 1 / 3, supervised training +13.7 /
+    # +11.6, 5 seeds) and the lungs (SegPL +9.5 / +16.6), 2D for the thin abdominal vessels
+    # (3D cost SegPL 17.7 points at K = 3 and lost the veins); benchmarks/RESULTS.md (c''),
+    # (d). A 3D step costs 2.2x a 2D one on a CPU.
+    "mri": {"dims": 0},
+    # Labelled slices moved by random affine maps helped on the brain at K = 1 (+6 to +8
+    # points) but cost the lungs 6 points at K = 3 and the vessels 10 at K = 5 (RESULTS.md, (c))
+    "ct": {"dims": 0, "normalisation": "ct", "affine": 0.0},
     "paper-mri": {
         **_PAPER_BASE,
         "dims": 2,
@@ -97,6 +98,25 @@ def resolve_preset(name: str | None, volume: Any | None) -> str:
     return "mri" if volume is None else suggest_preset(volume)
 
 
+#: Below this foreground fraction of the labelled slices, in any class, a structure counts as
+#: thin and ``choose_dims`` picks the 2D U-net: the abdominal vessels paint 0.22 % and 0.23 %,
+#: the lungs 9 % and more, the brain's tissues 14 % and more.
+THIN_STRUCTURE = 0.01
+
+
+def choose_dims(painted: list[float]) -> int:
+    """The network for ``dims`` 0: 2 (2D U-net) when a painted class covers less than
+    ``THIN_STRUCTURE`` of the labelled slices, else 3 (3-slice 3D).
+
+    Measured on three volumes (benchmarks/RESULTS.md (c''), (d)): 3D gained SegPL 4 to 17 IoU
+    points on the lungs and the brain. On the abdominal vessels, a few pixels wide, it cost
+    SegPL 17.7 points at K = 3; there the 3D network (8 channels) lost a class (IoU < 0.05) in
+    4 of 16 SegPL and SegPL-VI runs on the GPU and in both CPU runs after the centre-slice
+    fix, and supervised 3D training kept 0.06 IoU of the arteries in 1 of 8."""
+    present = [f for f in painted if f > 0]
+    return 2 if present and min(present) < THIN_STRUCTURE else 3
+
+
 #: The segmentation losses (see ``losses.segmentation_loss``), for validation and front ends.
 LOSSES = ("dice", "dice+bce", "bce")
 
@@ -115,8 +135,9 @@ class TrainConfig:
     intensity-perturbed and geometrically moved ones (the pseudo labels moved alike), unlabelled
     slices drawn mostly near the labelled ones, one Dice over the unlabelled batch, labelled
     slices moved by random affine maps (off in the ``ct`` preset), and (SegPL-VI) a threshold
-    head fitted on the labelled slices as well as the KL. The ``mri`` preset trains the 3-slice
-    3D network instead of the 2D one. The paper's own settings are the ``paper`` presets.
+    head fitted on the labelled slices as well as the KL. The ``ct`` and ``mri`` presets choose
+    the network from the painted slices (``dims`` 0: ``choose_dims``, 3-slice 3D unless a
+    structure is thin). The paper's own settings are the ``paper`` presets.
     ``base_channels`` of 0 means the paper's backbone width for the chosen ``dims`` (16 for the
     2D U-net, 8 for the 3D one).
     """
@@ -172,6 +193,8 @@ class TrainConfig:
     @property
     def channels(self) -> int:
         """The first encoder's width: the paper's 16 (2D) or 8 (3D) unless set."""
+        if not self.dims:
+            raise ConfigError("dims 0 is chosen from the data first: use choose_dims")
         if self.base_channels:
             return self.base_channels
         return 16 if self.dims == 2 else 8
@@ -187,7 +210,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError for a value no run can use; return self for chaining."""
         checks = [
-            (self.dims in (2, 3), "dims must be 2 or 3"),
+            (self.dims in (0, 2, 3), "dims must be 2, 3 or 0 (from the painted slices)"),
             (self.axis in (0, 1, 2), "axis must be 0, 1 or 2"),
             (self.steps >= 1, "steps must be at least 1"),
             (self.lr > 0, "lr must be positive"),

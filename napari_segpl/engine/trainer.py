@@ -9,6 +9,7 @@ the model trained so far in ``Trainer.model``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from .augment import warp_labelled
-from .config import TrainConfig
+from .config import TrainConfig, choose_dims
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
 from .losses import alpha_at
@@ -82,7 +83,10 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, data: TrainingData) -> None:
-        self.config = config.validate()
+        config = config.validate()
+        if not config.dims:  # the presets' "from the painted slices"
+            config = dataclasses.replace(config, dims=choose_dims(labelled_fractions(data)))
+        self.config = config
         self.data = data
         self.device = resolve_device(config.device)
         seed_everything(config.seed)  # the seed fixes the initial weights...

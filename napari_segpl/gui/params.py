@@ -62,14 +62,16 @@ class ParameterForm(QWidget):
             choices=[(cls.title, name) for name, cls in METHODS.items()],
             value=d.method,
         )
-        #: 0: the preset's network (CT 2D, MRI 3-slice 3D, as measured best for each)
+        #: 0: the preset's network (ct and mri: 3-slice 3D, 2D for thin structures)
         self.dims = ComboBox(
             label="network",
             choices=[("from the preset", 0), ("2D U-net", 2), ("3D (3 slices)", 3)],
             value=0,
         )
         self.dims.tooltip = (
-            "from the preset: CT 2D U-net, MRI 3D (3 slices), paper presets as in the paper"
+            "from the preset: CT and MRI train the 3D network (3 slices), or the 2D U-net when "
+            "a painted class covers under 1 % of its slices (thin structures such as vessels); "
+            "the paper presets as in the paper"
         )
         self.steps = SpinBox(label="steps", value=d.steps, min=1, max=100_000, step=50)
         self.lr = FloatSpinBox(label="learning rate", value=d.lr, min=1e-5, max=1.0, step=0.005)
