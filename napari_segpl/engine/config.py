@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # brain (SegPL +6.3 / +3.7 IoU points over 2D at K = 1 / 3, supervised training +13.7 /
     # +11.6, 5 seeds) and the lungs (SegPL +9.5 / +16.6), 2D for the thin abdominal vessels
     # (3D cost SegPL 17.7 points at K = 3 and lost the veins); benchmarks/RESULTS.md (c''),
-    # (d). A 3D step costs 2.2x a 2D one on a CPU.
+    # (g). A 3D step costs 2.2x a 2D one on a CPU.
     "mri": {"dims": 0},
     # Labelled slices moved by random affine maps helped on the brain at K = 1 (+6 to +8
     # points) but cost the lungs 6 points at K = 3 and the vessels 10 at K = 5 (RESULTS.md, (c))
@@ -108,7 +108,7 @@ def choose_dims(painted: list[float]) -> int:
     """The network for ``dims`` 0: 2 (2D U-net) when a painted class covers less than
     ``THIN_STRUCTURE`` of the labelled slices, else 3 (3-slice 3D).
 
-    Measured on three volumes (benchmarks/RESULTS.md (c''), (d)): 3D gained SegPL 4 to 17 IoU
+    Measured on three volumes (benchmarks/RESULTS.md (c''), (g)): 3D gained SegPL 4 to 17 IoU
     points on the lungs and the brain. On the abdominal vessels, a few pixels wide, it cost
     SegPL 17.7 points at K = 3; there the 3D network (8 channels) lost a class (IoU < 0.05) in
     4 of 16 SegPL and SegPL-VI runs on the GPU and in both CPU runs after the centre-slice

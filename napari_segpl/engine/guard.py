@@ -14,9 +14,12 @@ below half its painted fraction while another rises above one and a half times i
 too, as long as the classes together keep between half and twice their painted fraction.
 Applied to the final predictions of the GPU grid, those bands fire on all four such takeovers
 and on none of its 318 runs that kept every class above 0.3 IoU (benchmarks/RESULTS.md, (c'')).
-Applied to pseudo labels they can miss one: a CPU run with the same takeover (right lung IoU
-0.078) never tripped them, probably because its pseudo labels come from slices near the
-labelled ones, where the two lungs may still have been apart (not measured).
+On pseudo labels they missed one while each class channel had its own threshold: in a CPU run
+with that takeover (right lung IoU 0.078) both lungs' channels claimed both lungs, each at 18
+to 19 % of the pixels against 10.7 % and 9.3 % painted, so no class looked lost. With
+exclusive pseudo labels (one class per pixel, TrainConfig.exclusive) the same run showed the
+right lung at 0.3 %, the check fired at step 131, the gate kept the right lung's pseudo labels
+out, and the run ended at 0.91 IoU (benchmarks/RESULTS.md (g)).
 """
 
 from __future__ import annotations
