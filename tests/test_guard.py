@@ -188,9 +188,25 @@ def test_plausible_is_inside_every_band():
     guard.track([0.7, 0.1])  # class 1 towards everything
     assert guard.plausible_classes() == [False, True]
     assert guard.implausible() == {1: ("everything", pytest.approx(0.7), 0.1)}
-    guard.track([0.04, 0.17])  # class 1 taken over by class 2
-    assert guard.plausible_classes() == [False, True]
-    assert guard.implausible()[1][0] == "taken over"
+    guard.track([0.04, 0.17])  # class 1 taken over by class 2: neither is trusted
+    assert guard.plausible_classes() == [False, False]
+    found = guard.implausible()
+    assert (found[1][0], found[2][0]) == ("taken over", "taking over")
+    assert found[2][1:] == (pytest.approx(0.17), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("direction", "text"),
+    [
+        ("nothing", "stayed towards nothing"),
+        ("taken over", "stayed taken over by another class"),
+        ("taking over", "kept claiming another class's pixels"),
+    ],
+)
+def test_gate_messages_read_for_every_direction(direction, text):
+    message = CollapseWarning(300, 2, direction, 0.003, 0.1, "gate").message
+    assert message.startswith("pseudo labels of class 2 were never used: the teacher's " + text)
+    assert "(0.30 % against 10.00 % painted)" in message
 
 
 def test_trainer_ignores_pseudo_labels_that_are_not_used_yet(toy_volume):

@@ -52,10 +52,14 @@ class CollapseWarning:
     def message(self) -> str:
         pseudo, painted = 100 * self.pseudo_fraction, 100 * self.labelled_fraction
         if self.source == "gate":
+            state = {
+                "taken over": "stayed taken over by another class",
+                "taking over": "kept claiming another class's pixels",
+            }.get(self.direction, f"stayed towards {self.direction}")
             return (
                 f"pseudo labels of class {self.class_index} were never used: the teacher's "
-                f"stayed towards {self.direction} ({pseudo:.2f} % against {painted:.2f} % "
-                "painted), so that class learnt from the labelled slices only"
+                f"{state} ({pseudo:.2f} % against {painted:.2f} % painted), so that class "
+                "learnt from the labelled slices only"
             )
         if self.other_class:
             return (
@@ -116,7 +120,8 @@ class CollapseGuard:
 
     def plausible_classes(self) -> list[bool]:
         """Per class: is its running average inside every band (not towards nothing or
-        everything, not taken over by another)? All False before the first step."""
+        everything, neither taken over by another nor taking another over)? All False before
+        the first step."""
         if self.average is None:
             return [False] * len(self.reference)
         outside = self.implausible()
@@ -190,7 +195,7 @@ class CollapseGuard:
 
     def implausible(self) -> dict[int, tuple[str, float, float]]:
         """class (1-based) -> (direction, average, reference) for every class outside the
-        bands."""
+        bands; both classes of a takeover ("taken over", "taking over")."""
         if self.average is None:
             return {}
         found = {}
@@ -198,7 +203,12 @@ class CollapseGuard:
             direction = self.judge(float(avg), float(ref))
             if direction:
                 found[c] = (direction, float(avg), float(ref))
-        for c, _ in self.takeovers(self.average):
+        for c, other in self.takeovers(self.average):
             avg, ref = float(self.average[c - 1]), float(self.reference[c - 1])
             found.setdefault(c, ("taken over", avg, ref))
+            # the class growing into another is no more trustworthy: its pseudo labels claim
+            # the other's pixels (lungs, K = 3, 3D, seed 1: let in, it ended 33 % over its true
+            # voxels, and the run at 0.75 IoU against 0.97 on seed 0)
+            avg, ref = float(self.average[other - 1]), float(self.reference[other - 1])
+            found.setdefault(other, ("taking over", avg, ref))
         return found
