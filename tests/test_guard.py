@@ -109,8 +109,8 @@ def test_gate_holds_implausible_pseudo_labels_back(toy_volume):
     """Threshold 0.01: every pixel is a pseudo-label foreground pixel, never plausible. With
     the gate the pseudo-label loss never starts, and the run says so once per class at the
     end; without it alpha ramps in after the 4-step burn-in and the guard warns of the
-    collapse."""
-    alphas, warnings = _alphas_and_warnings(toy_volume, threshold=0.01)
+    collapse. (Pseudo labels per class channel: exclusive ones would share the pixels out.)"""
+    alphas, warnings = _alphas_and_warnings(toy_volume, threshold=0.01, exclusive=False)
     assert alphas == [0.0] * 16
     gate = [w for w in warnings if w.source == "gate"]
     assert [(w.class_index, w.direction, w.step) for w in gate] == [
@@ -119,7 +119,7 @@ def test_gate_holds_implausible_pseudo_labels_back(toy_volume):
     assert gate[0].pseudo_fraction > 0.5 and "never used" in gate[0].message
     assert not [w for w in warnings if w.source == "pseudo labels"]  # alpha 0: no collapse
 
-    alphas, warnings = _alphas_and_warnings(toy_volume, threshold=0.01, gate=False)
+    alphas, warnings = _alphas_and_warnings(toy_volume, threshold=0.01, gate=False, exclusive=False)
     assert alphas[:5] == [0.0] * 5 and alphas[5] == pytest.approx(0.25) and alphas[-1] == 1.0
     assert any(w.source == "pseudo labels" for w in warnings)
     assert not any(w.source == "gate" for w in warnings)
