@@ -84,8 +84,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data: TrainingData) -> None:
         config = config.validate()
+        #: foreground fraction of each class on the labelled slices: picks the network for
+        #: ``dims`` 0, and is what the collapse guard and the gate compare pseudo labels with
+        self.painted = labelled_fractions(data)
         if not config.dims:  # the presets' "from the painted slices"
-            config = dataclasses.replace(config, dims=choose_dims(labelled_fractions(data)))
+            config = dataclasses.replace(config, dims=choose_dims(self.painted))
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)
@@ -114,13 +117,15 @@ class Trainer:
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
         fmt = memory_format(config.dims)
         history: list[dict[str, float]] = []
-        painted = labelled_fractions(self.data)
+        painted = self.painted
         guard = CollapseGuard(painted) if method.uses_unlabelled else None
         # The gate: after the burn-in, a class's pseudo labels enter the loss only once the
         # teacher's pseudo labels of it are plausible (inside the guard's bands), and alpha
         # ramps in from the first class let in: a teacher still far off when the burn-in ends
-        # would otherwise have its errors locked in (a safety net: on the runs checked, 2D and
-        # 3D, the teacher was plausible by then and the schedule is the ungated one).
+        # would otherwise have its errors locked in. On most runs checked the teacher was
+        # plausible by then and the schedule is the ungated one; on the lungs (3D, K = 3,
+        # seed 1) it gave both lungs to one class until about step 200, and holding both
+        # classes back raised the run from 0.746 to 0.881 IoU (benchmarks/RESULTS.md (g)).
         # ``opened``: the step the ramp starts from (None: not yet).
         gate = None
         opened: int | None = config.burn_in_steps
