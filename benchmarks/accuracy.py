@@ -116,6 +116,16 @@ def run_one(
     pred = predict_volume(model, image.array, device=cfg.device)
     test = [s for s in labelled_slices(truth, axis) if s not in chosen]
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
+    per_slice = []  # where along the axis a method gains or loses: [slice, IoU per class]
+    for s in test:
+        p_s, t_s = np.take(pred.labels, s, axis=axis), np.take(truth, s, axis=axis)
+        ious = []
+        for c in scores:
+            union = np.logical_or(p_s == c, t_s == c).sum()
+            ious.append(
+                round(float(np.logical_and(p_s == c, t_s == c).sum() / union), 3) if union else None
+            )
+        per_slice.append([int(s), *ious])
     return {
         "dataset": name,
         "axis": axis,
@@ -125,6 +135,7 @@ def run_one(
         "test_slices": len(test),
         "iou": {str(c): s["iou"] for c, s in scores.items()},
         "voxels": {str(c): [s["pred_voxels"], s["true_voxels"]] for c, s in scores.items()},
+        "slice_iou": per_slice,
         "preset": preset,
         "collapse_warnings": warnings,
         "threshold_trace": trace,

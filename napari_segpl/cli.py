@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         "warp": "random affine map of the unlabelled images the network trains on ({})",
         "affine": "random affine map of the labelled slices, every method ({})",
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
+        "mix": "probability of a CutMix box from another unlabelled image ({})",
     }
     for name, text in float_levers.items():
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))

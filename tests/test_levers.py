@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from napari_segpl.engine import StepEvent, TrainConfig, Trainer, get_method, prepare_data
-from napari_segpl.engine.augment import random_affine, warp, warp_labelled
+from napari_segpl.engine.augment import mix, random_affine, random_boxes, warp, warp_labelled
 from napari_segpl.engine.config import ConfigError
 from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
 from napari_segpl.engine.methods import Batch
-from napari_segpl.engine.methods.segpl import perturb_intensity
+from napari_segpl.engine.methods.segpl import partners, perturb_intensity
 from napari_segpl.engine.sampling import Sampler, TrainingData, unlabelled_weights
 
 
@@ -343,6 +343,61 @@ def test_warp_moves_the_pseudo_labels_with_the_student_view():
     torch.testing.assert_close(out.pseudo, expected)
     assert out.logs["unsup"] == pytest.approx(by_hand.item(), rel=1e-5)
     assert 0 < inside.mean() < 1  # some corners came from outside and are left out
+
+
+def test_mix_by_hand():
+    a = torch.zeros(2, 1, 2, 2)
+    a[1] = 1.0  # image 0 all 0, image 1 all 1
+    boxes = torch.ones(2, 1, 2, 2)
+    boxes[0, :, 0, 1] = 0  # image 0 takes its partner's top-right pixel
+    partner = torch.tensor([1, 0])
+    assert mix(a, boxes, partner)[0].flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert torch.equal(mix(a, boxes, partner)[1], a[1])  # no box: its own pixels
+
+
+def test_random_boxes_area_shape_and_probability():
+    torch.manual_seed(0)
+    like = torch.zeros(2000, 1, 3, 40, 60)  # 3-slice stacks
+    boxes = random_boxes(2000, like, 0.5)
+    assert boxes.shape == (2000, 1, 1, 40, 60)
+    taken = 1 - boxes.flatten(1).mean(dim=1)
+    used = taken > 0
+    assert 0.45 < used.float().mean() < 0.55
+    assert taken[used].min() >= 0.08 and taken[used].max() <= 0.52  # 10-50 % (rounding)
+    for i in torch.nonzero(used)[:20, 0]:  # each one a single rectangle
+        rows, cols = torch.nonzero(boxes[i, 0, 0] == 0, as_tuple=True)
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert h * w == rows.numel()
+    assert torch.equal(random_boxes(5, like[:5], 0.0), torch.ones(5, 1, 1, 40, 60))
+
+
+def test_partners_never_self():
+    for n in (2, 3, 7):
+        partner = partners(n)
+        assert sorted(partner.tolist()) == list(range(n))
+        assert all(partner[i] != i for i in range(n))
+
+
+def test_mix_moves_the_pseudo_labels_with_the_student_view():
+    """With CutMix on, the student sees mixed images and the pseudo labels are the teacher's
+    clean probabilities mixed by the same boxes and partners."""
+    method = _method("segpl", mix=1.0)
+    batch = _batch(size=32)
+    torch.manual_seed(5)
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    torch.manual_seed(5)  # the step's first draws are the boxes, then the partners
+    boxes = random_boxes(3, batch.x_u, 1.0)
+    partner = partners(3)
+    assert (boxes == 0).any() and not torch.equal(partner, torch.arange(3))
+    with torch.no_grad():
+        p = mix(torch.sigmoid(method.model(batch.x_u)[0]), boxes, partner)
+        expected = (p > 0.5).float()
+        logits_u = method.model(torch.cat([batch.x_l, mix(batch.x_u, boxes, partner)]))[0][2:]
+        by_hand = segmentation_loss(logits_u, expected, "dice")
+        unmixed = (torch.sigmoid(method.model(batch.x_u)[0]) > 0.5).float()
+    torch.testing.assert_close(out.pseudo, expected)
+    assert not torch.equal(expected, unmixed)  # the boxes changed the pseudo labels
+    assert out.logs["unsup"] == pytest.approx(by_hand.item(), rel=1e-5)
 
 
 def test_near_sampling_weights_by_hand():

@@ -51,3 +51,31 @@ def warp_labelled(
     are resampled linearly and cut at 0.5, and outside the image is background."""
     theta = random_affine(x.shape[0], strength, x.device, x.dtype)
     return warp_image(x, theta), (warp(y, theta) > 0.5).to(y.dtype)
+
+
+def random_boxes(n: int, like: torch.Tensor, prob: float) -> torch.Tensor:
+    """(n, 1, [1,] H, W) masks for mixing images in pairs (CutMix): 1 keeps an image's own pixels,
+    0 inside one random box takes its partner's. With probability ``prob`` an image gets a box,
+    of 10-50 % of its area and aspect ratio 1:2 to 2:1, anywhere inside the image; every slice of
+    a 3-slice stack gets the same box. The box takes the partner's pixels at the same place, so
+    anatomy keeps its position (left stays left)."""
+    h, w = like.shape[-2:]
+    boxes = torch.ones((n, 1, *([1] * (like.ndim - 4)), h, w), device=like.device, dtype=like.dtype)
+    draws = torch.rand(n, 3).tolist()  # CPU draws: one generator whatever the device
+    for i, (use, area, aspect) in enumerate(draws):
+        if use >= prob:
+            continue
+        area = 0.1 + 0.4 * area
+        ratio = 2.0 ** (2 * aspect - 1)
+        bh = max(1, min(h, round(h * math.sqrt(area * ratio))))
+        bw = max(1, min(w, round(w * math.sqrt(area / ratio))))
+        top = int(torch.randint(0, h - bh + 1, (1,)))
+        left = int(torch.randint(0, w - bw + 1, (1,)))
+        boxes[i, ..., top : top + bh, left : left + bw] = 0
+    return boxes
+
+
+def mix(x: torch.Tensor, boxes: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """Each image keeps its pixels where ``boxes`` is 1 and takes image ``partner[i]``'s where
+    it is 0; applied alike to images, probabilities and masks so they stay aligned."""
+    return boxes * x + (1 - boxes) * x[partner]

@@ -35,6 +35,7 @@ _PAPER_BASE: dict[str, Any] = {
     "warp": 0.0,
     "affine": 0.0,
     "near": 0.0,
+    "mix": 0.0,
     "gate": False,
     "exclusive": False,
 }
@@ -181,6 +182,8 @@ class TrainConfig:
     warp: float = 0.2
     affine: float = 0.2
     near: float = 0.15
+    #: probability that an unlabelled image takes a CutMix box from another (methods/segpl.py)
+    mix: float = 0.0
     #: after the burn-in, wait until the teacher's pseudo labels are inside the collapse
     #: guard's bands before the pseudo-label loss ramps in
     gate: bool = True
@@ -237,6 +240,7 @@ class TrainConfig:
             (0 <= self.warp <= 1, "warp strength must lie in [0, 1]"),
             (0 <= self.affine <= 1, "affine strength must lie in [0, 1]"),
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
+            (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", *LOSSES),

@@ -33,16 +33,23 @@ every one of them off):
   anatomy), and the teacher's probabilities from the clean image are moved by the same map
   before thresholding. The pseudo-label loss then asks for a prediction that moves with the
   anatomy, which sharpening a wrong prediction does not satisfy. Pixels the map brings in from
-  outside the image are left out of the loss.
+  outside the image are left out of the loss;
+- ``mix=p``: CutMix between unlabelled images. With probability p an unlabelled image takes a
+  random box (10-50 % of its area) from another image of the batch, at the same place, and its
+  pseudo label (the teacher's probabilities on the clean images, moved and mixed alike) takes
+  the same box. A prediction that leans on the rest of the image, rather than on what is in
+  the box, no longer matches its pseudo label; French et al. (BMVC 2020) found such mask-based
+  perturbations to be what makes consistency work for segmentation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from ..augment import random_affine, warp, warp_image
+from ..augment import mix, random_affine, random_boxes, warp, warp_image
 from ..losses import segmentation_loss
 from ..networks import memory_format
 from .base import Batch, Method, StepOutput, register
@@ -65,6 +72,29 @@ def most_probable(p: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(p, dtype=torch.bool).scatter_(1, winner, True)
 
 
+@dataclass
+class View:
+    """How the student's view of the unlabelled images differs from the teacher's clean one,
+    so the pseudo labels can be moved the same way: affine maps (None: not moved) and CutMix
+    boxes with each image's partner (None: not mixed)."""
+
+    theta: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    partner: torch.Tensor | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.theta is not None or self.boxes is not None
+
+
+def partners(n: int) -> torch.Tensor:
+    """A random pairing in which no image is its own partner (for n > 1): a random cycle."""
+    order = torch.randperm(n)
+    partner = torch.empty(n, dtype=torch.long)
+    partner[order] = order.roll(1)
+    return partner
+
+
 @register
 class SegPL(Method):
     """Pseudo labels from a fixed threshold (0.5 in the paper)."""
@@ -73,23 +103,25 @@ class SegPL(Method):
     title = "SegPL"
     uses_unlabelled = True
 
-    def _forward(
-        self, batch: Batch
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, View]:
         """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats,
-        theta), theta the affine maps the unlabelled images were moved by (None: not moved)."""
+        view), view how the unlabelled images were changed for the network being trained."""
         n = batch.x_l.shape[0]
-        x_u, theta = batch.x_u, None
+        x_u, view = batch.x_u, View()
         if x_u is not None and self.config.warp > 0:
-            theta = random_affine(x_u.shape[0], self.config.warp, x_u.device, x_u.dtype)
-            x_u = warp_image(x_u, theta)
+            view.theta = random_affine(x_u.shape[0], self.config.warp, x_u.device, x_u.dtype)
+            x_u = warp_image(x_u, view.theta)
+        if x_u is not None and self.config.mix > 0 and x_u.shape[0] > 1:
+            view.boxes = random_boxes(x_u.shape[0], x_u, self.config.mix)
+            view.partner = partners(x_u.shape[0]).to(x_u.device)
+            x_u = mix(x_u, view.boxes, view.partner)
         if x_u is not None and self.config.perturb > 0:
             x_u = perturb_intensity(x_u, self.config.perturb)
         if x_u is not None and x_u is not batch.x_u:
             x_u = x_u.contiguous(memory_format=memory_format(self.config.dims))
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
-        return logits[:n], logits[n:], feats, theta
+        return logits[:n], logits[n:], feats, view
 
     def _loss(
         self,
@@ -98,9 +130,9 @@ class SegPL(Method):
         logits_u: torch.Tensor,
         threshold: torch.Tensor | float,
         alpha: float,
-        theta: torch.Tensor | None = None,
+        view: View | None = None,
     ) -> StepOutput:
-        config, kind = self.config, self.config.loss
+        config, kind, view = self.config, self.config.loss, view or View()
         sup = segmentation_loss(logits_l, batch.y_l, kind, batch.mask_l)
         logs = {"sup": sup.item(), "alpha": alpha}
         if logits_u.shape[0] == 0:
@@ -110,14 +142,19 @@ class SegPL(Method):
             if self.teacher is not None:
                 self.teacher.train(self.model.training)
                 p_u = torch.sigmoid(self.teacher(batch.x_u)[0].float())
-            elif config.perturb > 0 or theta is not None:  # clean view; trained on a changed one
+            elif config.perturb > 0 or view.changed:  # clean view; trained on a changed one
                 p_u = torch.sigmoid(self.model(batch.x_u)[0].float())
             else:
                 p_u = torch.sigmoid(logits_u.float())
             inside = None
-            if theta is not None:  # move the teacher's view with the student's
-                p_u = warp(p_u, theta)
-                inside = (warp(torch.ones_like(p_u[:, :1]), theta) > 0.999).to(logits_u.dtype)
+            if view.theta is not None:  # move the teacher's view with the student's
+                p_u = warp(p_u, view.theta)
+                inside = warp(torch.ones_like(p_u[:, :1]), view.theta) > 0.999
+                inside = inside.to(logits_u.dtype)
+            if view.boxes is not None:  # and mix it alike: each box carries its own pixels
+                p_u = mix(p_u, view.boxes.to(p_u.dtype), view.partner)
+                if inside is not None:
+                    inside = mix(inside, view.boxes.to(inside.dtype), view.partner)
             pseudo = p_u > threshold
             if config.exclusive and not config.nested and p_u.shape[1] > 1:
                 pseudo = pseudo & most_probable(p_u)
@@ -157,5 +194,5 @@ class SegPL(Method):
         return StepOutput(loss, logs, pseudo=pseudo)
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        logits_l, logits_u, _, theta = self._forward(batch)
-        return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step), theta)
+        logits_l, logits_u, _, view = self._forward(batch)
+        return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step), view)

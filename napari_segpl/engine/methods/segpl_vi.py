@@ -53,14 +53,14 @@ class SegPLVI(SegPL):
         return {"model": self.model, "head": self.head}
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        logits_l, logits_u, feats, theta = self._forward(batch)
+        logits_l, logits_u, feats, view = self._forward(batch)
         if logits_u.shape[0] == 0:
             return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step))
         n = logits_l.shape[0]
         mu, sigma = self.head(feats[n:].detach())
         t = sample_threshold(mu, sigma).detach()
         t = t.reshape(t.shape + (1,) * (logits_u.ndim - 2))
-        out = self._loss(batch, logits_l, logits_u, t, alpha_fn(step), theta)
+        out = self._loss(batch, logits_l, logits_u, t, alpha_fn(step), view)
         kl = gaussian_kl(mu, sigma, self.config.prior_mu, self.config.prior_sigma).mean()
         out.loss = out.loss + kl
         if self.config.threshold_signal == "labelled":
