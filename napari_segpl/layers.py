@@ -32,6 +32,7 @@ __all__ = [
     "grid_of",
     "is_labels_layer",
     "layer_kwargs",
+    "radiological_view",
     "same_grid_kwargs",
     "write_on_grid",
 ]
@@ -122,6 +123,41 @@ def grid_of(layer: Any) -> Volume:
         getattr(layer, "translate", None),
         _layer_name(layer),
     )
+
+
+#: Radiological convention, per slicing direction: which anatomical direction the screen's
+#: vertical axis shows going up, and which its horizontal axis shows going right (axial and
+#: coronal: the patient's left on the screen's right; sagittal: posterior on the right).
+_SCREEN = {
+    "axial": {"up": "A", "right": "L"},
+    "coronal": {"up": "S", "right": "L"},
+    "sagittal": {"up": "S", "right": "P"},
+}
+_PAIRS = {"R": "RL", "L": "RL", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
+_PLANE = {"SI": "axial", "AP": "coronal", "RL": "sagittal"}
+
+
+def radiological_view(
+    affine: Any, axis: int
+) -> tuple[tuple[int, int, int], tuple[str, str]] | None:
+    """How to show slices along array ``axis`` as a radiologist reads them: napari's
+    ``dims.order`` (the sliced axis first, then the screen's vertical axis, then its
+    horizontal one) and ``camera.orientation2d`` (whether each index runs up or down, left or
+    right). A RAS volume shown in array order lies on its side, its anterior to the right.
+
+    None when the grid's axes do not point along three different anatomical directions."""
+    from nibabel.orientations import aff2axcodes
+
+    codes = aff2axcodes(np.asarray(affine, dtype=float))
+    if None in codes or len({_PAIRS[c] for c in codes}) != 3:
+        return None
+    screen = _SCREEN[_PLANE[_PAIRS[codes[axis]]]]
+    others = [a for a in range(3) if a != axis]
+    vertical = next(a for a in others if screen["up"] in _PAIRS[codes[a]])
+    horizontal = next(a for a in others if a != vertical)
+    up = "up" if codes[vertical] == screen["up"] else "down"
+    right = "right" if codes[horizontal] == screen["right"] else "left"
+    return (axis, vertical, horizontal), (up, right)
 
 
 def same_grid_kwargs(layer: Any, name: str) -> dict[str, Any]:

@@ -187,6 +187,24 @@ def test_closing_during_a_prediction_stops_it(dock, qtbot, monkeypatch, errors):
     assert not errors  # stopping is not reported as a failure
 
 
+def test_volume_is_shown_as_a_radiologist_reads_it(dock):
+    """The RAS sample sliced along its axial axis: rows anterior up, the patient's right on the
+    screen's left; other slicing axes follow, and a plain array keeps the array order."""
+    viewer = dock.viewer
+    camera = getattr(viewer, "scene", viewer).camera
+    orientation = [o.value for o in camera.orientation2d]
+    assert tuple(viewer.dims.order) == (2, 1, 0) and orientation == ["up", "left"]
+    dock.axis_spin.setValue(0)  # sagittal: superior up, anterior on the left
+    assert tuple(viewer.dims.order) == (0, 2, 1)
+    assert [o.value for o in camera.orientation2d] == ["up", "left"]
+    dock.axis_spin.setValue(2)
+    assert tuple(viewer.dims.order) == (2, 1, 0)
+    plain = viewer.add_image(np.zeros((4, 5, 6)), name="plain")
+    dock.image_combo.setCurrentIndex(dock.image_combo.findText(plain.name))
+    dock.axis_spin.setValue(1)  # no anatomy known: the sliced axis first, the rest as they were
+    assert viewer.dims.order[0] == 1
+
+
 def test_method_list_follows_the_registry(qtbot, monkeypatch):
     class Dummy(METHODS["supervised"]):
         name = "dummy"

@@ -364,3 +364,22 @@ def test_open_sample_carries_grid(make_napari_viewer) -> None:
         assert layer.metadata[GRID_KEY]["shape"] == list(layer.data.shape)
         assert "segpl_affine" not in layer.metadata
     np.testing.assert_allclose(grid_of(layers[1]).affine, expected, atol=1e-9)
+
+
+def test_radiological_view_by_hand() -> None:
+    from napari_segpl.layers import radiological_view
+
+    ras = np.diag([3.0, 3.0, 10.0, 1.0])  # index i runs to the patient's right, j anterior, k up
+    # axial: rows are j with anterior up, columns i with the patient's right on the left
+    assert radiological_view(ras, 2) == ((2, 1, 0), ("up", "left"))
+    assert radiological_view(ras, 1) == ((1, 2, 0), ("up", "left"))  # coronal: superior up
+    assert radiological_view(ras, 0) == ((0, 2, 1), ("up", "left"))  # sagittal: anterior left
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's order: already as a radiologist reads it
+    assert radiological_view(lps, 2) == ((2, 1, 0), ("down", "right"))
+    sra = np.zeros((4, 4))  # array axes (S, R, A): axial slices run along axis 0
+    sra[2, 0], sra[0, 1], sra[1, 2], sra[3, 3] = 1.0, 1.0, 1.0, 1.0
+    assert radiological_view(sra, 0) == ((0, 2, 1), ("up", "left"))
+    degenerate = np.diag([1.0, 1.0, 1.0, 1.0])
+    degenerate[0, 1] = degenerate[1, 1] = 0.0  # two axes along x, none along y
+    degenerate[0, 1] = 1.0
+    assert radiological_view(degenerate, 2) is None

@@ -45,7 +45,7 @@ from ..engine import (
     labelled_slices,
 )
 from ..engine.config import ConfigError
-from ..layers import export_layer, same_grid_kwargs
+from ..layers import GRID_KEY, export_layer, radiological_view, same_grid_kwargs
 from .params import ParameterForm, let_shrink
 from .plots import LossPlot, ThresholdPlot
 from .session import RunControl, Started, predict, training_events, warm_up_torch
@@ -284,6 +284,7 @@ class SegPLDock(QWidget):
         image = self.image_combo.layer()
         if image is not None and image.ndim != 3:
             self.status.setText(f"'{image.name}' is not 3D: SegPL needs a volume")
+        self._show_slices()
 
     def _labels_changed(self, *_: object) -> None:
         for layer in self.viewer.layers:
@@ -306,11 +307,30 @@ class SegPLDock(QWidget):
         self._slice_timer.start()
 
     def _axis_changed(self, *_: object) -> None:
+        self._show_slices()
+        self.refresh_slices()
+
+    def _show_slices(self) -> None:
+        """The viewer slices along the slicing axis, which is what gets painted and marked;
+        a volume that knows its anatomy is shown as a radiologist reads it (axial: anterior
+        up, the patient's right on the screen's left), not lying on its side."""
+        if self.viewer.dims.ndim != 3:
+            return
+        image = self.image_combo.layer()
+        grid = getattr(image, "metadata", {}).get(GRID_KEY) if image is not None else None
+        view = None
+        if grid and tuple(grid.get("shape", ())) == tuple(image.data.shape):
+            view = radiological_view(grid["affine"], self.axis)
+        if view is not None:
+            self.viewer.dims.order = view[0]
+            scene = getattr(self.viewer, "scene", self.viewer)  # napari < 0.9: viewer.camera
+            scene.camera.orientation2d = view[1]
+            self.viewer.reset_view()
+            return
         order = list(self.viewer.dims.order)
-        if self.viewer.dims.ndim == 3 and order[0] != self.axis:
+        if order[0] != self.axis:
             order.remove(self.axis)
             self.viewer.dims.order = (self.axis, *order)
-        self.refresh_slices()
 
     def marked_slices(self) -> set[int]:
         labels = self.labels_combo.layer()
