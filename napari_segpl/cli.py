@@ -299,6 +299,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"
+        + (" (one thin slice painted: affine maps and CutMix)" if trainer.one_thin_slice else "")
     )
     print(f"device: {trainer.device}")
     bar = None

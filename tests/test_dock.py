@@ -111,6 +111,25 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert model_path.exists()
 
 
+def test_one_thin_slice_gets_its_recipe_and_the_dock_follows(dock, qtbot, errors):
+    """One painted slice of a thin structure: the trainer doubles the steps (with affine maps
+    and CutMix), and the status, the progress bar and the plots follow its choice."""
+    labels = dock.viewer.layers["lungs_ct labels"]
+    thin = np.zeros_like(labels.data)
+    thin[60:68, 64, 20] = 1  # 8 pixels of a 128 x 128 slice: thin, so the 2D U-net
+    labels.data = thin
+    labels.metadata["segpl_labelled_slices"] = [20]  # the sample marks its three slices
+    assert dock.labelled() == [20]
+    dock.params.method.value = "segpl"
+    assert dock.start_training()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
+    assert not errors
+    assert dock.model is not None and dock.model.config.steps == 12  # 6 in the form
+    assert dock.model.steps_done == 12
+    assert "one thin slice" in dock.status.text() and "2D network" in dock.status.text()
+    assert dock.progress.maximum() == 12 and len(dock.loss_plot.steps) == 12
+
+
 def test_stop_keeps_the_model(dock, qtbot, errors):
     dock.params.steps.value = 10_000
     assert dock.start_training()

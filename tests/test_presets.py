@@ -99,3 +99,45 @@ def test_trainer_resolves_dims_zero_from_the_painted_slices():
         assert trainer.model.config.dims == expected  # what a checkpoint stores
     with pytest.raises(ValueError, match="choose_dims"):
         _ = cfg.channels  # an unresolved config cannot build a network
+
+
+@pytest.mark.parametrize(
+    ("method", "labelled", "expected"),
+    [
+        # one painted slice of a thin structure: affine maps, CutMix and twice the steps
+        ("segpl", [2], {"affine": 0.2, "mix": 0.5, "steps": 8}),
+        ("segpl-vi", [2], {"affine": 0.2, "mix": 0.5, "steps": 8}),
+        # supervised training sees no unlabelled images: the affine maps only
+        ("supervised", [2], {"affine": 0.2, "mix": 0.0, "steps": 4}),
+        # two slices: the preset as it is
+        ("segpl", [1, 2], {"affine": 0.0, "mix": 0.0, "steps": 4}),
+    ],
+)
+def test_one_thin_slice_recipe(method, labelled, expected):
+    from napari_segpl.engine import Trainer, prepare_data
+
+    image = np.random.default_rng(0).normal(size=(6, 32, 32)).astype(np.float32)
+    labels = np.zeros((6, 32, 32), np.uint8)
+    labels[labelled, 8:16, 8] = 1  # a 8 x 1 line: 0.8 % of the slice, thin
+    cfg = TrainConfig.from_preset(
+        "ct", method=method, axis=0, steps=4, patch=32, depth=2, preview_every=0
+    )
+    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=labelled))
+    got = {k: getattr(trainer.config, k) for k in expected}
+    assert trainer.config.dims == 2
+    assert got == expected
+    assert trainer.one_thin_slice == (len(labelled) == 1)
+    assert trainer.model.config.steps == expected["steps"]  # what a checkpoint stores
+
+
+def test_one_thin_slice_recipe_needs_dims_from_the_data():
+    """An explicit network (the paper presets, or a user's choice) keeps its recipe."""
+    from napari_segpl.engine import Trainer, prepare_data
+
+    image = np.random.default_rng(0).normal(size=(6, 32, 32)).astype(np.float32)
+    labels = np.zeros((6, 32, 32), np.uint8)
+    labels[2, 8:16, 8] = 1
+    cfg = TrainConfig.from_preset("ct", dims=2, axis=0, steps=4, patch=32, depth=2)
+    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[2]))
+    assert (trainer.config.affine, trainer.config.mix, trainer.config.steps) == (0.0, 0.0, 4)
+    assert not trainer.one_thin_slice

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from .augment import warp_labelled
-from .config import TrainConfig, choose_dims
+from .config import TrainConfig, choose_dims, one_thin_slice
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
 from .losses import alpha_at
-from .methods import Batch
+from .methods import Batch, get_method
 from .model import TrainedModel
 from .networks import memory_format
 from .sampling import Sampler, TrainingData, encode_target, pad_in_plane, stack_indices
@@ -87,8 +87,14 @@ class Trainer:
         #: foreground fraction of each class on the labelled slices: picks the network for
         #: ``dims`` 0, and is what the collapse guard and the gate compare pseudo labels with
         self.painted = labelled_fractions(data)
+        #: True when the one-thin-slice recipe was applied (front ends say so)
+        self.one_thin_slice = False
         if not config.dims:  # the presets' "from the painted slices"
             config = dataclasses.replace(config, dims=choose_dims(self.painted))
+            if config.dims == 2 and len(data.labelled) == 1:  # thin, and one slice painted
+                uses_unlabelled = get_method(config.method).uses_unlabelled
+                config = one_thin_slice(config, uses_unlabelled)
+                self.one_thin_slice = True
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)

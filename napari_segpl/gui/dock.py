@@ -486,11 +486,18 @@ class SegPLDock(QWidget):
     def _on_event(self, event: object) -> None:
         if isinstance(event, Started):
             self.model = event.model
+            config = event.model.config
+            recipe = ", one thin slice: affine maps and CutMix" if event.one_thin_slice else ""
             self.status.setText(
-                f"{len(event.labelled)} labelled slices, {event.unlabelled} unlabelled, "
-                f"{event.num_classes} class(es), {event.model.config.dims}D network, "
-                f"on {event.device}"
+                f"{len(event.labelled)} labelled slice{'s' if len(event.labelled) != 1 else ''}, "
+                f"{event.unlabelled} unlabelled, "
+                f"{event.num_classes} class(es), {config.dims}D network{recipe}, "
+                f"{config.steps} steps, on {event.device}"
             )
+            if config.steps != self.progress.maximum():  # the trainer chose more steps
+                self.progress.setRange(0, config.steps)
+                self.loss_plot.reset(config.steps)
+                self.threshold_plot.reset(config.prior_mu, config.prior_sigma, config.steps)
         elif isinstance(event, StepEvent):
             self._on_step(event)
         elif isinstance(event, PreviewEvent):

@@ -33,6 +33,8 @@ class Started:
     unlabelled: int
     num_classes: int
     device: str
+    #: the one-thin-slice recipe was applied (affine maps, CutMix, more steps): the dock says so
+    one_thin_slice: bool = False
 
 
 @dataclass
@@ -68,6 +70,7 @@ def training_events(
             len(data.unlabelled),
             data.num_classes,
             str(trainer.device),
+            trainer.one_thin_slice,
         )
         for event in trainer.run():
             if control.stop.is_set():
