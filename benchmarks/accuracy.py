@@ -3,7 +3,8 @@ segpl-vi trained on K labelled slices spread through the structures, scored on e
 holding foreground.
 
 Slices are chosen at evenly spaced percentiles from the 25th to the 75th of the slices that hold
-any foreground along the axis (K = 3: the 25th, 50th and 75th); one slice is the median. IoU is
+any foreground along the axis (K = 3: the 25th, 50th and 75th); one slice is the median, or
+the slice nearest it that shows every class (``spread_slices``; from 2026-11-27). IoU is
 foreground IoU per class, pooled over the voxels of all test slices (background excluded). Each
 (method, seed) pair shares its seed, so differences are paired. (Rows in ``accuracy.json`` from
 before 2026-11-26 used linspace's first point for K = 1: the 25th percentile.)

@@ -159,7 +159,8 @@ class TrainConfig:
     slices moved by random affine maps (off in the ``ct`` preset), and (SegPL-VI) a threshold
     head fitted on the labelled slices as well as the KL. The ``ct`` and ``mri`` presets choose
     the network from the painted slices (``dims`` 0: ``choose_dims``, 3-slice 3D unless a
-    structure is thin). The paper's own settings are the ``paper`` presets.
+    structure is thin; one painted slice of a thin structure adds ``one_thin_slice``). The
+    paper's own settings are the ``paper`` presets.
     ``base_channels`` of 0 means the paper's backbone width for the chosen ``dims`` (16 for the
     2D U-net, 8 for the 3D one).
     """
