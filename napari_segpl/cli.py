@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine import METHODS, PRESETS, TrainConfig
-from .engine.config import LOSSES, ConfigError, resolve_preset
+from .engine.config import LOSSES, ConfigError, one_thin_slice_note, resolve_preset
 from .engine.device import DeviceError
 from .engine.model import CheckpointError
 from .engine.sampling import DataError
@@ -299,7 +299,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"
-        + (" (one thin slice painted: affine maps and CutMix)" if trainer.one_thin_slice else "")
+        + (f" ({one_thin_slice_note(config)})" if trainer.one_thin_slice else "")
     )
     print(f"device: {trainer.device}")
     bar = None

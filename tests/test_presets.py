@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_segpl.engine import PRESETS, TrainConfig
-from napari_segpl.engine.config import choose_dims, suggest_preset
+from napari_segpl.engine.config import choose_dims, one_thin_slice_note, suggest_preset
 
 #: The paper's 2D recipe (appendix table 1, BRATS), written out independently of config.py.
 PAPER_2D = {
@@ -128,6 +128,8 @@ def test_one_thin_slice_recipe(method, labelled, expected):
     assert got == expected
     assert trainer.one_thin_slice == (len(labelled) == 1)
     assert trainer.model.config.steps == expected["steps"]  # what a checkpoint stores
+    # what the dock and the CLI show: CutMix named only where it is on
+    assert ("CutMix" in one_thin_slice_note(trainer.config)) == (expected["mix"] > 0)
 
 
 def test_one_thin_slice_recipe_needs_dims_from_the_data():

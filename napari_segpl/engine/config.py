@@ -139,6 +139,13 @@ def one_thin_slice(config: TrainConfig, uses_unlabelled: bool) -> TrainConfig:
     return dataclasses.replace(config, **values)
 
 
+def one_thin_slice_note(config: TrainConfig) -> str:
+    """What ``one_thin_slice`` changed in ``config``, for front ends to show (supervised
+    training gets the affine maps only)."""
+    parts = ["affine maps"] + (["CutMix"] if config.mix > 0 else [])
+    return f"one thin slice: {' and '.join(parts)}"
+
+
 #: The segmentation losses (see ``losses.segmentation_loss``), for validation and front ends.
 LOSSES = ("dice", "dice+bce", "bce")
 

@@ -44,7 +44,7 @@ from ..engine import (
     TrainedModel,
     labelled_slices,
 )
-from ..engine.config import ConfigError
+from ..engine.config import ConfigError, TrainConfig, one_thin_slice_note
 from ..layers import GRID_KEY, export_layer, radiological_view, same_grid_kwargs
 from .params import ParameterForm, let_shrink
 from .plots import LossPlot, ThresholdPlot
@@ -440,8 +440,7 @@ class SegPLDock(QWidget):
         self._axis_of_run = self.axis
         self._labelled_of_run = self.labelled()
         self._ensure_layer(PSEUDO, image)
-        self.loss_plot.reset(config.steps)
-        self.threshold_plot.reset(config.prior_mu, config.prior_sigma, config.steps)
+        self._reset_views(config)
         learns = METHODS[config.method].learns_threshold
         self.plots.setTabEnabled(1, learns)
         self.plots.setCurrentIndex(1 if learns else 0)
@@ -460,7 +459,6 @@ class SegPLDock(QWidget):
         self._worker.yielded.connect(self._on_event)
         self._worker.errored.connect(self._on_error)
         self._worker.finished.connect(self._on_training_finished)
-        self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.progress.setFormat("preparing data…")
         self.status.setText("")
@@ -483,11 +481,17 @@ class SegPLDock(QWidget):
         except Exception:
             return None
 
+    def _reset_views(self, config: TrainConfig) -> None:
+        """Progress bar and plots sized for ``config.steps`` (the form's, then the trainer's)."""
+        self.progress.setRange(0, config.steps)
+        self.loss_plot.reset(config.steps)
+        self.threshold_plot.reset(config.prior_mu, config.prior_sigma, config.steps)
+
     def _on_event(self, event: object) -> None:
         if isinstance(event, Started):
             self.model = event.model
             config = event.model.config
-            recipe = ", one thin slice: affine maps and CutMix" if event.one_thin_slice else ""
+            recipe = f", {one_thin_slice_note(config)}" if event.one_thin_slice else ""
             self.status.setText(
                 f"{len(event.labelled)} labelled slice{'s' if len(event.labelled) != 1 else ''}, "
                 f"{event.unlabelled} unlabelled, "
@@ -495,9 +499,7 @@ class SegPLDock(QWidget):
                 f"{config.steps} steps, on {event.device}"
             )
             if config.steps != self.progress.maximum():  # the trainer chose more steps
-                self.progress.setRange(0, config.steps)
-                self.loss_plot.reset(config.steps)
-                self.threshold_plot.reset(config.prior_mu, config.prior_sigma, config.steps)
+                self._reset_views(config)
         elif isinstance(event, StepEvent):
             self._on_step(event)
         elif isinstance(event, PreviewEvent):

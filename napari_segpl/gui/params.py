@@ -72,13 +72,13 @@ class ParameterForm(QWidget):
             "from the preset: CT and MRI train the 3D network (3 slices), or the 2D U-net when "
             "a painted class covers under 1 % of its slices (thin structures such as vessels); "
             "the paper presets as in the paper. With one painted slice of a thin structure, "
-            "SegPL also moves that slice by affine maps, mixes boxes between unlabelled images "
-            "(CutMix) and trains twice the steps"
+            "every method moves that slice by affine maps, and SegPL and SegPL-VI also mix "
+            "boxes between unlabelled images (CutMix) and train twice the steps"
         )
         self.steps = SpinBox(label="steps", value=d.steps, min=1, max=100_000, step=50)
         self.steps.tooltip = (
-            "optimiser steps; SegPL doubles them when the network comes from the preset and "
-            "one slice of a thin structure is painted (the status line says so)"
+            "optimiser steps; SegPL and SegPL-VI double them when the network comes from the "
+            "preset and one slice of a thin structure is painted (the status line says so)"
         )
         self.lr = FloatSpinBox(label="learning rate", value=d.lr, min=1e-5, max=1.0, step=0.005)
         self.lr.native.setDecimals(4)
