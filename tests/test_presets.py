@@ -85,16 +85,22 @@ def test_choose_dims_from_the_painted_fractions(painted, dims):
     assert choose_dims(painted) == dims
 
 
-def test_trainer_resolves_dims_zero_from_the_painted_slices():
+def _small_trainer(cfg: TrainConfig, labelled: list[int], height: int = 8, width: int = 1):
+    """A trainer on a 6 x 32 x 32 noise volume whose ``labelled`` slices each hold one
+    ``height`` x ``width`` block of class 1 (8 x 1: 0.8 % of a slice, a thin structure)."""
     from napari_segpl.engine import Trainer, prepare_data
 
     image = np.random.default_rng(0).normal(size=(6, 32, 32)).astype(np.float32)
+    labels = np.zeros((6, 32, 32), np.uint8)
+    labels[labelled, 8 : 8 + height, 8 : 8 + width] = 1
+    return Trainer(cfg, prepare_data(image, labels, cfg, labelled=labelled))
+
+
+def test_trainer_resolves_dims_zero_from_the_painted_slices():
     # a 12 x 12 block: 14 % of the 32 x 32 slice, 3D; a 1 x 8 line: 0.8 %, thin, 2D
     for (height, width), expected in (((12, 12), 3), ((8, 1), 2)):
-        labels = np.zeros((6, 32, 32), np.uint8)
-        labels[2, 8 : 8 + height, 8 : 8 + width] = 1
         cfg = TrainConfig(dims=0, axis=0, steps=1, patch=32, depth=2, preview_every=0)
-        trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[2]))
+        trainer = _small_trainer(cfg, [2], height, width)
         assert trainer.config.dims == expected
         assert trainer.model.config.dims == expected  # what a checkpoint stores
     with pytest.raises(ValueError, match="choose_dims"):
@@ -114,15 +120,10 @@ def test_trainer_resolves_dims_zero_from_the_painted_slices():
     ],
 )
 def test_one_thin_slice_recipe(method, labelled, expected):
-    from napari_segpl.engine import Trainer, prepare_data
-
-    image = np.random.default_rng(0).normal(size=(6, 32, 32)).astype(np.float32)
-    labels = np.zeros((6, 32, 32), np.uint8)
-    labels[labelled, 8:16, 8] = 1  # a 8 x 1 line: 0.8 % of the slice, thin
     cfg = TrainConfig.from_preset(
         "ct", method=method, axis=0, steps=4, patch=32, depth=2, preview_every=0
     )
-    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=labelled))
+    trainer = _small_trainer(cfg, labelled)  # an 8 x 1 line: thin
     got = {k: getattr(trainer.config, k) for k in expected}
     assert trainer.config.dims == 2
     assert got == expected
@@ -134,12 +135,7 @@ def test_one_thin_slice_recipe(method, labelled, expected):
 
 def test_one_thin_slice_recipe_needs_dims_from_the_data():
     """An explicit network (the paper presets, or a user's choice) keeps its recipe."""
-    from napari_segpl.engine import Trainer, prepare_data
-
-    image = np.random.default_rng(0).normal(size=(6, 32, 32)).astype(np.float32)
-    labels = np.zeros((6, 32, 32), np.uint8)
-    labels[2, 8:16, 8] = 1
     cfg = TrainConfig.from_preset("ct", dims=2, axis=0, steps=4, patch=32, depth=2)
-    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[2]))
+    trainer = _small_trainer(cfg, [2])
     assert (trainer.config.affine, trainer.config.mix, trainer.config.steps) == (0.0, 0.0, 4)
     assert not trainer.one_thin_slice
