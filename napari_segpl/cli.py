@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         "warp": "random affine map of the unlabelled images the network trains on ({})",
         "affine": "random affine map of the labelled slices, every method ({})",
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
+        "span": "sampling weight of unlabelled slices between the painted ones, 0-1 ({})",
         "mix": "probability of a CutMix box from another unlabelled image ({})",
     }
     for name, text in float_levers.items():

@@ -187,6 +187,7 @@ def test_poly_schedule_decays_the_learning_rate(toy_volume):
         {"threshold_weight": -1.0},
         {"warp": 1.5},
         {"near": -1.0},
+        {"span": 1.5},
     ],
 )
 def test_lever_values_are_validated(bad):
@@ -413,6 +414,27 @@ def test_near_sampling_weights_by_hand():
         data, TrainConfig(near=0.2, dims=2, patch=16, depth=2), np.random.default_rng(0)
     )
     assert sampler.unlabelled_batch(4).shape == (4, 1, 4, 4)
+
+
+def test_span_weight_scales_slices_between_the_painted_ones():
+    image = np.zeros((10, 4, 4), np.float32)
+    data = TrainingData(image, np.zeros((10, 4, 4), np.int32), [2, 7], 1, False)
+    # Uniform (near 0) with the span at a quarter: slices 3-6 weigh 0.25, slices 0, 1, 8, 9 weigh 1
+    by_hand = np.array([1, 1, 0.25, 0.25, 0.25, 0.25, 1, 1])
+    np.testing.assert_allclose(unlabelled_weights(data, 0.0, 0.25), by_hand / by_hand.sum())
+    # With near, the span multiplies the distance weight; 0 leaves only the ends
+    ends = unlabelled_weights(data, 0.2, 0.0)
+    near = np.exp(-np.array([2, 1, 1, 2]) / 2.0)
+    np.testing.assert_allclose(ends, np.r_[near[:2], 0, 0, 0, 0, near[2:]] / near.sum())
+    # Painted first and last slices leave nothing outside: the span changes nothing
+    edge = TrainingData(image, np.zeros((10, 4, 4), np.int32), [0, 9], 1, False)
+    assert unlabelled_weights(edge, 0.0, 0.0) is not None
+    np.testing.assert_allclose(unlabelled_weights(edge, 0.0, 0.0), np.full(8, 1 / 8))
+    ramp = np.broadcast_to(np.arange(10, dtype=np.float32)[:, None, None], (10, 4, 4))
+    data.image = np.ascontiguousarray(ramp)  # each slice reads as its own index
+    config = TrainConfig(span=0.0, near=0.0, dims=2, patch=16, depth=2)
+    batch = Sampler(data, config, np.random.default_rng(0)).unlabelled_batch(200)
+    assert set(np.unique(batch[:, 0, 0, 0])) == {0.0, 1.0, 8.0, 9.0}
 
 
 def test_labelled_affine_moves_images_and_targets_alike():

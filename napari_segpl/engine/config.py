@@ -35,6 +35,7 @@ _PAPER_BASE: dict[str, Any] = {
     "warp": 0.0,
     "affine": 0.0,
     "near": 0.0,
+    "span": 1.0,
     "mix": 0.0,
     "gate": False,
     "exclusive": False,
@@ -211,6 +212,10 @@ class TrainConfig:
     warp: float = 0.2
     affine: float = 0.2
     near: float = 0.15
+    #: sampling weight of an unlabelled slice between the first and last painted slice,
+    #: relative to one outside that span (1: no difference; 0: pseudo labels only from the
+    #: volume's ends, where the painted slices say least)
+    span: float = 1.0
     #: probability that an unlabelled image takes a CutMix box from another (methods/segpl.py)
     mix: float = 0.0
     #: after the burn-in, wait until the teacher's pseudo labels are inside the collapse
@@ -269,6 +274,7 @@ class TrainConfig:
             (0 <= self.warp <= 1, "warp strength must lie in [0, 1]"),
             (0 <= self.affine <= 1, "affine strength must lie in [0, 1]"),
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
+            (0 <= self.span <= 1, "span is a relative sampling weight, in [0, 1]"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (

@@ -189,22 +189,29 @@ def stack_indices(s: int, n: int, dims: int) -> list[int]:
     return [min(max(s + d, 0), n - 1) for d in (-1, 0, 1)]
 
 
-def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
-    """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0).
+def unlabelled_weights(data: TrainingData, near: float, span: float = 1.0) -> np.ndarray | None:
+    """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0, ``span`` 1).
 
     With ``near`` > 0 a slice of the labelled volume is drawn with weight ``exp(-d / (near n))``,
     d its distance in slices to the nearest labelled slice and n the volume's slice count (so
     one value suits a 34-slice chest CT and a 160-slice brain): pseudo labels are most often
-    right next to what was painted, and the user paints where the structures are. Slices of
-    extra volumes have no distance and get the mean weight of the labelled volume's slices.
+    right next to what was painted, and the user paints where the structures are. ``span`` < 1
+    scales the weight of slices between the first and last labelled slice, where the painted
+    slices already teach the network most; if no slice lies outside that span it has no effect.
+    Slices of extra volumes have no distance and get the mean weight of the labelled volume's
+    slices.
     """
     pool = data.unlabelled
-    if near <= 0 or not pool:
+    if (near <= 0 and span == 1) or not pool:
         return None
     own = np.array([v == 0 for v, _ in pool])
-    slices = np.array([s for _, s in pool])
-    dist = np.abs(slices[own, None] - np.asarray(data.labelled)[None]).min(axis=1)
-    w_own = np.exp(-dist / (near * data.image.shape[0]))
+    slices = np.array([s for _, s in pool])[own]
+    labelled = np.asarray(data.labelled)
+    dist = np.abs(slices[:, None] - labelled[None]).min(axis=1)
+    w_own = np.exp(-dist / (near * data.image.shape[0])) if near > 0 else np.ones(len(slices))
+    inside = (slices > labelled.min()) & (slices < labelled.max())
+    if span != 1 and not inside.all():
+        w_own = np.where(inside, span * w_own, w_own)
     weights = np.full(len(pool), w_own.mean() if own.any() else 1.0)
     weights[own] = w_own
     return weights / weights.sum()
@@ -221,7 +228,7 @@ class Sampler:
         self.data, self.config, self.rng = data, config, rng
         self.multiple = 2**config.depth
         self._pool = data.unlabelled
-        self._weights = unlabelled_weights(data, config.near)
+        self._weights = unlabelled_weights(data, config.near, config.span)
         volumes = [data.image, *data.unlabelled_volumes]
         self._fill = [float(vol.min()) for vol in volumes]
         h, w = data.image.shape[1:]
