@@ -11,13 +11,7 @@ import torch
 from napari_segpl.engine import StepEvent, TrainConfig, Trainer, get_method, prepare_data
 from napari_segpl.engine.augment import mix, random_affine, random_boxes, warp, warp_labelled
 from napari_segpl.engine.config import ConfigError
-from napari_segpl.engine.losses import (
-    alpha_at,
-    cooldown_at,
-    dice_loss,
-    gaussian_kl,
-    segmentation_loss,
-)
+from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
 from napari_segpl.engine.methods import Batch
 from napari_segpl.engine.methods.segpl import partners, perturb_intensity
 from napari_segpl.engine.sampling import Sampler, TrainingData, unlabelled_weights
@@ -37,24 +31,6 @@ def test_burn_in_then_warmup():
     assert [alpha_at(s, 1.0, 4, burn_in_steps=10) for s in (0, 9, 10, 12, 14, 50)] == [
         0.0, 0.0, 0.0, 0.5, 1.0, 1.0,
     ]  # fmt: skip
-
-
-def test_cooldown_by_hand():
-    # 10 steps, the last 4 ramp alpha down: steps 0-5 keep it, 6-9 give 3/4, 2/4, 1/4, 0
-    assert [cooldown_at(s, 10, 4) for s in range(10)] == [1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0]
-    assert all(cooldown_at(s, 10, 0) == 1.0 for s in range(10))  # off
-
-
-def test_cooldown_reaches_the_trainers_alpha(toy_volume):
-    image, labels = toy_volume
-    cfg = TrainConfig.from_preset(
-        "paper", steps=8, base_channels=4, depth=2, patch=32, warmup=0.0, cooldown=0.5
-    )
-    cfg.preview_every = 0
-    events = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[10])).run()
-    alphas = [e.losses["alpha"] for e in events if isinstance(e, StepEvent)]
-    base = cfg.alpha  # the paper's alpha, constant without warm-up or burn-in
-    assert alphas == pytest.approx([base] * 4 + [base * 3 / 4, base / 2, base / 4, 0.0])
 
 
 def _batch(n_l=2, n_u=3, size=16, classes=1, seed=0):
@@ -212,8 +188,6 @@ def test_poly_schedule_decays_the_learning_rate(toy_volume):
         {"warp": 1.5},
         {"near": -1.0},
         {"span": 1.5},
-        {"cooldown": 1.0},
-        {"cooldown": -0.1},
     ],
 )
 def test_lever_values_are_validated(bad):
@@ -370,28 +344,6 @@ def test_warp_moves_the_pseudo_labels_with_the_student_view():
     torch.testing.assert_close(out.pseudo, expected)
     assert out.logs["unsup"] == pytest.approx(by_hand.item(), rel=1e-5)
     assert 0 < inside.mean() < 1  # some corners came from outside and are left out
-
-
-def test_tta_averages_the_teachers_two_views():
-    """With ``tta`` the pseudo label thresholds the mean of the teacher's clean probabilities
-    moved by the student's map and the teacher's probabilities on the moved image."""
-    method = _method("segpl", warp=0.5, tta=True)
-    batch = _batch(size=32)
-    torch.manual_seed(5)
-    out = method.compute_loss(batch, 0, lambda s: 1.0)
-    torch.manual_seed(5)
-    theta = random_affine(3, 0.5, "cpu", torch.float32)
-    with torch.no_grad():
-        moved_clean = warp(torch.sigmoid(method.model(batch.x_u)[0]), theta)
-        low = batch.x_u.amin(dim=(1, 2, 3), keepdim=True)
-        on_moved = torch.sigmoid(method.model(warp(batch.x_u - low, theta) + low)[0])
-        expected = ((moved_clean + on_moved) / 2 > 0.5).float()
-        one_view = (moved_clean > 0.5).float()
-    torch.testing.assert_close(out.pseudo, expected)
-    assert not torch.equal(expected, one_view)  # the second view changed some pseudo labels
-    plain = _method("segpl", warp=0.5)
-    torch.manual_seed(5)
-    torch.testing.assert_close(plain.compute_loss(batch, 0, lambda s: 1.0).pseudo, one_view)
 
 
 def test_mix_by_hand():

@@ -218,14 +218,6 @@ class TrainConfig:
     span: float = 1.0
     #: probability that an unlabelled image takes a CutMix box from another (methods/segpl.py)
     mix: float = 0.0
-    #: fraction of the run, at its end, over which alpha ramps back down to 0: the last steps
-    #: learn from the painted slices alone, so what the pseudo labels taught stays only where
-    #: the painted slices do not contradict it
-    cooldown: float = 0.0
-    #: the pseudo labels average two views of the teacher: its clean-image probabilities moved
-    #: by the student's affine map, and its probabilities on the moved image itself (needs
-    #: ``warp``; one more forward pass without gradient)
-    tta: bool = False
     #: after the burn-in, wait until the teacher's pseudo labels are inside the collapse
     #: guard's bands before the pseudo-label loss ramps in
     gate: bool = True
@@ -251,10 +243,6 @@ class TrainConfig:
     @property
     def burn_in_steps(self) -> int:
         return int(round(self.burn_in * self.steps))
-
-    @property
-    def cooldown_steps(self) -> int:
-        return int(round(self.cooldown * self.steps))
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError for a value no run can use; return self for chaining."""
@@ -288,7 +276,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.span <= 1, "span is a relative sampling weight, in [0, 1]"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
-            (0 <= self.cooldown < 1, "cooldown is a fraction of the steps, in [0, 1)"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", *LOSSES),

@@ -91,14 +91,6 @@ def alpha_at(step: int, alpha: float, warmup_steps: int, burn_in_steps: int = 0)
     return alpha * min(1.0, step / warmup_steps)
 
 
-def cooldown_at(step: int, steps: int, cooldown_steps: int) -> float:
-    """The factor on alpha over the run's last ``cooldown_steps`` steps: 1 before them, then
-    down linearly to 0 at the last step (0-based ``step`` of ``steps``)."""
-    if cooldown_steps <= 0:
-        return 1.0
-    return min(1.0, max(0.0, (steps - 1 - step) / cooldown_steps))
-
-
 def sample_threshold(
     mu: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None, low=0.01
 ) -> torch.Tensor:

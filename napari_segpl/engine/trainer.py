@@ -21,7 +21,7 @@ from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
-from .losses import alpha_at, cooldown_at
+from .losses import alpha_at
 from .methods import Batch, get_method
 from .model import TrainedModel
 from .networks import memory_format
@@ -144,8 +144,7 @@ class Trainer:
         def alpha_fn(step: int) -> float:
             if opened is None:
                 return 0.0
-            alpha = alpha_at(step, config.alpha, config.warmup_steps, opened)
-            return alpha * cooldown_at(step, config.steps, config.cooldown_steps)
+            return alpha_at(step, config.alpha, config.warmup_steps, opened)
 
         scheduler = None
         if config.lr_schedule == "poly":  # the usual segmentation decay (1 - t/T)^0.9

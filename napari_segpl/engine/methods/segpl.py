@@ -39,10 +39,7 @@ every one of them off):
   pseudo label (the teacher's probabilities on the clean images, moved and mixed alike) takes
   the same box. A prediction that leans on the rest of the image, rather than on what is in
   the box, no longer matches its pseudo label; French et al. (BMVC 2020) found such mask-based
-  perturbations to be what makes consistency work for segmentation;
-- ``tta``: with ``warp``, the pseudo labels threshold the mean of two views of the teacher,
-  its clean-image probabilities moved by the student's map and its probabilities on the moved
-  image; both lie in the student's frame, so no inverse map is needed.
+  perturbations to be what makes consistency work for segmentation.
 """
 
 from __future__ import annotations
@@ -142,7 +139,6 @@ class SegPL(Method):
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
-            teacher = self.teacher if self.teacher is not None else self.model
             if self.teacher is not None:
                 self.teacher.train(self.model.training)
                 p_u = torch.sigmoid(self.teacher(batch.x_u)[0].float())
@@ -153,10 +149,6 @@ class SegPL(Method):
             inside = None
             if view.theta is not None:  # move the teacher's view with the student's
                 p_u = warp(p_u, view.theta)
-                if config.tta:  # and average it with the teacher's view of the moved image
-                    moved = warp_image(batch.x_u, view.theta)
-                    moved = moved.contiguous(memory_format=memory_format(config.dims))
-                    p_u = (p_u + torch.sigmoid(teacher(moved)[0].float())) / 2
                 inside = warp(torch.ones_like(p_u[:, :1]), view.theta) > 0.999
                 inside = inside.to(logits_u.dtype)
             if view.boxes is not None:  # and mix it alike: each box carries its own pixels
