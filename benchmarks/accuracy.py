@@ -123,7 +123,7 @@ def run_one(
     sparse[tuple(index)] = truth[tuple(index)]
     t0 = time.perf_counter()
     trainer = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
-    warnings, trace, fg_trace, window, align_trace = [], [], [], [], []
+    warnings, trace, fg_trace, window = [], [], [], []
     for event in trainer.run():
         if isinstance(event, CollapseWarning):
             warnings.append(event.message)
@@ -136,9 +136,6 @@ def run_one(
                     means = np.mean(window, axis=0)
                     fg_trace.append([event.step, *(round(float(f), 5) for f in means)])
                     window = []
-            offsets = [v for k, v in sorted(event.losses.items()) if k.startswith("align_")]
-            if offsets and event.step % 20 == 0:  # the E-step's log-odds offsets (``align``)
-                align_trace.append([event.step, *(round(v, 3) for v in offsets)])
     model = trainer.model
     seconds = time.perf_counter() - t0
     pred = predict_volume(model, image.array, device=cfg.device)
@@ -168,7 +165,6 @@ def run_one(
         "collapse_warnings": warnings,
         "threshold_trace": trace,
         "fg_trace": fg_trace,
-        **({"align_trace": align_trace} if align_trace else {}),
         "painted_fractions": [round(f, 5) for f in labelled_fractions(trainer.data)],
         "train_seconds": seconds,
         "config": cfg.to_dict(),

@@ -190,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
         "span": "sampling weight of unlabelled slices between the painted ones, 0-1 ({})",
         "mix": "probability of a CutMix box from another unlabelled image ({})",
-        "align": "rate pulling pseudo-label class shares to the painted ones' ({})",
     }
     for name, text in float_levers.items():
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))

@@ -4,8 +4,6 @@ These test what each lever does, not whether it improves accuracy (that is bench
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -15,13 +13,7 @@ from napari_segpl.engine.augment import mix, random_affine, random_boxes, warp, 
 from napari_segpl.engine.config import ConfigError
 from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
 from napari_segpl.engine.methods import Batch
-from napari_segpl.engine.methods.segpl import (
-    ALIGN_LIMIT,
-    alignment_step,
-    partners,
-    perturb_intensity,
-    shift_odds,
-)
+from napari_segpl.engine.methods.segpl import partners, perturb_intensity
 from napari_segpl.engine.sampling import Sampler, TrainingData, unlabelled_weights
 
 
@@ -512,71 +504,3 @@ def test_exclusive_pseudo_labels_by_hand(exclusive, nested, expected):
     batch = Batch(x_l, torch.zeros(1, 2, 1, 4), None, torch.zeros(1, 1, 1, 4))
     out = method._loss(batch, torch.zeros(1, 2, 1, 4), logits_u, 0.5, 1.0)
     assert out.pseudo.reshape(2, 4).tolist() == expected
-
-
-def test_alignment_step_by_hand():
-    # painted shares 0.3 : 0.1 -> 0.75 / 0.25; pseudo labels 59 : 39 pixels -> (60, 40) -> 0.6 / 0.4
-    offset = torch.zeros(3)
-    prior = torch.tensor([0.3, 0.1, 0.0])  # the third class is not painted: it never moves
-    out = alignment_step(offset, torch.tensor([59.0, 39.0, 500.0]), prior, 0.5)
-    expected = [0.5 * math.log(0.75 / 0.6), 0.5 * math.log(0.25 / 0.4), 0.0]
-    assert out.tolist() == pytest.approx(expected, abs=1e-6)
-    # shares already as painted: nothing moves; far off: the offset stops at the limit
-    same = alignment_step(offset, torch.tensor([299.0, 99.0, 0.0]), prior, 0.5)
-    assert same.tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)
-    far = alignment_step(torch.full((3,), 1.9), torch.tensor([0.0, 1e6, 0.0]), prior, 1.0)
-    assert far[0].item() == pytest.approx(ALIGN_LIMIT) and far[1].item() < 1.9
-    # one painted class: there are no shares to align
-    single = alignment_step(offset, torch.tensor([5.0, 7.0, 0.0]), torch.tensor([0.2, 0, 0]), 1.0)
-    assert single.tolist() == [0.0, 0.0, 0.0]
-
-
-def test_shift_odds_by_hand():
-    p = torch.tensor([0.5, 0.2]).reshape(1, 2, 1)
-    out = shift_odds(p, torch.tensor([math.log(3.0), 0.0]))
-    assert out.reshape(2).tolist() == pytest.approx([0.75, 0.2], abs=1e-6)
-
-
-def test_alignment_pulls_pseudo_label_shares_towards_the_painted_ones():
-    # Class 2 is ahead of class 1 on 7 of 8 pixels, by 0.01 to 0.2; the painted slices hold
-    # the classes 1 : 1. The offsets move class 2's share of the pseudo labels down to about
-    # half (class 2 stays ahead where it leads most), and nothing moves without align
-    p1 = torch.tensor([0.9] + [0.6] * 7)
-    p2 = torch.tensor([0.7, 0.61, 0.64, 0.67, 0.7, 0.73, 0.76, 0.8])
-    p = torch.stack([p1, p2]).reshape(1, 2, 1, 8)
-    logits_u = torch.log(p / (1 - p))
-    batch = Batch(torch.zeros(1, 1, 1, 8), torch.zeros(1, 2, 1, 8), None, torch.zeros(1, 1, 1, 8))
-    shares = {}
-    for rate in (0.0, 0.1):
-        method = _method("segpl", exclusive=True, align=rate)
-        method.class_prior = [0.25, 0.25]
-        for _ in range(40):
-            out = method._loss(batch, torch.zeros(1, 2, 1, 8), logits_u, 0.5, 1.0)
-        shares[rate] = out.pseudo.reshape(2, 8).sum(dim=1).tolist()
-        if rate:
-            assert method.align_offset[1] < 0 < method.align_offset[0]
-            assert "align_2" in out.logs
-    assert shares[0.0] == [1, 7]
-    assert sum(shares[0.1]) == 8 and 3 <= shares[0.1][1] <= 5
-    assert out.pseudo.reshape(2, 8)[1, -1] == 1  # where class 2 leads most it keeps the pixel
-
-
-def test_trainer_hands_the_painted_shares_to_the_method(toy_volume):
-    image, labels = toy_volume
-    sparse = np.zeros_like(labels)
-    sparse[..., [6, 13]] = labels[..., [6, 13]]
-    config = TrainConfig(dims=2, axis=2, steps=2, batch=1, ratio=1, patch=16, depth=2,
-                         base_channels=4, preview_every=0, burn_in=0.0, align=0.5)  # fmt: skip
-    trainer = Trainer(config, prepare_data(image, sparse, config))
-    method = trainer.model.method
-    seen, original = [], method._loss
-
-    def spy(*args, **kwargs):
-        seen.append(method.class_prior)
-        return original(*args, **kwargs)
-
-    method._loss = spy
-    events = list(trainer.run())
-    assert seen and seen[0] == pytest.approx(trainer.painted) and len(seen[0]) == 2
-    assert method.class_prior is None  # the run's prior does not outlive the run
-    assert any("align_1" in e.losses for e in events if isinstance(e, StepEvent))

@@ -20,8 +20,8 @@ PAPER_2D = {
 LEVERS_OFF = {
     "burn_in": 0.0, "unsup_dice": "image", "confidence": 0.0, "skip_empty": False, "ema": 0.0,
     "augment": False, "lr_schedule": "constant", "threshold_signal": "kl", "perturb": 0.0,
-    "unsup_loss": "", "warp": 0.0, "affine": 0.0, "near": 0.0, "span": 1.0, "align": 0.0,
-    "gate": False, "exclusive": False,
+    "unsup_loss": "", "warp": 0.0, "affine": 0.0, "near": 0.0, "span": 1.0, "gate": False,
+    "exclusive": False,
 }  # fmt: skip
 
 

@@ -37,7 +37,6 @@ _PAPER_BASE: dict[str, Any] = {
     "near": 0.0,
     "span": 1.0,
     "mix": 0.0,
-    "align": 0.0,
     "gate": False,
     "exclusive": False,
 }
@@ -219,9 +218,6 @@ class TrainConfig:
     span: float = 1.0
     #: probability that an unlabelled image takes a CutMix box from another (methods/segpl.py)
     mix: float = 0.0
-    #: exclusive classes: rate at which per-class log-odds offsets move the pseudo labels'
-    #: class shares towards the painted slices' shares (methods/segpl.py; 0: off)
-    align: float = 0.0
     #: after the burn-in, wait until the teacher's pseudo labels are inside the collapse
     #: guard's bands before the pseudo-label loss ramps in
     gate: bool = True
@@ -280,7 +276,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.span <= 1, "span is a relative sampling weight, in [0, 1]"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
-            (0 <= self.align <= 1, "align is a rate, in [0, 1]"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", *LOSSES),

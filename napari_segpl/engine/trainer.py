@@ -124,7 +124,6 @@ class Trainer:
         fmt = memory_format(config.dims)
         history: list[dict[str, float]] = []
         painted = self.painted
-        method.class_prior, method.align_offset = list(painted), None
         guard = CollapseGuard(painted) if method.uses_unlabelled else None
         # The gate: after the burn-in, a class's pseudo labels enter the loss only once the
         # teacher's pseudo labels of it are plausible (inside the guard's bands), and alpha
@@ -216,7 +215,6 @@ class Trainer:
             stopped = steps_done < config.steps
             let_in = method.pseudo_classes or []
             method.pseudo_classes = None  # the gate belongs to this run only
-            method.class_prior = None
             if steps_done:
                 method.finish()
             final: list[CollapseWarning] = []

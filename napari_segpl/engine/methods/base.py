@@ -80,11 +80,6 @@ class Method(ABC):
         #: Classes whose pseudo labels enter the loss (None: all). The trainer's gate opens a
         #: class once the teacher's pseudo labels of it are plausible.
         self.pseudo_classes: list[bool] | None = None
-        #: Each class's foreground fraction on the painted slices, set by the trainer for a run
-        #: (``align`` pulls the pseudo labels' class shares towards these), and the log-odds
-        #: offsets ``align`` has reached.
-        self.class_prior: list[float] | None = None
-        self.align_offset: torch.Tensor | None = None
         self._ema_updates = 0
         if config.ema > 0:
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)

@@ -39,14 +39,7 @@ every one of them off):
   pseudo label (the teacher's probabilities on the clean images, moved and mixed alike) takes
   the same box. A prediction that leans on the rest of the image, rather than on what is in
   the box, no longer matches its pseudo label; French et al. (BMVC 2020) found such mask-based
-  perturbations to be what makes consistency work for segmentation;
-- ``align=r``: for exclusive classes, the E-step's probabilities get one log-odds offset per
-  class before thresholding, moved after each step by ``r`` times the log ratio of the painted
-  slices' share of each class (among the painted classes) to its share of the pseudo labels.
-  This is the prior-shift correction of an E-step (Saerens et al., Neural Computation 2002),
-  with the painted slices' class shares as the prior: pseudo labels that keep giving one class
-  more of the foreground than the painted slices do (on the brain, white matter growing into
-  grey, benchmarks/RESULTS.md (m)) are pulled back, whatever the network's calibration.
+  perturbations to be what makes consistency work for segmentation.
 """
 
 from __future__ import annotations
@@ -70,37 +63,6 @@ def perturb_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     b = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
     noise = torch.randn_like(x) * (strength / 2)
     return x * (1 + a) + b + noise
-
-
-def shift_odds(p: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """(N, K, ...) probabilities with each class's log-odds moved by ``offset[k]``."""
-    shape = (1, -1) + (1,) * (p.ndim - 2)
-    logit = torch.logit(p.clamp(1e-6, 1 - 1e-6))
-    return torch.sigmoid(logit + offset.to(p.dtype).reshape(shape))
-
-
-#: the largest log-odds offset ``align`` may give a class (odds times e^2, about 7.4)
-ALIGN_LIMIT = 2.0
-
-
-def alignment_step(
-    offset: torch.Tensor, counts: torch.Tensor, prior: torch.Tensor, rate: float
-) -> torch.Tensor:
-    """One controller step of ``align``: each class's offset moves by ``rate`` times the log
-    of its share of the painted classes on the painted slices over its share of the pseudo
-    labels (counts plus one, so an absent class does not give an infinite step). Classes not
-    painted keep offset 0; with fewer than two painted classes nothing moves."""
-    present = prior > 0
-    if int(present.sum()) < 2:
-        return offset
-    counts = counts.to(offset.dtype) + 1
-    target = prior[present] / prior[present].sum()
-    observed = counts[present] / counts[present].sum()
-    out = offset.clone()
-    out[present] = (offset[present] + rate * (target.log() - observed.log())).clamp(
-        -ALIGN_LIMIT, ALIGN_LIMIT
-    )
-    return out
 
 
 def most_probable(p: torch.Tensor) -> torch.Tensor:
@@ -193,14 +155,8 @@ class SegPL(Method):
                 p_u = mix(p_u, view.boxes.to(p_u.dtype), view.partner)
                 if inside is not None:
                     inside = mix(inside, view.boxes.to(inside.dtype), view.partner)
-            exclusive = config.exclusive and not config.nested and p_u.shape[1] > 1
-            aligning = exclusive and config.align > 0 and self.class_prior is not None
-            if aligning:
-                if self.align_offset is None:
-                    self.align_offset = torch.zeros(p_u.shape[1], device=p_u.device)
-                p_u = shift_odds(p_u, self.align_offset)
             pseudo = p_u > threshold
-            if exclusive:
+            if config.exclusive and not config.nested and p_u.shape[1] > 1:
                 pseudo = pseudo & most_probable(p_u)
             pseudo = pseudo.to(logits_u.dtype)
             mask = inside
@@ -219,16 +175,6 @@ class SegPL(Method):
                 shape = (1, len(self.pseudo_classes)) + (1,) * (pseudo.ndim - 2)
                 gated = torch.tensor(self.pseudo_classes, dtype=pseudo.dtype, device=pseudo.device)
                 mask = gated.reshape(shape) if mask is None else mask * gated.reshape(shape)
-            if aligning:  # counted where the loss looks: centre slices, inside the view
-                counted = pseudo if inside is None else pseudo * inside
-                if counted.ndim == 5:
-                    counted = counted[:, :, counted.shape[2] // 2]
-                counts = counted.sum(dim=(0, *range(2, counted.ndim)))
-                prior = torch.tensor(self.class_prior, device=counts.device)
-                self.align_offset = alignment_step(
-                    self.align_offset, counts.float(), prior, config.align
-                )
-                logs.update({f"align_{c + 1}": v for c, v in enumerate(self.align_offset.tolist())})
             if config.skip_empty:
                 spatial = (0, *range(2, pseudo.ndim))
                 present = (pseudo.sum(dim=spatial) > 0).to(logits_u.dtype)
