@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "affine": "random affine map of the labelled slices, every method ({})",
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
         "span": "sampling weight of unlabelled slices between the painted ones, 0-1 ({})",
-        "mix": "probability of a CutMix box from another unlabelled image ({})",
+        "mix": "probability of a CutMix box from another unlabelled image (mri 0.5, else {})",
     }
     for name, text in float_levers.items():
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))

@@ -46,9 +46,10 @@ def _differences(a: TrainConfig, b: TrainConfig) -> set[str]:
     }
 
 
-def test_ct_and_mri_presets_are_the_default_recipe_but_for_window_affine_and_dims():
+def test_ct_and_mri_presets_are_the_default_recipe_but_for_window_affine_dims_and_mix():
     default, ct, mri = TrainConfig(), TrainConfig.from_preset("ct"), TrainConfig.from_preset("mri")
-    assert _differences(mri, default) == {"dims"}
+    assert _differences(mri, default) == {"dims", "mix"}
+    assert (default.mix, ct.mix, mri.mix) == (0.0, 0.0, 0.5)  # CutMix: measured on the brain
     assert _differences(ct, default) == {"normalisation", "affine", "dims"}
     assert (default.affine, ct.affine, mri.affine) == (0.2, 0.0, 0.2)  # helps MRI, hurts CT
     assert (ct.dims, mri.dims) == (0, 0)  # chosen from the painted slices
