@@ -300,7 +300,11 @@ def _train(args: argparse.Namespace) -> int:
         f"{config.method}: {len(data.labelled)} labelled slices {data.labelled} along axis "
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"
-        + (f" ({one_thin_slice_note(config)})" if trainer.one_thin_slice else "")
+        + (
+            f" ({one_thin_slice_note(config, trainer.model.method.uses_unlabelled)})"
+            if trainer.one_thin_slice
+            else ""
+        )
     )
     print(f"device: {trainer.device}")
     bar = None

@@ -131,7 +131,22 @@ def test_one_thin_slice_recipe(method, labelled, expected):
     assert trainer.one_thin_slice == (len(labelled) == 1)
     assert trainer.model.config.steps == expected["steps"]  # what a checkpoint stores
     # what the dock and the CLI show: CutMix named only where it is on
-    assert ("CutMix" in one_thin_slice_note(trainer.config)) == (expected["mix"] > 0)
+    uses_unlabelled = trainer.model.method.uses_unlabelled
+    assert ("CutMix" in one_thin_slice_note(trainer.config, uses_unlabelled)) == (
+        expected["mix"] > 0
+    )
+
+
+def test_one_thin_slice_note_never_names_cutmix_for_supervised_training():
+    """The mri preset sets ``mix`` for every method; supervised training still never mixes."""
+    cfg = TrainConfig.from_preset(
+        "mri", method="supervised", axis=0, steps=4, patch=32, depth=2, preview_every=0
+    )
+    trainer = _small_trainer(cfg, [2])  # an 8 x 1 line: thin
+    assert trainer.one_thin_slice and trainer.config.mix == 0.5
+    assert one_thin_slice_note(trainer.config, False) == "one thin slice: affine maps"
+    segpl = dataclasses.replace(trainer.config, method="segpl")
+    assert one_thin_slice_note(segpl, True) == "one thin slice: affine maps and CutMix"
 
 
 def test_one_thin_slice_recipe_needs_dims_from_the_data():

@@ -144,10 +144,10 @@ def one_thin_slice(config: TrainConfig, uses_unlabelled: bool) -> TrainConfig:
     return dataclasses.replace(config, **values)
 
 
-def one_thin_slice_note(config: TrainConfig) -> str:
+def one_thin_slice_note(config: TrainConfig, uses_unlabelled: bool) -> str:
     """What ``one_thin_slice`` changed in ``config``, for front ends to show (supervised
-    training gets the affine maps only)."""
-    parts = ["affine maps"] + (["CutMix"] if config.mix > 0 else [])
+    training gets the affine maps only: it never mixes, even where the preset sets ``mix``)."""
+    parts = ["affine maps"] + (["CutMix"] if uses_unlabelled and config.mix > 0 else [])
     return f"one thin slice: {' and '.join(parts)}"
 
 

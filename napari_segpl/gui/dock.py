@@ -491,7 +491,8 @@ class SegPLDock(QWidget):
         if isinstance(event, Started):
             self.model = event.model
             config = event.model.config
-            recipe = f", {one_thin_slice_note(config)}" if event.one_thin_slice else ""
+            note = one_thin_slice_note(config, event.model.method.uses_unlabelled)
+            recipe = f", {note}" if event.one_thin_slice else ""
             self.status.setText(
                 f"{len(event.labelled)} labelled slice{'s' if len(event.labelled) != 1 else ''}, "
                 f"{event.unlabelled} unlabelled, "
