@@ -39,6 +39,7 @@ _PAPER_BASE: dict[str, Any] = {
     "mix": 0.0,
     "gate": False,
     "exclusive": False,
+    "intensity": 0.0,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -230,6 +231,10 @@ class TrainConfig:
     #: probable above the threshold, as inference labels it, instead of one independent
     #: threshold per class channel (which let both lungs' channels cover both lungs)
     exclusive: bool = True
+    #: weight of the painted slices' intensity evidence in the E-step (``intensity.py``): the
+    #: log-likelihood ratio of each class, times this, added to the teacher's logits before
+    #: the pseudo labels are cut (0: the network alone)
+    intensity: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -281,6 +286,7 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.span <= 1, "span is a relative sampling weight, in [0, 1]"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
+            (self.intensity >= 0, "intensity must be 0 (off) or more"),
             (self.threshold_weight >= 0, "threshold_weight must be 0 or more"),
             (
                 self.unsup_loss in ("", *LOSSES),

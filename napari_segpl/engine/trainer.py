@@ -21,6 +21,7 @@ from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
+from .intensity import IntensityEvidence
 from .losses import alpha_at
 from .methods import Batch, get_method
 from .model import TrainedModel
@@ -118,6 +119,8 @@ class Trainer:
         torch.set_rng_state(self._torch_state)  # as if training followed construction at once
         method.to(self.device)
         method.train()
+        if config.intensity > 0 and method.uses_unlabelled:
+            method.evidence = self._fit_evidence()
         sampler = Sampler(self.data, config, rng)
         optimiser = torch.optim.Adam(method.parameters(), lr=config.lr)
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
@@ -264,12 +267,20 @@ class Trainer:
         from .inference import labels_from_probabilities
 
         s = int(self.preview_slice)
-        prob = self._probabilities(s)
+        prob = self._probabilities(s, e_step=True)
         labels = labels_from_probabilities(prob, self.config.threshold, self.config.nested)
         return PreviewEvent(step, s, labels, prob)
 
-    def _probabilities(self, s: int) -> np.ndarray:
-        """(K, h, w) class probabilities of slice ``s`` of the labelled volume, in eval mode."""
+    def _fit_evidence(self) -> IntensityEvidence:
+        """The painted slices' intensity evidence (``intensity.py``), whole slices."""
+        data = self.data
+        labelled = list(data.labelled)
+        targets = encode_target(data.labels[labelled], data.num_classes, data.nested)
+        return IntensityEvidence.fit(data.image[labelled], targets)
+
+    def _probabilities(self, s: int, e_step: bool = False) -> np.ndarray:
+        """(K, h, w) class probabilities of slice ``s`` of the labelled volume, in eval mode;
+        ``e_step``: as the E-step sees them (with the intensity evidence, when on)."""
         method, config = self.model.method, self.config
         volume = self.data.image
         idx = stack_indices(s, volume.shape[0], config.dims)
@@ -278,7 +289,11 @@ class Trainer:
         x = torch.from_numpy(image[None] if config.dims == 3 else image)[None]
         method.train(False)
         with torch.no_grad(), self._autocast():
-            prob = torch.sigmoid(method.logits(x.to(self.device)).float())
+            x = x.to(self.device)
+            logits = method.logits(x)
+            if e_step:
+                logits = method.e_step_logits(logits, x)
+            prob = torch.sigmoid(logits.float())
         prob = prob[0, :, 1] if config.dims == 3 else prob[0]
         return prob[:, :h, :w].cpu().numpy()
 

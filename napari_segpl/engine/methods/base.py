@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..intensity import IntensityEvidence
 from ..networks import UNet, memory_format
 
 METHODS: dict[str, type[Method]] = {}
@@ -80,6 +81,9 @@ class Method(ABC):
         #: Classes whose pseudo labels enter the loss (None: all). The trainer's gate opens a
         #: class once the teacher's pseudo labels of it are plausible.
         self.pseudo_classes: list[bool] | None = None
+        #: With ``intensity > 0``: the painted slices' intensity evidence, which the trainer
+        #: fits before a run; methods that make pseudo labels add it to the teacher's logits.
+        self.evidence: IntensityEvidence | None = None
         self._ema_updates = 0
         if config.ema > 0:
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)
@@ -135,6 +139,13 @@ class Method(ABC):
     @abstractmethod
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
         """One step's loss; ``alpha_fn(step)`` gives the unsupervised weight with its warm-up."""
+
+    def e_step_logits(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The logits pseudo labels are cut from: the network's, plus the intensity evidence of
+        the images ``x`` when there is any (``intensity`` times its log-likelihood ratios)."""
+        if self.evidence is None or self.config.intensity <= 0:
+            return logits
+        return logits.float() + self.config.intensity * self.evidence(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Segmentation logits for inference (a deep ensemble would average here)."""

@@ -39,7 +39,10 @@ every one of them off):
   pseudo label (the teacher's probabilities on the clean images, moved and mixed alike) takes
   the same box. A prediction that leans on the rest of the image, rather than on what is in
   the box, no longer matches its pseudo label; French et al. (BMVC 2020) found such mask-based
-  perturbations to be what makes consistency work for segmentation.
+  perturbations to be what makes consistency work for segmentation;
+- ``intensity=w``: the teacher's logits plus ``w`` times the painted slices' intensity evidence
+  (``intensity.py``) before the pseudo labels are cut, on the clean images, so the E-step
+  weighs what the painted voxels' intensities say as well as what the network says.
 """
 
 from __future__ import annotations
@@ -141,11 +144,12 @@ class SegPL(Method):
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
             if self.teacher is not None:
                 self.teacher.train(self.model.training)
-                p_u = torch.sigmoid(self.teacher(batch.x_u)[0].float())
+                z_u = self.teacher(batch.x_u)[0]
             elif config.perturb > 0 or view.changed:  # clean view; trained on a changed one
-                p_u = torch.sigmoid(self.model(batch.x_u)[0].float())
+                z_u = self.model(batch.x_u)[0]
             else:
-                p_u = torch.sigmoid(logits_u.float())
+                z_u = logits_u.detach()
+            p_u = torch.sigmoid(self.e_step_logits(z_u, batch.x_u).float())
             inside = None
             if view.theta is not None:  # move the teacher's view with the student's
                 p_u = warp(p_u, view.theta)

@@ -80,11 +80,9 @@ class SegPLVI(SegPL):
         mu_l, sigma_l = self.head(feats_l.detach())
         t_l = sample_threshold(mu_l, sigma_l)
         t_l = t_l.reshape(t_l.shape + (1,) * (logits_l.ndim - 2))
-        if self.teacher is not None:  # T is applied to the teacher's probabilities: fit it there
-            with torch.no_grad():
-                p_l = torch.sigmoid(self.teacher(batch.x_l)[0].float())
-        else:
-            p_l = torch.sigmoid(logits_l.detach().float())
+        with torch.no_grad():  # T is applied to the E-step's probabilities: fit it there
+            z_l = logits_l.detach() if self.teacher is None else self.teacher(batch.x_l)[0]
+            p_l = torch.sigmoid(self.e_step_logits(z_l, batch.x_l).float())
         soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
         return dice_loss(soft, batch.y_l, mask=batch.mask_l)
 

@@ -1,0 +1,119 @@
+"""Mechanics of the E-step's intensity evidence (``engine/intensity.py``), not its accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segpl.engine import PreviewEvent, TrainConfig, Trainer, get_method, prepare_data
+from napari_segpl.engine.config import PRESETS, ConfigError
+from napari_segpl.engine.intensity import BINS, CLIP, SMOOTH, IntensityEvidence
+from napari_segpl.engine.methods import Batch
+
+
+def _by_hand(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The log-likelihood ratio per bin, written out with np.histogram and a plain loop."""
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    edges = np.linspace(lo, hi, BINS + 1)
+    clipped = np.clip(values, lo, hi)  # outside the range counts in the end bins
+
+    def density(v):
+        counts = np.histogram(v, edges)[0] + 1.0
+        half = SMOOTH // 2
+        smooth = [
+            sum(counts[min(max(i + j, 0), BINS - 1)] for j in range(-half, half + 1))
+            for i in range(BINS)
+        ]
+        return np.array(smooth) / sum(smooth)
+
+    return np.clip(np.log(density(clipped[inside]) / density(clipped[~inside])), -CLIP, CLIP)
+
+
+def test_fit_matches_a_hand_computation():
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 1, (2, 100, 120))
+    targets = np.zeros((2, 2, 100, 120), np.float32)
+    targets[0] = images > 0.8  # class 1: bright
+    targets[1] = images < -1.0  # class 2: dark
+    evidence = IntensityEvidence.fit(images, targets)
+    for k in range(2):
+        expected = _by_hand(images.ravel(), targets[k].ravel() > 0.5)
+        np.testing.assert_allclose(evidence.table[k].numpy(), expected, rtol=1e-5, atol=1e-5)
+    bright, dark = evidence.table[0], evidence.table[1]
+    assert bright[-1] > 3 and bright[0] < -3  # the bright class: likely high, unlikely low
+    assert dark[0] > 3 and dark[-1] < -3
+
+
+def test_no_evidence_where_intensity_says_nothing():
+    rng = np.random.default_rng(1)
+    images = rng.normal(0, 1, (1, 40, 40))
+    targets = np.zeros((2, 1, 40, 40), np.float32)
+    targets[0, 0, :, :20] = 1  # class 1: the left half, whatever its intensity
+    evidence = IntensityEvidence.fit(images, targets)
+    assert evidence.table[0].abs().max() < 0.6  # same distribution inside and out (noise only)
+    assert torch.equal(evidence.table[1], torch.zeros(BINS))  # class 2 never painted
+
+
+def test_lookup_agrees_with_numpy_bins():
+    evidence = IntensityEvidence(
+        torch.linspace(-1.0, 1.0, BINS + 1), torch.arange(2 * BINS, dtype=torch.float32)
+    )
+    evidence.table = evidence.table.reshape(2, BINS)
+    x = torch.cat([torch.linspace(-2, 2, 101), evidence.edges]).reshape(1, 1, 1, -1)
+    out = evidence(x)
+    assert out.shape == (1, 2, 1, x.shape[-1])
+    bins = np.clip(np.digitize(x.flatten().numpy(), evidence.edges.numpy()) - 1, 0, BINS - 1)
+    np.testing.assert_array_equal(out[0, 0, 0].numpy(), bins)
+    np.testing.assert_array_equal(out[0, 1, 0].numpy(), bins + BINS)
+    # 3-slice stacks: (N, 1, 3, H, W) -> (N, K, 3, H, W)
+    assert evidence(torch.zeros(2, 1, 3, 4, 5)).shape == (2, 2, 3, 4, 5)
+
+
+def _method(name: str, **config):
+    torch.manual_seed(0)
+    cfg = TrainConfig.from_preset("paper", method=name, base_channels=4, depth=2, **config)
+    return get_method(name)(cfg, 1)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.7])
+def test_the_e_step_adds_the_weighted_evidence_to_the_logits(weight):
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        torch.randn(2, 1, 16, 16, generator=g),
+        (torch.rand(2, 1, 16, 16, generator=g) > 0.6).float(),
+        None,
+        torch.randn(3, 1, 16, 16, generator=g),
+    )
+    method = _method("segpl", intensity=weight)
+    table = torch.linspace(-4.0, 4.0, BINS).reshape(1, BINS)  # bright pixels: class 1
+    method.evidence = IntensityEvidence(torch.linspace(-2.0, 2.0, BINS + 1), table)
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        logits = method.model(batch.x_u)[0]
+        expected = torch.sigmoid(logits + weight * method.evidence(batch.x_u)) > 0.5
+    torch.testing.assert_close(out.pseudo, expected.float())
+    plain = (torch.sigmoid(logits) > 0.5).float()
+    assert torch.equal(out.pseudo, plain) == (weight == 0)
+
+
+def test_trainer_fits_the_evidence_on_the_painted_slices_and_previews_with_it(toy_volume):
+    image, labels = toy_volume
+    sparse = np.zeros_like(labels)
+    sparse[..., [5, 14]] = labels[..., [5, 14]]
+    cfg = TrainConfig(steps=2, patch=32, base_channels=4, depth=2, intensity=1.0, preview_every=1)
+    trainer = Trainer(cfg, prepare_data(image, sparse, cfg))
+    previews = [e for e in trainer.run() if isinstance(e, PreviewEvent)]
+    evidence = trainer.model.method.evidence
+    assert evidence is not None and evidence.table.shape == (2, BINS)
+    # the toy's class 2 is the brightest: its evidence rises from the dark end to the bright one
+    assert evidence.table[1, -1] > 2 and evidence.table[1, 0] < 0
+    network_only = trainer._probabilities(previews[-1].slice_index)
+    assert not np.allclose(previews[-1].probabilities, network_only)  # the preview is the E-step's
+
+
+def test_off_by_default_and_in_the_paper_presets():
+    assert TrainConfig().intensity == 0.0
+    assert PRESETS["paper-mri"]["intensity"] == PRESETS["paper-ct"]["intensity"] == 0.0
+    with pytest.raises(ConfigError, match="intensity"):
+        TrainConfig(intensity=-1.0).validate()
