@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
         "span": "sampling weight of unlabelled slices between the painted ones, 0-1 ({})",
         "mix": "probability of a CutMix box from another unlabelled image (mri 0.5, else {})",
-        "intensity": "weight of the painted slices' intensity evidence in the E-step ({})",
+        "intensity": "weight of the painted slices' intensities in the E-step (mri 2, else {})",
     }
     for name, text in float_levers.items():
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))

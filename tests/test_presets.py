@@ -21,7 +21,7 @@ LEVERS_OFF = {
     "burn_in": 0.0, "unsup_dice": "image", "confidence": 0.0, "skip_empty": False, "ema": 0.0,
     "augment": False, "lr_schedule": "constant", "threshold_signal": "kl", "perturb": 0.0,
     "unsup_loss": "", "warp": 0.0, "affine": 0.0, "near": 0.0, "span": 1.0, "gate": False,
-    "exclusive": False,
+    "exclusive": False, "intensity": 0.0,
 }  # fmt: skip
 
 
@@ -46,10 +46,12 @@ def _differences(a: TrainConfig, b: TrainConfig) -> set[str]:
     }
 
 
-def test_ct_and_mri_presets_are_the_default_recipe_but_for_window_affine_dims_and_mix():
+def test_ct_and_mri_presets_are_the_default_recipe_but_for_window_affine_dims_and_mri_levers():
     default, ct, mri = TrainConfig(), TrainConfig.from_preset("ct"), TrainConfig.from_preset("mri")
-    assert _differences(mri, default) == {"dims", "mix"}
+    assert _differences(mri, default) == {"dims", "mix", "intensity"}
     assert (default.mix, ct.mix, mri.mix) == (0.0, 0.0, 0.5)  # CutMix: measured on the brain
+    # the painted slices' intensity evidence in the E-step: measured on the brain only
+    assert (default.intensity, ct.intensity, mri.intensity) == (0.0, 0.0, 2.0)
     assert _differences(ct, default) == {"normalisation", "affine", "dims"}
     assert (default.affine, ct.affine, mri.affine) == (0.2, 0.0, 0.2)  # helps MRI, hurts CT
     assert (ct.dims, mri.dims) == (0, 0)  # chosen from the painted slices

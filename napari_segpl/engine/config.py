@@ -57,7 +57,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (RESULTS.md (m)), SegPL +3.6 IoU points at K = 1 (every seed up) and +2.3 at K = 3 over
     # the same recipe without it, SegPL-VI 0.0 (every seed now above supervised training) and
     # +1.0. Not for CT: not measured there, where the recipe without it clears the target.
-    "mri": {"dims": 0, "mix": 0.5},
+    # And MRI weighs the painted slices' intensities in the E-step (``intensity`` 2, see
+    # ``intensity.py``): on the brain at K = 3, 5 CPU seeds (RESULTS.md (n)), SegPL +2.5 IoU
+    # points and SegPL-VI +2.2 over the recipe without it (K = 1, 3 seeds: +9.4 and +14.7). Not
+    # for CT: not measured there, and air inside and outside the body (or contrast and bone)
+    # share intensities.
+    "mri": {"dims": 0, "mix": 0.5, "intensity": 2.0},
     # Labelled slices moved by random affine maps helped on the brain at K = 1 (+6 to +8
     # points) but cost the lungs 6 points at K = 3 and the vessels 10 at K = 5 (RESULTS.md, (c))
     "ct": {"dims": 0, "normalisation": "ct", "affine": 0.0},
@@ -173,8 +178,8 @@ class TrainConfig:
     head fitted on the labelled slices as well as the KL. The ``ct`` and ``mri`` presets choose
     the network from the painted slices (``dims`` 0: ``choose_dims``, 3-slice 3D unless a
     structure is thin; one painted slice of a thin structure adds ``one_thin_slice``), and
-    ``mri`` mixes the unlabelled images (CutMix). The paper's own settings are the ``paper``
-    presets.
+    ``mri`` mixes the unlabelled images (CutMix) and weighs the painted slices' intensities in
+    the E-step (``intensity``). The paper's own settings are the ``paper`` presets.
     ``base_channels`` of 0 means the paper's backbone width for the chosen ``dims`` (16 for the
     2D U-net, 8 for the 3D one).
     """
