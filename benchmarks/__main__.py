@@ -1,4 +1,4 @@
-"""``python -m benchmarks [speed|inference|accuracy|event_loop] [options]``.
+"""``python -m benchmarks [speed|inference|accuracy|event_loop|ablation|grid|cuda|intensity] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -15,7 +15,17 @@ def main(argv: list[str]) -> int:
 
         return speed.main([]) or inference.main([])
     modules = {
-        n: n for n in ("speed", "inference", "accuracy", "event_loop", "ablation", "grid", "cuda")
+        n: n
+        for n in (
+            "speed",
+            "inference",
+            "accuracy",
+            "event_loop",
+            "ablation",
+            "grid",
+            "cuda",
+            "intensity",
+        )
     }
     if name not in modules:
         print(f"unknown benchmark {name!r}; choose from quick, {', '.join(modules)}")
