@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # +1.0. Not for CT: not measured there, where the recipe without it clears the target.
     # And MRI weighs the painted slices' intensities in the E-step (``intensity`` 2, see
     # ``intensity.py``): on the brain at K = 3, 5 CPU seeds (RESULTS.md (n)), SegPL +2.5 IoU
-    # points and SegPL-VI +2.2 over the recipe without it (K = 1, 3 seeds: +9.4 and +14.7). Not
+    # points and SegPL-VI +2.2 over the recipe without it (K = 1, 4 seeds: +9.8 and +13.7). Not
     # for CT: not measured there, and air inside and outside the body (or contrast and bone)
     # share intensities.
     "mri": {"dims": 0, "mix": 0.5, "intensity": 2.0},
