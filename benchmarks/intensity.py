@@ -30,7 +30,7 @@ from napari_segpl.engine import (
 )
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.intensity import IntensityEvidence
-from napari_segpl.engine.sampling import encode_target, labelled_slices
+from napari_segpl.engine.sampling import labelled_slices
 from napari_segpl.volume import read_labels, read_volume
 
 from .accuracy import DATA, DATASETS, spread_slices
@@ -64,8 +64,7 @@ def main(argv: list[str]) -> int:
     sparse[tuple(index)] = truth[tuple(index)]
     cfg = TrainConfig.from_preset(preset, method="supervised", dims=3, axis=axis, preview_every=0)
     data = prepare_data(image.array, sparse, cfg, labelled=chosen)  # slicing axis first
-    targets = encode_target(data.labels[data.labelled], data.num_classes, data.nested)
-    evidence = IntensityEvidence.fit(data.image[data.labelled], targets)
+    evidence = IntensityEvidence.from_painted(data)
     with torch.no_grad():  # (K, slices, H, W) -> (K, *truth.shape)
         ratio = evidence(torch.from_numpy(data.image)[:, None]).movedim(1, 0).numpy()
     ratio = np.moveaxis(ratio, 1, axis + 1)

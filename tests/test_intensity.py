@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segpl.engine import PreviewEvent, TrainConfig, Trainer, get_method, prepare_data
+from napari_segpl.engine import PreviewEvent, TrainConfig, Trainer, prepare_data
 from napari_segpl.engine.config import PRESETS, ConfigError
 from napari_segpl.engine.intensity import BINS, CLIP, SMOOTH, IntensityEvidence
-from napari_segpl.engine.methods import Batch
 
 
 def _by_hand(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -68,33 +67,6 @@ def test_lookup_agrees_with_numpy_bins():
     np.testing.assert_array_equal(out[0, 1, 0].numpy(), bins + BINS)
     # 3-slice stacks: (N, 1, 3, H, W) -> (N, K, 3, H, W)
     assert evidence(torch.zeros(2, 1, 3, 4, 5)).shape == (2, 2, 3, 4, 5)
-
-
-def _method(name: str, **config):
-    torch.manual_seed(0)
-    cfg = TrainConfig.from_preset("paper", method=name, base_channels=4, depth=2, **config)
-    return get_method(name)(cfg, 1)
-
-
-@pytest.mark.parametrize("weight", [0.0, 0.7])
-def test_the_e_step_adds_the_weighted_evidence_to_the_logits(weight):
-    g = torch.Generator().manual_seed(0)
-    batch = Batch(
-        torch.randn(2, 1, 16, 16, generator=g),
-        (torch.rand(2, 1, 16, 16, generator=g) > 0.6).float(),
-        None,
-        torch.randn(3, 1, 16, 16, generator=g),
-    )
-    method = _method("segpl", intensity=weight)
-    table = torch.linspace(-4.0, 4.0, BINS).reshape(1, BINS)  # bright pixels: class 1
-    method.evidence = IntensityEvidence(torch.linspace(-2.0, 2.0, BINS + 1), table)
-    out = method.compute_loss(batch, 0, lambda s: 1.0)
-    with torch.no_grad():
-        logits = method.model(batch.x_u)[0]
-        expected = torch.sigmoid(logits + weight * method.evidence(batch.x_u)) > 0.5
-    torch.testing.assert_close(out.pseudo, expected.float())
-    plain = (torch.sigmoid(logits) > 0.5).float()
-    assert torch.equal(out.pseudo, plain) == (weight == 0)
 
 
 def test_trainer_fits_the_evidence_on_the_painted_slices_and_previews_with_it(toy_volume):

@@ -11,6 +11,7 @@ import torch
 from napari_segpl.engine import StepEvent, TrainConfig, Trainer, get_method, prepare_data
 from napari_segpl.engine.augment import mix, random_affine, random_boxes, warp, warp_labelled
 from napari_segpl.engine.config import ConfigError
+from napari_segpl.engine.intensity import BINS, IntensityEvidence
 from napari_segpl.engine.losses import alpha_at, dice_loss, gaussian_kl, segmentation_loss
 from napari_segpl.engine.methods import Batch
 from napari_segpl.engine.methods.segpl import partners, perturb_intensity
@@ -504,3 +505,18 @@ def test_exclusive_pseudo_labels_by_hand(exclusive, nested, expected):
     batch = Batch(x_l, torch.zeros(1, 2, 1, 4), None, torch.zeros(1, 1, 1, 4))
     out = method._loss(batch, torch.zeros(1, 2, 1, 4), logits_u, 0.5, 1.0)
     assert out.pseudo.reshape(2, 4).tolist() == expected
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.7])
+def test_the_e_step_adds_the_weighted_intensity_evidence_to_the_logits(weight):
+    batch = _batch()
+    method = _method("segpl", intensity=weight)
+    table = torch.linspace(-4.0, 4.0, BINS).reshape(1, BINS)  # bright pixels: class 1
+    method.evidence = IntensityEvidence(torch.linspace(-2.0, 2.0, BINS + 1), table)
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        logits = method.model(batch.x_u)[0]
+        expected = torch.sigmoid(logits + weight * method.evidence(batch.x_u)) > 0.5
+    torch.testing.assert_close(out.pseudo, expected.float())
+    plain = (torch.sigmoid(logits) > 0.5).float()
+    assert torch.equal(out.pseudo, plain) == (weight == 0)

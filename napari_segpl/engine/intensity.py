@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .sampling import TrainingData, encode_target
+
 #: bins of the intensity histograms over the painted slices' 0.5-99.5th percentiles
 BINS = 64
 #: width (bins) of the box filter smoothing each histogram
@@ -64,6 +66,17 @@ class IntensityEvidence:
         return cls(
             torch.tensor(edges, dtype=torch.float32), torch.tensor(table, dtype=torch.float32)
         )
+
+    @classmethod
+    def from_painted(cls, data: TrainingData) -> IntensityEvidence:
+        """Fitted on the labelled slices of prepared training data, whole slices."""
+        labelled = list(data.labelled)
+        targets = encode_target(data.labels[labelled], data.num_classes, data.nested)
+        return cls.fit(data.image[labelled], targets)
+
+    def to(self, device: torch.device | str) -> IntensityEvidence:
+        """On ``device``, so that the E-step's lookups copy nothing per step."""
+        return IntensityEvidence(self.edges.to(device), self.table.to(device))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, ...) images -> (N, K, ...) log-likelihood ratios, one per class channel."""

@@ -120,7 +120,7 @@ class Trainer:
         method.to(self.device)
         method.train()
         if config.intensity > 0 and method.uses_unlabelled:
-            method.evidence = self._fit_evidence()
+            method.evidence = IntensityEvidence.from_painted(self.data).to(self.device)
         sampler = Sampler(self.data, config, rng)
         optimiser = torch.optim.Adam(method.parameters(), lr=config.lr)
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
@@ -270,13 +270,6 @@ class Trainer:
         prob = self._probabilities(s, e_step=True)
         labels = labels_from_probabilities(prob, self.config.threshold, self.config.nested)
         return PreviewEvent(step, s, labels, prob)
-
-    def _fit_evidence(self) -> IntensityEvidence:
-        """The painted slices' intensity evidence (``intensity.py``), whole slices."""
-        data = self.data
-        labelled = list(data.labelled)
-        targets = encode_target(data.labels[labelled], data.num_classes, data.nested)
-        return IntensityEvidence.fit(data.image[labelled], targets)
 
     def _probabilities(self, s: int, e_step: bool = False) -> np.ndarray:
         """(K, h, w) class probabilities of slice ``s`` of the labelled volume, in eval mode;
