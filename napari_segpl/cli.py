@@ -119,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="2: 2D U-net; 3: 3-slice 3D U-net; 0: from the painted slices, 2D for thin "
         "structures (the ct and mri presets' choice)",
     )  # fmt: skip
-    t.add_argument("--steps", type=int, help=f"optimiser steps (default {D.steps})")
+    t.add_argument(
+        "--steps", type=int,
+        help=f"optimiser steps (default: the preset's; {D.steps}, mri {PRESETS['mri']['steps']})",
+    )  # fmt: skip
     t.add_argument("--lr", type=float, help=f"Adam learning rate (default {D.lr})")
     t.add_argument(
         "--alpha", type=float, help=f"weight of the pseudo-label loss (default {D.alpha})"

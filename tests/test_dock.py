@@ -256,6 +256,10 @@ def test_presets_fill_the_form_and_auto_follows_the_image(qtbot):
     assert form.dims.value == 3  # an explicit preset shows its network
     form.preset.value = "auto"
     assert form.dims.value == 0 and form.config(2, mri).dims == 0
+    assert form.steps.value == 0  # auto: the steps come from the preset the image picks
+    assert (form.config(2, ct).steps, form.config(2, mri).steps) == (300, 600)
+    form.steps.value = 50  # a user's own steps win over auto's
+    assert (form.config(2, ct).steps, form.config(2, mri).steps) == (50, 50)
     form.preset.value = "paper-mri"
     assert (form.lr.value, form.alpha.value, form.ratio.value, form.steps.value) == (
         0.03, 0.05, 5, 200,

@@ -48,7 +48,8 @@ def _differences(a: TrainConfig, b: TrainConfig) -> set[str]:
 
 def test_ct_and_mri_presets_are_the_default_recipe_but_for_window_affine_dims_and_mri_levers():
     default, ct, mri = TrainConfig(), TrainConfig.from_preset("ct"), TrainConfig.from_preset("mri")
-    assert _differences(mri, default) == {"dims", "mix", "intensity"}
+    assert _differences(mri, default) == {"dims", "mix", "intensity", "steps"}
+    assert (default.steps, ct.steps, mri.steps) == (300, 300, 600)  # measured on the brain
     assert (default.mix, ct.mix, mri.mix) == (0.0, 0.0, 0.5)  # CutMix: measured on the brain
     # the painted slices' intensity evidence in the E-step: measured on the brain only
     assert (default.intensity, ct.intensity, mri.intensity) == (0.0, 0.0, 2.0)

@@ -25,9 +25,10 @@ PRESET_CHOICES = [
     ("paper (3D, CARVE)", "paper-ct"),
 ]
 #: Form fields a preset fills in (the levers without a widget come from the preset directly;
-#: the network's "from the preset" choice, since auto's CT and MRI recipes differ in it).
+#: the network and the steps have a "from the preset" choice, since auto's CT and MRI recipes
+#: differ in them).
 PRESET_FIELDS = (
-    "steps", "lr", "alpha", "ratio", "prior_mu", "prior_sigma", "batch", "warmup",
+    "lr", "alpha", "ratio", "prior_mu", "prior_sigma", "batch", "warmup",
     "threshold", "loss", "patch",
 )  # fmt: skip
 
@@ -75,10 +76,12 @@ class ParameterForm(QWidget):
             "every method moves that slice by affine maps, and SegPL and SegPL-VI also mix "
             "boxes between unlabelled images (CutMix) and train twice the steps"
         )
-        self.steps = SpinBox(label="steps", value=d.steps, min=1, max=100_000, step=50)
+        #: 0: the preset's steps (auto's CT and MRI recipes differ in them)
+        self.steps = SpinBox(label="steps (0 = preset)", value=0, min=0, max=100_000, step=50)
         self.steps.tooltip = (
-            "optimiser steps; SegPL and SegPL-VI double them when the network comes from the "
-            "preset and one slice of a thin structure is painted (the status line says so)"
+            "optimiser steps; 0: the preset's (auto: 300 for CT, 600 for MRI). SegPL and SegPL-VI "
+            "double them when the network comes from the preset and one slice of a thin "
+            "structure is painted (the status line says so)"
         )
         self.lr = FloatSpinBox(label="learning rate", value=d.lr, min=1e-5, max=1.0, step=0.005)
         self.lr.native.setDecimals(4)
@@ -158,6 +161,7 @@ class ParameterForm(QWidget):
         for field in PRESET_FIELDS:
             getattr(self, field).value = getattr(values, field)
         self.dims.value = 0 if name == "auto" else values.dims
+        self.steps.value = 0 if name == "auto" else values.steps
         self.ct_level.value, self.ct_width.value = values.ct_window
         self.normalisation.value = "preset"
 
@@ -180,7 +184,7 @@ class ParameterForm(QWidget):
             method=self.method.value,
             dims=self.dims.value or None,
             axis=axis,
-            steps=self.steps.value,
+            steps=self.steps.value or None,
             lr=self.lr.value,
             batch=self.batch.value,
             ratio=self.ratio.value,
