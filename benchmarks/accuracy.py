@@ -18,6 +18,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from napari_segpl.engine import (
 )
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.guard import labelled_fractions
-from napari_segpl.volume import read_labels, read_volume
+from napari_segpl.volume import Volume, read_labels, read_volume
 
 DATA = Path(
     os.environ.get("SEGPL_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -105,22 +106,39 @@ def _showing_every_class(labels: np.ndarray, axis: int, fg: list[int], start: in
     return fg[best]
 
 
+class Case(NamedTuple):
+    """A dataset with k painted slices, as every accuracy benchmark sets it up."""
+
+    image: Volume
+    truth: np.ndarray
+    chosen: list[int]  # the painted slices
+    sparse: np.ndarray  # the truth on the painted slices, 0 elsewhere
+    test: list[int]  # every other slice holding foreground
+
+
+def load_case(name: str, axis: int, k: int) -> Case:
+    """Reads a dataset and paints k slices of its truth (``spread_slices``)."""
+    image = read_volume(DATA / f"{name}_image.nii.gz")
+    truth = read_labels(DATA / f"{name}_label.nii.gz", like=image).array
+    chosen = spread_slices(truth, axis, k)
+    sparse = np.zeros_like(truth)
+    index = [slice(None)] * 3
+    index[axis] = chosen
+    sparse[tuple(index)] = truth[tuple(index)]
+    test = [s for s in labelled_slices(truth, axis) if s not in chosen]
+    return Case(image, truth, chosen, sparse, test)
+
+
 def run_one(
     name: str, axis: int, method: str, seed: int, k: int, config: dict, preset: str | None = None
 ) -> dict:
     """One training and its scores. ``preset`` None: what a user gets, the preset suggested by
     the image (``ct`` or ``mri``); ``config`` overrides the preset."""
-    image = read_volume(DATA / f"{name}_image.nii.gz")
-    truth = read_labels(DATA / f"{name}_label.nii.gz", like=image).array
-    chosen = spread_slices(truth, axis, k)
+    image, truth, chosen, sparse, test = load_case(name, axis, k)
     preset = preset or suggest_preset(image.array)
     cfg = TrainConfig.from_preset(
         preset, method=method, axis=axis, seed=seed, preview_every=0, **config
     )
-    sparse = np.zeros_like(truth)
-    index = [slice(None)] * 3
-    index[axis] = chosen
-    sparse[tuple(index)] = truth[tuple(index)]
     t0 = time.perf_counter()
     trainer = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
     warnings, trace, fg_trace, window = [], [], [], []
@@ -139,7 +157,6 @@ def run_one(
     model = trainer.model
     seconds = time.perf_counter() - t0
     pred = predict_volume(model, image.array, device=cfg.device)
-    test = [s for s in labelled_slices(truth, axis) if s not in chosen]
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
     per_slice = []  # where along the axis a method gains or loses: [slice, IoU per class]
     for s in test:

@@ -30,10 +30,8 @@ from napari_segpl.engine import (
 )
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.intensity import IntensityEvidence
-from napari_segpl.engine.sampling import labelled_slices
-from napari_segpl.volume import read_labels, read_volume
 
-from .accuracy import DATA, DATASETS, spread_slices
+from .accuracy import DATASETS, load_case
 
 
 def _score(pred: np.ndarray, truth: np.ndarray, axis: int, test: list[int]) -> str:
@@ -53,15 +51,8 @@ def main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     axis = DATASETS[args.dataset]
-    image = read_volume(DATA / f"{args.dataset}_image.nii.gz")
-    truth = read_labels(DATA / f"{args.dataset}_label.nii.gz", like=image).array
-    chosen = spread_slices(truth, axis, args.labelled)
-    test = [s for s in labelled_slices(truth, axis) if s not in chosen]
+    image, truth, chosen, sparse, test = load_case(args.dataset, axis, args.labelled)
     preset = suggest_preset(image.array)
-    sparse = np.zeros_like(truth)
-    index = [slice(None)] * 3
-    index[axis] = chosen
-    sparse[tuple(index)] = truth[tuple(index)]
     cfg = TrainConfig.from_preset(preset, method="supervised", dims=3, axis=axis, preview_every=0)
     data = prepare_data(image.array, sparse, cfg, labelled=chosen)  # slicing axis first
     evidence = IntensityEvidence.from_painted(data)

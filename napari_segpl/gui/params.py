@@ -79,7 +79,8 @@ class ParameterForm(QWidget):
         #: 0: the preset's steps (auto's CT and MRI recipes differ in them)
         self.steps = SpinBox(label="steps (0 = preset)", value=0, min=0, max=100_000, step=50)
         self.steps.tooltip = (
-            "optimiser steps; 0: the preset's (auto: 300 for CT, 600 for MRI). SegPL and SegPL-VI "
+            f"optimiser steps; 0: the preset's (auto: {TrainConfig.from_preset('ct').steps} "
+            f"for CT, {TrainConfig.from_preset('mri').steps} for MRI). SegPL and SegPL-VI "
             "double them when the network comes from the preset and one slice of a thin "
             "structure is painted (the status line says so)"
         )
