@@ -45,15 +45,80 @@ def test_dice_mask_keeps_only_marked_voxels():
     assert dice_loss(p, y, mask=mask).item() == pytest.approx(1 - 2 / 2.5)
 
 
-def test_dice_plus_bce_is_half_and_half():
+def _by_hand(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each segmentation loss written out in float64: Dice per image and channel, smooth 1."""
+    p, y = torch.sigmoid(logits.double()), target.double()
+    spatial = tuple(range(2, p.ndim))
+    inter, total = (p * y).sum(dim=spatial), p.sum(dim=spatial) + y.sum(dim=spatial)
+    dice = (1 - (2 * inter + 1) / (total + 1)).mean()
+    bce = -(y * torch.log(p) + (1 - y) * torch.log1p(-p)).mean()
+    return {"dice": dice, "bce": bce, "dice+bce": 0.5 * dice + 0.5 * bce}
+
+
+@pytest.mark.parametrize("kind", ["dice", "bce", "dice+bce"])
+def test_segmentation_losses_by_hand(kind):
     torch.manual_seed(0)
     logits = torch.randn(3, 2, 5, 5)
     target = (torch.rand(3, 2, 5, 5) > 0.5).float()
-    p = torch.sigmoid(logits)
-    bce = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
-    expected = 0.5 * dice_loss(p, target) + 0.5 * bce
-    got = segmentation_loss(logits, target, "dice+bce")
-    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    got = segmentation_loss(logits, target, kind)
+    assert got.item() == pytest.approx(_by_hand(logits, target)[kind].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["dice", "bce", "dice+bce"])
+def test_losses_stay_float32_under_bfloat16_autocast(kind):
+    """``--amp``: the network's logits are bfloat16. On a batch of 2 x 2 x 256 x 256 a Dice
+    computed in bfloat16 is off by about 1e-3 (each sum of 65 536 probabilities kept to 8
+    bits), 1000 times the tolerance; the loss must come out float32 and as exact as float32."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 2, 256, 256, generator=g) * 3).to(torch.bfloat16)
+    target = (torch.rand(2, 2, 256, 256, generator=g) > 0.5).float()
+    expected = _by_hand(logits, target)  # float64 from the same (bfloat16) logits
+    tolerance = 1e-6
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = segmentation_loss(logits, target, kind)
+        # what the loss was before: the same formula left to autocast, in bfloat16
+        p, y = torch.sigmoid(logits), target.to(torch.bfloat16)
+        inter, total = (p * y).sum(dim=(2, 3)), p.sum(dim=(2, 3)) + y.sum(dim=(2, 3))
+        naive_dice = (1 - (2 * inter + 1) / (total + 1)).mean()
+    assert got.dtype == torch.float32
+    assert abs(got.item() - expected[kind].item()) < tolerance
+    assert naive_dice.dtype == torch.bfloat16  # the check above can fail:
+    assert abs(naive_dice.item() - expected["dice"].item()) > 100 * tolerance
+
+
+def test_masked_losses_stay_float32_under_bfloat16_autocast():
+    """3-slice stacks: only the centre slice counts, in float32 too."""
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(2, 1, 3, 128, 128, generator=g) * 3).to(torch.bfloat16)
+    logits.requires_grad_(True)
+    target = (torch.rand(2, 1, 3, 128, 128, generator=g) > 0.5).float()
+    mask = torch.zeros(1, 1, 3, 1, 1)
+    mask[:, :, 1] = 1
+    centre = _by_hand(logits.detach()[:, :, 1], target[:, :, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dice = segmentation_loss(logits, target, "dice", mask)
+        bce = segmentation_loss(logits, target, "bce", mask)
+    assert dice.dtype == bce.dtype == torch.float32
+    # the masked Dice keeps the outer slices' zeros in its sums: the same as the centre's alone
+    assert abs(dice.item() - centre["dice"].item()) < 1e-6
+    assert abs(bce.item() - centre["bce"].item()) < 1e-6
+    (dice + bce).backward()  # the gradient still reaches the bfloat16 logits
+    assert logits.grad.dtype == torch.bfloat16
+    assert logits.grad[:, :, [0, 2]].abs().max() == 0 and logits.grad[:, :, 1].abs().max() > 0
+
+
+def test_kl_and_threshold_stay_float32_under_bfloat16_autocast():
+    g = torch.Generator().manual_seed(2)
+    mu = (torch.rand(1000, generator=g) * 0.4 + 0.3).to(torch.bfloat16)
+    sigma = (torch.rand(1000, generator=g) * 0.1 + 0.05).to(torch.bfloat16)
+    expected = kl_divergence(Normal(mu.double(), sigma.double()), Normal(0.5, 0.1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = gaussian_kl(mu, sigma, 0.5, 0.1)
+        naive = math.log(0.1) - torch.log(sigma) + (sigma**2 + (mu - 0.5) ** 2) / 0.02 - 0.5
+        t = sample_threshold(mu, sigma)
+    assert got.dtype == torch.float32 and t.dtype == torch.float32
+    assert (got.double() - expected).abs().max() < 1e-5
+    assert (naive.double() - expected).abs().max() > 1e-3  # bfloat16 alone: off by 0.02
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -97,8 +162,12 @@ def test_sampled_threshold_follows_normal_inside_unit_interval():
 
 
 def test_sampled_threshold_is_reparameterised():
-    mu = torch.tensor([0.5], requires_grad=True)
-    sigma = torch.tensor([0.1], requires_grad=True)
-    sample_threshold(mu, sigma).sum().backward()
-    assert mu.grad.item() == pytest.approx(1.0)
-    assert math.isfinite(sigma.grad.item())
+    """T = mu + sigma * eps: dT/dmu = 1 and dT/dsigma = eps = (T - mu) / sigma."""
+    mu = torch.tensor([0.5, 0.4], requires_grad=True)
+    sigma = torch.tensor([0.1, 0.05], requires_grad=True)
+    t = sample_threshold(mu, sigma, torch.Generator().manual_seed(3))
+    t.sum().backward()
+    assert mu.grad.tolist() == pytest.approx([1.0, 1.0])
+    eps = ((t - mu) / sigma).detach()
+    assert eps.abs().min() > 0  # a draw of exactly mu would make the check below empty
+    torch.testing.assert_close(sigma.grad, eps)
