@@ -1,24 +1,94 @@
 """A trained model: the method's networks plus the configuration that made them.
 
 Checkpoints are a plain dictionary of tensors and built-in types, so they load with
-``torch.load(weights_only=True)``: opening a model file never runs code from it.
+``torch.load(weights_only=True)``: opening a model file never runs code from it. The stored
+configuration is checked (types and ranges, ``LIMITS``) before any network is built, so a
+crafted file cannot ask for an enormous one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
+import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .config import TrainConfig
-from .methods import Method, get_method
+from .config import ConfigError, TrainConfig
+from .methods import METHODS, Method, get_method
 
 FORMAT = "napari-segpl/1"
+
+#: Upper bounds on what a network may be asked to be, checked before one is built (when
+#: training and when loading). Headroom over the presets (16 or 8 channels, depth 4, patch
+#: 176, a few classes) and over the dock's fields (channels up to 128, patch up to 1024).
+LIMITS = {"base_channels": 128, "depth": 6, "patch": 1024, "num_classes": 255}
+#: The deepest encoder's width, base_channels * 2**depth (the presets: 256 at most).
+MAX_WIDTH = 2048
 
 
 class CheckpointError(ValueError):
     """A model file that is missing, damaged or not made by this program."""
+
+
+def check_limits(config: TrainConfig, num_classes: int) -> None:
+    """Raise ConfigError naming the first field outside ``LIMITS`` (or a dims not 2 or 3):
+    a network that large is a mistake, or a crafted file."""
+    if config.dims not in (2, 3):
+        raise ConfigError(f"dims must be 2 or 3 for a network, got {config.dims}")
+    values = {k: getattr(config, k) for k in LIMITS if k != "num_classes"}
+    values["num_classes"] = num_classes
+    for name, limit in LIMITS.items():
+        if not 0 <= values[name] <= limit:
+            raise ConfigError(f"{name} must be between 0 and {limit}, got {values[name]}")
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    width = config.channels * 2**config.depth
+    if width > MAX_WIDTH:
+        raise ConfigError(
+            f"base_channels * 2**depth must be at most {MAX_WIDTH}, got {width} "
+            f"(base_channels {config.channels}, depth {config.depth})"
+        )
+
+
+def _field_ok(value: Any, default: Any) -> bool:
+    """Whether a stored value has the type of the field's default (bool is not an int here)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok and math.isfinite(value)
+    if isinstance(default, str):
+        return isinstance(value, str) and len(value) <= 256
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            return False
+        return all(_field_ok(v, d) for v, d in zip(value, default, strict=True))
+    return isinstance(value, dict)
+
+
+def _stored_config(stored: Any, num_classes: Any) -> tuple[TrainConfig, int]:
+    """The checkpoint's configuration, each field's type and range checked (ConfigError)."""
+    if not isinstance(stored, dict):
+        raise ConfigError("the configuration is not a dictionary")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in stored and not _field_ok(stored[f.name], getattr(defaults, f.name)):
+            raise ConfigError(f"configuration field {f.name} has a bad value {stored[f.name]!r}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise ConfigError(f"num_classes has a bad value {num_classes!r}")
+    config = TrainConfig.from_dict(stored)
+    if config.method not in METHODS:
+        raise ConfigError(f"method {config.method!r} is unknown to this program")
+    check_limits(config, num_classes)
+    return config.validate(), num_classes
 
 
 @dataclass
@@ -32,9 +102,12 @@ class TrainedModel:
 
     @classmethod
     def new(cls, config: TrainConfig, num_classes: int) -> TrainedModel:
+        check_limits(config, num_classes)  # one that could not be loaded again is refused
         return cls(get_method(config.method)(config, num_classes), config, num_classes)
 
     def save(self, path: str | Path) -> Path:
+        """Write to a temporary file beside ``path``, then rename it over ``path``: a failure
+        never leaves a half-written model where a good one was, nor a temporary file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
@@ -48,29 +121,47 @@ class TrainedModel:
             "steps_done": self.steps_done,
             "state": state,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)  # never leave a half-written model where a good one was
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> TrainedModel:
+        """Open a model saved by :meth:`save`; anything else is refused in one line."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: model file not found")
+        # torch's own message for a refused file suggests weights_only=False, which would run
+        # the file's code: say only what the user needs to know, in one line.
+        unreadable = CheckpointError(
+            f"{path}: not a readable model file (not a napari-segpl model, or a damaged one); "
+            "it was not loaded"
+        )
+        if not zipfile.is_zipfile(path):  # torch.save has written zip archives since 1.6
+            raise unreadable
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a damaged file
-            raise CheckpointError(f"{path}: not a readable model file ({exc})") from exc
+        except Exception:  # torch raises many types for a damaged or foreign file
+            raise unreadable from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a napari-segpl model (format {FORMAT} expected)")
+            raise CheckpointError(f"{path}: not a napari-segpl model file; it was not loaded")
         try:
-            config = TrainConfig.from_dict(payload["config"])
-            model = cls.new(config, int(payload["num_classes"]))
+            config, num_classes = _stored_config(payload.get("config"), payload.get("num_classes"))
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: model file refused, {exc}; it was not loaded") from None
+        try:
+            model = cls.new(config, num_classes)
             model.method.load_state_dict(payload["state"])
-        except (KeyError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(
-                f"{path}: model file does not match this program ({exc})"
+                f"{path}: model file does not match this program ({first}); it was not loaded"
             ) from exc
-        model.steps_done = int(payload.get("steps_done", 0))
+        steps = payload.get("steps_done", 0)
+        model.steps_done = steps if isinstance(steps, int) and steps >= 0 else 0
         return model
