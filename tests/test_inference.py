@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Normal
 
 from napari_segpl.engine import (
     CheckpointError,
@@ -64,18 +67,102 @@ def test_other_axis_and_odd_sizes(vi_model):
     assert pred.labels.shape == odd.shape
 
 
-def test_monte_carlo_uncertainty(vi_model):
-    model, image = vi_model
-    pred = predict_volume(model, image, mc_samples=6, seed=1)
+#: Per class: the probability p every pixel gets, and the threshold head's mu and sigma. The
+#: first three have p within sigma / 2 of mu (uncertain pixels), the next three p a sigma or
+#: more away, the last two p 4.5 sigmas away (certain pixels).
+P_MU_SIGMA = [
+    (0.50, 0.50, 0.10), (0.55, 0.50, 0.10), (0.45, 0.50, 0.10), (0.62, 0.55, 0.05),
+    (0.30, 0.35, 0.05), (0.75, 0.60, 0.15), (0.95, 0.50, 0.10), (0.05, 0.50, 0.10),
+]  # fmt: skip
+MC_SAMPLES = 64
+MC_SLICES = 16
+
+
+@pytest.fixture(scope="module")
+def known_vi_model() -> TrainedModel:
+    """A SegPL-VI model whose outputs are known exactly: the U-net's last 1x1 convolution and
+    the threshold head's two have zero weights, so every pixel of class k gets the bias
+    logit(p_k), and every slice mu_k = sigmoid(bias) and sigma_k = exp(bias)."""
+    p, mu, sigma = (torch.tensor(c, dtype=torch.float64) for c in zip(*P_MU_SIGMA, strict=True))
+    cfg = TrainConfig(method="segpl-vi", axis=2, **SMALL)
+    model = TrainedModel.new(cfg, len(P_MU_SIGMA))
+    method = model.method
+    with torch.no_grad():
+        for conv, bias in (
+            (method.model.head, torch.logit(p)),
+            (method.head.mu, torch.logit(mu)),
+            (method.head.log_sigma, torch.log(sigma)),
+        ):
+            conv.weight.zero_()
+            conv.bias.copy_(bias)
+    return model
+
+
+def _known_prediction(model: TrainedModel, seed: int = 1):
+    image = np.random.default_rng(0).normal(size=(16, 16, MC_SLICES)).astype(np.float32)
+    return predict_volume(model, image, mc_samples=MC_SAMPLES, seed=seed)
+
+
+def _assert_spread_where_p_is_near_mu(pred) -> None:
+    """Where |p - mu| <= sigma / 2, P(p > T) lies in [0.31, 0.69]: 64 draws all alike would
+    happen with probability below 1e-10 a pixel, so every such pixel has a positive spread."""
+    for k, (p, mu, sigma) in enumerate(P_MU_SIGMA):
+        if abs(p - mu) <= sigma / 2 + 1e-9:
+            assert (pred.mc_std[k] > 0).all(), f"class {k + 1}: no spread where p is near mu"
+
+
+def _assert_mean_within_its_error(pred) -> None:
+    """The Monte-Carlo mean of 1(p > T), T ~ N(mu, sigma), estimates P(T < p) = Phi((p - mu) /
+    sigma). T is clamped into [0.01, 0.99], which never changes 1(p > T) for p inside that
+    range, so no correction is needed. Each slice draws its own T, and the pixels of a slice
+    share it: the volume's mean over slices averages 16 x 64 independent draws, and must lie
+    within 4 of their standard errors of Phi."""
+    n = MC_SLICES * MC_SAMPLES
+    for k, (p, mu, sigma) in enumerate(P_MU_SIGMA):
+        q = Normal(torch.tensor(mu), torch.tensor(sigma)).cdf(torch.tensor(p)).item()
+        mean = float(pred.mc_mean[k].mean())
+        error = math.sqrt(q * (1 - q) / n)
+        assert abs(mean - q) <= 4 * error + 1e-9, f"class {k + 1}: {mean:.4f} against {q:.4f}"
+
+
+def test_monte_carlo_mean_and_spread_against_the_normal_cdf(known_vi_model):
+    pred = _known_prediction(known_vi_model)
     assert pred.mc_mean.shape == pred.mc_std.shape == pred.probabilities.shape
-    # 6 binary samples: the mean is a multiple of 1/6, the std is the Bernoulli one.
-    np.testing.assert_allclose(pred.mc_mean * 6, np.round(pred.mc_mean * 6), atol=1e-4)
+    expected_p = np.array([p for p, _, _ in P_MU_SIGMA], np.float32)[:, None, None, None]
+    np.testing.assert_allclose(pred.probabilities, np.broadcast_to(expected_p, pred.mc_mean.shape))
+    _assert_spread_where_p_is_near_mu(pred)
+    _assert_mean_within_its_error(pred)
+    # 64 binary samples: the mean is a multiple of 1/64, the std is the Bernoulli one.
+    np.testing.assert_allclose(pred.mc_mean * 64, np.round(pred.mc_mean * 64), atol=1e-4)
     np.testing.assert_allclose(pred.mc_std, np.sqrt(pred.mc_mean * (1 - pred.mc_mean)), atol=1e-5)
-    # Voxels far from every plausible threshold are certain; near it they are not.
-    p = pred.probabilities
-    assert np.all(pred.mc_mean[p > 0.99] == 1) and np.all(pred.mc_mean[p < 0.01] == 0)
-    again = predict_volume(model, image, mc_samples=6, seed=1)
-    np.testing.assert_array_equal(pred.mc_std, again.mc_std)
+    # 4.5 sigmas from mu: certain (P(T > 0.95) = 3e-6 for a draw)
+    assert (pred.mc_mean[6] == 1).all() and (pred.mc_mean[7] == 0).all()
+    assert (pred.mc_std[6:] == 0).all()
+    np.testing.assert_array_equal(pred.mc_std, _known_prediction(known_vi_model).mc_std)
+    assert not np.array_equal(pred.mc_mean, _known_prediction(known_vi_model, seed=2).mc_mean)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda mu, sigma, generator=None, low=0.01: mu.clone(),  # sigma -> 0: T = mu
+        lambda mu, sigma, generator=None, low=0.01: (
+            mu + 1e-4 * sigma * torch.randn(mu.shape, generator=generator)
+        ),  # sigma -> 0 in the limit
+        lambda mu, sigma, generator=None, low=0.01: torch.full_like(mu, 0.5),  # a constant T
+    ],
+    ids=["sigma 0", "sigma tiny", "constant T"],
+)
+def test_the_monte_carlo_checks_catch_a_sampler_without_spread(known_vi_model, monkeypatch, broken):
+    """The two checks above can fail: with a sampler that ignores sigma (or mu) each does."""
+    import napari_segpl.engine.inference as inference
+
+    monkeypatch.setattr(inference, "sample_threshold", broken)
+    pred = _known_prediction(known_vi_model)
+    with pytest.raises(AssertionError, match="no spread"):
+        _assert_spread_where_p_is_near_mu(pred)
+    with pytest.raises(AssertionError, match="against"):
+        _assert_mean_within_its_error(pred)
 
 
 def test_monte_carlo_needs_a_learnt_threshold(toy_volume):
