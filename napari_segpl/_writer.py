@@ -2,7 +2,8 @@
 
 napari hands writers ``(path, data, meta)`` where ``meta`` is the layer state, so the grid
 recorded by the reader (``meta["metadata"]["segpl_grid"]``) is available here too; layers
-without it are written on the axis-aligned grid given by their scale and translate.
+without it are written on the grid their napari transform gives (scale, translate, rotate,
+shear, affine; the world read as RAS).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ def _grid(data: Any, meta: dict[str, Any], name: str) -> Volume:
     """The layer's data on its source grid (from the layer state napari hands writers)."""
     try:
         return grid_from_parts(
-            data, meta.get("metadata"), meta.get("scale"), meta.get("translate"), name
+            data,
+            meta.get("metadata"),
+            meta.get("scale"),
+            meta.get("translate"),
+            name,
+            rotate=meta.get("rotate"),
+            shear=meta.get("shear"),
+            affine=meta.get("affine"),
         )
     except VolumeError as exc:
         raise SegplWriteError(str(exc)) from exc

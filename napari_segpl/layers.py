@@ -1,17 +1,28 @@
-"""The layer <-> grid contract: how a napari layer remembers the voxel grid it came from.
+"""The layer <-> grid contract: where a layer sits in napari's world, and the voxel grid it
+came from.
 
-napari places a layer with ``scale`` and ``translate`` only, which cannot express an oblique
-(rotated) voxel grid. So every layer made by this plugin also carries the source grid in
-``layer.metadata``; anything exported from the layer is written on that grid, and lands
-exactly on the source image in other tools (ITK-SNAP, 3D Slicer, nibabel), rotations
-included.
+napari's world is RAS+ millimetres (as nibabel reports NIfTI): a voxel of any file opened by
+the plugin sits at its true RAS position, so an RAS NIfTI and an LPS NRRD or DICOM series of
+the same anatomy overlay. napari slices a layer only along its own array axes, so a layer is
+placed with ``scale`` and ``translate`` alone: ``scale`` is the voxel spacing signed by the
+direction the axis runs (negative for an axis running right-to-left, posterior or inferior)
+and ``translate`` the first voxel's RAS position. That is exact for axis-aligned grids, flipped
+ones included; an oblique grid is shown on its nearest axis-aligned grid, and a grid whose
+array axes are permuted (e.g. sagittal acquisitions) has its world axes in its own axis order.
+
+Either way every layer made by this plugin also carries the source grid in ``layer.metadata``;
+anything exported from the layer is written on that grid, and lands exactly on the source
+image in other tools (ITK-SNAP, 3D Slicer, nibabel), rotations included.
 
 ``metadata["segpl_grid"]`` is ``{"affine": 4x4 list, "shape": [i, j, k], "source": str|None}``
 (plain data, so it survives copies and serialisation); ``metadata["segpl_header"]`` is the
-source NIfTI header or ``None`` and keeps the qform/sform codes of exported files.
+source NIfTI header or ``None`` and keeps the qform/sform codes of exported files. A layer
+without it (napari's own reader, or made by the user) is exported on the grid its napari
+transform gives (scale, translate, rotate, shear and affine), read as voxel -> RAS.
 
 No Qt and no napari import: layers are duck-typed (``.data``, ``.metadata``, ``.scale``,
-``.translate``), so the dock and headless code can share this module.
+``.translate``, optionally ``.rotate``, ``.shear``, ``.affine``), so the dock and headless code
+can share this module.
 """
 
 from __future__ import annotations
@@ -32,14 +43,19 @@ __all__ = [
     "grid_of",
     "is_labels_layer",
     "layer_kwargs",
+    "on_grid",
     "radiological_view",
     "same_grid_kwargs",
+    "world_placement",
     "write_on_grid",
 ]
 
 GRID_KEY = "segpl_grid"
 HEADER_KEY = "segpl_header"
 DEFAULT_SUFFIX = ".nii.gz"
+#: RAS+ letters of each world axis, and the letters of the opposite directions.
+_POSITIVE = "RAS"
+_NEGATIVE = "LPI"
 
 
 def grid_metadata(volume: Volume) -> dict[str, Any]:
@@ -54,12 +70,42 @@ def grid_metadata(volume: Volume) -> dict[str, Any]:
     }
 
 
+def _axis_directions(affine: Any) -> tuple[list[int], list[float]] | None:
+    """For each array axis, the RAS axis it runs nearest to and whether it runs towards
+    R/A/S (+1) or L/P/I (-1); None when two array axes run nearest the same RAS axis."""
+    linear = np.asarray(affine, dtype=float)[:3, :3]
+    nearest = [int(np.argmax(np.abs(linear[:, d]))) for d in range(3)]
+    if len(set(nearest)) != 3:
+        return None
+    signs = [1.0 if linear[nearest[d], d] > 0 else -1.0 for d in range(3)]
+    return nearest, signs
+
+
+def world_placement(affine: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """napari ``scale`` and ``translate`` that put a grid's voxels at their RAS position.
+
+    Each array axis keeps its index in the world (napari cannot slice otherwise) and is
+    scaled by its spacing, signed so that the world coordinate grows towards R, A or S; the
+    translation is the first voxel's coordinate along that RAS axis. Exact for axis-aligned
+    grids (flipped or not); the nearest axis-aligned grid for oblique ones."""
+    affine = np.asarray(affine, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    directions = _axis_directions(affine)
+    if directions is None:  # degenerate: unsigned spacing, world axes = array axes
+        return tuple(float(s) for s in spacing), tuple(float(t) for t in affine[:3, 3])
+    nearest, signs = directions
+    scale = tuple(float(signs[d] * spacing[d]) for d in range(3))
+    translate = tuple(float(affine[nearest[d], 3]) for d in range(3))
+    return scale, translate
+
+
 def layer_kwargs(volume: Volume, name: str) -> dict[str, Any]:
-    """Layer keyword arguments placing `volume` in physical space (mm) with its grid kept."""
+    """Layer keyword arguments placing `volume` at its RAS position (mm) with its grid kept."""
+    scale, translate = world_placement(volume.affine)
     return {
         "name": name,
-        "scale": tuple(float(s) for s in volume.spacing),
-        "translate": tuple(float(t) for t in volume.affine[:3, 3]),
+        "scale": scale,
+        "translate": translate,
         "metadata": grid_metadata(volume),
     }
 
@@ -85,20 +131,65 @@ def _stored_grid(metadata: Any, shape: tuple[int, ...]) -> dict[str, Any] | None
     return grid
 
 
-def _diagonal_affine(scale: Any, translate: Any, name: str) -> np.ndarray:
-    """Axis-aligned grid from napari's scale/translate (all a plain layer can express)."""
+def _matrix(value: Any, name: str, what: str) -> np.ndarray | None:
+    """A napari transform part as a float array (an ``Affine`` object gives its matrix)."""
+    if value is None:
+        return None
+    value = getattr(value, "affine_matrix", value)
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise VolumeError(f"{name}: layer {what} is not numeric ({exc})") from exc
+
+
+def _shear_matrix(shear: np.ndarray | None, name: str) -> np.ndarray:
+    """napari's shear (upper-triangular values, or a unit-diagonal 3x3 matrix) as 3x3."""
+    if shear is None or shear.size == 0:
+        return np.eye(3)
+    if shear.shape == (3,):
+        matrix = np.eye(3)
+        matrix[np.triu_indices(3, 1)] = shear  # row by row, as napari expands it
+        return matrix
+    if shear.shape == (3, 3):
+        return shear
+    raise VolumeError(f"{name}: layer shear {shear.tolist()} is not a 3D shear")
+
+
+def _layer_affine(
+    scale: Any, translate: Any, name: str, rotate: Any = None, shear: Any = None, affine: Any = None
+) -> np.ndarray:
+    """Voxel -> world matrix of napari's layer transform: ``affine @ (rotate @ shear @
+    diag(scale) @ index + translate)``, the world being read as RAS millimetres."""
     scale = np.ones(3) if scale is None else np.asarray(scale, dtype=float)
     translate = np.zeros(3) if translate is None else np.asarray(translate, dtype=float)
     if scale.shape != (3,) or translate.shape != (3,):
         raise VolumeError(f"{name}: scale {tuple(scale)} / translate {tuple(translate)} are not 3D")
-    affine = np.eye(4)
-    affine[:3, :3] = np.diag(scale)
-    affine[:3, 3] = translate
-    return affine
+    rotate_m = _matrix(rotate, name, "rotate")
+    rotate_m = np.eye(3) if rotate_m is None else rotate_m
+    outer = _matrix(affine, name, "affine")
+    outer = np.eye(4) if outer is None else outer
+    if rotate_m.shape != (3, 3) or outer.shape != (4, 4):
+        raise VolumeError(f"{name}: layer rotate/affine are not 3D transforms")
+    inner = np.eye(4)
+    inner[:3, :3] = rotate_m @ _shear_matrix(_matrix(shear, name, "shear"), name) @ np.diag(scale)
+    inner[:3, 3] = translate
+    return outer @ inner
 
 
-def grid_from_parts(data: Any, metadata: Any, scale: Any, translate: Any, name: str) -> Volume:
-    """:func:`grid_of` from a layer's parts, for npe2 writers that get ``(data, meta)``."""
+def grid_from_parts(
+    data: Any,
+    metadata: Any,
+    scale: Any,
+    translate: Any,
+    name: str,
+    *,
+    rotate: Any = None,
+    shear: Any = None,
+    affine: Any = None,
+) -> Volume:
+    """:func:`grid_of` from a layer's parts, for npe2 writers that get ``(data, meta)``
+    (pass ``meta``'s rotate, shear and affine too, so a layer placed with them exports
+    where it is shown)."""
     array = np.asarray(data)
     if array.ndim != 3:
         raise VolumeError(
@@ -110,18 +201,24 @@ def grid_from_parts(data: Any, metadata: Any, scale: Any, translate: Any, name: 
         source = grid.get("source")
         header = metadata.get(HEADER_KEY)
         return Volume(array, np.asarray(grid["affine"], dtype=float), source, header)
-    return Volume(array, _diagonal_affine(scale, translate, name))
+    matrix = _layer_affine(scale, translate, name, rotate, shear, affine)
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise VolumeError(f"{name}: the layer's transform is singular; cannot place it on a grid")
+    return Volume(array, matrix)
 
 
 def grid_of(layer: Any) -> Volume:
     """The layer's data on its grid: the recorded source grid when it still fits the data,
-    else the axis-aligned grid given by the layer's scale and translate."""
+    else the grid napari's transform of the layer gives (voxel -> world, read as RAS)."""
     return grid_from_parts(
         layer.data,
         getattr(layer, "metadata", None),
         getattr(layer, "scale", None),
         getattr(layer, "translate", None),
         _layer_name(layer),
+        rotate=getattr(layer, "rotate", None),
+        shear=getattr(layer, "shear", None),
+        affine=getattr(layer, "affine", None),
     )
 
 
@@ -133,35 +230,61 @@ _SCREEN = {
     "coronal": {"up": "S", "right": "L"},
     "sagittal": {"up": "S", "right": "P"},
 }
-_PAIRS = {"R": "RL", "L": "RL", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
-_PLANE = {"SI": "axial", "AP": "coronal", "RL": "sagittal"}
+_PLANE = {0: "sagittal", 1: "coronal", 2: "axial"}  # by the RAS axis the slices run along
 
 
 def radiological_view(
-    affine: Any, axis: int
+    affine: Any, axis: int, scale: Any = None
 ) -> tuple[tuple[int, int, int], tuple[str, str]] | None:
     """How to show slices along array ``axis`` as a radiologist reads them: napari's
     ``dims.order`` (the sliced axis first, then the screen's vertical axis, then its
-    horizontal one) and ``camera.orientation2d`` (whether each index runs up or down, left or
-    right). A RAS volume shown in array order lies on its side, its anterior to the right.
+    horizontal one) and ``camera.orientation2d`` (whether each world axis runs up or down,
+    left or right on screen).
 
-    None when the grid's axes do not point along three different anatomical directions."""
-    from nibabel.orientations import aff2axcodes
-
-    codes = aff2axcodes(np.asarray(affine, dtype=float))
-    if None in codes or len({_PAIRS[c] for c in codes}) != 3:
+    ``scale`` is the layer's napari scale, whose signs say which way each world axis runs;
+    by default the placement :func:`layer_kwargs` gives (every world axis growing towards
+    R, A or S, so axial slices show ``("up", "left")``). None when two array axes of the grid
+    run nearest the same anatomical axis."""
+    directions = _axis_directions(affine)
+    if directions is None:
         return None
-    screen = _SCREEN[_PLANE[_PAIRS[codes[axis]]]]
+    nearest, signs = directions
+    if scale is not None:  # the layer's own placement: its world runs with the signed scale
+        signs = [signs[d] * (1.0 if float(scale[d]) > 0 else -1.0) for d in range(3)]
+    else:
+        signs = [1.0, 1.0, 1.0]
+    world = [(_POSITIVE if signs[d] > 0 else _NEGATIVE)[nearest[d]] for d in range(3)]
+    screen = _SCREEN[_PLANE[nearest[axis]]]
     others = [a for a in range(3) if a != axis]
-    vertical = next(a for a in others if screen["up"] in _PAIRS[codes[a]])
+    vertical = next(a for a in others if screen["up"] in _letters(nearest[a]))
     horizontal = next(a for a in others if a != vertical)
-    up = "up" if codes[vertical] == screen["up"] else "down"
-    right = "right" if codes[horizontal] == screen["right"] else "left"
+    up = "up" if world[vertical] == screen["up"] else "down"
+    right = "right" if world[horizontal] == screen["right"] else "left"
     return (axis, vertical, horizontal), (up, right)
 
 
+def _letters(ras_axis: int) -> str:
+    return _POSITIVE[ras_axis] + _NEGATIVE[ras_axis]
+
+
+def _extra_transforms(layer: Any) -> dict[str, Any]:
+    """The layer's rotate, shear and affine where they are not the identity, so a layer
+    made to overlay it (e.g. one napari's own reader placed with ``affine=``) does."""
+    extra: dict[str, Any] = {}
+    for key, identity in (("rotate", np.eye(3)), ("shear", None), ("affine", np.eye(4))):
+        value = _matrix(getattr(layer, key, None), _layer_name(layer), key)
+        if value is None or value.size == 0:
+            continue
+        if key == "shear":
+            identity = np.zeros(3) if value.ndim == 1 else np.eye(3)
+        if value.shape != identity.shape or not np.allclose(value, identity, rtol=0, atol=1e-12):
+            extra[key] = value.copy()
+    return extra
+
+
 def same_grid_kwargs(layer: Any, name: str) -> dict[str, Any]:
-    """Keyword arguments for a new layer that overlays `layer` and exports on its grid."""
+    """Keyword arguments for a new layer that overlays `layer` in napari's world (same scale
+    and translate, and its rotate, shear and affine when it has them) and exports on its grid."""
     metadata = getattr(layer, "metadata", None)
     shape = np.shape(layer.data)
     grid = _stored_grid(metadata, shape)
@@ -185,7 +308,28 @@ def same_grid_kwargs(layer: Any, name: str) -> dict[str, Any]:
             float(t) for t in (np.zeros(len(shape)) if translate is None else translate)
         ),
         "metadata": new_metadata,
+        **_extra_transforms(layer),
     }
+
+
+def on_grid(source: Volume, like: Volume) -> Volume:
+    """`source`'s voxels moved onto `like`'s grid by RAS position (nearest voxel; 0 outside
+    `source`), so a mask painted on one scan of a patient can be written on another scan's
+    grid (e.g. a mask drawn on an RAS NIfTI, saved on the DICOM's LPS grid). Grids that share
+    their voxel centres (flipped or permuted axes) map voxel for voxel, exactly."""
+    to_source = np.linalg.inv(source.affine) @ like.affine
+    out = np.zeros(like.shape, dtype=source.array.dtype)
+    j, k = np.meshgrid(np.arange(like.shape[1]), np.arange(like.shape[2]), indexing="ij")
+    plane = np.stack([np.zeros_like(j), j, k], axis=-1).reshape(-1, 3).astype(float)
+    limits = np.asarray(source.shape)
+    for i in range(like.shape[0]):  # one plane at a time: bounded memory on large volumes
+        plane[:, 0] = i
+        index = np.floor(plane @ to_source[:3, :3].T + to_source[:3, 3] + 0.5).astype(np.int64)
+        inside = np.all((index >= 0) & (index < limits), axis=1)
+        values = np.zeros(len(plane), dtype=out.dtype)
+        values[inside] = source.array[tuple(index[inside].T)]
+        out[i] = values.reshape(like.shape[1], like.shape[2])
+    return Volume(out, like.affine.copy(), like.path, like.header)
 
 
 def is_labels_layer(layer: Any) -> bool:
@@ -217,8 +361,9 @@ def write_on_grid(grid: Volume, path: str | Path, *, labels: bool) -> Path:
     return write_nifti(array, grid, path, dtype=np.float32)
 
 
-def export_layer(layer: Any, path: str | Path, overwrite: bool = False) -> Path:
-    """Write the layer to NIfTI on its source grid; returns the path written.
+def export_layer(layer: Any, path: str | Path, overwrite: bool = False, like: Any = None) -> Path:
+    """Write the layer to NIfTI on its source grid, or on layer `like`'s grid (moved there by
+    RAS position, see :func:`on_grid`); returns the path written.
 
     A path without a suffix gets ``.nii.gz``. Existing files are kept unless `overwrite`,
     so a click cannot silently replace someone's segmentation.
@@ -226,4 +371,7 @@ def export_layer(layer: Any, path: str | Path, overwrite: bool = False) -> Path:
     out = _nifti_path(path)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or allow overwrite")
-    return write_on_grid(grid_of(layer), out, labels=is_labels_layer(layer))
+    grid = grid_of(layer)
+    if like is not None:
+        grid = on_grid(grid, grid_of(like))
+    return write_on_grid(grid, out, labels=is_labels_layer(layer))

@@ -131,7 +131,9 @@ def test_nrrd_and_mha_open_with_lps_to_ras_affine(oblique_nrrd: Path, tmp_path: 
         assert layer_type == "image"
         np.testing.assert_allclose(data, _image(), rtol=1e-6)
         np.testing.assert_allclose(kwargs["metadata"][GRID_KEY]["affine"], expected, atol=1e-9)
-        np.testing.assert_allclose(kwargs["scale"], SPACING, rtol=1e-6)
+        # napari's world is RAS: the LPS file's i and j run towards -x and -y (rotated by
+        # under 45 degrees), so their scale is negative and voxel 0 sits at its RAS position.
+        np.testing.assert_allclose(kwargs["scale"], SPACING * [-1, -1, 1], rtol=1e-6)
         np.testing.assert_allclose(kwargs["translate"], expected[:3, 3], atol=1e-9)
         assert kwargs["metadata"][HEADER_KEY] is None
 
@@ -165,7 +167,7 @@ def test_dicom_folder_opens_as_image(tmp_path: Path) -> None:
     ((data, kwargs, layer_type),) = _read(folder)
     assert layer_type == "image" and kwargs["name"] == "series"
     np.testing.assert_array_equal(data, voxels.transpose(2, 1, 0))
-    np.testing.assert_allclose(kwargs["scale"], [0.8, 0.6, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(kwargs["scale"], [-0.8, -0.6, 2.0], rtol=1e-6)  # L, P, S
     np.testing.assert_allclose(kwargs["translate"], [-10.0, 5.0, 30.0], atol=1e-6)  # LPS->RAS
     assert kwargs["metadata"][GRID_KEY]["source"] == str(folder)
 
@@ -374,8 +376,10 @@ def test_radiological_view_by_hand() -> None:
     assert radiological_view(ras, 2) == ((2, 1, 0), ("up", "left"))
     assert radiological_view(ras, 1) == ((1, 2, 0), ("up", "left"))  # coronal: superior up
     assert radiological_view(ras, 0) == ((0, 2, 1), ("up", "left"))  # sagittal: anterior left
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's order: already as a radiologist reads it
-    assert radiological_view(lps, 2) == ((2, 1, 0), ("down", "right"))
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's order, placed in the RAS world (flipped)
+    assert radiological_view(lps, 2) == ((2, 1, 0), ("up", "left"))
+    # ... and placed in array order (positive scale): already as a radiologist reads it
+    assert radiological_view(lps, 2, scale=(1.0, 1.0, 1.0)) == ((2, 1, 0), ("down", "right"))
     sra = np.zeros((4, 4))  # array axes (S, R, A): axial slices run along axis 0
     sra[2, 0], sra[0, 1], sra[1, 2], sra[3, 3] = 1.0, 1.0, 1.0, 1.0
     assert radiological_view(sra, 0) == ((0, 2, 1), ("up", "left"))
