@@ -3,12 +3,12 @@
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device
 from .guard import CollapseWarning
-from .inference import Prediction, labels_from_probabilities, predict_volume
+from .inference import Prediction, labels_from_probabilities, labels_from_pseudo, predict_volume
 from .methods import METHODS, Method, get_method
 from .metrics import brier_score, overlap_scores
 from .model import CheckpointError, TrainedModel
 from .sampling import DataError, TrainingData, labelled_slices, prepare_data
-from .trainer import FinishedEvent, PreviewEvent, StepEvent, Trainer, train
+from .trainer import FillStopped, FinishedEvent, PreviewEvent, StepEvent, Trainer, train
 
 __all__ = [
     "METHODS",
@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeviceError",
+    "FillStopped",
     "FinishedEvent",
     "Method",
     "Prediction",
@@ -32,6 +33,7 @@ __all__ = [
     "get_method",
     "labelled_slices",
     "labels_from_probabilities",
+    "labels_from_pseudo",
     "overlap_scores",
     "predict_volume",
     "prepare_data",

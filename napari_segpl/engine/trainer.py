@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +21,7 @@ from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
+from .inference import labels_from_pseudo
 from .intensity import IntensityEvidence
 from .losses import alpha_at
 from .methods import Batch, get_method
@@ -47,13 +48,19 @@ class StepEvent:
 
 @dataclass
 class PreviewEvent:
-    """Every ``preview_every`` steps: the current pseudo labels (and probabilities) of one whole
-    unlabelled slice, in the slice's own in-plane shape."""
+    """Every ``preview_every`` steps: the pseudo labels the E-step makes now of one whole
+    unlabelled slice (the teacher, the intensity evidence and the exclusive rule, as in the
+    loss), and the probabilities they were cut from, in the slice's own in-plane shape.
+    ``threshold`` is the T each class was cut at (SegPL-VI: the head's mu for this slice, the
+    centre of the distribution training draws T from) and ``threshold_note`` says so in one
+    line for the dock."""
 
     step: int
     slice_index: int
     labels: np.ndarray
     probabilities: np.ndarray
+    threshold: list[float] = field(default_factory=list)
+    threshold_note: str = ""
 
 
 @dataclass
@@ -67,6 +74,10 @@ class FinishedEvent:
 Event = StepEvent | PreviewEvent | CollapseWarning | FinishedEvent
 
 
+class FillStopped(Exception):
+    """``Trainer.pseudo_label_volume`` was asked to stop before it finished."""
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed torch's generators and return the numpy generator the sampler uses."""
     torch.manual_seed(seed)
@@ -77,7 +88,8 @@ class Trainer:
     """Runs one training configuration over prepared data; one ``run()`` per Trainer.
 
     ``model`` is the same object from construction to the end of the run, so a front end may
-    hold it (and save it after a Stop).
+    hold it (and save it after a Stop). After the run (the model back on the CPU),
+    ``pseudo_label_volume`` gives the E-step's pseudo labels of the whole volume.
 
     ``preview_slice`` (an index along the slicing axis) may be changed while training, e.g. to
     follow the slice on screen; by default it is the unlabelled slice nearest the middle.
@@ -103,6 +115,7 @@ class Trainer:
         self.model = TrainedModel.new(config, data.num_classes)
         self._torch_state = torch.get_rng_state()  # ...and, from here on, the sampled thresholds
         self._stop = False
+        self._running = False
         unlabelled = [s for v, s in data.unlabelled if v == 0]
         middle = data.image.shape[0] // 2
         self.preview_slice = min(unlabelled or [middle], key=lambda s: abs(s - middle))
@@ -119,8 +132,7 @@ class Trainer:
         torch.set_rng_state(self._torch_state)  # as if training followed construction at once
         method.to(self.device)
         method.train()
-        if config.intensity > 0 and method.uses_unlabelled:
-            method.evidence = IntensityEvidence.from_painted(self.data).to(self.device)
+        self._fit_evidence()
         sampler = Sampler(self.data, config, rng)
         optimiser = torch.optim.Adam(method.parameters(), lr=config.lr)
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
@@ -155,6 +167,7 @@ class Trainer:
                 optimiser, lambda step: (1.0 - step / config.steps) ** 0.9
             )
 
+        self._running = True
         try:
             for step in range(config.steps):
                 if self._stop:
@@ -230,8 +243,11 @@ class Trainer:
                         final = self._gate_never_opened(steps_done, gate, let_in) + final
             finally:
                 method.to(torch.device("cpu"))
+                if method.evidence is not None:  # kept for the fill after the run
+                    method.evidence = method.evidence.to("cpu")
                 del optimiser, scheduler
                 release_memory(self.device)
+                self._running = False
         yield from final
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
 
@@ -263,31 +279,98 @@ class Trainer:
         return checker.check_model(step, fractions, [float(f) for f in np.mean(painted, axis=0)])
 
     def preview(self, step: int) -> PreviewEvent:
-        """Pseudo labels of the whole preview slice, as the E-step would make them now."""
-        from .inference import labels_from_probabilities
-
+        """The E-step's pseudo labels of the whole preview slice, as the loss would use them
+        now (``Method.pseudo_labels``, the function the training step calls)."""
         s = int(self.preview_slice)
-        prob = self._probabilities(s, e_step=True)
-        labels = labels_from_probabilities(prob, self.config.threshold, self.config.nested)
-        return PreviewEvent(step, s, labels, prob)
+        prob, pseudo, t = self._e_step([s])
+        labels = labels_from_pseudo(pseudo[0], prob[0], self.config.nested)
+        if self.model.method.learns_threshold:
+            threshold = [float(v) for v in t[0]]
+            values = " / ".join(f"{v:.2f}" for v in threshold)
+            note = f"T = head's mu for slice {s}: {values}"
+        else:  # the configuration's value, not its float32 copy
+            threshold = [float(self.config.threshold)] * len(t[0])
+            note = f"T = {self.config.threshold:g} (fixed)"
+        return PreviewEvent(step, s, labels, prob[0], threshold, note)
 
-    def _probabilities(self, s: int, e_step: bool = False) -> np.ndarray:
-        """(K, h, w) class probabilities of slice ``s`` of the labelled volume, in eval mode;
-        ``e_step``: as the E-step sees them (with the intensity evidence, when on)."""
-        method, config = self.model.method, self.config
-        volume = self.data.image
-        idx = stack_indices(s, volume.shape[0], config.dims)
-        h, w = volume.shape[1:]
-        image = pad_in_plane(volume[idx], 2**config.depth, float(volume.min()))
-        x = torch.from_numpy(image[None] if config.dims == 3 else image)[None]
+    def pseudo_label_volume(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        batch_size: int = 8,
+    ) -> np.ndarray:
+        """The E-step's pseudo labels of every unlabelled slice of the training volume, as the
+        preview shows them, on the original volume's array layout (the slicing axis back in
+        place); labelled slices are 0. For the dock's fill after training (the model as it is
+        now: after ``run()``, the trained one). ``progress(done, total)`` is called after each
+        batch of slices; when ``should_stop()`` returns True, ``FillStopped`` is raised."""
+        if self._running:
+            raise RuntimeError("pseudo_label_volume is for after training; use the previews")
+        data, method = self.data, self.model.method
+        labelled = set(data.labelled)
+        todo = [s for s in range(data.image.shape[0]) if s not in labelled]
+        out = np.zeros(data.image.shape, np.uint8 if data.num_classes < 256 else np.uint16)
+        self._fit_evidence()
+        method.to(self.device)
+        try:
+            for start in range(0, len(todo), batch_size):
+                if should_stop is not None and should_stop():
+                    raise FillStopped(f"pseudo labels stopped after {start} of {len(todo)} slices")
+                chunk = todo[start : start + batch_size]
+                prob, pseudo, _ = self._e_step(chunk)
+                for i, s in enumerate(chunk):
+                    out[s] = labels_from_pseudo(pseudo[i], prob[i], self.config.nested)
+                if progress is not None:
+                    progress(start + len(chunk), len(todo))
+        finally:
+            method.to(torch.device("cpu"))
+            if method.evidence is not None:
+                method.evidence = method.evidence.to("cpu")
+            release_memory(self.device)
+        return np.ascontiguousarray(np.moveaxis(out, 0, self.config.axis))
+
+    def _e_step(self, slices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The E-step of whole slices of the training volume, in eval mode and without
+        gradient: probabilities (B, K, h, w), boolean pseudo labels (B, K, h, w) and the
+        thresholds (B, K) they were cut at (3D: the centre slice of each stack)."""
+        x, (h, w) = self._slices(slices)
+        method = self.model.method
         method.train(False)
         with torch.no_grad(), self._autocast():
-            x = x.to(self.device)
-            logits = method.logits(x)
-            if e_step:
-                logits = method.e_step_logits(logits, x)
-            prob = torch.sigmoid(logits.float())
-        prob = prob[0, :, 1] if config.dims == 3 else prob[0]
+            prob, pseudo, t = method.pseudo_labels(x.to(self.device))
+        if self.config.dims == 3:
+            prob, pseudo = prob[:, :, 1], pseudo[:, :, 1]
+        crop = (..., slice(0, h), slice(0, w))
+        return prob[crop].cpu().numpy(), pseudo[crop].cpu().numpy(), t.float().cpu().numpy()
+
+    def _slices(self, slices: list[int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Whole slices (or 3-slice stacks) of the training volume as a network input, padded
+        as the sampler pads (with the volume's minimum), and their in-plane size."""
+        config, volume = self.config, self.data.image
+        fill = float(volume.min())
+        images = [
+            pad_in_plane(volume[stack_indices(s, volume.shape[0], config.dims)], 2**config.depth,
+                         fill)
+            for s in slices
+        ]  # fmt: skip
+        x = np.stack(images)[:, None] if config.dims == 3 else np.stack(images)
+        return torch.from_numpy(np.ascontiguousarray(x)), volume.shape[1:]
+
+    def _fit_evidence(self) -> None:
+        """The painted slices' intensity evidence for the E-step, when ``intensity`` is on."""
+        method = self.model.method
+        if self.config.intensity > 0 and method.uses_unlabelled:
+            method.evidence = IntensityEvidence.from_painted(self.data).to(self.device)
+
+    def _probabilities(self, s: int) -> np.ndarray:
+        """(K, h, w) class probabilities of slice ``s`` of the training volume from the
+        network being trained (what prediction would give), in eval mode."""
+        x, (h, w) = self._slices([s])
+        method = self.model.method
+        method.train(False)
+        with torch.no_grad(), self._autocast():
+            prob = torch.sigmoid(method.logits(x.to(self.device)).float())
+        prob = prob[0, :, 1] if self.config.dims == 3 else prob[0]
         return prob[:, :h, :w].cpu().numpy()
 
     def _tensor(self, array: np.ndarray, fmt: torch.memory_format | None) -> torch.Tensor:

@@ -31,6 +31,18 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def most_probable(p: torch.Tensor) -> torch.Tensor:
+    """(N, K, ...) probabilities -> boolean (N, K, ...), True on each pixel's most probable
+    class channel only (ties: the first)."""
+    winner = p.argmax(dim=1, keepdim=True)
+    return torch.zeros_like(p, dtype=torch.bool).scatter_(1, winner, True)
+
+
+def per_channel(threshold: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(N, K) thresholds -> (N, K, 1, ...) that broadcast against (N, K, *spatial) tensors."""
+    return threshold.reshape(threshold.shape + (1,) * (ndim - threshold.ndim))
+
+
 def get_method(name: str) -> type[Method]:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -146,6 +158,48 @@ class Method(ABC):
         if self.evidence is None or self.config.intensity <= 0:
             return logits
         return logits.float() + self.config.intensity * self.evidence(x)
+
+    # The E-step, in three parts that the training step and the dock's preview and fill share,
+    # so that what the dock shows as pseudo labels is what the loss trains on: probabilities of
+    # the clean images, then (training only) moved like the student's view, then cut.
+
+    def e_step_probabilities(
+        self, x: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Float32 probabilities of the clean images ``x`` that pseudo labels are cut from: the
+        EMA teacher's logits (the network's without a teacher; ``logits`` when the caller
+        already has the network's logits of ``x``) plus the intensity evidence, through a
+        sigmoid. Call without gradient."""
+        if logits is None:
+            net = self.model if self.teacher is None else self.teacher
+            if self.teacher is not None:
+                self.teacher.train(self.model.training)
+            logits = net(x)[0]
+        return torch.sigmoid(self.e_step_logits(logits, x).float())
+
+    def cut(self, p: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+        """Boolean pseudo labels from E-step probabilities ``p`` (N, K, ...): ``p > T`` per
+        class channel (``threshold`` a float or broadcastable to ``p``), and for exclusive (not
+        nested) classes at most one class a pixel, the most probable one, as inference labels
+        (with one threshold a channel, both lungs' channels came to cover both lungs)."""
+        pseudo = p > threshold
+        if self.config.exclusive and not self.config.nested and p.shape[1] > 1:
+            pseudo = pseudo & most_probable(p)
+        return pseudo
+
+    def display_threshold(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) thresholds at which the preview and the fill cut the clean images ``x``: the
+        fixed ``threshold`` (a method that learns one gives its deterministic choice)."""
+        return torch.full(
+            (x.shape[0], self.num_classes), float(self.config.threshold), device=x.device
+        )
+
+    def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The E-step of clean images ``x`` as the dock shows it: (probabilities (N, K, ...),
+        boolean pseudo labels, thresholds (N, K)). Call without gradient."""
+        t = self.display_threshold(x)
+        p = self.e_step_probabilities(x)
+        return p, self.cut(p, per_channel(t, p.ndim)), t
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Segmentation logits for inference (a deep ensemble would average here)."""

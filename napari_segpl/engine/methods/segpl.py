@@ -3,12 +3,15 @@
 E-step: ``y'_u = 1(sigmoid(logit_u) > T)``, detached; in the paper from the same forward pass
 that the M-step trains on, so pseudo labels cost nothing beyond a supervised step over the same
 L + U images. M-step: ``L = alpha * mean_u Dice(p_u, y'_u) + mean_l Dice(p_l, y_l)``.
+The E-step is ``Method.e_step_probabilities`` then ``Method.cut``, the functions the trainer's
+preview and its fill after training call too, so the dock shows the pseudo labels trained on.
 
 Levers beyond the paper (TrainConfig holds which are on by default; the paper presets switch
 every one of them off):
 - ``unsup_dice="batch"``: one Dice per channel over the whole unlabelled batch, so an image
   whose pseudo label is empty does not push its own prediction to zero;
-- ``confidence=b``: pixels with ``|p - T| < b`` are left out of the pseudo-label loss;
+- ``confidence=b``: pixels too close to T are left out of the pseudo-label loss: a band
+  relative to T (``sure_pixels``), ``|p - T| < b`` at T = 0.5, that never empties either side;
 - ``skip_empty``: a class whose pseudo label is empty on every unlabelled image of the batch is
   left out of the pseudo-label loss (Dice against an empty target is minimised by predicting
   nothing, which erases thin structures before the network has learnt them);
@@ -55,7 +58,9 @@ import torch
 from ..augment import mix, random_affine, random_boxes, warp, warp_image
 from ..losses import segmentation_loss
 from ..networks import memory_format
-from .base import Batch, Method, StepOutput, register
+from .base import Batch, Method, StepOutput, most_probable, register
+
+__all__ = ["SegPL", "View", "most_probable", "partners", "perturb_intensity", "sure_pixels"]
 
 
 def perturb_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
@@ -66,13 +71,6 @@ def perturb_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     b = (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * strength
     noise = torch.randn_like(x) * (strength / 2)
     return x * (1 + a) + b + noise
-
-
-def most_probable(p: torch.Tensor) -> torch.Tensor:
-    """(N, K, ...) probabilities -> boolean (N, K, ...), True on each pixel's most probable
-    class channel only (ties: the first)."""
-    winner = p.argmax(dim=1, keepdim=True)
-    return torch.zeros_like(p, dtype=torch.bool).scatter_(1, winner, True)
 
 
 @dataclass
@@ -88,6 +86,15 @@ class View:
     @property
     def changed(self) -> bool:
         return self.theta is not None or self.boxes is not None
+
+
+def sure_pixels(p: torch.Tensor, threshold: torch.Tensor | float, band: float) -> torch.Tensor:
+    """Boolean mask of the pixels the confidence band keeps: ``p >= T + 2b (1 - T)`` or
+    ``p <= T - 2b T``, a fraction 2b (< 1) of the room above and below T. At T = 0.5 that is
+    ``|p - 0.5| >= b``, the band the recipe was measured with; unlike a band of fixed width it
+    keeps pixels on both sides for every T in (0, 1) (SegPL-VI draws T near 0 or 1 too)."""
+    room = 2.0 * band
+    return (p >= threshold + room * (1.0 - threshold)) | (p <= threshold * (1.0 - room))
 
 
 def partners(n: int) -> torch.Tensor:
@@ -142,14 +149,10 @@ class SegPL(Method):
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
-            if self.teacher is not None:
-                self.teacher.train(self.model.training)
-                z_u = self.teacher(batch.x_u)[0]
-            elif config.perturb > 0 or view.changed:  # clean view; trained on a changed one
-                z_u = self.model(batch.x_u)[0]
-            else:
-                z_u = logits_u.detach()
-            p_u = torch.sigmoid(self.e_step_logits(z_u, batch.x_u).float())
+            # the clean images' probabilities (the preview's and the fill's function); the
+            # network's own logits serve when it saw the clean images and there is no teacher
+            same = self.teacher is None and config.perturb == 0 and not view.changed
+            p_u = self.e_step_probabilities(batch.x_u, logits_u.detach() if same else None)
             inside = None
             if view.theta is not None:  # move the teacher's view with the student's
                 p_u = warp(p_u, view.theta)
@@ -159,13 +162,10 @@ class SegPL(Method):
                 p_u = mix(p_u, view.boxes.to(p_u.dtype), view.partner)
                 if inside is not None:
                     inside = mix(inside, view.boxes.to(inside.dtype), view.partner)
-            pseudo = p_u > threshold
-            if config.exclusive and not config.nested and p_u.shape[1] > 1:
-                pseudo = pseudo & most_probable(p_u)
-            pseudo = pseudo.to(logits_u.dtype)
+            pseudo = self.cut(p_u, threshold).to(logits_u.dtype)
             mask = inside
             if config.confidence > 0:
-                sure = ((p_u - threshold).abs() >= config.confidence).to(logits_u.dtype)
+                sure = sure_pixels(p_u, threshold, config.confidence).to(logits_u.dtype)
                 mask = sure if mask is None else mask * sure
             centre = None
             if pseudo.ndim == 5:  # 3-slice stacks: as on labelled stacks, only the centre

@@ -4,20 +4,24 @@ A head phi reads the backbone's last features and outputs N(mu, sigma) over T fo
 image (and class); T is drawn with the reparameterisation ``mu + sigma * eps`` and kept inside
 (0, 1). The loss is L_SegPL with that T plus the exact Gaussian KL to the prior N(mu_b, sigma_b).
 
-As in the paper, the hard threshold passes no gradient to phi, which therefore learns through
-the KL alone and settles on the prior. The head reads *detached* features: otherwise the KL, the
-only term phi sees, would also push the backbone's features around for no segmentation benefit.
+In the paper the hard threshold passes no gradient to phi, which therefore learns through the
+KL alone and settles on the prior (the paper presets, ``threshold_signal="kl"``). The head reads
+*detached* features: otherwise the KL would also push the backbone's features around for no
+segmentation benefit.
 
-``threshold_signal="labelled"`` (off by default) gives T a learning signal from the data: the
-head also predicts T for the labelled images, and a soft threshold
-``sigmoid((p_l - T_l) / tau)`` of the (detached) probabilities is scored with Dice against the
-true labels. Its gradient reaches only the head, through T: the head learns the threshold that
-best turns the network's current probabilities (the EMA teacher's, when there is one, since
-those are what T thresholds) into the labels, and applies it to unlabelled images, where the KL
-keeps it near the prior unless the labels say otherwise. ``threshold_weight`` scales this
-likelihood-like term against the KL: at 1 (the default) a prior N(0.5, 0.1) still dominates a
-Dice gain of less than about (mu - 0.5)^2 / 0.02, so T moves only where the labels disagree
-strongly; larger weights let the labelled slices pull harder.
+``threshold_signal="labelled"`` (the default) gives T a learning signal from the data: the head
+also predicts T for the labelled images, and a soft threshold ``sigmoid((p_l - T_l) / tau)`` of
+the (detached) E-step probabilities is scored with Dice against the true labels. Its gradient
+reaches only the head, through T: the head learns the threshold that best turns the E-step's
+current probabilities (the EMA teacher's, when there is one, since those are what T
+thresholds) into the labels, and applies it to unlabelled images, where the KL keeps it near
+the prior unless the labels say otherwise. ``threshold_weight`` scales this term against the
+KL: at 1 (the default) a prior N(0.5, 0.1) still dominates a Dice gain of less than about
+(mu - 0.5)^2 / 0.02, so T moves only where the labels disagree strongly.
+
+Training draws T; the dock's preview and the pseudo-label fill after training use the head's
+mu for each slice (``display_threshold``), so what they show does not change from one look to
+the next.
 """
 
 from __future__ import annotations
@@ -81,10 +85,15 @@ class SegPLVI(SegPL):
         t_l = sample_threshold(mu_l, sigma_l)
         t_l = t_l.reshape(t_l.shape + (1,) * (logits_l.ndim - 2))
         with torch.no_grad():  # T is applied to the E-step's probabilities: fit it there
-            z_l = logits_l.detach() if self.teacher is None else self.teacher(batch.x_l)[0]
-            p_l = torch.sigmoid(self.e_step_logits(z_l, batch.x_l).float())
+            own = logits_l.detach() if self.teacher is None else None
+            p_l = self.e_step_probabilities(batch.x_l, own)
         soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
         return dice_loss(soft, batch.y_l, mask=batch.mask_l)
+
+    def display_threshold(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's mu for each clean image: the deterministic choice of T (training draws
+        T around it), read from the network's features as in training."""
+        return self.head(self.model(x)[1])[0].float()
 
     def threshold_distribution(
         self, x: torch.Tensor
