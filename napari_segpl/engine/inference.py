@@ -21,32 +21,66 @@ from .model import TrainedModel
 from .networks import memory_format
 from .sampling import Normaliser, pad_in_plane, stack_indices
 
+#: How ``predict_volume`` may cut the probabilities into labels: at the configuration's fixed
+#: ``threshold``, or (SegPL-VI) at the threshold head's mu for each slice and class.
+CUTS = ("fixed", "mu")
+
 
 @dataclass
 class Prediction:
     """Arrays on the input volume's grid. ``probabilities``, ``mc_mean`` and ``mc_std`` are
-    (K, *shape): one channel per class 1..K."""
+    (K, *shape): one channel per class 1..K. ``threshold_note`` says in one line which
+    threshold the labels were cut at, for front ends to show; ``mu`` is (K, n), the threshold
+    head's mu per class and slice along the predicted axis, when it was computed (SegPL-VI
+    with ``cut="mu"`` or Monte-Carlo samples), else None."""
 
     labels: np.ndarray
     probabilities: np.ndarray
     mc_mean: np.ndarray | None = None
     mc_std: np.ndarray | None = None
+    threshold_note: str = ""
+    mu: np.ndarray | None = None
 
 
-def labels_from_probabilities(prob: np.ndarray, threshold: float, nested: bool) -> np.ndarray:
-    """(K, ...) sigmoid probabilities -> integer labels.
+def labels_from_probabilities(
+    prob: np.ndarray, threshold: float | np.ndarray, nested: bool
+) -> np.ndarray:
+    """(K, ...) sigmoid probabilities -> integer labels; ``threshold`` a float or an array
+    broadcastable to ``prob`` (one threshold per class, or per class and slice).
 
-    Exclusive classes: the most probable class among those above the threshold, else 0.
-    Nested classes: the highest class whose channel is above the threshold.
+    Exclusive classes: the most probable class, if it is above its threshold, else 0 (with
+    one threshold for every class: the most probable of those above it). This is the rule
+    the E-step's exclusive pseudo labels follow.
+    Nested classes: the highest class whose channel is above its threshold.
     """
     above = prob > threshold
     if nested:
         ranks = np.arange(1, prob.shape[0] + 1).reshape((-1,) + (1,) * (prob.ndim - 1))
         labels = (above * ranks).max(axis=0)
     else:
-        labels = np.where(above.any(axis=0), prob.argmax(axis=0) + 1, 0)
-    dtype = np.uint8 if prob.shape[0] < 256 else np.uint16
-    return labels.astype(dtype)
+        winner = prob.argmax(axis=0)
+        on = np.take_along_axis(above, winner[None], axis=0)[0]
+        labels = np.where(on, winner + 1, 0)
+    return labels.astype(_label_dtype(prob.shape[0]))
+
+
+def labels_from_pseudo(pseudo: np.ndarray, prob: np.ndarray, nested: bool) -> np.ndarray:
+    """(K, ...) boolean pseudo labels (``Method.cut``) -> integer labels, for display.
+
+    Nested classes: the highest class that is on. Otherwise the most probable class among those
+    on (with exclusive pseudo labels the only one on; without, a pixel the E-step gave two
+    classes shows the more probable)."""
+    if nested:
+        ranks = np.arange(1, pseudo.shape[0] + 1).reshape((-1,) + (1,) * (pseudo.ndim - 1))
+        labels = (pseudo * ranks).max(axis=0)
+    else:
+        masked = np.where(pseudo, prob, -1.0)
+        labels = np.where(pseudo.any(axis=0), masked.argmax(axis=0) + 1, 0)
+    return labels.astype(_label_dtype(pseudo.shape[0]))
+
+
+def _label_dtype(classes: int) -> type:
+    return np.uint8 if classes < 256 else np.uint16
 
 
 def predict_volume(
@@ -59,72 +93,107 @@ def predict_volume(
     device: str = "auto",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    cut: str = "fixed",
 ) -> Prediction:
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
     ``mc_samples`` > 0 adds Monte-Carlo uncertainty; it needs a method that learns a threshold.
+    ``cut``: "fixed" cuts the labels at the configuration's ``threshold`` for every method;
+    "mu" (SegPL-VI only) at the threshold head's mu for each slice and class.
     ``progress(done, total)`` is called after each batch of slices.
     """
     config, method = model.config, model.method
     if image.ndim != 3:
         raise ValueError(f"image must be 3D, got shape {image.shape}")
-    if mc_samples and not method.learns_threshold:
-        raise ValueError(
-            f"Monte-Carlo uncertainty needs a learnt threshold (segpl-vi); this model is "
-            f"{config.method}"
-        )
+    if cut not in CUTS:
+        raise ValueError(f"cut must be one of {', '.join(CUTS)}, got {cut!r}")
+    for asked, what in ((mc_samples, "Monte-Carlo uncertainty"), (cut == "mu", "cut='mu'")):
+        if asked and not method.learns_threshold:
+            raise ValueError(
+                f"{what} needs a learnt threshold (segpl-vi); this model is {config.method}"
+            )
     axis = config.axis if axis is None else axis
     dev = resolve_device(device)
-    fmt = memory_format(config.dims)
     volume = np.moveaxis(Normaliser.from_config(config)(image), axis, 0)
     n, h, w = volume.shape
     padded = pad_in_plane(volume, 2**config.depth)
     k = method.num_classes
     prob = np.empty((k, n, h, w), np.float32)
+    want_mu = bool(mc_samples) or cut == "mu"
+    mu = np.empty((k, n), np.float32) if want_mu else None
     mc_mean = np.empty_like(prob) if mc_samples else None
     mc_std = np.empty_like(prob) if mc_samples else None
     generator = torch.Generator(device=dev).manual_seed(seed)
     method.to(dev)
     method.train(False)
     try:
-        with torch.no_grad():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                if config.dims == 2:
-                    x = torch.from_numpy(padded[start:stop, None])
-                else:
-                    x = torch.from_numpy(
-                        np.stack([padded[stack_indices(s, n, 3)] for s in range(start, stop)])
-                    )[:, None]
-                x = x.to(dev).contiguous(memory_format=fmt)
-                if mc_samples:
-                    logits, mu, sigma = method.threshold_distribution(x)
-                else:
-                    logits = method.logits(x)
-                p = torch.sigmoid(logits.float())
-                if config.dims == 3:
-                    p = p[:, :, 1]
-                p = p[..., :h, :w]
-                prob[:, start:stop] = p.transpose(0, 1).cpu().numpy()
-                if mc_samples:
-                    hits = torch.stack(
-                        [
-                            (p > sample_threshold(mu, sigma, generator)[..., None, None]).float()
-                            for _ in range(mc_samples)
-                        ]
-                    )
-                    mc_mean[:, start:stop] = hits.mean(0).transpose(0, 1).cpu().numpy()
-                    mc_std[:, start:stop] = (
-                        hits.std(0, unbiased=False).transpose(0, 1).cpu().numpy()
-                    )
-                if progress:
-                    progress(stop, n)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if config.dims == 2:  # (b, 1, H, W)
+                batch = padded[start:stop, None]
+            else:  # (b, 1, 3, H, W)
+                stacks = [padded[stack_indices(s, n, 3)] for s in range(start, stop)]
+                batch = np.stack(stacks)[:, None]
+            out = _predict_batch(model, batch, dev, (h, w), want_mu, mc_samples, generator)
+            prob[:, start:stop] = out[0]
+            if mu is not None:
+                mu[:, start:stop] = out[1]
+            if mc_mean is not None and mc_std is not None:
+                mc_mean[:, start:stop], mc_std[:, start:stop] = out[2], out[3]
+            del out
+            if progress:
+                progress(stop, n)
     finally:
         method.to(torch.device("cpu"))
         release_memory(dev)
-    labels = labels_from_probabilities(prob, config.threshold, config.nested)
+    if cut == "mu" and mu is not None:
+        labels = labels_from_probabilities(prob, mu[:, :, None, None], config.nested)
+        means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))
+        note = f"labels: p > the threshold head's mu for each slice (mean {means})"
+    else:
+        labels = labels_from_probabilities(prob, config.threshold, config.nested)
+        note = f"labels: p > {config.threshold:g} (fixed)"
 
     def back(a: np.ndarray | None, lead: int) -> np.ndarray | None:
         return None if a is None else np.ascontiguousarray(np.moveaxis(a, lead, lead + axis))
 
-    return Prediction(back(labels, 0), back(prob, 1), back(mc_mean, 1), back(mc_std, 1))
+    return Prediction(back(labels, 0), back(prob, 1), back(mc_mean, 1), back(mc_std, 1), note, mu)
+
+
+def _predict_batch(
+    model: TrainedModel,
+    batch: np.ndarray,
+    dev: torch.device,
+    size: tuple[int, int],
+    want_mu: bool,
+    mc_samples: int,
+    generator: torch.Generator,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """One batch of slices -> numpy (prob (K, b, h, w), mu (K, b), mc_mean, mc_std). A function
+    of its own so that every tensor of the batch is gone when it returns: nothing keeps device
+    memory alive when the caller empties the cache."""
+    config, method = model.config, model.method
+    h, w = size
+    with torch.no_grad():
+        x = torch.from_numpy(batch).to(dev).contiguous(memory_format=memory_format(config.dims))
+        if want_mu:
+            logits, mu, sigma = method.threshold_distribution(x)
+        else:
+            logits, mu, sigma = method.logits(x), None, None
+        p = torch.sigmoid(logits.float())
+        if config.dims == 3:
+            p = p[:, :, 1]
+        p = p[..., :h, :w]
+        prob = p.transpose(0, 1).cpu().numpy()
+        mu_np = None if mu is None else mu.float().transpose(0, 1).cpu().numpy()
+        if not mc_samples or mu is None or sigma is None:
+            return prob, mu_np, None, None
+        hits = torch.stack(
+            [
+                (p > sample_threshold(mu, sigma, generator)[..., None, None]).float()
+                for _ in range(mc_samples)
+            ]
+        )
+        mean = hits.mean(0).transpose(0, 1).cpu().numpy()
+        std = hits.std(0, unbiased=False).transpose(0, 1).cpu().numpy()
+        return prob, mu_np, mean, std
