@@ -1,12 +1,15 @@
 """napari reader: CT/MRI volumes (NIfTI, MHA/MHD, NRRD/NHDR, DICOM folders) as layers.
 
-Layers carry their physical geometry: ``scale`` is the voxel spacing, ``translate`` the
-position of voxel (0, 0, 0), and the metadata keep the full source grid (see
-:mod:`napari_segpl.layers`) so results are written back exactly on it, oblique ones too.
+Layers sit at their RAS position in millimetres, whatever the file's axis directions (an
+LPS NRRD or DICOM series overlays an RAS NIfTI of the same anatomy): ``scale`` is the voxel
+spacing signed by each axis's direction and ``translate`` the first voxel's RAS position. The
+metadata keep the full source grid (see :mod:`napari_segpl.layers`) so results are written
+back exactly on it, oblique ones too, and name the DICOM series read from a folder.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ SUFFIXES = NIFTI_EXTENSIONS + SITK_EXTENSIONS
 #: opens as a labels layer (e.g. ``case_label.nii.gz``, ``liver_seg.nrrd``, ``mask.mha``).
 LABEL_WORDS = ("label", "seg", "mask")
 _INT32 = np.iinfo(np.int32)
+#: Layer metadata key of the DICOM Series Instance UID a folder's layer was read from.
+SERIES_KEY = "segpl_series"
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -54,6 +59,12 @@ def volume_layer(volume: Volume, name: str) -> LayerData:
     """One layer tuple for `volume`; label-named integer volumes become labels."""
     data = np.asarray(volume.array)
     kwargs = layer_kwargs(volume, name)
+    series = getattr(volume, "series_uid", None)
+    if series is not None:
+        kwargs["metadata"][SERIES_KEY] = str(series)
+    note = getattr(volume, "note", "")
+    if note:  # e.g. which of several DICOM series was read: shown on the terminal and in napari
+        warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
     if any(word in name.lower() for word in LABEL_WORDS):
         labels = _integer_labels(data)
         if labels is not None:

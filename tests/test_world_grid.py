@@ -214,3 +214,16 @@ def test_oblique_grid_sits_on_its_nearest_axis_aligned_grid(flip, tmp_path: Path
     )
     np.testing.assert_allclose(nib.load(out).affine, affine, atol=1e-5)
     np.testing.assert_allclose(grid_of(layer).affine, affine, atol=1e-12)
+
+
+def test_reader_names_the_dicom_series_and_says_which_was_read() -> None:
+    """The series a folder's layer came from is in its metadata, and a note from the volume
+    reader (which of several series it read) reaches the user as a warning."""
+    volume = Volume(_phantom(), RAS_AFFINE, Path("folder"))
+    volume.series_uid = "1.2.840.5"  # set by read_volume for DICOM folders
+    volume.note = "read series 1.2.840.5 (6 slices) of 2"
+    with pytest.warns(UserWarning, match=r"^scan: read series 1\.2\.840\.5 \(6 slices\) of 2$"):
+        _, kwargs, _ = _reader.volume_layer(volume, "scan")
+    assert kwargs["metadata"][_reader.SERIES_KEY] == "1.2.840.5"
+    plain = Volume(_phantom(), RAS_AFFINE, Path("phantom.nii.gz"))
+    assert _reader.SERIES_KEY not in _reader.volume_layer(plain, "phantom")[1]["metadata"]
