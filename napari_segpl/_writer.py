@@ -8,7 +8,10 @@ shear, affine; the world read as RAS).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +69,50 @@ def write_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -
     dropped) holding one NIfTI file per layer, named after the layer, each on its own source
     grid. Without it napari found no writer and saved nothing, silently.
 
-    Every layer is checked before anything is written, and existing files are never replaced,
-    so a failure leaves no half-written set behind."""
+    All or nothing: every layer is checked (kind, grid, file name, no existing file replaced)
+    and then written to a hidden file in the folder; only when every one is written are they
+    renamed into place. A failure, a bad voxel type or a full disk included, leaves no file of
+    the set behind, and the folder is removed again if this call created it."""
     folder = Path(re.sub(r"\.nii(\.gz)?$", "", str(path)))
+    if folder.exists() and not folder.is_dir():
+        raise SegplWriteError(f"{folder} is a file, not a folder; choose another name")
     plans, names = [], set()
     for data, meta, kind in layer_data:
         if kind not in ("image", "labels"):
             raise SegplWriteError(f"cannot write a {kind} layer as NIfTI")
         stem = _file_stem(str(meta.get("name") or kind))
         name, n = stem, 1
-        while name in names:
+        while name.casefold() in names:  # "Mask" and "mask" are one file on macOS and Windows
             n += 1
             name = f"{stem}-{n}"
-        names.add(name)
+        names.add(name.casefold())
         out = folder / f"{name}.nii.gz"
         if out.exists():
             raise SegplWriteError(f"{out} already exists; choose another folder")
         plans.append((_grid(data, meta, name), out, kind == "labels"))
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
-    return [_write_grid(grid, out, labels) for grid, out, labels in plans]
+    token = uuid.uuid4().hex[:8]
+    staged: list[Path] = []
+    placed: list[Path] = []
+    try:
+        for grid, out, labels in plans:
+            part = out.with_name(f".{out.name}.{token}.part.nii.gz")
+            staged.append(part)
+            _write_grid(grid, part, labels)
+        for part, (_, out, _) in zip(staged, plans, strict=True):
+            if out.exists():  # appeared while writing: still never replaced
+                raise SegplWriteError(f"{out} already exists; choose another folder")
+            os.replace(part, out)
+            placed.append(out)
+    except BaseException:
+        for leftover in (*staged, *placed):
+            leftover.unlink(missing_ok=True)
+        for made in created:  # deepest first; only ones this call created, and only if empty
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+    return [str(out) for _, out, _ in plans]
 
 
 def _file_stem(name: str) -> str:

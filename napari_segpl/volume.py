@@ -11,6 +11,8 @@ This module must stay free of Qt, napari and torch so it can be used headless.
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
+
+from .dicom import DicomError, read_series
 
 __all__ = [
     "NIFTI_EXTENSIONS",
@@ -47,12 +51,19 @@ class VolumeError(ValueError):
 
 @dataclass(eq=False)
 class Volume:
-    """A 3D array on a physical grid, in NIfTI conventions whatever the source format."""
+    """A 3D array on a physical grid, in NIfTI conventions whatever the source format.
+
+    ``series_uid``: the DICOM series read from a folder (None for files). ``note``: what the
+    reader chose that the user should be told (which series of several), else empty; front
+    ends show it, since reading silently one of several series would segment the wrong one.
+    """
 
     array: np.ndarray
     affine: np.ndarray
     path: Path | None = None
     header: nib.Nifti1Header | None = None
+    series_uid: str | None = None
+    note: str = ""
 
     def __post_init__(self) -> None:
         # Validate here so a malformed Volume fails where it is built, not deep in a writer.
@@ -87,7 +98,7 @@ class Volume:
             raise VolumeError(
                 f"{self._name()}: new array shape {array.shape} does not match grid {self.shape}"
             )
-        return Volume(array, self.affine.copy(), self.path, self.header)
+        return Volume(array, self.affine.copy(), self.path, self.header, self.series_uid)
 
 
 def _lower_name(path: Path) -> str:
@@ -165,21 +176,13 @@ def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return _sitk_to_numpy(img, path)
 
 
-def _read_dicom_dir(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    reader = sitk.ImageSeriesReader()
+def _read_dicom_dir(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """The folder's series with the most slices (or ``series``), its UID and the note."""
     try:
-        series_ids = reader.GetGDCMSeriesIDs(str(path))
-    except Exception as exc:
-        raise VolumeError(f"{path}: cannot scan folder for DICOM ({exc})") from exc
-    if not series_ids:
-        raise VolumeError(f"{path}: no DICOM series found in folder")
-    try:
-        files = reader.GetGDCMSeriesFileNames(str(path), series_ids[0])
-        reader.SetFileNames(files)
-        img = reader.Execute()
-    except Exception as exc:
-        raise VolumeError(f"{path}: cannot read DICOM series {series_ids[0]} ({exc})") from exc
-    return _sitk_to_numpy(img, path)
+        img, uid, note = read_series(path, series)
+    except DicomError as exc:
+        raise VolumeError(str(exc)) from exc
+    return (*_sitk_to_numpy(img, path), uid, note)
 
 
 def _to_3d(array: np.ndarray, path: Path) -> np.ndarray:
@@ -212,14 +215,19 @@ def _check_values(array: np.ndarray, name: str) -> None:
             raise VolumeError(f"{name}: {n_nan} NaN and {n_inf} Inf voxels; all must be finite")
 
 
-def read_volume(path: str | Path) -> Volume:
-    """Read NIfTI, MHA/MHD/NRRD or a DICOM series folder into a validated 3D Volume."""
+def read_volume(path: str | Path, series: str | None = None) -> Volume:
+    """Read NIfTI, MHA/MHD/NRRD or a DICOM series folder into a validated 3D Volume.
+
+    In a folder holding several DICOM series, the one with the most slices is read unless
+    ``series`` (a Series Instance UID) names another; ``Volume.note`` says which."""
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{path}: file not found")
-    header = None
+    header, uid, note = None, None, ""
+    if series is not None and not path.is_dir():
+        raise VolumeError(f"{path}: a series ({series}) can only be chosen in a DICOM folder")
     if path.is_dir():
-        array, affine = _read_dicom_dir(path)
+        array, affine, uid, note = _read_dicom_dir(path, series)
     elif _has_ext(path, NIFTI_EXTENSIONS):
         array, affine, header = _read_nifti(path)
     elif _has_ext(path, SITK_EXTENSIONS):
@@ -231,7 +239,7 @@ def read_volume(path: str | Path) -> Volume:
     _check_values(array, str(path))
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise VolumeError(f"{path}: invalid (singular or non-finite) voxel-to-world matrix")
-    return Volume(array, affine, path, header)
+    return Volume(array, affine, path, header, uid, note)
 
 
 def _label_name(labels: Volume) -> str:
@@ -325,7 +333,8 @@ def _header_for(like: Volume, dtype: np.dtype, shape: tuple[int, ...]) -> nib.Ni
 def write_nifti(
     array: np.ndarray, like: Volume, path: str | Path, *, dtype: npt.DTypeLike = None
 ) -> Path:
-    """Write `array` as NIfTI on exactly `like`'s grid so it overlays the source image."""
+    """Write `array` as NIfTI on exactly `like`'s grid so it overlays the source image;
+    atomically: the target is either the old file or the whole new one."""
     path = Path(path)
     if not _has_ext(path, NIFTI_EXTENSIONS):
         raise VolumeError(f"{path}: output must end with .nii or .nii.gz")
@@ -343,5 +352,14 @@ def write_nifti(
     img = img_class(data, hdr.get_best_affine(), header=hdr)
     img.set_data_dtype(out_dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
+    # Written beside the target and renamed over it: a failure (a full disk, Ctrl-C) leaves
+    # the old file as it was and no partial file behind.
+    ext = ".nii.gz" if _lower_name(path).endswith(".nii.gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part{ext}")
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
