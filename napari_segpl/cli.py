@@ -164,16 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"pseudo-label Dice per image or over the batch ({D.unsup_dice})",
     )  # fmt: skip
     levers.add_argument(
-        "--unsup-loss", choices=LOSSES,
-        help="pseudo-label loss, if not the same as --loss",
-    )  # fmt: skip
-    levers.add_argument(
         "--confidence", type=float,
         help=f"leave pixels with |p - T| below this out of L_U ({D.confidence})",
-    )  # fmt: skip
-    levers.add_argument(
-        "--skip-empty", action=argparse.BooleanOptionalAction, default=None,
-        help="leave classes with an empty pseudo label in the batch out of L_U",
     )  # fmt: skip
     levers.add_argument(
         "--gate", action=argparse.BooleanOptionalAction, default=None,
@@ -191,29 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
         "warp": "random affine map of the unlabelled images the network trains on ({})",
         "affine": "random affine map of the labelled slices, every method ({})",
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
-        "span": "sampling weight of unlabelled slices between the painted ones, 0-1 ({})",
         "mix": "probability of a CutMix box from another unlabelled image (mri 0.5, else {})",
         "intensity": "weight of the painted slices' intensities in the E-step (mri 2, else {})",
     }
     for name, text in float_levers.items():
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))
     levers.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, default=None,
-        help=f"random flips (default {'on' if D.augment else 'off'})",
-    )  # fmt: skip
-    levers.add_argument(
-        "--lr-schedule", choices=("constant", "poly"), help=f"default: {D.lr_schedule}"
-    )
-    levers.add_argument(
         "--threshold-signal",
         choices=("kl", "labelled"),
         help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices "
         f"(default {D.threshold_signal})",
     )
-    levers.add_argument(
-        "--threshold-weight", type=float,
-        help=f"segpl-vi: weight of the labelled-slice fit against the KL ({D.threshold_weight})",
-    )  # fmt: skip
     t.add_argument("--patch", type=int, help=f"in-plane patch size (default {D.patch})")
     t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")

@@ -98,8 +98,8 @@ def test_lever_flags_reach_the_configuration():
     from napari_segpl.cli import _config, build_parser
 
     base = ["train", "a.nii", "b.nii", "--model", "m.pt"]
-    flags = ["--warp", "0.3", "--affine", "0.1", "--near", "4", "--span", "0.25"]
+    flags = ["--warp", "0.3", "--affine", "0.1", "--near", "4"]
     cfg = _config(build_parser().parse_args([*base, *flags]), "mri")
-    assert (cfg.warp, cfg.affine, cfg.near, cfg.span) == (0.3, 0.1, 4.0, 0.25)
+    assert (cfg.warp, cfg.affine, cfg.near) == (0.3, 0.1, 4.0)
     paper = _config(build_parser().parse_args(base), "paper")
-    assert (paper.warp, paper.affine, paper.near, paper.span) == (0.0, 0.0, 0.0, 1.0)
+    assert (paper.warp, paper.affine, paper.near) == (0.0, 0.0, 0.0)

@@ -189,29 +189,23 @@ def stack_indices(s: int, n: int, dims: int) -> list[int]:
     return [min(max(s + d, 0), n - 1) for d in (-1, 0, 1)]
 
 
-def unlabelled_weights(data: TrainingData, near: float, span: float = 1.0) -> np.ndarray | None:
-    """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0, ``span`` 1).
+def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
+    """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0).
 
     With ``near`` > 0 a slice of the labelled volume is drawn with weight ``exp(-d / (near n))``,
     d its distance in slices to the nearest labelled slice and n the volume's slice count (so
     one value suits a 34-slice chest CT and a 160-slice brain): pseudo labels are most often
-    right next to what was painted, and the user paints where the structures are. ``span`` < 1
-    scales the weight of slices between the first and last labelled slice, where the painted
-    slices already teach the network most; if no slice lies outside that span it has no effect.
-    Slices of extra volumes have no distance and get the mean weight of the labelled volume's
-    slices.
+    right next to what was painted, and the user paints where the structures are. Slices of
+    extra volumes have no distance and get the mean weight of the labelled volume's slices.
     """
     pool = data.unlabelled
-    if (near <= 0 and span == 1) or not pool:
+    if near <= 0 or not pool:
         return None
     own = np.array([v == 0 for v, _ in pool])
     slices = np.array([s for _, s in pool])[own]
     labelled = np.asarray(data.labelled)
     dist = np.abs(slices[:, None] - labelled[None]).min(axis=1)
-    w_own = np.exp(-dist / (near * data.image.shape[0])) if near > 0 else np.ones(len(slices))
-    inside = (slices > labelled.min()) & (slices < labelled.max())
-    if span != 1 and not inside.all():
-        w_own = np.where(inside, span * w_own, w_own)
+    w_own = np.exp(-dist / (near * data.image.shape[0]))
     weights = np.full(len(pool), w_own.mean() if own.any() else 1.0)
     weights[own] = w_own
     return weights / weights.sum()
@@ -228,7 +222,7 @@ class Sampler:
         self.data, self.config, self.rng = data, config, rng
         self.multiple = 2**config.depth
         self._pool = data.unlabelled
-        self._weights = unlabelled_weights(data, config.near, config.span)
+        self._weights = unlabelled_weights(data, config.near)
         volumes = [data.image, *data.unlabelled_volumes]
         self._fill = [float(vol.min()) for vol in volumes]
         h, w = data.image.shape[1:]
@@ -261,19 +255,6 @@ class Sampler:
         patch = self._fit(volume[idx], offs, self.out, self._fill[v])
         return patch if self.config.dims == 3 else patch[0]
 
-    def _flips(self) -> tuple[bool, bool]:
-        """Random in-plane flips when ``augment`` is on (no random draw otherwise, so the
-        default batches do not change)."""
-        if not self.config.augment:
-            return False, False
-        a, b = self.rng.random(2) < 0.5
-        return bool(a), bool(b)
-
-    @staticmethod
-    def _flip(array: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
-        axes = [ax for ax, on in zip((-2, -1), flips, strict=True) if on]
-        return np.flip(array, axis=axes) if axes else array
-
     def labelled_batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(images, targets, mask): mask is None in 2D, the centre-slice mask in 3D."""
         data = self.data
@@ -286,9 +267,7 @@ class Sampler:
             target = encode_target(lab, data.num_classes, data.nested)
             if self.config.dims == 3:
                 target = np.repeat(target[:, None], 3, axis=1)
-            flips = self._flips()
-            images[-1] = self._flip(images[-1], flips)
-            targets.append(self._flip(target, flips))
+            targets.append(target)
         mask = None
         if self.config.dims == 3:
             mask = np.zeros((1, 1, 3, 1, 1), np.float32)
@@ -309,5 +288,5 @@ class Sampler:
         for r in draws:
             v, s = self._pool[int(r)]
             offs = self._offsets(self.data.volume(v).shape[1:], self.out)
-            images.append(self._flip(self._image(v, s, offs), self._flips()))
+            images.append(self._image(v, s, offs))
         return np.stack(images)[:, None]

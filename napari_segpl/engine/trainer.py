@@ -161,12 +161,6 @@ class Trainer:
                 return 0.0
             return alpha_at(step, config.alpha, config.warmup_steps, opened)
 
-        scheduler = None
-        if config.lr_schedule == "poly":  # the usual segmentation decay (1 - t/T)^0.9
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimiser, lambda step: (1.0 - step / config.steps) ** 0.9
-            )
-
         self._running = True
         try:
             for step in range(config.steps):
@@ -192,8 +186,6 @@ class Trainer:
                 lr = optimiser.param_groups[0]["lr"]
                 optimiser.step()
                 method.after_step()
-                if scheduler is not None:
-                    scheduler.step()
                 steps_done = step + 1
                 self.model.steps_done = steps_done
                 history.append(out.logs)
@@ -245,7 +237,7 @@ class Trainer:
                 method.to(torch.device("cpu"))
                 if method.evidence is not None:  # kept for the fill after the run
                     method.evidence = method.evidence.to("cpu")
-                del optimiser, scheduler
+                del optimiser
                 release_memory(self.device)
                 self._running = False
         yield from final

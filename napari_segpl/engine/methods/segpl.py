@@ -12,9 +12,6 @@ every one of them off):
   whose pseudo label is empty does not push its own prediction to zero;
 - ``confidence=b``: pixels too close to T are left out of the pseudo-label loss: a band
   relative to T (``sure_pixels``), ``|p - T| < b`` at T = 0.5, that never empties either side;
-- ``skip_empty``: a class whose pseudo label is empty on every unlabelled image of the batch is
-  left out of the pseudo-label loss (Dice against an empty target is minimised by predicting
-  nothing, which erases thin structures before the network has learnt them);
 - ``ema=d``: pseudo labels from an exponential-moving-average copy of the network (an extra
   forward pass without gradient), which changes more slowly than the network it teaches;
 - ``perturb=s``: the network being trained sees the unlabelled images with a random intensity
@@ -22,8 +19,6 @@ every one of them off):
   pseudo labels come from the clean images (through the EMA teacher, or the network itself
   without gradient). The pseudo-label loss then asks for a prediction that survives the
   change, which a confident wrong prediction does not get for free;
-- ``unsup_loss``: the pseudo-label loss may differ from the labelled one (``bce`` does not let
-  one image's empty pseudo label drive the whole image's prediction to zero as Dice does);
 - ``exclusive``: for exclusive (not nested) classes, a pixel is pseudo-labelled with at most
   one class, the most probable of those above the threshold, which is how inference labels it.
   With an independent threshold per class channel two channels can both claim a pixel: on the
@@ -179,17 +174,8 @@ class SegPL(Method):
                 shape = (1, len(self.pseudo_classes)) + (1,) * (pseudo.ndim - 2)
                 gated = torch.tensor(self.pseudo_classes, dtype=pseudo.dtype, device=pseudo.device)
                 mask = gated.reshape(shape) if mask is None else mask * gated.reshape(shape)
-            if config.skip_empty:
-                spatial = (0, *range(2, pseudo.ndim))
-                present = (pseudo.sum(dim=spatial) > 0).to(logits_u.dtype)
-                present = present.reshape(1, -1, *([1] * (pseudo.ndim - 2)))
-                mask = present if mask is None else mask * present
         unsup = segmentation_loss(
-            logits_u,
-            pseudo,
-            config.unsup_loss or kind,
-            mask,
-            per_image=config.unsup_dice == "image",
+            logits_u, pseudo, kind, mask, per_image=config.unsup_dice == "image"
         )
         loss = sup + alpha * unsup
         logs.update(unsup=unsup.item(), loss=loss.item())

@@ -15,9 +15,9 @@ the (detached) E-step probabilities is scored with Dice against the true labels.
 reaches only the head, through T: the head learns the threshold that best turns the E-step's
 current probabilities (the EMA teacher's, when there is one, since those are what T
 thresholds) into the labels, and applies it to unlabelled images, where the KL keeps it near
-the prior unless the labels say otherwise. ``threshold_weight`` scales this term against the
-KL: at 1 (the default) a prior N(0.5, 0.1) still dominates a Dice gain of less than about
-(mu - 0.5)^2 / 0.02, so T moves only where the labels disagree strongly.
+the prior unless the labels say otherwise. The term weighs as much as the KL: a prior
+N(0.5, 0.1) still dominates a Dice gain of less than about (mu - 0.5)^2 / 0.02, so T moves
+only where the labels disagree strongly.
 
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
 mu for each slice (``display_threshold``), so what they show does not change from one look to
@@ -69,7 +69,7 @@ class SegPLVI(SegPL):
         out.loss = out.loss + kl
         if self.config.threshold_signal == "labelled":
             fit = self._threshold_fit(batch, logits_l, feats[:n])
-            out.loss = out.loss + self.config.threshold_weight * fit
+            out.loss = out.loss + fit
             out.logs["t_fit"] = fit.item()
         out.logs.update(kl=kl.item(), loss=out.loss.item(), mu=mu.mean().item())
         out.logs["sigma"] = sigma.mean().item()
