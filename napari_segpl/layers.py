@@ -249,11 +249,10 @@ def radiological_view(
     if directions is None:
         return None
     nearest, signs = directions
-    if scale is not None:  # the layer's own placement: its world runs with the signed scale
-        signs = [signs[d] * (1.0 if float(scale[d]) > 0 else -1.0) for d in range(3)]
-    else:
-        signs = [1.0, 1.0, 1.0]
-    world = [(_POSITIVE if signs[d] > 0 else _NEGATIVE)[nearest[d]] for d in range(3)]
+    # Which way each world axis runs: R, A or S for layer_kwargs' placement; else the array
+    # axis's own direction, reversed where the layer's scale is negative.
+    runs = [1.0] * 3 if scale is None else [signs[d] * float(scale[d]) for d in range(3)]
+    world = [(_POSITIVE if runs[d] > 0 else _NEGATIVE)[nearest[d]] for d in range(3)]
     screen = _SCREEN[_PLANE[nearest[axis]]]
     others = [a for a in range(3) if a != axis]
     vertical = next(a for a in others if screen["up"] in _letters(nearest[a]))
@@ -271,13 +270,13 @@ def _extra_transforms(layer: Any) -> dict[str, Any]:
     """The layer's rotate, shear and affine where they are not the identity, so a layer
     made to overlay it (e.g. one napari's own reader placed with ``affine=``) does."""
     extra: dict[str, Any] = {}
-    for key, identity in (("rotate", np.eye(3)), ("shear", None), ("affine", np.eye(4))):
+    for key in ("rotate", "shear", "affine"):
         value = _matrix(getattr(layer, key, None), _layer_name(layer), key)
         if value is None or value.size == 0:
             continue
-        if key == "shear":
-            identity = np.zeros(3) if value.ndim == 1 else np.eye(3)
-        if value.shape != identity.shape or not np.allclose(value, identity, rtol=0, atol=1e-12):
+        # napari's shear is upper-triangular values (zeros) or a unit-diagonal matrix
+        identity = np.zeros(value.shape) if value.ndim == 1 else np.eye(len(value))
+        if not np.allclose(value, identity, rtol=0, atol=1e-12):
             extra[key] = value.copy()
     return extra
 

@@ -227,3 +227,19 @@ def test_reader_names_the_dicom_series_and_says_which_was_read() -> None:
     assert kwargs["metadata"][_reader.SERIES_KEY] == "1.2.840.5"
     plain = Volume(_phantom(), RAS_AFFINE, Path("phantom.nii.gz"))
     assert _reader.SERIES_KEY not in _reader.volume_layer(plain, "phantom")[1]["metadata"]
+
+
+def test_permuted_grid_keeps_array_axes_with_ras_coordinates() -> None:
+    """A sagittal-style grid (array axes run posterior, superior, left): napari slices only
+    along array axes, so world axis d is array axis d, holding the RAS coordinate along the
+    anatomical axis it runs (y, z, x), growing towards A, S and R."""
+    affine = np.zeros((4, 4))
+    affine[1, 0], affine[2, 1], affine[0, 2] = -0.5, 1.2, -3.0  # i -> P, j -> S, k -> L
+    affine[:, 3] = [40.0, 25.0, -60.0, 1.0]
+    volume = Volume(np.zeros((6, 5, 4), np.float32), affine)
+    layer = Image(volume.array, **layer_kwargs(volume, "sagittal"))
+    for index in [(0, 0, 0), (5, 4, 3), (2, 1, 3)]:
+        ras = affine @ [*index, 1.0]
+        np.testing.assert_allclose(layer.data_to_world(index), ras[[1, 2, 0]], atol=1e-9)
+    # Slices along k (sagittal): superior up, anterior on the screen's left.
+    assert radiological_view(affine, 2) == ((2, 1, 0), ("up", "left"))
