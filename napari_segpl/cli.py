@@ -1,8 +1,10 @@
 """The ``segpl`` command: train, predict and evaluate without a screen.
 
 Every error a user can cause (a bad file, a missing device, a wrong parameter) ends with one
-line naming the problem and exit status 2; an interrupted training (Ctrl-C) still saves the
-model trained so far.
+line naming the problem and exit status 2, and every argument is checked before training
+starts. An interrupted training (Ctrl-C) stops after the step under way, saves the model
+trained so far (and the outputs asked for) and exits with status 130; a second Ctrl-C quits
+at once without saving.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
+from ._cli_support import (
+    Interrupt,
+    check_outputs,
+    check_uncertainty,
+    read_image,
+    write_outputs,
+)
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import LOSSES, ConfigError, one_thin_slice_note, resolve_preset
 from .engine.device import DeviceError
 from .engine.model import CheckpointError
 from .engine.sampling import DataError
-from .volume import Volume, VolumeError, check_labels, read_labels, read_volume, write_nifti
+from .volume import VolumeError, check_labels, read_labels, read_volume
 
 D = TrainConfig()  # the defaults the help texts quote
 
@@ -66,6 +73,15 @@ def _add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
     p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
 
 
+def _add_series_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--series",
+        metavar="UID",
+        help="the DICOM series to read from an IMAGE folder holding several (default: the one "
+        "with the most slices; the others are named when the folder is read)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segpl",
@@ -91,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
     t.add_argument("labels", type=Path, help="label volume on the image's grid")
+    _add_series_arg(t)
     t.add_argument("--method", choices=list(METHODS), default=None, help="default: segpl")
     t.add_argument("--model", type=Path, required=True, metavar="OUT.pt", help="model to save")
     t.add_argument(
@@ -208,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
     p.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
+    _add_series_arg(p)
     _add_output_args(p, mask_required=True)
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -236,43 +254,18 @@ def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
     return TrainConfig.from_preset(preset, **overrides).validate()
 
 
-def _write_outputs(args: argparse.Namespace, model, image: Volume) -> None:
-    from .engine import predict_volume
-
-    if args.uncertainty and not model.method.learns_threshold:
-        raise ValueError("--uncertainty needs a model trained with --method segpl-vi")
-    if args.mc_samples < 1:
-        raise ValueError("--mc-samples must be at least 1")
-    if not (args.mask or args.prob or args.uncertainty):
-        return
-    pred = predict_volume(
-        model,
-        image.array,
-        axis=getattr(args, "axis_predict", None),
-        batch_size=args.batch_slices,
-        mc_samples=args.mc_samples if args.uncertainty else 0,
-        device=args.device or "auto",
-    )
-    if args.mask:
-        print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
-    if args.prob:
-        print(f"probability -> {write_nifti(_channels_last(pred.probabilities), image, args.prob)}")
-    if args.uncertainty:
-        out = write_nifti(_channels_last(pred.mc_std), image, args.uncertainty)
-        print(f"uncertainty -> {out}")
-
-
-def _channels_last(array: np.ndarray) -> np.ndarray:
-    """(K, x, y, z) -> (x, y, z) for one class, else (x, y, z, K), the NIfTI 4D convention."""
-    return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
-
-
 def _train(args: argparse.Namespace) -> int:
     from .engine import CollapseWarning, FinishedEvent, StepEvent, Trainer, prepare_data
 
-    image = read_volume(args.image)
+    inputs = {"image": args.image, "labels": args.labels}
+    inputs.update({f"unlabelled {p}": p for p in args.unlabelled})
+    check_outputs(args, inputs, model=args.model)
+    if args.method is not None:
+        check_uncertainty(args, args.method)
+    image = read_image(args.image, args.series)
     preset = resolve_preset(args.preset, image.array)
     config = _config(args, preset)
+    check_uncertainty(args, config.method)
     labels = read_labels(args.labels, like=image)
     extra = [read_volume(p).array for p in args.unlabelled]
     data = prepare_data(image.array, labels.array, config, args.labelled_slices, extra)
@@ -296,48 +289,43 @@ def _train(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
-    events = trainer.run()
+    say = bar.write if bar is not None else print
     finished = None
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            break
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping after this step and saving the model so far")
-            trainer.stop()
-            continue
-        if isinstance(event, StepEvent) and bar is not None:
-            post = {
-                "loss": f"{event.losses['loss']:.4f}",
-                "s/step": f"{event.seconds_per_step:.2f}",
-            }
-            if event.mu is not None:
-                post["T"] = f"{event.mu:.3f}+-{event.sigma:.3f}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(1)
-        elif isinstance(event, CollapseWarning):
-            (bar.write if bar is not None else print)(f"warning: {event.message}")
-        elif isinstance(event, FinishedEvent):
-            finished = event
-    if bar is not None:
-        bar.close()
-    assert finished is not None
-    state = "stopped early" if finished.stopped else "done"
-    print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
-    print(f"model       -> {trainer.model.save(args.model)}")
+    with Interrupt(trainer) as interrupt:  # held until the model is saved
+        for event in trainer.run():
+            if isinstance(event, StepEvent) and bar is not None:
+                post = {
+                    "loss": f"{event.losses['loss']:.4f}",
+                    "s/step": f"{event.seconds_per_step:.2f}",
+                }
+                if event.mu is not None:
+                    post["T"] = f"{event.mu:.3f}+-{event.sigma:.3f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+            elif isinstance(event, CollapseWarning):
+                say(f"warning: {event.message}")
+            elif isinstance(event, FinishedEvent):
+                finished = event
+        if bar is not None:
+            bar.close()
+        if finished is not None:
+            state = "stopped early" if finished.stopped else "done"
+            print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
+        print(f"model       -> {trainer.model.save(args.model)}")
     args.axis_predict = None
-    _write_outputs(args, trainer.model, image)
-    return 0
+    write_outputs(args, trainer.model, image)
+    return 130 if interrupt.received else 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .engine import TrainedModel
 
+    check_outputs(args, {"image": args.image})
     model = TrainedModel.load(args.model)
-    image = read_volume(args.image)
+    check_uncertainty(args, model.config.method)
+    image = read_image(args.image, args.series)
     args.axis_predict = args.axis
-    _write_outputs(args, model, image)
+    write_outputs(args, model, image)
     return 0
 
 
@@ -367,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command]
     try:
         return handler(args)
+    except KeyboardInterrupt:
+        print(f"\nsegpl {args.command}: interrupted", file=sys.stderr)
+        return 130
     except USER_ERRORS as exc:
         print(f"segpl {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,133 @@
+"""What the ``segpl`` command reads and writes, checked before the work starts, and its
+Ctrl-C handling: a user's mistake in an output argument must not cost a whole training run,
+and an interrupted run must not lose the model trained so far."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine import METHODS
+from .volume import Volume, read_volume, write_nifti
+
+
+def check_outputs(
+    args: argparse.Namespace, inputs: dict[str, Path], model: Path | None = None
+) -> None:
+    """Every output argument that can be checked before the work starts: numbers, file
+    types, folders that can be written, and no output written over another or an input."""
+    if args.mc_samples < 1:
+        raise ValueError("--mc-samples must be at least 1")
+    if args.batch_slices < 1:
+        raise ValueError("--batch-slices must be at least 1")
+    seen = {path.resolve(): f"input {what}" for what, path in inputs.items()}
+    outputs = {"--model": model}
+    outputs.update({"--mask": args.mask, "--prob": args.prob, "--uncertainty": args.uncertainty})
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        if flag != "--model" and not path.name.lower().endswith((".nii", ".nii.gz")):
+            raise ValueError(f"{flag} {path}: output must end with .nii or .nii.gz")
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a folder; give a file name")
+        key = path.resolve()
+        if key in seen:
+            raise ValueError(f"{flag} {path} would overwrite the {seen[key]}")
+        seen[key] = f"{flag} output"
+        folder = key.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"{flag} {path}: cannot write in {folder}")
+
+
+def check_uncertainty(args: argparse.Namespace, method: str) -> None:
+    """Uncertainty maps come from the learnt threshold's distribution: SegPL-VI only."""
+    if args.uncertainty and not METHODS[method].learns_threshold:
+        raise ValueError("--uncertainty needs a model trained with --method segpl-vi")
+
+
+def read_image(path: Path, series: str | None) -> Volume:
+    """The image, naming on the terminal which DICOM series was read when there were several."""
+    image = read_volume(path, series)
+    if image.note:
+        print(f"note: {image.note}", file=sys.stderr)
+    return image
+
+
+def write_outputs(args: argparse.Namespace, model: Any, image: Volume) -> None:
+    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically)."""
+    from .engine import predict_volume
+
+    check_uncertainty(args, model.config.method)
+    if not (args.mask or args.prob or args.uncertainty):
+        return
+    pred = predict_volume(
+        model,
+        image.array,
+        axis=getattr(args, "axis_predict", None),
+        batch_size=args.batch_slices,
+        mc_samples=args.mc_samples if args.uncertainty else 0,
+        device=args.device or "auto",
+    )
+    if args.mask:
+        print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
+    if args.prob:
+        print(f"probability -> {write_nifti(channels_last(pred.probabilities), image, args.prob)}")
+    if args.uncertainty:
+        out = write_nifti(channels_last(pred.mc_std), image, args.uncertainty)
+        print(f"uncertainty -> {out}")
+
+
+def channels_last(array: np.ndarray) -> np.ndarray:
+    """(K, x, y, z) -> (x, y, z) for one class, else (x, y, z, K), the NIfTI 4D convention."""
+    return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+
+class Interrupt:
+    """Ctrl-C while training: the first asks the trainer to stop after the step under way (the
+    caller then saves the model), a second quits at once (KeyboardInterrupt). Installed only
+    in the main thread, and not where SIGINT is ignored (a background job)."""
+
+    MESSAGE = (
+        "\ninterrupted: stopping after this step and saving the model so far "
+        "(Ctrl-C again quits without saving)\n"
+    )
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.received = False
+        self._installed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interrupt:
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            previous = self._previous
+            signal.signal(
+                signal.SIGINT, signal.default_int_handler if previous is None else previous
+            )
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = True
+        self.trainer.stop()
+        # os.write, not print: a handler may run in the middle of a print to the same stream
+        try:
+            os.write(sys.stderr.fileno(), self.MESSAGE.encode())
+        except (AttributeError, OSError, ValueError):
+            pass
