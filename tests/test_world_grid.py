@@ -243,3 +243,46 @@ def test_permuted_grid_keeps_array_axes_with_ras_coordinates() -> None:
         np.testing.assert_allclose(layer.data_to_world(index), ras[[1, 2, 0]], atol=1e-9)
     # Slices along k (sagittal): superior up, anterior on the screen's left.
     assert radiological_view(affine, 2) == ((2, 1, 0), ("up", "left"))
+
+
+def _write_dicom(folder: Path, uid: str, lps: np.ndarray, first: np.ndarray) -> None:
+    """An axial series of the LPS array (i, j, k): one file per k, positions in LPS mm."""
+    folder.mkdir(exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(lps.shape[2]):
+        plane = sitk.GetImageFromArray(np.ascontiguousarray(lps[:, :, k].T.astype(np.int16)))
+        plane.SetSpacing((SPACING[0], SPACING[1]))
+        position = first + [0.0, 0.0, SPACING[2] * k]
+        tags = {
+            "0008|0060": "CT",
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|000d": "1.2.3",
+            "0020|000e": uid,
+            "0020|0032": "\\".join(f"{p:.4f}" for p in position),
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0028|0030": f"{SPACING[1]}\\{SPACING[0]}",  # row spacing (j), column spacing (i)
+            "0020|0013": str(k + 1),
+        }
+        for key, value in tags.items():
+            plane.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"{uid[-1]}_{k:03d}.dcm"))
+        writer.Execute(plane)
+
+
+def test_dicom_series_overlays_the_nifti_and_is_named(phantom_files, tmp_path: Path) -> None:
+    """A DICOM folder (LPS, the phantom's series beside a 2-slice scout) opens with the marked
+    voxel at the NIfTI's world point, its series UID in the metadata and a note saying so."""
+    lps = _phantom()[::-1, ::-1, :]
+    corner = ORIGIN + SPACING * np.array([SHAPE[0] - 1, SHAPE[1] - 1, 0])
+    first = corner * [-1.0, -1.0, 1.0]  # the LPS array's first voxel, in LPS mm
+    folder = tmp_path / "study"
+    _write_dicom(folder, "1.2.3.1", np.zeros((SHAPE[0], SHAPE[1], 2)), first)  # the scout
+    _write_dicom(folder, "1.2.3.2", lps, first)
+    with pytest.warns(UserWarning, match="study: .*1.2.3.2"):
+        ((data, kwargs, _),) = _reader.reader_function(str(folder))
+    assert kwargs["metadata"][_reader.SERIES_KEY] == "1.2.3.2"
+    dicom, nifti = Image(data, **kwargs), _open(phantom_files[0])
+    np.testing.assert_allclose(
+        dicom.data_to_world(_marked_index(dicom)), nifti.data_to_world(MARK), atol=0.01
+    )
