@@ -121,8 +121,14 @@ def test_the_fill_is_the_e_step_of_every_unlabelled_slice_on_the_original_layout
     for event in trainer.run():
         assert not isinstance(event, StepEvent) or trainer._running
     calls = []
-    volume = trainer.pseudo_label_volume(progress=lambda done, total: calls.append((done, total)))
     method = trainer.model.method
+    passes = {"model": 0, "teacher": 0}
+    for key in passes:  # after training the network holds the teacher's weights: one pass
+        getattr(method, key).register_forward_hook(
+            lambda *a, k=key: passes.update({k: passes[k] + 1})
+        )
+    volume = trainer.pseudo_label_volume(progress=lambda done, total: calls.append((done, total)))
+    assert passes == {"model": 6, "teacher": 0}
     assert volume.shape == image.shape and volume.dtype == np.uint8
     assert not volume[[8, 20, 30]].any()  # painted slices: the user's, left alone
     assert calls[-1] == (45, 45) and len(calls) == 6  # 45 slices in batches of 8

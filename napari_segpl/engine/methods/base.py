@@ -97,6 +97,9 @@ class Method(ABC):
         #: fits before a run; methods that make pseudo labels add it to the teacher's logits.
         self.evidence: IntensityEvidence | None = None
         self._ema_updates = 0
+        #: True once ``finish`` ran: the network then holds the teacher's weights, so the
+        #: E-step reads it instead of computing the same logits twice
+        self.finished = False
         if config.ema > 0:
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)
 
@@ -147,6 +150,7 @@ class Method(ABC):
         weights become the model that predicts and is saved."""
         if self.teacher is not None:
             self.model.load_state_dict(self.teacher.state_dict())
+        self.finished = True
 
     @abstractmethod
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
@@ -171,8 +175,8 @@ class Method(ABC):
         already has the network's logits of ``x``) plus the intensity evidence, through a
         sigmoid. Call without gradient."""
         if logits is None:
-            net = self.model if self.teacher is None else self.teacher
-            if self.teacher is not None:
+            net = self.model if self.teacher is None or self.finished else self.teacher
+            if net is self.teacher:
                 self.teacher.train(self.model.training)
             logits = net(x)[0]
         return torch.sigmoid(self.e_step_logits(logits, x).float())

@@ -34,7 +34,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..losses import dice_loss, gaussian_kl, sample_threshold
 from ..networks import ThresholdHead
-from .base import Batch, StepOutput, register
+from .base import Batch, StepOutput, per_channel, register
 from .segpl import SegPL
 
 #: Width of the soft threshold: sigmoid((p - T) / tau) goes from 0.12 to 0.88 over p = T +- 0.1.
@@ -94,6 +94,16 @@ class SegPLVI(SegPL):
         """The head's mu for each clean image: the deterministic choice of T (training draws
         T around it), read from the network's features as in training."""
         return self.head(self.model(x)[1])[0].float()
+
+    def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As ``Method.pseudo_labels``, cut at the head's mu, with one pass of the network for
+        the head's features and, where it makes them (no teacher, or after training), the
+        E-step's logits."""
+        logits, feats = self.model(x)
+        t = self.head(feats)[0].float()
+        own = logits if self.teacher is None or self.finished else None
+        p = self.e_step_probabilities(x, own)
+        return p, self.cut(p, per_channel(t, p.ndim)), t
 
     def threshold_distribution(
         self, x: torch.Tensor
