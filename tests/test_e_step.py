@@ -12,6 +12,7 @@ from napari_segpl.engine import (
     PreviewEvent,
     StepEvent,
     TrainConfig,
+    TrainedModel,
     Trainer,
     get_method,
     prepare_data,
@@ -192,3 +193,17 @@ def test_the_band_keeps_both_sides_in_the_loss_at_extreme_thresholds(t):
     assert out.logs["unsup"] == pytest.approx(expected.item(), rel=1e-5)
     kept = mask.reshape(1, 1, 1, 6).bool()
     assert (pseudo.bool() & kept).any() and (~pseudo.bool() & kept).any()  # both sides
+
+
+def test_a_loaded_model_makes_pseudo_labels_with_its_saved_weights(tmp_path):
+    """A loaded model's teacher is a fresh copy of the untrained network: the E-step must read
+    the saved (trained, averaged) weights instead."""
+    model = TrainedModel.new(TrainConfig(base_channels=4, depth=2, ema=0.9), 1)
+    with torch.no_grad():
+        model.method.model.head.bias.fill_(3.0)  # "trained": foreground everywhere
+    loaded = TrainedModel.load(model.save(tmp_path / "m.pt"))
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        p, pseudo, _ = loaded.method.pseudo_labels(x)
+        own = torch.sigmoid(loaded.method.model(x)[0])
+    torch.testing.assert_close(p, own)

@@ -132,6 +132,7 @@ class Method(ABC):
             raise ValueError(f"checkpoint holds {sorted(state)}, method needs {sorted(modules)}")
         for key, module in modules.items():
             module.load_state_dict(state[key])
+        self.finished = True  # saved weights are trained ones (the EMA's when ema > 0)
 
     def after_step(self) -> None:
         """Called after each optimiser step: the EMA copy follows the network."""
