@@ -1,4 +1,5 @@
-"""``python -m benchmarks [speed|inference|accuracy|event_loop|ablation|grid|cuda|intensity] ...``.
+"""``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|ablation|grid|cuda|
+intensity] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -21,6 +22,7 @@ def main(argv: list[str]) -> int:
             "inference",
             "accuracy",
             "event_loop",
+            "paint_stall",
             "ablation",
             "grid",
             "cuda",

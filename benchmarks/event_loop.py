@@ -54,13 +54,12 @@ def main(argv: list[str]) -> int:
     timer.timeout.connect(tick)
     timer.start()
     gui_steps: list[float] = []
-    original = dock._on_step
-    dock._on_step = lambda e: (gui_steps.append(e.seconds_per_step), original(e))
+    dock.state.step.connect(lambda e: gui_steps.append(e.seconds_per_step))
     viewer_image = np.asarray(viewer.layers["lungs_ct"].data)
-    labelled = dock.labelled()
+    labelled = dock.data.labelled()
     t0 = time.perf_counter()
     dock.start_training()
-    while dock.is_training or dock._predict_worker is not None:
+    while dock.state.busy:
         app.processEvents()
         time.sleep(0.001)
     seconds = time.perf_counter() - t0
@@ -74,7 +73,7 @@ def main(argv: list[str]) -> int:
         f"| {len(stalls)} | {np.percentile(stalls, 50):.1f} | {np.percentile(stalls, 99):.1f} "
         f"| {stalls.max():.1f} |"
     )
-    config = dock.params.config(dock.axis)
+    config = dock.params.config(dock.state.axis)
     labels = viewer.layers["lungs_ct labels"]
     dock.shutdown()
     viewer.close()

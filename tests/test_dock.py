@@ -9,10 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_segpl.engine import METHODS, TrainConfig
-from napari_segpl.gui import SegPLDock
-from napari_segpl.gui import dock as dock_module
-from napari_segpl.gui import session as session_module
+from napari_segpl.engine import METHODS, TrainConfig, Trainer
+from napari_segpl.gui import SegPLDock, notify, training_panel
 from napari_segpl.gui.params import ParameterForm
 
 pytestmark = pytest.mark.gui
@@ -48,24 +46,23 @@ def dock(make_napari_viewer, qtbot):
 @pytest.fixture
 def errors(monkeypatch):
     seen: list[str] = []
-    monkeypatch.setattr(dock_module, "show_error", seen.append)
+    monkeypatch.setattr(notify, "show_error", seen.append)
     return seen
 
 
 def _idle(dock) -> bool:
-    return not dock.is_training and dock._predict_worker is None
+    return not dock.state.busy and dock.state.predict_queued is None
 
 
 def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     viewer = dock.viewer
     labels = viewer.layers["lungs_ct labels"]
     before = np.array(labels.data, copy=True)
-    assert dock.labelled() == [13, 20, 26]
-    assert dock.slice_list.count() == 3
+    assert dock.data.labelled() == [13, 20, 26]
+    assert dock.data.slice_list.count() == 3
     dock.params.method.value = "segpl-vi"
     previews = []
-    original = dock._on_preview
-    dock._on_preview = lambda event: (previews.append(event.slice_index), original(event))
+    dock.state.preview.connect(lambda event: previews.append(event.slice_index))
     viewer.dims.set_current_step(2, 17)
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
@@ -75,10 +72,10 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert pseudo.shape == labels.data.shape
     assert not pseudo[..., [13, 20, 26]].any()  # filled on unlabelled slices only
     assert dock.model is not None and dock.model.steps_done == 6
-    assert "3D network" in dock.status.text()  # the lungs are no thin structure: 3D
-    assert len(dock.threshold_plot.mu) == 6 and len(dock.loss_plot.steps) == 6
+    assert "3D network" in dock.training.status.text()  # the lungs are no thin structure: 3D
+    assert len(dock.plots.threshold_plot.mu) == 6 and len(dock.plots.loss_plot.steps) == 6
 
-    dock.mc_spin.setValue(4)
+    dock.results.mc_spin.setValue(4)
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
     for name in ("prediction", "probability", "uncertainty"):
@@ -87,7 +84,7 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert unc.shape == labels.data.shape and 0 <= unc.min() and unc.max() <= 0.5
     np.testing.assert_array_equal(labels.data, before)  # training never touched user labels
 
-    out = dock.export(tmp_path / "pred_labels")
+    out = dock.results.export(tmp_path / "pred_labels")
     assert out.name == "pred_labels.nii.gz"
     source = nib.load(viewer.layers["lungs_ct"].metadata["segpl_grid"]["source"])
     saved = nib.load(out)
@@ -97,17 +94,17 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     assert type(reopened).__name__ == "Labels"
     np.testing.assert_array_equal(reopened.data, viewer.layers["prediction"].data)
     np.testing.assert_allclose(reopened.metadata["segpl_grid"]["affine"], source.affine, atol=1e-6)
-    dock._confirm_overwrite = lambda path: False
-    assert dock.export(out) is None  # declined: file left alone
-    dock._confirm_overwrite = lambda path: True
-    assert dock.export(out) == out
+    dock.results.confirm_overwrite = lambda path: False
+    assert dock.results.export(out) is None  # declined: file left alone
+    dock.results.confirm_overwrite = lambda path: True
+    assert dock.results.export(out) == out
 
     viewer.dims.set_current_step(2, 5)
-    assert dock.accept_current_slice()
+    assert dock.results.accept_current_slice()
     np.testing.assert_array_equal(labels.data[..., 5], viewer.layers["prediction"].data[..., 5])
     np.testing.assert_array_equal(labels.data[..., 6:], before[..., 6:])
 
-    model_path = dock.save_model(tmp_path / "m.pt")
+    model_path = dock.results.save_model(tmp_path / "m.pt")
     assert model_path.exists()
 
 
@@ -119,49 +116,50 @@ def test_one_thin_slice_gets_its_recipe_and_the_dock_follows(dock, qtbot, errors
     thin[60:68, 64, 20] = 1  # 8 pixels of a 128 x 128 slice: thin, so the 2D U-net
     labels.data = thin
     labels.metadata["segpl_labelled_slices"] = [20]  # the sample marks its three slices
-    assert dock.labelled() == [20]
+    assert dock.data.labelled() == [20]
     dock.params.method.value = "segpl"
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
     assert not errors
     assert dock.model is not None and dock.model.config.steps == 12  # 6 in the form
     assert dock.model.steps_done == 12
-    assert "one thin slice" in dock.status.text() and "2D network" in dock.status.text()
-    assert dock.progress.maximum() == 12 and len(dock.loss_plot.steps) == 12
+    status = dock.training.status.text()
+    assert "one thin slice" in status and "2D network" in status
+    assert dock.training.progress.maximum() == 12 and len(dock.plots.loss_plot.steps) == 12
 
 
 def test_stop_keeps_the_model(dock, qtbot, errors):
     dock.params.steps.value = 10_000
     assert dock.start_training()
     assert not dock.start_training()  # a second run is refused while one runs
-    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
-    dock.stop_training()
+    qtbot.waitUntil(lambda: dock.training.progress.value() >= 2, timeout=60_000)
+    dock.runner.stop_training()
     qtbot.waitUntil(lambda: not dock.is_training, timeout=30_000)
     assert 2 <= dock.model.steps_done < 10_000
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
-    assert dock.progress.format().startswith("stopped: ")
-    assert dock.progress.format().endswith("pseudo labels filled")
+    assert dock.training.progress.format().startswith("stopped: ")
+    assert dock.training.progress.format().endswith("pseudo labels filled")
     assert not errors
 
 
 def test_error_in_worker_is_reported_and_dock_stays_usable(dock, qtbot, errors):
     viewer = dock.viewer
     before = np.array(viewer.layers["lungs_ct labels"].data, copy=True)
-    empty = dock.new_labels()
+    empty = dock.data.new_labels()
     assert empty.data.shape == before.shape and not empty.data.any()
     assert (
         empty.metadata["segpl_grid"]["affine"]
         == viewer.layers["lungs_ct"].metadata["segpl_grid"]["affine"]
     )
     viewer.dims.set_current_step(2, 3)
-    dock.mark_current(True)  # a whole-background slice: nothing to learn from
-    assert dock.labelled() == [3]
+    dock.data.mark_current(True)  # a whole-background slice: nothing to learn from
+    assert dock.data.labelled() == [3]
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
     assert errors and "only background" in errors[-1]
-    assert dock.train_button.isEnabled()
-    dock.mark_current(False)
-    assert dock.labelled() == []
+    assert dock.training.train_button.isEnabled()
+    dock.data.mark_current(False)
+    assert dock.data.labelled() == []
     np.testing.assert_array_equal(viewer.layers["lungs_ct labels"].data, before)
 
 
@@ -174,34 +172,34 @@ def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
     dock.params.patch.value = 64
     dock.params.channels.value = 4
     assert dock.start_training()
-    control = dock._control
-    qtbot.waitUntil(lambda: dock.progress.value() >= 1, timeout=60_000)
+    control = dock.runner.control
+    qtbot.waitUntil(lambda: dock.training.progress.value() >= 1, timeout=60_000)
     viewer.close()
     assert control.done.is_set()  # the worker ended before close returned
     assert not dock.is_training
 
 
 def test_closing_during_a_prediction_stops_it(dock, qtbot, monkeypatch, errors):
-    """A whole-volume prediction (the pseudo-label fill after training, or Predict) still
-    running when the window closes used to outlive the dock and abort the process."""
+    """A whole-volume pass (the pseudo-label fill after training, or Predict) still running
+    when the window closes used to outlive the dock and abort the process."""
     batches: list[int] = []
 
-    def slow_predict_volume(model, image, *, progress, **kwargs):
+    def slow_fill(trainer, progress=None, should_stop=None, **kwargs):
         for done in range(1, 1001):  # 1000 batches of 10 ms: 10 s unless stopped
             time.sleep(0.01)
             batches.append(done)
             progress(done, 1000)
-        raise AssertionError("the prediction was not stopped")
+        raise AssertionError("the fill was not stopped")
 
-    monkeypatch.setattr(session_module, "predict_volume", slow_predict_volume)
+    monkeypatch.setattr(Trainer, "pseudo_label_volume", slow_fill, raising=False)
     dock.params.steps.value = 1
     assert dock.start_training()
-    qtbot.waitUntil(lambda: dock._predict_worker is not None, timeout=60_000)  # the fill
+    qtbot.waitUntil(lambda: dock.state.filling, timeout=60_000)  # the fill
     qtbot.waitUntil(lambda: len(batches) >= 3, timeout=10_000)
     t0 = time.monotonic()
     assert dock.shutdown(timeout=10)
     assert time.monotonic() - t0 < 2.0
-    assert dock._predict_worker is None and len(batches) < 1000
+    assert dock.runner.predict_worker is None and len(batches) < 1000
     qtbot.wait(50)
     assert not errors  # stopping is not reported as a failure
 
@@ -213,14 +211,14 @@ def test_volume_is_shown_as_a_radiologist_reads_it(dock):
     camera = getattr(viewer, "scene", viewer).camera
     orientation = [o.value for o in camera.orientation2d]
     assert tuple(viewer.dims.order) == (2, 1, 0) and orientation == ["up", "left"]
-    dock.axis_spin.setValue(0)  # sagittal: superior up, anterior on the left
+    dock.data.axis_spin.setValue(0)  # sagittal: superior up, anterior on the left
     assert tuple(viewer.dims.order) == (0, 2, 1)
     assert [o.value for o in camera.orientation2d] == ["up", "left"]
-    dock.axis_spin.setValue(2)
+    dock.data.axis_spin.setValue(2)
     assert tuple(viewer.dims.order) == (2, 1, 0)
     plain = viewer.add_image(np.zeros((4, 5, 6)), name="plain")
-    dock.image_combo.setCurrentIndex(dock.image_combo.findText(plain.name))
-    dock.axis_spin.setValue(1)  # no anatomy known: the sliced axis first, the rest as they were
+    dock.data.image_combo.setCurrentIndex(dock.data.image_combo.findText(plain.name))
+    dock.data.axis_spin.setValue(1)  # no anatomy known: the sliced axis first, the rest kept
     assert viewer.dims.order[0] == 1
 
 
@@ -275,12 +273,12 @@ def test_loaded_model_predicts_another_volume(dock, qtbot, tmp_path, errors):
     dock.params.steps.value = 2
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
-    path = dock.save_model(tmp_path / "m.pt")
+    path = dock.results.save_model(tmp_path / "m.pt")
     viewer = dock.viewer
     viewer.layers.clear()
     viewer.open_sample("napari-segpl", "brain_tissue_mri")
-    dock.model = None
-    assert dock.load_model(path) is not None
+    dock.state.set_model(None)
+    assert dock.results.load_model(path) is not None
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
     assert viewer.layers["prediction"].data.shape == viewer.layers["brain_tissue_mri"].data.shape
@@ -289,15 +287,15 @@ def test_loaded_model_predicts_another_volume(dock, qtbot, tmp_path, errors):
 
 def test_collapse_warning_is_shown(dock, qtbot, monkeypatch):
     warned: list[str] = []
-    monkeypatch.setattr(dock_module, "show_warning", warned.append)
+    monkeypatch.setattr(notify, "show_warning", warned.append)
     provoke_collapse(dock.params)
     assert dock.start_training()
     qtbot.waitUntil(lambda: _idle(dock), timeout=120_000)
     assert warned and "everything" in warned[0]
-    assert dock.warning_label.isVisibleTo(dock) and "everything" in dock.warning_label.text()
+    label = dock.training.warning_label
+    assert label.isVisibleTo(dock) and "everything" in label.text()
     # every warning of the run stays in the label, not only the last one
-    shown = dock.warning_label.text()
-    assert all(
-        w.removeprefix("SegPL: ") in shown for w in warned[-dock_module.MAX_WARNINGS_SHOWN :]
-    )
-    assert ("earlier warning" in shown) == (len(warned) > dock_module.MAX_WARNINGS_SHOWN)
+    shown = label.text()
+    limit = training_panel.MAX_WARNINGS_SHOWN
+    assert all(w.removeprefix("SegPL: ") in shown for w in warned[-limit:])
+    assert ("earlier warning" in shown) == (len(warned) > limit)

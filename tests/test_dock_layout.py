@@ -11,8 +11,7 @@ from qtpy.QtWidgets import QApplication, QLabel, QScrollArea
 from test_dock import provoke_collapse, quick_params
 
 from napari_segpl.engine import CollapseWarning, StepEvent
-from napari_segpl.gui import SegPLDock
-from napari_segpl.gui import dock as dock_module
+from napari_segpl.gui import SegPLDock, notify
 
 pytestmark = pytest.mark.gui
 
@@ -46,7 +45,7 @@ def _settle(qtbot) -> None:
 
 
 def _idle(dock) -> bool:
-    return not dock.is_training and dock._predict_worker is None
+    return not dock.state.busy and dock.state.predict_queued is None
 
 
 def cut_off(dock: SegPLDock) -> list[str]:
@@ -61,12 +60,12 @@ def cut_off(dock: SegPLDock) -> list[str]:
             f"in a {viewport.width()} px viewport: "
             f"horizontal scroll maximum {scroll.horizontalScrollBar().maximum()}"
         )
-    for label in inner.findChildren(QLabel):
+    for label in dock.findChildren(QLabel):  # the scrolling part and the training part
         if label.isVisible() and label.wordWrap() and label.text():
             needed = label.heightForWidth(label.width())
             if label.height() < needed:
                 problems.append(f"{label.text()!r}: {label.height()} px of {needed}")
-    bar = dock.progress
+    bar = dock.training.progress
     text_width = bar.fontMetrics().horizontalAdvance(bar.text())
     if text_width > bar.contentsRect().width():
         problems.append(f"{bar.text()!r}: {text_width} px in {bar.contentsRect().width()}")
@@ -80,38 +79,68 @@ def test_dock_is_at_its_minimum_width_with_a_vertical_scroll_bar(docked):
 
 def test_nothing_is_cut_at_the_minimum_width(docked, qtbot):
     assert cut_off(docked) == []
-    docked.new_labels()  # an empty labels layer: the long "no labelled slice yet" hint
+    docked.data.new_labels()  # an empty labels layer: the long "no labelled slice yet" hint
     docked.params.collapsible.expand(animate=False)
     _settle(qtbot)
-    assert "no labelled slice yet" in docked.slice_summary.text()
+    assert "no labelled slice yet" in docked.data.slice_summary.text()
     assert cut_off(docked) == []
 
 
 def test_progress_of_a_long_run_fits(docked, qtbot):
-    docked.progress.setRange(0, 3000)
-    docked._on_step(StepEvent(1200, 3000, {"sup": 0.5}, 0.003, seconds_per_step=12.52))
+    docked.training.progress.setRange(0, 3000)
+    docked.state.step.emit(StepEvent(1200, 3000, {"sup": 0.5}, 0.003, seconds_per_step=12.52))
     _settle(qtbot)
-    assert docked.progress.text().endswith("12.52 s/step · 6 h 15 min left")
+    assert docked.training.progress.text().endswith("12.52 s/step · 6 h 15 min left")
     assert cut_off(docked) == []
 
 
 @pytest.mark.parametrize("warning", WARNINGS, ids=lambda w: w.source)
 def test_collapse_warning_is_shown_in_full(docked, qtbot, monkeypatch, warning):
-    monkeypatch.setattr(dock_module, "show_warning", lambda message: None)
-    docked._on_event(warning)  # the way the training worker delivers it
+    monkeypatch.setattr(notify, "show_warning", lambda message: None)
+    docked.runner._on_event(warning)  # the way the training worker delivers it
     _settle(qtbot)
-    assert docked.warning_label.text().endswith(warning.message)
-    assert docked.warning_label.isVisible()
+    assert docked.training.warning_label.text().endswith(warning.message)
+    assert docked.training.warning_label.isVisible()
     assert cut_off(docked) == []
 
 
 def test_collapse_warning_of_a_real_run_is_shown_in_full(docked, qtbot, monkeypatch):
     warned: list[str] = []
-    monkeypatch.setattr(dock_module, "show_warning", warned.append)
+    monkeypatch.setattr(notify, "show_warning", warned.append)
     quick_params(docked.params)
     provoke_collapse(docked.params)
     assert docked.start_training()
     qtbot.waitUntil(lambda: _idle(docked), timeout=120_000)
     _settle(qtbot)
-    assert warned and "everything" in docked.warning_label.text()
+    assert warned and "everything" in docked.training.warning_label.text()
     assert cut_off(docked) == []
+
+
+def _wholly_visible(widget) -> bool:
+    """On screen in full: shown, and no scroll area or parent clips any part of it."""
+    region = widget.visibleRegion().boundingRect()
+    return widget.isVisible() and region == widget.rect()
+
+
+def test_plots_are_in_view_while_training_at_1600_by_1000(make_napari_viewer, qtbot):
+    """The loss and threshold plots of a SegPL-VI run are seen in full, without scrolling,
+    in a 1600 x 1000 window (they were below the fold, only their titles in view)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock, name="SegPL")
+    viewer.window._qt_window.resize(1600, 1000)
+    quick_params(dock.params)
+    dock.params.method.value = "segpl-vi"
+    dock.params.steps.value = 10_000
+    try:
+        assert dock.start_training()
+        qtbot.waitUntil(lambda: dock.training.progress.value() >= 2, timeout=60_000)
+        _settle(qtbot)
+        scroll = dock.findChild(QScrollArea)
+        assert scroll.verticalScrollBar().value() == 0  # nothing was scrolled
+        for plot in (dock.plots.loss_plot, dock.plots.threshold_plot):
+            assert _wholly_visible(plot), (plot.visibleRegion().boundingRect(), plot.rect())
+        assert _wholly_visible(dock.training.progress)
+    finally:
+        dock.shutdown()

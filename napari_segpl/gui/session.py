@@ -35,6 +35,8 @@ class Started:
     device: str
     #: the one-thin-slice recipe was applied (affine maps, CutMix, more steps): the dock says so
     one_thin_slice: bool = False
+    #: kept by the dock for the pseudo-label fill after the run (the same E-step as training)
+    trainer: Trainer | None = None
 
 
 @dataclass
@@ -71,6 +73,7 @@ def training_events(
             data.num_classes,
             str(trainer.device),
             trainer.one_thin_slice,
+            trainer,
         )
         for event in trainer.run():
             if control.stop.is_set():
@@ -111,6 +114,33 @@ def predict(
     finally:
         if control is not None:
             control.done.set()
+
+
+def fill_pseudo_labels(
+    trainer: Trainer,
+    control: RunControl,
+) -> np.ndarray:
+    """The E-step's pseudo labels of every unlabelled slice after a run (what training used:
+    the teacher, the evidence and, for SegPL-VI, the head's mu), on the volume's layout.
+
+    ``stop`` is checked after every batch of slices, as for ``predict``, and ``done`` is set
+    however it ends."""
+
+    def check(done: int, total: int) -> None:
+        if control.stop.is_set():
+            raise Cancelled(f"pseudo labels stopped after {done} of {total} slices")
+
+    try:
+        try:
+            return trainer.pseudo_label_volume(progress=check, should_stop=control.stop.is_set)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if control.stop.is_set():  # the engine's own "stopped" exception
+                raise Cancelled(str(exc)) from exc
+            raise
+    finally:
+        control.done.set()
 
 
 def warm_up_torch(done: threading.Event | None = None) -> None:

@@ -1,0 +1,198 @@
+"""Data and slices: which image and labels to train on, along which axis, and which slices
+count as labelled (painted, or marked whole as background)."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Labels
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ..layers import same_grid_kwargs
+from . import notify
+from .slices import PaintedSlices, touched_slices
+from .state import DockState
+from .widgets import LayerCombo, button, labelled_row, row
+
+MARKED_KEY = "segpl_marked_slices"
+
+
+class DataPanel(QGroupBox):
+    """Image, labels, slicing axis and the list of labelled slices."""
+
+    def __init__(self, state: DockState) -> None:
+        super().__init__("Data")
+        self.state, self.viewer = state, state.viewer
+        self.painted = PaintedSlices()
+        self._watched: Labels | None = None
+        v = QVBoxLayout(self)
+        self.image_combo = LayerCombo(self.viewer, Image)
+        self.labels_combo = LayerCombo(self.viewer, Labels)
+        self.new_labels_button = button("New labels", self.new_labels)
+        self.new_labels_button.setToolTip("An empty Labels layer on the image's grid")
+        self.axis_spin = QSpinBox()
+        self.axis_spin.setRange(0, 2)
+        self.axis_spin.setValue(state.axis)
+        self.axis_spin.setToolTip("Array axis along which slices are labelled and trained")
+        v.addLayout(labelled_row("image", self.image_combo))
+        v.addLayout(labelled_row("labels", self.labels_combo, self.new_labels_button))
+        v.addLayout(row(QLabel("slicing axis"), self.axis_spin, stretch=True))
+        self.slice_summary = QLabel("no labelled slice")
+        self.slice_summary.setWordWrap(True)
+        self.slice_list = QListWidget()
+        self.slice_list.setMaximumHeight(72)
+        self.slice_list.itemClicked.connect(self._go_to_slice)
+        v.addWidget(self.slice_summary)
+        v.addWidget(self.slice_list)
+        self.mark_button = button("Mark slice labelled", lambda: self.mark_current(True))
+        self.mark_button.setToolTip("Count the current slice as labelled, background included")
+        self.unmark_button: QPushButton = button("Unmark", lambda: self.mark_current(False))
+        v.addLayout(row(self.mark_button, self.unmark_button))
+        self._pending: set[int] = set()
+        self._paint_timer = QTimer(self)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(0)
+        self._paint_timer.timeout.connect(self._check_pending)
+        # undo and redo send no paint event: the slice on screen is re-checked shortly after
+        self._recheck_timer = QTimer(self)
+        self._recheck_timer.setSingleShot(True)
+        self._recheck_timer.setInterval(250)
+        self._recheck_timer.timeout.connect(self._recheck_current)
+
+        self.image_combo.layer_changed.connect(self._image_chosen)
+        self.labels_combo.layer_changed.connect(self._labels_chosen)
+        self.axis_spin.valueChanged.connect(self._axis_chosen)
+        state.axis_changed.connect(self._axis_from_state)
+        self._image_chosen(self.image_combo.layer())
+        self._labels_chosen(self.labels_combo.layer())
+
+    # ------------------------------------------------------------ choices
+    def _image_chosen(self, image: Image | None) -> None:
+        if image is not None and image.ndim != 3:
+            self.state.status_text.emit(f"'{image.name}' is not 3D: SegPL needs a volume")
+        self.state.image = image
+
+    def _labels_chosen(self, labels: Labels | None) -> None:
+        if self._watched is not None:
+            self._watched.events.paint.disconnect(self._painted)
+            self._watched.events.data.disconnect(self._data_replaced)
+            self._watched.events.set_data.disconnect(self._schedule_recheck)
+        self._watched = labels
+        if labels is not None:
+            labels.events.paint.connect(self._painted)
+            labels.events.data.connect(self._data_replaced)
+            labels.events.set_data.connect(self._schedule_recheck)
+            axis = labels.metadata.get("segpl_labelled_axis")
+            if axis in (0, 1, 2) and not self.state.training:
+                self.axis_spin.setValue(int(axis))
+        self.state.labels = labels
+        self._data_replaced()
+
+    def _axis_chosen(self, axis: int) -> None:
+        self.state.axis = axis
+        self._data_replaced()
+
+    def _axis_from_state(self, axis: int) -> None:
+        if self.axis_spin.value() != axis:
+            self.axis_spin.setValue(axis)  # a loaded model's axis
+
+    # ------------------------------------------------------------ slices
+    def _data_replaced(self, *_: object) -> None:
+        labels = self.state.labels
+        self.painted.rescan(None if labels is None else labels.data, self.state.axis)
+        self.refresh_slices()
+
+    def _painted(self, event: object) -> None:
+        """Only the slices the stroke touched are re-checked (the paint event names them).
+        napari may send the event before it writes the values: they are read a moment later."""
+        labels = self.state.labels
+        if labels is None or labels.ndim != 3:
+            return
+        axis = self.state.axis
+        self._pending |= touched_slices(event.value, axis, labels.data.shape[axis])
+        self._paint_timer.start()
+
+    def _check_pending(self) -> None:
+        labels, pending, self._pending = self.state.labels, self._pending, set()
+        if labels is not None and self.painted.check(labels.data, self.state.axis, pending):
+            self.refresh_slices()
+
+    def _schedule_recheck(self, *_: object) -> None:
+        self._recheck_timer.start()
+
+    def _recheck_current(self) -> None:
+        labels, s = self.state.labels, self.state.current_slice()
+        if (
+            labels is not None
+            and s is not None
+            and self.painted.check(labels.data, self.state.axis, [s])
+        ):
+            self.refresh_slices()
+
+    def marked_slices(self) -> set[int]:
+        labels, axis = self.state.labels, self.state.axis
+        if labels is None:
+            return set()
+        slices = set(labels.metadata.get(MARKED_KEY, {}).get(axis, []))
+        if labels.metadata.get("segpl_labelled_axis") == axis:
+            slices |= set(labels.metadata.get("segpl_labelled_slices") or [])
+        return slices
+
+    def labelled(self) -> list[int]:
+        """Painted slices plus slices marked labelled (whole, background included)."""
+        return sorted(self.painted.slices | self.marked_slices())
+
+    def refresh_slices(self) -> None:
+        self.slice_list.clear()
+        marked, painted = self.marked_slices(), self.painted.slices
+        for s in sorted(painted | marked):
+            kind = "painted" if s in painted else "marked (all background)"
+            item = QListWidgetItem(f"slice {s}  ·  {kind}")
+            item.setData(Qt.UserRole, s)
+            self.slice_list.addItem(item)
+        n = len(painted | marked)
+        self.slice_summary.setText(
+            f"{n} labelled slice{'s' if n != 1 else ''} along axis {self.state.axis}"
+            if n
+            else "no labelled slice yet: paint one, or mark the current slice"
+        )
+        self.state.slices_changed.emit()
+
+    def _go_to_slice(self, item: QListWidgetItem) -> None:
+        self.viewer.dims.set_current_step(self.state.axis, int(item.data(Qt.UserRole)))
+
+    def mark_current(self, labelled: bool) -> None:
+        labels, axis, s = self.state.labels, self.state.axis, self.state.current_slice()
+        if labels is None or s is None:
+            notify.info("Choose or create a labels layer first.")
+            return
+        marked = dict(labels.metadata.get(MARKED_KEY, {}))
+        slices = set(marked.get(axis, []))
+        if labelled:
+            slices.add(s)
+        else:
+            slices.discard(s)
+            if labels.metadata.get("segpl_labelled_axis") == axis:
+                listed = set(labels.metadata.get("segpl_labelled_slices") or []) - {s}
+                labels.metadata["segpl_labelled_slices"] = sorted(listed)
+        marked[axis] = sorted(slices)
+        labels.metadata[MARKED_KEY] = marked
+        self.refresh_slices()
+
+    def new_labels(self) -> Labels | None:
+        image = self.state.image
+        if image is None:
+            notify.info("Open an image first.")
+            return None
+        data = np.zeros(image.data.shape, np.uint8)
+        layer = self.viewer.add_labels(data, **same_grid_kwargs(image, f"{image.name} labels"))
+        self.labels_combo.set_layer(layer)
+        return layer

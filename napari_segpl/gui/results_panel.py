@@ -1,0 +1,192 @@
+"""Results, export and models: Predict, copy a predicted slice into the labels, export a labels
+layer on its source grid, save and load models, and which threshold the prediction used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Labels
+from qtpy.QtWidgets import QFileDialog, QGroupBox, QLabel, QMessageBox, QSpinBox, QVBoxLayout
+
+from ..engine import TrainedModel
+from ..layers import export_layer
+from . import notify
+from .result_layers import PREDICTION, ResultLayers
+from .runner import Runner
+from .state import DockState
+from .widgets import LayerCombo, button, labelled_row, row
+
+
+class ResultsPanel(QGroupBox):
+    """Prediction, export and model files."""
+
+    def __init__(self, state: DockState, runner: Runner, layers: ResultLayers) -> None:
+        super().__init__("Predict and export")
+        self.state, self.runner, self.layers = state, runner, layers
+        v = QVBoxLayout(self)
+        self.mc_spin = QSpinBox()
+        self.mc_spin.setRange(1, 100)
+        self.mc_spin.setValue(8)
+        self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
+        v.addLayout(row(QLabel("MC samples"), self.mc_spin, stretch=True))
+        self.predict_button = button("Predict", self.start_prediction)
+        self.accept_button = button("Accept slice", self.accept_current_slice)
+        self.accept_button.setToolTip("Copy the prediction on the current slice into your labels")
+        v.addLayout(row(self.predict_button, self.accept_button))
+        #: which threshold the prediction's labels were cut at (the engine says)
+        self.threshold_label = QLabel("")
+        self.threshold_label.setWordWrap(True)
+        v.addWidget(self.threshold_label)
+        # The layer list gets its own row, so a layer name has room to show.
+        self.export_combo = LayerCombo(state.viewer, Labels)
+        self.export_button = button("Export…", self._export_clicked)
+        v.addLayout(labelled_row("", self.export_combo, self.export_button))
+        self.save_button = button("Save model…", self._save_clicked)
+        self.load_button = button("Load model…", self._load_clicked)
+        v.addLayout(row(self.save_button, self.load_button))
+        self.model_label = QLabel("no model")
+        self.model_label.setWordWrap(True)
+        v.addWidget(self.model_label)
+        state.busy_changed.connect(self._update_buttons)
+        state.model_changed.connect(self._model_changed)
+        state.predicted.connect(self._predicted)
+        for event in (state.viewer.layers.events.inserted, state.viewer.layers.events.removed):
+            event.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _update_buttons(self, *_: object) -> None:
+        state = self.state
+        queued = state.predict_queued is not None
+        self.predict_button.setEnabled(
+            state.model is not None and not state.training and not state.predicting and not queued
+        )  # during the fill: enabled, and pressing it queues the prediction
+        self.save_button.setEnabled(state.model is not None and not state.training)
+        self.accept_button.setEnabled(self.layers.get(PREDICTION) is not None)
+
+    def _model_changed(self, model: TrainedModel | None) -> None:
+        if model is None:
+            self.model_label.setText("no model")
+        else:
+            c = model.config
+            self.model_label.setText(
+                f"model: {c.method}, {c.dims}D, axis {c.axis}, "
+                f"{model.num_classes} class(es), {model.steps_done} steps"
+            )
+        self._update_buttons()
+
+    def _predicted(self, pred: object) -> None:
+        note = getattr(pred, "threshold_note", "") or ""
+        self.threshold_label.setText(f"last prediction's {note}" if note else "")
+        layer = self.layers.get(PREDICTION)
+        if layer is not None:
+            self.export_combo.set_layer(layer)
+        self._update_buttons()
+
+    def start_prediction(self) -> bool:
+        return self.runner.start_prediction(self.mc_spin.value())
+
+    def accept_current_slice(self) -> bool:
+        """Copy the prediction on the current slice into the user's labels (undoable)."""
+        labels, pred_layer = self.state.labels, self.layers.get(PREDICTION)
+        s, axis = self.state.current_slice(), self.state.axis
+        if labels is None or pred_layer is None or s is None:
+            notify.info("Predict first, and choose the labels layer to copy into.")
+            return False
+        pred = pred_layer.data
+        if pred.shape != labels.data.shape:
+            notify.error("The prediction and the labels layer are on different grids.")
+            return False
+        index = [slice(None)] * 3
+        index[axis] = s
+        new = np.asarray(pred[tuple(index)])
+        old = np.asarray(labels.data[tuple(index)])
+        changed = np.nonzero(new != old)
+        coords = list(changed)
+        coords.insert(axis, np.full(len(changed[0]), s))
+        if len(changed[0]):
+            labels.data_setitem(tuple(coords), new[changed])  # its paint event lists the slice
+        return True
+
+    # ------------------------------------------------------- files and models
+    def confirm_overwrite(self, path: Path) -> bool:
+        answer = QMessageBox.question(
+            self, "Overwrite?", f"{path} exists. Replace it?", QMessageBox.Yes | QMessageBox.No
+        )
+        return answer == QMessageBox.Yes
+
+    def export(self, path: str | Path, layer=None) -> Path | None:
+        """Export a labels layer to NIfTI on its source grid, asking before overwriting."""
+        layer = layer or self.export_combo.layer()
+        if layer is None:
+            notify.info("Nothing to export: predict first or choose a labels layer.")
+            return None
+        path = Path(path)
+        if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+            path = path.with_name(path.name + ".nii.gz")
+        overwrite = False
+        if path.exists():
+            if not self.confirm_overwrite(path):
+                return None
+            overwrite = True
+        try:
+            out = export_layer(layer, path, overwrite=overwrite)
+        except (OSError, ValueError) as exc:
+            notify.error(f"Export failed: {exc}")
+            return None
+        notify.info(f"Saved {layer.name} to {out}")
+        return out
+
+    def _export_clicked(self) -> None:
+        path = _ask(
+            QFileDialog.getSaveFileName, self, "Export labels", "NIfTI (*.nii.gz *.nii)",
+            own_question=True,
+        )  # fmt: skip
+        if path:
+            self.export(path)
+
+    def save_model(self, path: str | Path) -> Path | None:
+        if self.state.model is None:
+            notify.info("No model to save yet.")
+            return None
+        try:
+            out = self.state.model.save(path)
+        except OSError as exc:
+            notify.error(f"Could not save the model: {exc}")
+            return None
+        notify.info(f"Model saved to {out}")
+        return out
+
+    def load_model(self, path: str | Path) -> TrainedModel | None:
+        if self.state.training:
+            notify.info("Stop training before loading another model.")
+            return None
+        try:
+            model = TrainedModel.load(path)
+        except ValueError as exc:
+            notify.error(str(exc))
+            return None
+        self.state.axis = model.config.axis
+        self.state.set_model(model)
+        return model
+
+    def _save_clicked(self) -> None:
+        path = _ask(QFileDialog.getSaveFileName, self, "Save model", "SegPL model (*.pt)")
+        if path:
+            self.save_model(path if path.endswith(".pt") else path + ".pt")
+
+    def _load_clicked(self) -> None:
+        path = _ask(QFileDialog.getOpenFileName, self, "Load model", "SegPL model (*.pt)")
+        if path:
+            self.load_model(path)
+
+
+def _ask(
+    dialog: Callable, parent: QGroupBox, title: str, kinds: str, own_question: bool = False
+) -> str:
+    """A file dialog's chosen path ("" when cancelled). With ``own_question`` the caller asks
+    before overwriting (after adding the file's extension), not the dialog."""
+    extra = {"options": QFileDialog.DontConfirmOverwrite} if own_question else {}
+    path, _ = dialog(parent, title, "", kinds, **extra)
+    return path

@@ -1,0 +1,294 @@
+"""The dock's background work: a training run, the pseudo-label fill after it, and
+whole-volume predictions, each in a napari thread worker.
+
+The runner turns the workers' results into state signals and result-layer updates on the GUI
+thread; it holds no widget. Predict pressed while the fill runs is queued, not refused.
+Closing the window stops every worker and waits for it (a prediction still running while Qt
+is torn down aborts the process).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QThreadPool
+
+from ..engine import CollapseWarning, FinishedEvent, PreviewEvent, StepEvent, TrainConfig
+from ..engine.config import ConfigError
+from . import notify
+from .result_layers import PREDICTION, PROBABILITY, PSEUDO, UNCERTAINTY, ResultLayers
+from .session import RunControl, Started, fill_pseudo_labels, predict, training_events
+from .state import DockState, RunInfo
+
+#: metadata key of the line saying which threshold a result layer was cut at
+THRESHOLD_NOTE_KEY = "segpl_threshold_note"
+
+
+class Runner:
+    """Starts, follows and stops the workers; the state says what is running."""
+
+    def __init__(
+        self,
+        state: DockState,
+        layers: ResultLayers,
+        config_for: Callable[[int, Any], TrainConfig],
+        device: Callable[[], str],
+    ) -> None:
+        self.state, self.layers = state, layers
+        self.config_for, self.device = config_for, device
+        self.worker: Any = None  # training
+        self.control: RunControl | None = None
+        self.predict_worker: Any = None  # the fill or a prediction
+        self.predict_control: RunControl | None = None
+        self._trainer: Any = None
+        self._image: Any = None  # the image layer the run or prediction is about
+        self._finish_text = ""
+
+    # ------------------------------------------------------------ training
+    def start_training(self, labelled: list[int]) -> bool:
+        """Start a run in a worker thread; False (with a message) if it cannot start."""
+        state = self.state
+        if state.busy:
+            notify.info("SegPL is already running: press Stop (or wait) before a new run.")
+            return False
+        image, labels = state.image, state.labels
+        if image is None or labels is None:
+            notify.error("Choose an image layer and a labels layer (or press New labels).")
+            return False
+        if image.data.shape != labels.data.shape:
+            notify.error(
+                f"Labels shape {labels.data.shape} does not match image shape "
+                f"{image.data.shape}: use New labels to make one on the image's grid."
+            )
+            return False
+        try:
+            config = self.config_for(state.axis, image.data)
+        except ConfigError as exc:
+            notify.error(f"SegPL: {exc}")
+            return False
+        state.run = RunInfo(state.axis, list(labelled))
+        self._image = image
+        self.layers.ensure(PSEUDO, image)
+        state.run_reset.emit(config)
+        self.control = RunControl.new(self._preview_slice)
+        self.worker = create_worker(
+            training_events,
+            np.asarray(image.data),
+            np.array(labels.data, copy=True),  # never the user's own array
+            config,
+            list(labelled) or None,
+            self.control,
+            _start_thread=False,
+            _ignore_errors=True,  # reported by _on_training_error instead
+        )
+        # Bound methods, not lambdas: Qt drops them by itself if the dock is deleted first.
+        self.worker.yielded.connect(self._on_event)
+        self.worker.errored.connect(self._on_training_error)
+        self.worker.finished.connect(self._on_training_finished)
+        state.progress_text.emit("preparing data…")
+        state.set_busy(training=True)
+        self.worker.start()
+        return True
+
+    def stop_training(self) -> None:
+        """Stop after the current step; the model trained so far is kept."""
+        if self.control is not None:
+            self.control.stop.set()
+            self.state.progress_text.emit("stopping after this step…")
+
+    def _preview_slice(self) -> int | None:
+        """Called from the worker: the slice on screen, when it is along the run's axis."""
+        return self.state.current_slice() if self.state.axis == self.state.run.axis else None
+
+    def _on_event(self, event: object) -> None:
+        state = self.state
+        if isinstance(event, Started):
+            self._trainer = getattr(event, "trainer", None)
+            state.set_model(event.model)
+            state.started.emit(event)
+        elif isinstance(event, StepEvent):
+            state.step.emit(event)
+        elif isinstance(event, PreviewEvent):
+            self._show_preview(event)
+            state.preview.emit(event)
+        elif isinstance(event, CollapseWarning):
+            notify.warning(f"SegPL: {event.message}")
+            state.collapse.emit(event)
+        elif isinstance(event, FinishedEvent):
+            how = "stopped" if event.stopped else "done"
+            self._finish_text = f"{how}: {event.steps_done} steps"
+            state.progress_text.emit(self._finish_text)
+            state.finished.emit(event)
+            state.model_changed.emit(state.model)
+
+    def _show_preview(self, event: PreviewEvent) -> None:
+        layer = self.layers.get(PSEUDO)
+        if layer is None:
+            return  # the user deleted it: fine, training goes on
+        view = np.moveaxis(layer.data, self.state.run.axis, 0)
+        if event.slice_index < len(view) and view.shape[1:] == np.shape(event.labels):
+            view[event.slice_index] = event.labels
+            layer.metadata[THRESHOLD_NOTE_KEY] = getattr(event, "threshold_note", "")
+            layer.refresh()
+
+    def _on_training_error(self, exc: BaseException) -> None:
+        notify.error(f"SegPL training failed: {exc}")
+        self.state.progress_text.emit("failed")
+        self.state.status_text.emit(str(exc))
+
+    def _on_training_finished(self) -> None:
+        self.worker = self.control = None
+        self.state.set_busy(training=False)
+        model = self.state.model
+        if model is not None and model.steps_done > 0 and self._trainer is not None:
+            self._start_fill()
+        else:
+            self._trainer = None
+
+    # ------------------------------------------------------- fill and predict
+    def _start_fill(self) -> None:
+        """The pseudo labels of every unlabelled slice, from the same E-step as training."""
+        trainer, self._trainer = self._trainer, None
+        self.predict_control = RunControl.new()
+        worker = create_worker(
+            fill_pseudo_labels, trainer, self.predict_control,
+            _start_thread=False, _ignore_errors=True,
+        )  # fmt: skip
+        self._run_predict_worker(worker, "filling pseudo labels…", filling=True)
+
+    def start_prediction(self, mc_samples: int) -> bool:
+        """Predict the chosen image in a worker; queued while the fill runs."""
+        state = self.state
+        if state.model is None:
+            notify.info("Train or load a model first.")
+            return False
+        if state.filling and not state.predicting:
+            state.predict_queued = {"mc_samples": mc_samples}
+            state.progress_text.emit("Predict queued: it runs when the pseudo-label fill ends")
+            state.busy_changed.emit()
+            return True
+        if state.busy:
+            notify.info("SegPL is busy: wait for the current run to finish.")
+            return False
+        image = state.image
+        if image is None or image.ndim != 3:
+            notify.error("Choose a 3D image layer to predict.")
+            return False
+        self._image = image
+        self.predict_control = RunControl.new()
+        worker = create_worker(
+            predict, state.model, np.asarray(image.data), state.axis, mc_samples, self.device(),
+            self.predict_control, _start_thread=False, _ignore_errors=True,
+        )  # fmt: skip
+        self._run_predict_worker(worker, "predicting the volume…", predicting=True)
+        return True
+
+    def _run_predict_worker(self, worker: Any, text: str, **flags: bool) -> None:
+        self.predict_worker = worker
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_predict_error)
+        worker.finished.connect(self._on_predict_finished)
+        self.state.progress_text.emit(text)
+        self.state.set_busy(**flags)
+        worker.start()
+
+    def _on_returned(self, result: Any) -> None:
+        if isinstance(result, np.ndarray):  # the fill's labels; a prediction is a Prediction
+            self._show_fill(result)
+        else:
+            self._show_prediction(result)
+
+    def _show_fill(self, labels: np.ndarray) -> None:
+        layer = self.layers.get(PSEUDO)
+        if layer is not None and layer.data.shape == labels.shape:
+            data = np.array(labels, copy=True)
+            np.moveaxis(data, self.state.run.axis, 0)[self.state.run.labelled] = 0
+            layer.data = data
+        self.state.progress_text.emit(f"{self._finish_text} · pseudo labels filled")
+
+    def _show_prediction(self, pred: Any) -> None:
+        image, note = self._image, getattr(pred, "threshold_note", "")
+        layer = self.layers.ensure(PREDICTION, image)
+        layer.data = pred.labels
+        layer.metadata[THRESHOLD_NOTE_KEY] = note
+        prob = self.layers.ensure(
+            PROBABILITY, image, colormap="magma", opacity=0.5, blending="additive"
+        )
+        prob.data = pred.probabilities.max(axis=0)
+        prob.contrast_limits = (0.0, 1.0)
+        if pred.mc_std is not None:
+            unc = self.layers.ensure(
+                UNCERTAINTY, image, colormap="inferno", opacity=0.8, blending="additive"
+            )
+            unc.data = pred.mc_std.max(axis=0)
+            unc.contrast_limits = (0.0, 0.5)
+        self.state.progress_text.emit("prediction ready")
+        self.state.predicted.emit(pred)
+
+    def _on_predict_error(self, exc: BaseException) -> None:
+        what = "filling the pseudo labels" if self.state.filling else "prediction"
+        notify.error(f"SegPL {what} failed: {exc}")
+        self.state.progress_text.emit(f"{what} failed")
+
+    def _on_predict_finished(self) -> None:
+        self.predict_worker = self.predict_control = None
+        self.state.set_busy(filling=False, predicting=False)
+        queued, self.state.predict_queued = self.state.predict_queued, None
+        if queued is not None:
+            self.start_prediction(**queued)
+
+    # --------------------------------------------------------------- closing
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Stop any training or prediction and wait for its thread, so closing never hangs or
+        crashes later. Returns True when the workers ended within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        self.state.predict_queued = None
+        self._trainer = None
+        ok = True
+        if self.worker is not None and self.control is not None:
+            slots = [
+                ("yielded", self._on_event),
+                ("errored", self._on_training_error),
+                ("finished", self._on_training_finished),
+            ]
+            stopped = _stop_worker(self.worker, self.control, slots, deadline, "training")
+            if stopped:
+                self.worker = self.control = None
+                self.state.training = False
+            ok = ok and stopped
+        if self.predict_worker is not None and self.predict_control is not None:
+            slots = [
+                ("returned", self._on_returned),
+                ("errored", self._on_predict_error),
+                ("finished", self._on_predict_finished),
+            ]
+            worker, control = self.predict_worker, self.predict_control
+            stopped = _stop_worker(worker, control, slots, deadline, "prediction")
+            if stopped:
+                self.predict_worker = self.predict_control = None
+                self.state.filling = self.state.predicting = False
+            ok = ok and stopped
+        if ok:  # "done" is set just before the worker's last signals: let them go out too
+            QThreadPool.globalInstance().waitForDone(
+                max(0, int(1000 * (deadline - time.monotonic())))
+            )
+        return ok
+
+
+def _stop_worker(worker: Any, control: RunControl, slots: list, deadline: float, what: str) -> bool:
+    """Disconnect the runner from a worker, ask it to stop and wait until it has."""
+    for name, slot in slots:
+        try:
+            getattr(worker, name).disconnect(slot)
+        except (TypeError, RuntimeError):
+            pass
+    control.stop.set()
+    while not control.done.wait(0.05):
+        if time.monotonic() > deadline:
+            notify.warning(f"SegPL: the {what} thread did not stop in time.")
+            return False
+    return True

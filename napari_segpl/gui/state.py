@@ -1,0 +1,128 @@
+"""What the dock's panels share, kept apart from any widget: the chosen layers and axis, the
+model, whether a run is going on, and the signals that say when any of it changes.
+
+Panels read and write this object and listen to its signals; they never reference each other.
+Everything here is changed on the GUI thread only (the workers' results arrive there first).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psygnal import Signal
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels
+
+    from ..engine import TrainedModel
+
+
+@dataclass
+class RunInfo:
+    """What a training run was started with (the fill and the previews need it later)."""
+
+    axis: int = 2
+    labelled: list[int] = field(default_factory=list)
+
+
+class DockState:
+    """Choices and run status shared by the panels, with a signal for each change."""
+
+    #: the chosen image layer changed (or was removed): the view may re-orient
+    image_changed = Signal(object)
+    #: the chosen labels layer changed
+    labels_changed = Signal(object)
+    #: the slicing axis changed: the view may re-orient
+    axis_changed = Signal(int)
+    #: the labelled slices (painted or marked) changed
+    slices_changed = Signal()
+    #: a model was trained, stopped or loaded
+    model_changed = Signal(object)
+    #: training, filling, predicting or a queued prediction started or ended
+    busy_changed = Signal()
+    #: a run is starting with this TrainConfig (progress and plots size themselves on it)
+    run_reset = Signal(object)
+    #: the worker's events, as they arrive: Started, StepEvent, PreviewEvent, CollapseWarning,
+    #: FinishedEvent
+    started = Signal(object)
+    step = Signal(object)
+    preview = Signal(object)
+    collapse = Signal(object)
+    finished = Signal(object)
+    #: a one-line status text for the progress bar / status line
+    progress_text = Signal(str)
+    status_text = Signal(str)
+    #: a whole-volume prediction was shown (the engine's Prediction)
+    predicted = Signal(object)
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        self.viewer = viewer
+        #: marks the result layers this dock made, so no other layer is ever touched
+        self.owner = uuid.uuid4().hex
+        self._image: Image | None = None
+        self._labels: Labels | None = None
+        self._axis = 2
+        self.model: TrainedModel | None = None
+        self.run = RunInfo()
+        self.training = False
+        self.filling = False
+        self.predicting = False
+        self.predict_queued: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ choices
+    @property
+    def image(self) -> Image | None:
+        return self._image
+
+    @image.setter
+    def image(self, layer: Image | None) -> None:
+        if layer is not self._image:
+            self._image = layer
+            self.image_changed.emit(layer)
+
+    @property
+    def labels(self) -> Labels | None:
+        return self._labels
+
+    @labels.setter
+    def labels(self, layer: Labels | None) -> None:
+        if layer is not self._labels:
+            self._labels = layer
+            self.labels_changed.emit(layer)
+
+    @property
+    def axis(self) -> int:
+        return self._axis
+
+    @axis.setter
+    def axis(self, axis: int) -> None:
+        if int(axis) != self._axis:
+            self._axis = int(axis)
+            self.axis_changed.emit(self._axis)
+
+    def set_model(self, model: TrainedModel | None) -> None:
+        self.model = model
+        self.model_changed.emit(model)
+
+    # ------------------------------------------------------------ status
+    @property
+    def busy(self) -> bool:
+        """A worker is running (training, the pseudo-label fill or a prediction)."""
+        return self.training or self.filling or self.predicting
+
+    def set_busy(self, **flags: bool) -> None:
+        for name, value in flags.items():
+            setattr(self, name, value)
+        self.busy_changed.emit()
+
+    def current_slice(self) -> int | None:
+        """The slice on screen along the slicing axis (None when the viewer is not 3D)."""
+        try:
+            if self.viewer.dims.ndim != 3:
+                return None
+            return int(self.viewer.dims.current_step[self._axis])
+        except Exception:  # the viewer is closing
+            return None

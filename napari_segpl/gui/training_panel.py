@@ -1,0 +1,115 @@
+"""Training: Train and Stop, the progress of the run, what it learns from, which threshold the
+pseudo-label preview shows, and the run's warnings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtWidgets import QGroupBox, QLabel, QProgressBar, QVBoxLayout
+
+from ..engine import CollapseWarning, PreviewEvent, StepEvent, TrainConfig
+from ..engine.config import one_thin_slice_note
+from .session import Started
+from .state import DockState
+from .widgets import button, format_seconds, row, status_label
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: Warnings of a run kept in the warning label (all of them go to notifications too).
+MAX_WARNINGS_SHOWN = 4
+
+
+class TrainingPanel(QGroupBox):
+    """Buttons and text about the current run; the plots are in ``PlotsPanel``."""
+
+    def __init__(
+        self, state: DockState, train: Callable[[], bool], stop: Callable[[], None]
+    ) -> None:
+        super().__init__("Training")
+        self.state = state
+        self._warnings: list[str] = []
+        self._step_times: list[float] = []
+        v = QVBoxLayout(self)
+        self.train_button = button("Train", train)
+        self.stop_button = button("Stop", stop)
+        v.addLayout(row(self.train_button, self.stop_button))
+        self.progress = QProgressBar()
+        self.progress.setFormat("idle")
+        self.progress.setTextVisible(True)
+        v.addWidget(self.progress)
+        self.status = status_label()
+        #: which T the pseudo-label preview was cut at (SegPL-VI: the head's mu for the slice)
+        self.preview_note = QLabel("")
+        self.preview_note.setWordWrap(True)
+        self.warning_label = status_label()
+        self.warning_label.setStyleSheet("color: #e8a33d")
+        for widget in (self.status, self.preview_note, self.warning_label):
+            v.addWidget(widget)
+        state.run_reset.connect(self._reset)
+        state.started.connect(self._started)
+        state.step.connect(self._step)
+        state.preview.connect(self._preview)
+        state.collapse.connect(self._collapse)
+        state.progress_text.connect(self._progress_text)
+        state.status_text.connect(self._status_text)
+        state.busy_changed.connect(self._update_buttons)
+        state.model_changed.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _update_buttons(self, *_: object) -> None:
+        self.train_button.setEnabled(not self.state.busy)
+        self.stop_button.setEnabled(self.state.training)
+
+    def _progress_text(self, text: str) -> None:
+        self.progress.setFormat(text)
+
+    def _status_text(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _reset(self, config: TrainConfig) -> None:
+        """Sized for ``config.steps`` (the form's, then the trainer's)."""
+        self.progress.setRange(0, config.steps)
+        self.progress.setValue(0)
+        self._step_times = []
+        self._warnings = []
+        self.status.setText("")
+        self.preview_note.setText("")
+        self.warning_label.setText("")
+
+    def _started(self, event: Started) -> None:
+        config = event.model.config
+        if config.steps != self.progress.maximum():  # the trainer chose more steps
+            self.state.run_reset.emit(config)
+        n = len(event.labelled)
+        note = one_thin_slice_note(config, event.model.method.uses_unlabelled)
+        recipe = f", {note}" if event.one_thin_slice else ""
+        self.status.setText(
+            f"{n} labelled slice{'s' if n != 1 else ''}, {event.unlabelled} unlabelled, "
+            f"{event.num_classes} class(es), {config.dims}D network{recipe}, "
+            f"{config.steps} steps, on {event.device}"
+        )
+
+    def _step(self, event: StepEvent) -> None:
+        self._step_times.append(event.seconds_per_step)
+        recent = self._step_times[-10:]
+        per_step = sum(recent) / len(recent)
+        left = per_step * (event.total - event.step)
+        self.progress.setValue(event.step)
+        self.progress.setFormat(
+            f"{event.step}/{event.total} · {per_step:.2f} s/step · {format_seconds(left)} left"
+        )
+
+    def _preview(self, event: PreviewEvent) -> None:
+        note = getattr(event, "threshold_note", "") or ""
+        where = f"pseudo labels of slice {event.slice_index} at step {event.step}"
+        self.preview_note.setText(f"{where}: {note}" if note else where)
+
+    def _collapse(self, event: CollapseWarning) -> None:
+        # every warning of the run stays in view (a run can warn of several classes, and the
+        # gate's "never used" came just before the finished model's warning)
+        self._warnings.append(f"⚠ {event.message}")
+        shown = self._warnings[-MAX_WARNINGS_SHOWN:]
+        hidden = len(self._warnings) - len(shown)
+        more = [f"({hidden} earlier warning(s) in the notifications)"] if hidden else []
+        self.warning_label.setText("\n".join(more + shown))
