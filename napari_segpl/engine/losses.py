@@ -111,7 +111,10 @@ def alpha_at(step: int, alpha: float, warmup_steps: int, burn_in_steps: int = 0)
 
 
 def sample_threshold(
-    mu: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None, low=0.01
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    generator: torch.Generator | None = None,
+    low: float = 0.01,
 ) -> torch.Tensor:
     """Reparameterised draw ``T = mu + sigma * eps`` kept inside (0, 1) by clamping to
     [low, 1 - low]: a threshold of 0 or 1 would make the pseudo label all foreground or empty.
