@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,16 +113,33 @@ def test_bad_config_is_refused(toy_volume):
         _data(toy_volume, threshold=1.5)[0].validate()
 
 
+def _intensity_rule(image: np.ndarray) -> np.ndarray:
+    """The best per-voxel guess without neighbours: the toy's classes sit 0, 1.5 and 3 noise
+    sigmas above the background (``make_toy_volume``), so cut at the midpoints."""
+    z = (image - 100.0) / 40.0
+    return np.where(z > 2.25, 2, np.where(z > 0.75, 1, 0)).astype(np.uint8)
+
+
 @pytest.mark.parametrize(("method", "dims"), [("segpl", 2), ("segpl", 3), ("supervised", 2)])
 def test_training_learns_held_out_slices(toy_volume, method, dims):
-    """A clear bound on slices never labelled: an untrained network scores near 0 here."""
+    """The bar, 0.6 IoU per class on slices never labelled, is above what the per-voxel
+    intensity rule scores on either class (the noise overlaps the classes' brightness), so
+    passing needs what the network learnt from neighbouring voxels; untrained, the network
+    scores below that rule on every class."""
     image, labels = toy_volume
     cfg, data = _data(
         toy_volume, method=method, dims=dims, steps=40, base_channels=8, depth=3, preview_every=0,
         **PAPER,  # 40 steps: the default recipe is tuned for 300 (RESULTS.md: on this volume
     )  # fmt: skip  # its 3D SegPL locks seed 0's early class mix-up in; measured, not hidden)
-    model = train(cfg, data)
-    pred = predict_volume(model, image)
     held_out = [s for s in range(image.shape[2]) if s not in LABELLED]
-    scores = overlap_scores(pred.labels, labels, axis=2, slices=held_out)
-    assert min(s["iou"] for s in scores.values()) > 0.6, scores
+
+    def iou(pred: np.ndarray) -> dict[int, float]:
+        scores = overlap_scores(pred, labels, classes=[1, 2], axis=2, slices=held_out)
+        return {c: s["iou"] for c, s in scores.items()}
+
+    rule = iou(_intensity_rule(image))
+    assert max(rule.values()) < 0.6, rule  # the bar cannot be met voxel by voxel
+    untrained = iou(predict_volume(Trainer(cfg, data).model, image).labels)
+    assert all(untrained[c] < rule[c] for c in rule), (untrained, rule)
+    trained = iou(predict_volume(train(cfg, data), image).labels)
+    assert min(trained.values()) > 0.6, trained
