@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_segpl.engine import PreviewEvent, TrainConfig, Trainer, prepare_data
-from napari_segpl.engine.config import PRESETS, ConfigError
+from napari_segpl.engine.config import ConfigError
 from napari_segpl.engine.intensity import BINS, CLIP, SMOOTH, IntensityEvidence
 
 
@@ -44,13 +44,29 @@ def test_fit_matches_a_hand_computation():
     assert dark[0] > 3 and dark[-1] < -3
 
 
+def _window_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts (+1 each bin) summed over the SMOOTH bins around each bin, ends repeated."""
+    counts = np.histogram(np.clip(values, edges[0], edges[-1]), edges)[0] + 1.0
+    padded = np.pad(counts, SMOOTH // 2, mode="edge")
+    return np.convolve(padded, np.ones(SMOOTH), mode="valid")
+
+
 def test_no_evidence_where_intensity_says_nothing():
+    """Inside and outside share one distribution, so each bin's log ratio is noise: for
+    Poisson window counts m_in and m_out its spread is sqrt(1/m_in + 1/m_out) (delta method);
+    4 of those in every bin (chance of one of 64 bins beyond: about 0.4%)."""
     rng = np.random.default_rng(1)
-    images = rng.normal(0, 1, (1, 40, 40))
-    targets = np.zeros((2, 1, 40, 40), np.float32)
-    targets[0, 0, :, :20] = 1  # class 1: the left half, whatever its intensity
+    images = rng.normal(0, 1, (1, 100, 100))
+    targets = np.zeros((2, 1, 100, 100), np.float32)
+    targets[0, 0, :, :50] = 1  # class 1: the left half, whatever its intensity
     evidence = IntensityEvidence.fit(images, targets)
-    assert evidence.table[0].abs().max() < 0.6  # same distribution inside and out (noise only)
+    edges = np.linspace(*np.percentile(images, [0.5, 99.5]), BINS + 1)
+    inside = targets[0].ravel() > 0.5
+    m_in = _window_counts(images.ravel()[inside], edges)
+    m_out = _window_counts(images.ravel()[~inside], edges)
+    bound = 4 * np.sqrt(1 / m_in + 1 / m_out)
+    assert (evidence.table[0].abs().numpy() < bound).all()
+    assert bound.max() < 1.0  # enough voxels that a real signal (|log ratio| > 3) stands out
     assert torch.equal(evidence.table[1], torch.zeros(BINS))  # class 2 never painted
 
 
@@ -84,8 +100,18 @@ def test_trainer_fits_the_evidence_on_the_painted_slices_and_previews_with_it(to
     assert not np.allclose(previews[-1].probabilities, network_only)  # the preview is the E-step's
 
 
-def test_off_by_default_and_in_the_paper_presets():
-    assert TrainConfig().intensity == 0.0
-    assert PRESETS["paper-mri"]["intensity"] == PRESETS["paper-ct"]["intensity"] == 0.0
+@pytest.mark.parametrize("preset", [None, "paper-mri", "paper-ct"])
+def test_off_by_default_and_in_the_paper_presets(toy_volume, preset):
+    """The paper's E-step is the network's alone: a run from the defaults or from either
+    paper preset fits no evidence, and its previews are the network's own probabilities."""
+    image, labels = toy_volume
+    small = {"steps": 1, "patch": 32, "base_channels": 4, "depth": 2, "dims": 2, "axis": 2}
+    small |= {"method": "segpl", "preview_every": 1}
+    cfg = TrainConfig(**small) if preset is None else TrainConfig.from_preset(preset, **small)
+    trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 14]))
+    previews = [e for e in trainer.run() if isinstance(e, PreviewEvent)]
+    assert trainer.model.method.evidence is None
+    network_only = trainer._probabilities(previews[-1].slice_index)
+    np.testing.assert_allclose(previews[-1].probabilities, network_only, atol=1e-6)
     with pytest.raises(ConfigError, match="intensity"):
         TrainConfig(intensity=-1.0).validate()
