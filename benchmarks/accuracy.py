@@ -6,8 +6,11 @@ Slices are chosen at evenly spaced percentiles from the 25th to the 75th of the 
 any foreground along the axis (K = 3: the 25th, 50th and 75th); one slice is the median, or
 the slice nearest it that shows every class (``spread_slices``; from 2026-11-27). IoU is
 foreground IoU per class, pooled over the voxels of all test slices (background excluded). Each
-(method, seed) pair shares its seed, so differences are paired. (Rows in ``accuracy.json`` from
-before 2026-11-26 used linspace's first point for K = 1: the 25th percentile.)
+(method, seed) pair shares its seed, so differences are paired. Rows from 2026-12-01 also hold
+the score of what a user exports (``whole_iou``, ``whole_dice``: every slice but the painted
+ones, empty slices included) and the predicted-to-true volume ratio per class. (Rows in
+``accuracy.json`` from before 2026-11-26 used linspace's first point for K = 1: the 25th
+percentile.)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from napari_segpl.engine import (
     StepEvent,
     TrainConfig,
     Trainer,
+    exported_scores,
     labelled_slices,
     overlap_scores,
     predict_volume,
@@ -158,6 +162,8 @@ def run_one(
     seconds = time.perf_counter() - t0
     pred = predict_volume(model, image.array, device=cfg.device)
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
+    # what the user exports: every slice but the painted ones, empty slices included
+    whole = exported_scores(pred.labels, truth, chosen, axis=axis, classes=list(scores))
     per_slice = []  # where along the axis a method gains or loses: [slice, IoU per class]
     for s in test:
         p_s, t_s = np.take(pred.labels, s, axis=axis), np.take(truth, s, axis=axis)
@@ -177,6 +183,9 @@ def run_one(
         "test_slices": len(test),
         "iou": {str(c): s["iou"] for c, s in scores.items()},
         "voxels": {str(c): [s["pred_voxels"], s["true_voxels"]] for c, s in scores.items()},
+        "whole_iou": {str(c): s["iou"] for c, s in whole.items()},
+        "whole_dice": {str(c): s["dice"] for c, s in whole.items()},
+        "volume_ratio": {str(c): s["volume_ratio"] for c, s in whole.items()},
         "slice_iou": per_slice,
         "preset": preset,
         "collapse_warnings": warnings,
@@ -222,6 +231,19 @@ def _diffs(runs: list[dict], sup: dict[int, float]) -> str:
     return f"{text} (mean {statistics.mean(diffs):+.3f})"
 
 
+def _whole(runs: list[dict]) -> str:
+    """Mean whole-volume IoU and mean volume ratio per class, for rows that hold them."""
+    held = [r for r in runs if "whole_iou" in r]
+    if not held:
+        return " |"
+    iou = statistics.mean(statistics.mean(r["whole_iou"].values()) for r in held)
+    ratio = ", ".join(
+        f"{c}: {statistics.mean(r['volume_ratio'][c] for r in held):.2f}"
+        for c in sorted(held[0]["volume_ratio"])
+    )
+    return f"{iou:.3f} | {ratio}"
+
+
 def table(rows: list[dict]) -> str:
     """One line per dataset, K, recipe and method: IoU per class, mean, per seed, the paired
     difference to supervised training of the same recipe (same seeds), and to supervised
@@ -229,9 +251,9 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| dataset | K | recipe | method | IoU per class (mean of seeds) | mean IoU | per seed "
         "| minus supervised (same recipe), per seed | minus best supervised, per seed "
-        "| seeds with a class < 0.01 |"
+        "| seeds with a class < 0.01 | whole-volume mean IoU | volume ratio per class |"
     ]
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = dict.fromkeys((r["dataset"], r["k"], r["recipe"]) for r in rows)
     for name, k, recipe in sorted(keys):
         group = [r for r in rows if (r["dataset"], r["k"], r["recipe"]) == (name, k, recipe)]
@@ -253,7 +275,7 @@ def table(rows: list[dict]) -> str:
             zeros = sum(min(r["iou"].values()) < 0.01 for r in runs)
             lines.append(
                 f"| {name} | {k} | {recipe} | {method} | {pc} | {statistics.mean(seeds):.3f} "
-                f"| {ps} | {same} | {against} | {zeros} |"
+                f"| {ps} | {same} | {against} | {zeros} | {_whole(runs)} |"
             )
     return "\n".join(lines)
 

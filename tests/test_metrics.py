@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_segpl.engine.metrics import brier_score, overlap_scores
+from napari_segpl.engine.metrics import brier_score, exported_scores, overlap_scores
 
 
 def test_iou_and_dice_per_class_by_hand():
@@ -47,3 +47,33 @@ def test_brier_by_hand():
     p = np.array([0.9, 0.2, 0.5, 1.0])
     y = np.array([1, 0, 1, 0])
     assert brier_score(p, y) == pytest.approx((0.01 + 0.04 + 0.25 + 1.0) / 4)
+
+
+def test_exported_scores_count_a_false_positive_on_an_empty_slice():
+    """A mask painted on a slice where the structure does not exist costs IoU in the
+    whole-volume score, while the foreground-slice score cannot see it."""
+    truth = np.zeros((4, 4, 5), np.uint8)
+    truth[1:3, 1:3, 1:3] = 1  # slices 1 and 2 hold the structure (4 voxels each)
+    pred = truth.copy()
+    pred[0:2, 0:2, 4] = 1  # 4 false voxels on slice 4, which holds no structure
+    painted = [1]
+    fg_only = overlap_scores(pred, truth, axis=2, slices=[2])  # the old view: slices with it
+    assert fg_only[1]["iou"] == 1.0
+    whole = exported_scores(pred, truth, painted, axis=2)
+    # slices 0, 2, 3, 4: inter 4 (slice 2), union 4 + 4 = 8
+    assert whole[1]["iou"] == pytest.approx(4 / 8)
+    assert whole[1]["dice"] == pytest.approx(2 * 4 / (8 + 4))
+    assert whole[1]["volume_ratio"] == pytest.approx(8 / 4)
+    # the painted slice is left out: spoiling it changes nothing
+    spoiled = pred.copy()
+    spoiled[:, :, 1] = 0
+    assert exported_scores(spoiled, truth, painted, axis=2)[1]["iou"] == whole[1]["iou"]
+
+
+def test_exported_volume_ratio_of_a_class_absent_from_the_truth():
+    truth = np.zeros((2, 2, 3), np.uint8)
+    pred = truth.copy()
+    pred[0, 0, 2] = 2
+    scores = exported_scores(pred, truth, [0], axis=2, classes=[1, 2])
+    assert scores[1]["volume_ratio"] == 1.0 and math.isnan(scores[1]["iou"])
+    assert scores[2]["volume_ratio"] == float("inf") and scores[2]["iou"] == 0.0

@@ -5,7 +5,7 @@ from .device import DeviceError, available_devices, resolve_device
 from .guard import CollapseWarning
 from .inference import Prediction, labels_from_probabilities, labels_from_pseudo, predict_volume
 from .methods import METHODS, Method, get_method
-from .metrics import brier_score, overlap_scores
+from .metrics import brier_score, exported_scores, overlap_scores
 from .model import CheckpointError, TrainedModel
 from .sampling import DataError, TrainingData, labelled_slices, prepare_data
 from .trainer import FillStopped, FinishedEvent, PreviewEvent, StepEvent, Trainer, train
@@ -34,6 +34,7 @@ __all__ = [
     "labelled_slices",
     "labels_from_probabilities",
     "labels_from_pseudo",
+    "exported_scores",
     "overlap_scores",
     "predict_volume",
     "prepare_data",

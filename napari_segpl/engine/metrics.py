@@ -1,4 +1,5 @@
-"""Evaluation metrics: foreground IoU and Dice per class (background excluded), Brier score.
+"""Evaluation metrics: foreground IoU and Dice per class (background excluded), Brier score,
+and the score of an exported mask (every slice but the painted ones).
 
 The authors' code averaged IoU over background and foreground, which inflates it on images that
 are mostly background; here every class 1..K is scored on its own voxels only.
@@ -51,3 +52,23 @@ def brier_score(prob: np.ndarray, target: np.ndarray) -> float:
         raise ValueError(f"probability shape {prob.shape} differs from target {target.shape}")
     diff = np.asarray(prob, np.float64) - np.asarray(target, np.float64)
     return float(np.mean(diff**2))
+
+
+def exported_scores(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    painted: Sequence[int],
+    *,
+    axis: int = 2,
+    classes: Sequence[int] | None = None,
+) -> dict[int, dict[str, float]]:
+    """Scores of what the user exports: every slice along ``axis`` except the painted ones,
+    empty slices included, so a mask drawn where the structure does not exist costs IoU.
+    Adds ``volume_ratio`` (predicted / true voxels; inf when the class is absent from the
+    truth but predicted)."""
+    keep = [s for s in range(pred.shape[axis]) if s not in set(painted)]
+    scores = overlap_scores(pred, truth, classes, axis=axis, slices=keep)
+    for s in scores.values():
+        true, predicted = s["true_voxels"], s["pred_voxels"]
+        s["volume_ratio"] = predicted / true if true else (float("inf") if predicted else 1.0)
+    return scores
