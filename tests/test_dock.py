@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from napari_segpl.engine import METHODS, TrainConfig, Trainer
+from napari_segpl.engine.config import PRESETS
 from napari_segpl.gui import SegPLDock, notify, training_panel
 from napari_segpl.gui.params import ParameterForm
 
@@ -246,22 +247,22 @@ def test_presets_fill_the_form_and_auto_follows_the_image(qtbot):
     assert form.config(2, mri).normalisation == "zscore"
     assert form.config(2, ct) == TrainConfig.from_preset("ct", axis=2, preview_every=5)
     assert form.config(2, mri) == TrainConfig.from_preset("mri", axis=2, preview_every=5)
-    # both presets choose the network from the painted slices when training starts
-    assert (form.config(2, ct).dims, form.config(2, mri).dims) == (0, 0)
     form.dims.value = 2  # a user's own network wins over auto's
-    assert form.config(2, mri).dims == 2
+    assert form.config(2, mri).dims == 2 != PRESETS["mri"]["dims"]
     form.preset.value = "paper-ct"
-    assert form.dims.value == 3  # an explicit preset shows its network
+    assert form.dims.value == PRESETS["paper-ct"]["dims"]  # an explicit preset shows its network
     form.preset.value = "auto"
     assert form.dims.value == 0 and form.config(2, mri).dims == 0
     assert form.steps.value == 0  # auto: the steps come from the preset the image picks
-    assert (form.config(2, ct).steps, form.config(2, mri).steps) == (300, 600)
+    # auto passes the picked preset's own steps through (the default where it sets none)
+    for volume, picked in ((ct, "ct"), (mri, "mri")):
+        assert form.config(2, volume).steps == PRESETS[picked].get("steps", TrainConfig().steps)
     form.steps.value = 50  # a user's own steps win over auto's
     assert (form.config(2, ct).steps, form.config(2, mri).steps) == (50, 50)
     form.preset.value = "paper-mri"
-    assert (form.lr.value, form.alpha.value, form.ratio.value, form.steps.value) == (
-        0.03, 0.05, 5, 200,
-    )  # fmt: skip
+    shown = {"lr": form.lr.value, "alpha": form.alpha.value, "ratio": form.ratio.value}
+    shown["steps"] = form.steps.value
+    assert shown == {k: PRESETS["paper-mri"][k] for k in shown}  # the form shows the preset
     paper = form.config(2, ct)  # an explicit preset: the image does not change it
     assert paper == TrainConfig.from_preset("paper", axis=2, preview_every=5)
     assert form.config(2, ct).dims == 2
