@@ -4,13 +4,14 @@ refused, and the dock says which threshold the preview and the prediction were c
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
 import pytest
 from test_dock import quick_params
 
-from napari_segpl.engine import Prediction, Trainer
+from napari_segpl.engine import Prediction, PreviewEvent, Trainer
 from napari_segpl.gui import SegPLDock, notify
 from napari_segpl.gui.result_layers import PREDICTION, PSEUDO
 
@@ -63,27 +64,49 @@ def test_predict_during_the_fill_is_queued_and_the_fill_is_the_e_step(dock, qtbo
     assert dock.training.progress.format() == "prediction ready"
 
 
+def _numbers(note: str) -> list[float]:
+    """The decimal numbers a note names, in order."""
+    return [float(v) for v in re.findall(r"\d+\.\d+|\d+", note)]
+
+
+def _cut_by_hand(prob: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
+    """Exclusive classes: foreground where the most probable class is above its threshold."""
+    t = np.broadcast_to(np.reshape(threshold, (-1,) + (1,) * (prob.ndim - 1)), prob.shape)
+    winner = prob.argmax(axis=0)[None]
+    return np.take_along_axis(prob, winner, 0)[0] > np.take_along_axis(t, winner, 0)[0]
+
+
 def test_preview_and_prediction_say_which_threshold_they_show(dock, qtbot):
-    notes: list[str] = []
+    events: list[PreviewEvent] = []
     predictions: list[Prediction] = []
-    dock.state.preview.connect(lambda event: notes.append(event.threshold_note))
+    dock.state.preview.connect(events.append)
     dock.state.predicted.connect(predictions.append)
     dock.params.method.value = "segpl-vi"
     dock.params.steps.value = 4
     dock.viewer.dims.set_current_step(2, 17)
     assert dock.start_training()
     qtbot.waitUntil(lambda: not dock.state.busy, timeout=120_000)
-    assert notes and notes[-1]  # the engine says which T the preview was cut at
+    last = events[-1]
+    # SegPL-VI's preview is cut at the head's mu for the slice: the note names slice 17 and
+    # each class's mu (to the 2 decimals shown), and the labels are cut at those values
+    note = last.threshold_note
+    assert "slice 17" in note and "mu" in note
+    assert _numbers(note)[1:] == pytest.approx(last.threshold, abs=0.005)
+    assert len(last.threshold) == 2 and all(0 < t < 1 for t in last.threshold)
+    cut = _cut_by_hand(last.probabilities, np.asarray(last.threshold))
+    np.testing.assert_array_equal(last.labels > 0, cut)
     shown = dock.training.preview_note.text()
-    assert "slice 17" in shown and shown.endswith(notes[-1])
-    assert dock.layers.get(PSEUDO).metadata["segpl_threshold_note"] == notes[-1]
+    assert "slice 17" in shown and shown.endswith(note)
+    assert dock.layers.get(PSEUDO).metadata["segpl_threshold_note"] == note
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: not dock.state.busy, timeout=120_000)
     (pred,) = predictions
-    note = pred.threshold_note
-    assert note  # the engine says which threshold the labels were cut at
-    assert dock.results.threshold_label.text() == f"last prediction's {note}"
-    assert dock.layers.get(PREDICTION).metadata["segpl_threshold_note"] == note
+    # Predict cuts at the form's fixed threshold: the note names it, and the labels agree
+    t = dock.params.threshold.value
+    assert _numbers(pred.threshold_note) == [t] and "fixed" in pred.threshold_note
+    np.testing.assert_array_equal(pred.labels > 0, _cut_by_hand(pred.probabilities, t))
+    assert dock.results.threshold_label.text() == f"last prediction's {pred.threshold_note}"
+    assert dock.layers.get(PREDICTION).metadata["segpl_threshold_note"] == pred.threshold_note
     assert not dock.errors
 
 
