@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from .heartbeat import Heartbeat
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks event_loop")
@@ -23,7 +25,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     from napari_segpl.gui import SegPLDock
@@ -40,19 +41,8 @@ def main(argv: list[str]) -> int:
         app.processEvents()
         time.sleep(0.01)
 
-    interval = 0.010
-    lateness: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        lateness.append(max(0.0, now - last[0] - interval))
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(int(interval * 1000))
-    timer.timeout.connect(tick)
-    timer.start()
+    heart = Heartbeat()
+    heart.start()
     gui_steps: list[float] = []
     dock.state.step.connect(lambda e: gui_steps.append(e.seconds_per_step))
     viewer_image = np.asarray(viewer.layers["lungs_ct"].data)
@@ -63,16 +53,10 @@ def main(argv: list[str]) -> int:
         app.processEvents()
         time.sleep(0.001)
     seconds = time.perf_counter() - t0
-    timer.stop()
-    stalls = np.array(lateness[5:]) * 1000
+    heart.stop()
     steps = dock.model.steps_done if dock.model else 0
     print(f"{args.method}, {steps} steps in {seconds:.1f} s (incl. final pseudo-label fill)")
-    print("| samples | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|")
-    print(
-        f"| {len(stalls)} | {np.percentile(stalls, 50):.1f} | {np.percentile(stalls, 99):.1f} "
-        f"| {stalls.max():.1f} |"
-    )
+    print(heart.table())
     config = dock.params.config(dock.state.axis)
     labels = viewer.layers["lungs_ct labels"]
     dock.shutdown()

@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from .heartbeat import Heartbeat
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks paint_stall")
@@ -56,15 +58,7 @@ def main(argv: list[str]) -> int:
     axis = int(viewer.dims.order[0])  # the sliced axis
     rng = np.random.default_rng(0)
 
-    interval = 0.010
-    lateness: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        lateness.append(max(0.0, now - last[0] - interval))
-        last[0] = now
-
+    heart = Heartbeat()
     done = [0]
     dab = [0]  # brush positions of the stroke under way
     start = [np.zeros(2)]
@@ -93,9 +87,7 @@ def main(argv: list[str]) -> int:
             dab[0] = 0
             done[0] += 1
 
-    heart, painter = QTimer(), QTimer()
-    heart.setInterval(int(interval * 1000))
-    heart.timeout.connect(tick)
+    painter = QTimer()
     painter.setInterval(args.every)
     painter.timeout.connect(step)
     heart.start()
@@ -109,15 +101,9 @@ def main(argv: list[str]) -> int:
         time.sleep(0.001)
     heart.stop()
     painter.stop()
-    stalls = np.array(lateness[5:]) * 1000
     print("no dock" if dock is None else f"dock from {napari_segpl.__file__}")
     print(f"labels {shape[0]} x {shape[1]} x {shape[2]} uint8, {args.strokes} strokes")
-    print("| samples | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|")
-    print(
-        f"| {len(stalls)} | {np.percentile(stalls, 50):.1f} | {np.percentile(stalls, 99):.1f} "
-        f"| {stalls.max():.1f} |"
-    )
+    print(heart.table())
     if dock is not None:
         dock.shutdown()
     viewer.close()
