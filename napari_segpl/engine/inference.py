@@ -61,7 +61,7 @@ def labels_from_probabilities(
         winner = prob.argmax(axis=0)
         on = np.take_along_axis(above, winner[None], axis=0)[0]
         labels = np.where(on, winner + 1, 0)
-    return labels.astype(_label_dtype(prob.shape[0]))
+    return labels.astype(label_dtype(prob.shape[0]))
 
 
 def labels_from_pseudo(pseudo: np.ndarray, prob: np.ndarray, nested: bool) -> np.ndarray:
@@ -76,10 +76,11 @@ def labels_from_pseudo(pseudo: np.ndarray, prob: np.ndarray, nested: bool) -> np
     else:
         masked = np.where(pseudo, prob, -1.0)
         labels = np.where(pseudo.any(axis=0), masked.argmax(axis=0) + 1, 0)
-    return labels.astype(_label_dtype(pseudo.shape[0]))
+    return labels.astype(label_dtype(pseudo.shape[0]))
 
 
-def _label_dtype(classes: int) -> type:
+def label_dtype(classes: int) -> type:
+    """The smallest unsigned integer type that holds labels 0..classes."""
     return np.uint8 if classes < 256 else np.uint16
 
 

@@ -21,7 +21,7 @@ from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, labelled_fractions
-from .inference import labels_from_pseudo
+from .inference import label_dtype, labels_from_pseudo
 from .intensity import IntensityEvidence
 from .losses import alpha_at
 from .methods import Batch, get_method
@@ -234,11 +234,8 @@ class Trainer:
                     if gate is not None and steps_done > config.burn_in_steps:
                         final = self._gate_never_opened(steps_done, gate, let_in) + final
             finally:
-                method.to(torch.device("cpu"))
-                if method.evidence is not None:  # kept for the fill after the run
-                    method.evidence = method.evidence.to("cpu")
                 del optimiser
-                release_memory(self.device)
+                self._to_cpu()  # the evidence too: kept for the fill after the run
                 self._running = False
         yield from final
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
@@ -301,8 +298,11 @@ class Trainer:
         data, method = self.data, self.model.method
         labelled = set(data.labelled)
         todo = [s for s in range(data.image.shape[0]) if s not in labelled]
-        out = np.zeros(data.image.shape, np.uint8 if data.num_classes < 256 else np.uint16)
-        self._fit_evidence()
+        out = np.zeros(data.image.shape, label_dtype(data.num_classes))
+        if method.evidence is None:  # kept from the run when there was one
+            self._fit_evidence()
+        else:
+            method.evidence = method.evidence.to(self.device)
         method.to(self.device)
         try:
             for start in range(0, len(todo), batch_size):
@@ -315,11 +315,17 @@ class Trainer:
                 if progress is not None:
                     progress(start + len(chunk), len(todo))
         finally:
-            method.to(torch.device("cpu"))
-            if method.evidence is not None:
-                method.evidence = method.evidence.to("cpu")
-            release_memory(self.device)
+            self._to_cpu()
         return np.ascontiguousarray(np.moveaxis(out, 0, self.config.axis))
+
+    def _to_cpu(self) -> None:
+        """The networks and the intensity evidence back on the CPU, and the device's cached
+        memory released."""
+        method = self.model.method
+        method.to(torch.device("cpu"))
+        if method.evidence is not None:
+            method.evidence = method.evidence.to("cpu")
+        release_memory(self.device)
 
     def _e_step(self, slices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The E-step of whole slices of the training volume, in eval mode and without

@@ -192,17 +192,12 @@ class Method(ABC):
             pseudo = pseudo & most_probable(p)
         return pseudo
 
-    def display_threshold(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, K) thresholds at which the preview and the fill cut the clean images ``x``: the
-        fixed ``threshold`` (a method that learns one gives its deterministic choice)."""
-        return torch.full(
-            (x.shape[0], self.num_classes), float(self.config.threshold), device=x.device
-        )
-
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The E-step of clean images ``x`` as the dock shows it: (probabilities (N, K, ...),
-        boolean pseudo labels, thresholds (N, K)). Call without gradient."""
-        t = self.display_threshold(x)
+        boolean pseudo labels, thresholds (N, K)), cut at the fixed ``threshold`` (a method
+        that learns one overrides this with its deterministic choice). Call without gradient."""
+        fixed = float(self.config.threshold)
+        t = torch.full((x.shape[0], self.num_classes), fixed, device=x.device)
         p = self.e_step_probabilities(x)
         return p, self.cut(p, per_channel(t, p.ndim)), t
 

@@ -20,7 +20,7 @@ N(0.5, 0.1) still dominates a Dice gain of less than about (mu - 0.5)^2 / 0.02, 
 only where the labels disagree strongly.
 
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
-mu for each slice (``display_threshold``), so what they show does not change from one look to
+mu for each slice (``pseudo_labels``), so what they show does not change from one look to
 the next.
 """
 
@@ -89,11 +89,6 @@ class SegPLVI(SegPL):
             p_l = self.e_step_probabilities(batch.x_l, own)
         soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
         return dice_loss(soft, batch.y_l, mask=batch.mask_l)
-
-    def display_threshold(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's mu for each clean image: the deterministic choice of T (training draws
-        T around it), read from the network's features as in training."""
-        return self.head(self.model(x)[1])[0].float()
 
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``Method.pseudo_labels``, cut at the head's mu, with one pass of the network for
