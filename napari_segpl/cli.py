@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     levers.add_argument(
         "--confidence", type=float,
-        help=f"leave pixels with |p - T| below this out of L_U ({D.confidence})",
+        help=f"leave pixels this close to T out of L_U: |p - T| < b at T = 0.5, the same share of "
+        f"the room on each side for other T ({D.confidence})",
     )  # fmt: skip
     levers.add_argument(
         "--gate", action=argparse.BooleanOptionalAction, default=None,
