@@ -44,7 +44,11 @@ from napari_segpl.volume import Volume, read_labels, read_volume
 DATA = Path(
     os.environ.get("SEGPL_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
 )
-DATASETS = {"abdomen_vessels_ct": 2, "brain_tissue_mri": 2, "lungs_ct": 2}
+#: the tuning set (recipes and defaults are chosen on it) and the validation set (reported beside
+#: it, never tuned on); dataset -> the axis painted along
+TUNING = {"abdomen_vessels_ct": 2, "brain_tissue_mri": 2, "lungs_ct": 2}
+VALIDATION = {"abdomen_organs_ct": 2, "abdomen_organs_mri": 2}
+DATASETS = {**TUNING, **VALIDATION}
 METHODS = ("supervised", "segpl", "segpl-vi")
 #: recipe name -> (preset, overrides); preset None: the one suggested by the image, as a user
 #: gets it. Rows from before the current default carry their own recipe names ("mt": the
@@ -174,6 +178,14 @@ def run_one(
                 round(float(np.logical_and(p_s == c, t_s == c).sum() / union), 3) if union else None
             )
         per_slice.append([int(s), *ious])
+    # predicted voxels per class on every slice along the axis: where a mask grows
+    moved = np.moveaxis(pred.labels, axis, 0).reshape(pred.labels.shape[axis], -1)
+    slice_voxels = [[int((m == c).sum()) for c in scores] for m in moved]
+    if os.environ.get("SEGPL_SAVE_PRED"):  # the labels, for rules computed after the runs
+        folder = Path(os.environ["SEGPL_SAVE_PRED"])
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{name}-k{k}-{method}-s{seed}"
+        np.savez_compressed(folder / f"{stem}.npz", labels=pred.labels.astype(np.uint8))
     return {
         "dataset": name,
         "axis": axis,
@@ -187,6 +199,7 @@ def run_one(
         "whole_dice": {str(c): s["dice"] for c, s in whole.items()},
         "volume_ratio": {str(c): s["volume_ratio"] for c, s in whole.items()},
         "slice_iou": per_slice,
+        "slice_voxels": slice_voxels,
         "preset": preset,
         "collapse_warnings": warnings,
         "threshold_trace": trace,
