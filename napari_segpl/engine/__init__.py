@@ -7,6 +7,7 @@ from .inference import Prediction, labels_from_probabilities, labels_from_pseudo
 from .methods import METHODS, Method, get_method
 from .metrics import brier_score, exported_scores, overlap_scores
 from .model import CheckpointError, TrainedModel
+from .safeguard import GuardedTrainer, SafeguardEvent, SafeguardProgress
 from .sampling import DataError, TrainingData, labelled_slices, prepare_data
 from .trainer import FillStopped, FinishedEvent, PreviewEvent, StepEvent, Trainer, train
 
@@ -20,9 +21,12 @@ __all__ = [
     "DeviceError",
     "FillStopped",
     "FinishedEvent",
+    "GuardedTrainer",
     "Method",
     "Prediction",
     "PreviewEvent",
+    "SafeguardEvent",
+    "SafeguardProgress",
     "StepEvent",
     "TrainConfig",
     "TrainedModel",

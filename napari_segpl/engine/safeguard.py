@@ -1,0 +1,226 @@
+"""The safeguard: a semi-supervised run checked against supervised training on the same slices.
+
+Pseudo labels can over-grow (a structure painted onto slices beyond its ends) or lose a class,
+and a user pressing Train on a new scan cannot tell. So after SegPL or SegPL-VI trains, a
+supervised twin trains on the same painted slices with the same seed and preset, both predict
+the whole volume as an export would, and the semi-supervised model is kept only when it agrees
+with the twin: for every class, its predicted volume outside the painted slices lies within a
+factor ``band`` of the twin's (``volume_check``). With slices the user held out, both are also
+scored there and the semi-supervised model must not lose by more than ``HELDOUT_MARGIN`` Dice.
+Otherwise the supervised model is kept, and the event says which and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TrainConfig
+from .guard import CollapseWarning
+from .inference import predict_volume
+from .methods import get_method
+from .model import TrainedModel
+from .sampling import TrainingData
+from .trainer import FinishedEvent, StepEvent, Trainer
+
+#: the largest factor between the semi-supervised and the supervised model's volume of a class
+#: (either way) that keeps the semi-supervised model; chosen on the tuning set
+#: (benchmarks/RESULTS.md (q))
+BAND = 1.5
+#: how much mean held-out Dice the semi-supervised model may lose to the twin and still be kept
+HELDOUT_MARGIN = 0.01
+
+
+@dataclass
+class SafeguardProgress:
+    """A step of the supervised twin (for progress bars; its losses are not the run's)."""
+
+    step: int
+    total: int
+
+
+@dataclass
+class SafeguardEvent:
+    """What the safeguard decided. ``ratios``: per class, the semi-supervised model's volume over
+    the twin's (each plus one painted slice's mean area of the class, so a few stray voxels of
+    a small structure do not decide); ``heldout``: mean Dice per class on the held-out slices,
+    per method, when there were any."""
+
+    method: str
+    kept: str
+    reason: str
+    ratios: list[float]
+    band: float
+    heldout: dict[str, list[float]] | None = None
+    seconds: float = 0.0
+
+    @property
+    def message(self) -> str:
+        return f"safeguard kept {self.kept}: {self.reason}"
+
+
+def _mask(labels: np.ndarray, c: int, nested: bool) -> np.ndarray:
+    """Class c's voxels (nested classes: c and every class inside it)."""
+    return labels >= c if nested else labels == c
+
+
+def volume_ratios(
+    semi: np.ndarray,
+    sup: np.ndarray,
+    painted: Sequence[int],
+    axis: int,
+    areas: Sequence[float],
+    nested: bool = False,
+) -> list[float]:
+    """Per class c = 1..len(areas): (V_semi + a_c) / (V_sup + a_c), V counted on every slice
+    along ``axis`` but the painted ones and a_c the mean painted area of c per painted slice."""
+    keep = [s for s in range(semi.shape[axis]) if s not in set(painted)]
+    a, b = np.take(semi, keep, axis=axis), np.take(sup, keep, axis=axis)
+    out = []
+    for c, area in enumerate(areas, start=1):
+        va, vb = _mask(a, c, nested).sum(), _mask(b, c, nested).sum()
+        out.append(float((va + area) / (vb + area)))
+    return out
+
+
+def heldout_dice(pred: np.ndarray, truth: np.ndarray, slices: Sequence[int], axis: int) -> list:
+    """Dice per class 1..max(truth) on ``slices`` (1.0 where a class is absent from both)."""
+    p, t = np.take(pred, list(slices), axis=axis), np.take(truth, list(slices), axis=axis)
+    out = []
+    for c in range(1, int(truth.max(initial=0)) + 1):
+        total = (p == c).sum() + (t == c).sum()
+        out.append(float(2 * np.logical_and(p == c, t == c).sum() / total) if total else 1.0)
+    return out
+
+
+def decide(
+    method: str,
+    ratios: list[float],
+    band: float = BAND,
+    heldout: dict[str, list[float]] | None = None,
+) -> tuple[str, str]:
+    """(kept method, reason): the semi-supervised ``method`` unless a class's volume ratio
+    leaves [1/band, band] or, with held-out scores, it loses there by over HELDOUT_MARGIN."""
+    out = [(c, r) for c, r in enumerate(ratios, start=1) if not 1 / band <= r <= band]
+    if out:
+        parts = [
+            f"class {c} {r:.2f}x ({'grown past the structure?' if r > 1 else 'class lost?'})"
+            for c, r in sorted(out, key=lambda cr: -abs(np.log(cr[1])))
+        ]
+        return "supervised", (
+            f"{method}'s volume against supervised training's, outside {band:g}x: "
+            + "; ".join(parts)
+        )
+    ratio_text = ", ".join(f"{r:.2f}" for r in ratios)
+    if heldout:
+        semi, sup = (float(np.mean(heldout[m])) for m in (method, "supervised"))
+        if semi < sup - HELDOUT_MARGIN:
+            return "supervised", (
+                f"held-out Dice {sup:.3f} (supervised) against {semi:.3f} ({method})"
+            )
+        return method, (
+            f"held-out Dice {semi:.3f} against {sup:.3f} (supervised); volumes within "
+            f"{band:g}x ({ratio_text})"
+        )
+    return method, f"volumes within {band:g}x of supervised training's ({ratio_text})"
+
+
+class GuardedTrainer:
+    """A ``Trainer`` with the safeguard after it: the same surface (``config``, ``model``,
+    ``device``, ``run``, ``stop``, ``preview_slice``, ``pseudo_label_volume``), and ``model``
+    becomes the kept one when the check ends. ``image`` is the raw volume the user exports
+    from (both models predict it as an export would); ``truth`` and ``holdout``: the labels and
+    the held-out slices along the axis, never trained on, scored for each model."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainingData,
+        image: np.ndarray,
+        *,
+        band: float = BAND,
+        truth: np.ndarray | None = None,
+        holdout: Sequence[int] = (),
+    ) -> None:
+        self.trainer = Trainer(config, data)
+        self.active = get_method(self.trainer.config.method).uses_unlabelled
+        #: the twin's configuration: the preset's, not the run's resolved one, so that it gets
+        #: supervised training's own one-thin-slice recipe
+        self._twin_config = dataclasses.replace(config, method="supervised", preview_every=0)
+        self.twin: Trainer | None = None
+        self.image, self.band = image, band
+        self.truth, self.holdout = truth, list(holdout)
+        self.model: TrainedModel = self.trainer.model
+        self.verdict: SafeguardEvent | None = None
+        self._stopped = False
+
+    def __getattr__(self, name: str):  # config, device, data, one_thin_slice, fills...
+        return getattr(self.trainer, name)
+
+    @property
+    def preview_slice(self) -> int:
+        return self.trainer.preview_slice
+
+    @preview_slice.setter
+    def preview_slice(self, value: int) -> None:
+        self.trainer.preview_slice = value
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.trainer.stop()
+        if self.twin is not None:
+            self.twin.stop()
+
+    def run(self) -> Iterator[object]:
+        """The run's events, then (unless stopped) the twin's progress and a SafeguardEvent,
+        then the run's FinishedEvent."""
+        finished = None
+        for event in self.trainer.run():
+            if isinstance(event, FinishedEvent):
+                finished = event
+            else:
+                yield event
+        if self.active and finished is not None and not finished.stopped and not self._stopped:
+            start = time.perf_counter()
+            # built now, not before the run: constructing a Trainer seeds torch
+            self.twin = Trainer(self._twin_config, self.trainer.data)
+            twin_done = False
+            for event in self.twin.run():
+                if isinstance(event, StepEvent):
+                    yield SafeguardProgress(event.step, event.total)
+                elif isinstance(event, FinishedEvent):
+                    twin_done = not event.stopped
+                elif isinstance(event, CollapseWarning):
+                    pass  # the twin's own checks are not the user's run
+            if twin_done:
+                self.verdict = self._check(time.perf_counter() - start)
+                if self.verdict.kept == "supervised":
+                    self.model = self.twin.model
+                yield self.verdict
+        if finished is not None:
+            yield finished
+
+    def _check(self, seconds: float) -> SafeguardEvent:
+        config, data = self.trainer.config, self.trainer.data
+        axis, painted = config.axis, data.labelled
+        assert self.twin is not None
+        models = {config.method: self.trainer.model, "supervised": self.twin.model}
+        preds = {m: predict_volume(x, self.image, device=config.device).labels
+                 for m, x in models.items()}  # fmt: skip
+        areas = [
+            float(np.mean([_mask(data.labels[s], c, data.nested).sum() for s in painted]))
+            for c in range(1, data.num_classes + 1)
+        ]
+        ratios = volume_ratios(
+            preds[config.method], preds["supervised"], painted, axis, areas, data.nested
+        )
+        heldout = None
+        if self.holdout and self.truth is not None:
+            heldout = {m: heldout_dice(p, self.truth, self.holdout, axis) for m, p in preds.items()}
+        kept, reason = decide(config.method, ratios, self.band, heldout)
+        return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
+                              seconds)  # fmt: skip

@@ -1,0 +1,135 @@
+"""The safeguard's mechanics: volume ratios, the decision, the supervised twin, Stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segpl.engine import FinishedEvent, StepEvent, TrainConfig, Trainer, prepare_data
+from napari_segpl.engine.safeguard import (
+    GuardedTrainer,
+    SafeguardEvent,
+    SafeguardProgress,
+    decide,
+    heldout_dice,
+    volume_ratios,
+)
+
+LABELLED = [5, 10, 15]
+SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "lr": 0.01, "preview_every": 0}
+
+
+def test_volume_ratios_by_hand():
+    semi = np.zeros((4, 4, 5), np.uint8)
+    sup = np.zeros_like(semi)
+    semi[:2, :2, 0] = 1  # 4 voxels of class 1 on slice 0
+    semi[:, :, 1] = 1  # 16 on slice 1
+    semi[0, 0, 2] = 1  # slice 2 is painted: not counted
+    sup[:2, :2, 0] = 1  # 4
+    sup[0, 0, 3] = 2  # 1 voxel of class 2
+    ratios = volume_ratios(semi, sup, painted=[2], axis=2, areas=[2.0, 1.0])
+    assert ratios == pytest.approx([(20 + 2) / (4 + 2), (0 + 1) / (1 + 1)])
+
+
+def test_nested_classes_count_the_classes_inside():
+    semi = np.zeros((2, 2, 2), np.uint8)
+    semi[0, 0, 0], semi[1, 1, 0] = 1, 2
+    ratios = volume_ratios(semi, np.zeros_like(semi), [1], 2, [1.0, 1.0], nested=True)
+    assert ratios == pytest.approx([3.0, 2.0])  # class 1 holds class 2's voxel too
+
+
+def test_decide_keeps_supervised_when_a_class_leaves_the_band():
+    kept, reason = decide("segpl", [1.1, 2.4], band=1.5)
+    assert kept == "supervised" and "class 2 2.40x (grown past" in reason
+    kept, reason = decide("segpl-vi", [0.5, 1.0], band=1.5)
+    assert kept == "supervised" and "class 1 0.50x (class lost?)" in reason
+    kept, reason = decide("segpl", [1.4, 0.7], band=1.5)
+    assert kept == "segpl" and "within 1.5x" in reason
+
+
+def test_decide_with_held_out_slices():
+    better = {"segpl": [0.8, 0.7], "supervised": [0.9, 0.8]}
+    kept, reason = decide("segpl", [1.0, 1.0], heldout=better)
+    assert kept == "supervised" and "0.850" in reason and "0.750" in reason
+    close = {"segpl": [0.845, 0.85], "supervised": [0.85, 0.85]}
+    assert decide("segpl", [1.0, 1.0], heldout=close)[0] == "segpl"
+
+
+def test_heldout_dice_by_hand():
+    truth = np.zeros((3, 3, 4), np.uint8)
+    pred = np.zeros_like(truth)
+    truth[0, :2, 1] = 1  # 2 voxels
+    pred[0, :, 1] = 1  # 3 voxels, 2 right
+    pred[2, 2, 3] = 2  # class 2 on a slice not scored
+    truth[1, 1, 3] = 2
+    assert heldout_dice(pred, truth, [1], axis=2) == pytest.approx([2 * 2 / 5, 1.0])
+
+
+def _guarded(volume, **config):
+    image, labels = volume
+    cfg = TrainConfig(**{**SMALL, **config})
+    data = prepare_data(image, labels, cfg, labelled=LABELLED)
+    return cfg, data, GuardedTrainer(cfg, data, image)
+
+
+def test_twin_is_the_supervised_run_and_over_growth_keeps_it(toy_volume):
+    """A constructed over-growth: after SegPL trains, its head is biased so it predicts class 2
+    everywhere. The safeguard must keep the twin, which is exactly the supervised run
+    a user would get on the same slices, seed and preset."""
+    cfg, data, guarded = _guarded(toy_volume, method="segpl", dims=2, steps=30)
+    inner_run = guarded.trainer.run
+
+    def run_then_grow():
+        for event in inner_run():
+            if isinstance(event, FinishedEvent):
+                with torch.no_grad():
+                    guarded.trainer.model.method.model.head.bias[1] += 20.0
+            yield event
+
+    guarded.trainer.run = run_then_grow
+    events = list(guarded.run())
+    progress = [e for e in events if isinstance(e, SafeguardProgress)]
+    assert [e.step for e in progress] == list(range(1, 31))
+    verdict = events[-2]
+    assert isinstance(verdict, SafeguardEvent) and verdict.kept == "supervised"
+    assert verdict.ratios[1] > 10 and "class 2" in verdict.message
+    assert "grown past" in verdict.message and verdict.message.startswith("safeguard kept supe")
+    assert isinstance(events[-1], FinishedEvent) and not events[-1].stopped
+    assert guarded.model is guarded.twin.model and guarded.model.config.method == "supervised"
+    alone = Trainer(TrainConfig(**{**SMALL, "method": "supervised", "dims": 2, "steps": 30}), data)
+    list(alone.run())
+    for a, b in zip(alone.model.method.model.state_dict().values(),
+                    guarded.model.method.model.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+
+
+def test_agreeing_run_keeps_segpl_and_main_run_is_unchanged(toy_volume):
+    cfg, data, guarded = _guarded(toy_volume, method="segpl", dims=2, steps=40)
+    events = list(guarded.run())
+    verdict = next(e for e in events if isinstance(e, SafeguardEvent))
+    assert verdict.kept == "segpl", verdict.message
+    assert guarded.model is guarded.trainer.model
+    alone = Trainer(cfg, data)
+    list(alone.run())
+    for a, b in zip(alone.model.method.model.state_dict().values(),
+                    guarded.model.method.model.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+
+
+def test_stop_skips_the_check_and_keeps_the_run(toy_volume):
+    _, _, guarded = _guarded(toy_volume, method="segpl", dims=2, steps=30)
+    events = []
+    for event in guarded.run():
+        events.append(event)
+        if isinstance(event, StepEvent) and event.step == 3:
+            guarded.stop()
+    assert not any(isinstance(e, (SafeguardProgress, SafeguardEvent)) for e in events)
+    assert events[-1].stopped and guarded.model is guarded.trainer.model
+
+
+def test_supervised_runs_are_not_checked(toy_volume):
+    _, _, guarded = _guarded(toy_volume, method="supervised", dims=2, steps=3)
+    events = list(guarded.run())
+    assert not guarded.active and guarded.twin is None
+    assert not any(isinstance(e, (SafeguardProgress, SafeguardEvent)) for e in events)
