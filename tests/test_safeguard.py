@@ -14,7 +14,9 @@ from napari_segpl.engine.safeguard import (
     decide,
     heldout_dice,
     volume_ratios,
+    withhold,
 )
+from napari_segpl.engine.sampling import DataError
 
 LABELLED = [5, 10, 15]
 SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "lr": 0.01, "preview_every": 0}
@@ -133,3 +135,15 @@ def test_supervised_runs_are_not_checked(toy_volume):
     events = list(guarded.run())
     assert not guarded.active and guarded.twin is None
     assert not any(isinstance(e, (SafeguardProgress, SafeguardEvent)) for e in events)
+
+
+def test_withhold_zeroes_the_held_out_slices_of_a_copy():
+    labels = np.zeros((3, 3, 6), np.uint8)
+    labels[1, 1, [1, 3, 4]] = 1
+    out, left = withhold(labels, 2, [3])
+    assert left == [1, 4] and out[1, 1, 3] == 0 and labels[1, 1, 3] == 1
+    assert out[1, 1, 1] == out[1, 1, 4] == 1
+    with pytest.raises(DataError, match=r"\[2\] are not labelled"):
+        withhold(labels, 2, [2])
+    with pytest.raises(DataError, match="keep at least one"):
+        withhold(labels, 2, [1, 3, 4])

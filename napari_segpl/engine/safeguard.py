@@ -24,7 +24,7 @@ from .guard import CollapseWarning
 from .inference import predict_volume
 from .methods import get_method
 from .model import TrainedModel
-from .sampling import TrainingData
+from .sampling import DataError, TrainingData, labelled_slices
 from .trainer import FinishedEvent, StepEvent, Trainer
 
 #: the largest factor between the semi-supervised and the supervised model's volume of a class
@@ -95,6 +95,25 @@ def heldout_dice(pred: np.ndarray, truth: np.ndarray, slices: Sequence[int], axi
         total = (p == c).sum() + (t == c).sum()
         out.append(float(2 * np.logical_and(p == c, t == c).sum() / total) if total else 1.0)
     return out
+
+
+def withhold(
+    labels: np.ndarray, axis: int, holdout: Sequence[int], labelled: Sequence[int] | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """(a copy of ``labels`` with the held-out slices zeroed, the labelled slices left to train
+    on). Held-out slices must be labelled ones; at least one labelled slice must remain."""
+    found = labelled_slices(labels, axis, labelled)
+    wrong = sorted(set(holdout) - set(found))
+    if wrong:
+        raise DataError(f"held-out slices {wrong} are not labelled slices along axis {axis}")
+    left = [s for s in found if s not in set(holdout)]
+    if not left:
+        raise DataError("every labelled slice is held out: keep at least one to train on")
+    out = np.array(labels, copy=True)
+    index: list = [slice(None)] * out.ndim
+    index[axis] = sorted(set(holdout))
+    out[tuple(index)] = 0
+    return out, left
 
 
 def decide(
