@@ -1,5 +1,6 @@
-"""Data and slices: which image and labels to train on, along which axis, and which slices
-count as labelled (painted, or marked whole as background)."""
+"""Data and slices: which image and labels to train on, along which axis, which slices count
+as labelled (painted, or marked whole as background), and which labelled slices are held out
+(never trained on; the safeguard scores each model there)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from .state import DockState
 from .widgets import LayerCombo, button, labelled_row, row
 
 MARKED_KEY = "segpl_marked_slices"
+#: labels.metadata key: {axis: [held-out slices]}, like the marked slices
+HELDOUT_KEY = "segpl_heldout_slices"
 
 
 class DataPanel(QGroupBox):
@@ -55,7 +58,12 @@ class DataPanel(QGroupBox):
         self.mark_button = button("Mark slice labelled", lambda: self.mark_current(True))
         self.mark_button.setToolTip("Count the current slice as labelled, background included")
         self.unmark_button: QPushButton = button("Unmark", lambda: self.mark_current(False))
-        v.addLayout(row(self.mark_button, self.unmark_button))
+        self.hold_button = button("Hold out", self.toggle_held_out)
+        self.hold_button.setToolTip(
+            "Keep the current labelled slice out of training: the safeguard scores the "
+            "semi-supervised and the supervised model on it (held-out Dice)"
+        )
+        v.addLayout(row(self.mark_button, self.unmark_button, self.hold_button))
         self._pending: set[int] = set()
         self._paint_timer = QTimer(self)
         self._paint_timer.setSingleShot(True)
@@ -71,6 +79,7 @@ class DataPanel(QGroupBox):
         self.labels_combo.layer_changed.connect(self._labels_chosen)
         self.axis_spin.valueChanged.connect(self._axis_chosen)
         state.axis_changed.connect(self._axis_from_state)
+        self.viewer.dims.events.current_step.connect(self._update_hold_button)
         self._image_chosen(self.image_combo.layer())
         self._labels_chosen(self.labels_combo.layer())
 
@@ -146,25 +155,60 @@ class DataPanel(QGroupBox):
             slices |= set(labels.metadata.get("segpl_labelled_slices") or [])
         return slices
 
+    def held_out(self) -> list[int]:
+        """Labelled slices the user held out along the current axis (never trained on)."""
+        labels = self.state.labels
+        if labels is None:
+            return []
+        held = set(labels.metadata.get(HELDOUT_KEY, {}).get(self.state.axis, []))
+        return sorted(held & (self.painted.slices | self.marked_slices()))
+
     def labelled(self) -> list[int]:
-        """Painted slices plus slices marked labelled (whole, background included)."""
-        return sorted(self.painted.slices | self.marked_slices())
+        """The slices to train on: painted slices plus slices marked labelled (whole,
+        background included), less the held-out ones."""
+        return sorted((self.painted.slices | self.marked_slices()) - set(self.held_out()))
 
     def refresh_slices(self) -> None:
         self.slice_list.clear()
-        marked, painted = self.marked_slices(), self.painted.slices
+        marked, painted, held = self.marked_slices(), self.painted.slices, set(self.held_out())
         for s in sorted(painted | marked):
             kind = "painted" if s in painted else "marked (all background)"
+            kind += ", held out" if s in held else ""
             item = QListWidgetItem(f"slice {s}  ·  {kind}")
             item.setData(Qt.UserRole, s)
             self.slice_list.addItem(item)
         n = len(painted | marked)
+        aside = f" ({len(held)} held out)" if held else ""
         self.slice_summary.setText(
-            f"{n} labelled slice{'s' if n != 1 else ''} along axis {self.state.axis}"
+            f"{n} labelled slice{'s' if n != 1 else ''} along axis {self.state.axis}{aside}"
             if n
             else "no labelled slice yet: paint one, or mark the current slice"
         )
+        self._update_hold_button()
         self.state.slices_changed.emit()
+
+    def _update_hold_button(self, *_: object) -> None:
+        s = self.state.current_slice()
+        self.hold_button.setText("Train on it" if s in self.held_out() else "Hold out")
+
+    def toggle_held_out(self) -> None:
+        """Hold the current labelled slice out of training, or train on it again."""
+        labels, axis, s = self.state.labels, self.state.axis, self.state.current_slice()
+        if labels is None or s is None:
+            notify.info("Choose or create a labels layer first.")
+            return
+        held = dict(labels.metadata.get(HELDOUT_KEY, {}))
+        slices = set(held.get(axis, []))
+        if s in slices:
+            slices.discard(s)
+        elif s in self.painted.slices | self.marked_slices():
+            slices.add(s)
+        else:
+            notify.info(f"Slice {s} is not labelled: paint it before holding it out.")
+            return
+        held[axis] = sorted(slices)
+        labels.metadata[HELDOUT_KEY] = held
+        self.refresh_slices()
 
     def _go_to_slice(self, item: QListWidgetItem) -> None:
         self.viewer.dims.set_current_step(self.state.axis, int(item.data(Qt.UserRole)))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
+from . import notify
 from .data_panel import DataPanel
 from .method_panel import MethodPanel
 from .plots_panel import PlotsPanel
@@ -51,8 +52,9 @@ class SegPLDock(QWidget):
         self.method = MethodPanel(self.state)
         self.params = self.method.form
         self.runner = Runner(
-            self.state, self.layers, self.params.config, lambda: self.params.device.value
-        )
+            self.state, self.layers, self.params.config, lambda: self.params.device.value,
+            safeguard=lambda: self.params.safeguard.value,
+        )  # fmt: skip
         self.data = DataPanel(self.state)
         self.results = ResultsPanel(self.state, self.runner, self.layers)
         self.training = TrainingPanel(self.state, self.start_training, self.runner.stop_training)
@@ -90,7 +92,14 @@ class SegPLDock(QWidget):
 
     def start_training(self) -> bool:
         """Start a run on the chosen layers; False (with a message) if it cannot start."""
-        started = self.runner.start_training(self.data.labelled())
+        holdout = self.data.held_out()
+        if holdout and not self.data.painted.slices - set(holdout):
+            notify.error(
+                "Every painted slice is held out: train on at least one (select it and press "
+                "Train on it), or paint another slice."
+            )
+            return False
+        started = self.runner.start_training(self.data.labelled(), holdout)
         if started:
             self._watch_window()
         return started

@@ -13,6 +13,7 @@ from superqt import QCollapsible
 
 from ..engine import METHODS, TrainConfig, available_devices
 from ..engine.config import LOSSES, resolve_preset
+from ..engine.safeguard import BAND
 
 DEFAULTS = TrainConfig()
 
@@ -62,6 +63,13 @@ class ParameterForm(QWidget):
             label="method",
             choices=[(cls.title, name) for name, cls in METHODS.items()],
             value=d.method,
+        )
+        #: not a TrainConfig field: it chooses the trainer (``session.training_events``)
+        self.safeguard = CheckBox(label="safeguard", value=True)
+        self.safeguard.tooltip = (
+            f"after SegPL or SegPL-VI, a supervised model is trained on the same slices and "
+            f"kept instead when the volumes disagree by more than {BAND:g}x (or it scores "
+            "better on held-out slices); costs a supervised run"
         )
         #: 0: the preset's network (ct and mri: 3-slice 3D, 2D for thin structures)
         self.dims = ComboBox(
@@ -125,8 +133,8 @@ class ParameterForm(QWidget):
 
         self.main = Container(
             widgets=[
-                self.preset, self.method, self.dims, self.steps, self.lr, self.alpha, self.ratio,
-                self.prior_mu, self.prior_sigma, self.device,
+                self.preset, self.method, self.safeguard, self.dims, self.steps, self.lr,
+                self.alpha, self.ratio, self.prior_mu, self.prior_sigma, self.device,
             ]
         )  # fmt: skip
         self.advanced = Container(
@@ -171,6 +179,7 @@ class ParameterForm(QWidget):
         cls = METHODS[self.method.value]
         self.prior_mu.visible = self.prior_sigma.visible = cls.learns_threshold
         self.alpha.enabled = self.ratio.enabled = cls.uses_unlabelled
+        self.safeguard.enabled = cls.uses_unlabelled  # supervised runs are not checked
         self.ct_level.enabled = self.ct_width.enabled = self.normalisation.value == "ct"
 
     def preset_for(self, image: object | None) -> str:

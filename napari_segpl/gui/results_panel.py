@@ -10,7 +10,7 @@ import numpy as np
 from napari.layers import Labels
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QLabel, QMessageBox, QSpinBox, QVBoxLayout
 
-from ..engine import TrainedModel
+from ..engine import SafeguardEvent, TrainedModel
 from ..layers import export_layer
 from . import notify
 from .result_layers import PREDICTION, ResultLayers
@@ -49,8 +49,14 @@ class ResultsPanel(QGroupBox):
         self.model_label = QLabel("no model")
         self.model_label.setWordWrap(True)
         v.addWidget(self.model_label)
+        #: which model the safeguard kept and why, while that model is the dock's
+        self.safeguard_label = QLabel("")
+        self.safeguard_label.setWordWrap(True)
+        self.safeguard_label.setVisible(False)
+        v.addWidget(self.safeguard_label)
         state.busy_changed.connect(self._update_buttons)
         state.model_changed.connect(self._model_changed)
+        state.safeguarded.connect(self._show_safeguard)
         state.predicted.connect(self._predicted)
         for event in (state.viewer.layers.events.inserted, state.viewer.layers.events.removed):
             event.connect(self._update_buttons)
@@ -74,7 +80,15 @@ class ResultsPanel(QGroupBox):
                 f"model: {c.method}, {c.dims}D, axis {c.axis}, "
                 f"{model.num_classes} class(es), {model.steps_done} steps"
             )
+        self._show_safeguard()
         self._update_buttons()
+
+    def _show_safeguard(self, *_: object) -> None:
+        """The verdict of the run that made the current model (none for a loaded model)."""
+        event = self.state.safeguard
+        shown = event is not None and self.state.model is self.state.safeguard_model
+        self.safeguard_label.setText(safeguard_text(event) if shown else "")
+        self.safeguard_label.setVisible(shown)
 
     def _predicted(self, pred: object) -> None:
         note = getattr(pred, "threshold_note", "") or ""
@@ -180,6 +194,19 @@ class ResultsPanel(QGroupBox):
         path = _ask(QFileDialog.getOpenFileName, self, "Load model", "SegPL model (*.pt)")
         if path:
             self.load_model(path)
+
+
+def safeguard_text(event: SafeguardEvent) -> str:
+    """The line "Safeguard: kept <method> — <reason>"; then held-out Dice per model."""
+    lines = [f"Safeguard: kept {event.kept} — {event.reason}"]
+    if event.heldout:
+        parts = []
+        for method, dice in event.heldout.items():
+            per_class = ", ".join(f"{d:.2f}" for d in dice)
+            mean = sum(dice) / len(dice) if dice else float("nan")
+            parts.append(f"{method} {mean:.3f} ({per_class})")
+        lines.append("held-out Dice (per class): " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def _ask(

@@ -17,7 +17,15 @@ import numpy as np
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QThreadPool
 
-from ..engine import CollapseWarning, FinishedEvent, PreviewEvent, StepEvent, TrainConfig
+from ..engine import (
+    CollapseWarning,
+    FinishedEvent,
+    PreviewEvent,
+    SafeguardEvent,
+    SafeguardProgress,
+    StepEvent,
+    TrainConfig,
+)
 from ..engine.config import ConfigError
 from . import notify
 from .result_layers import PREDICTION, PROBABILITY, PSEUDO, UNCERTAINTY, ResultLayers
@@ -37,9 +45,10 @@ class Runner:
         layers: ResultLayers,
         config_for: Callable[[int, Any], TrainConfig],
         device: Callable[[], str],
+        safeguard: Callable[[], bool] = lambda: True,
     ) -> None:
         self.state, self.layers = state, layers
-        self.config_for, self.device = config_for, device
+        self.config_for, self.device, self.safeguard = config_for, device, safeguard
         self.worker: Any = None  # training
         self.control: RunControl | None = None
         self.predict_worker: Any = None  # the fill or a prediction
@@ -49,8 +58,9 @@ class Runner:
         self._finish_text = ""
 
     # ------------------------------------------------------------ training
-    def start_training(self, labelled: list[int]) -> bool:
-        """Start a run in a worker thread; False (with a message) if it cannot start."""
+    def start_training(self, labelled: list[int], holdout: list[int] | None = None) -> bool:
+        """Start a run in a worker thread; False (with a message) if it cannot start.
+        ``holdout``: labelled slices kept out of training and scored by the safeguard."""
         state = self.state
         if state.busy:
             notify.info("SegPL is already running: press Stop (or wait) before a new run.")
@@ -71,6 +81,7 @@ class Runner:
             notify.error(f"SegPL: {exc}")
             return False
         state.run = RunInfo(state.axis, list(labelled))
+        state.safeguard = state.safeguard_model = None
         self._image = image
         self.layers.ensure(PSEUDO, image)
         state.run_reset.emit(config)
@@ -82,6 +93,8 @@ class Runner:
             config,
             list(labelled) or None,
             self.control,
+            safeguard=bool(self.safeguard()),
+            holdout=list(holdout or ()),
             _start_thread=False,
             _ignore_errors=True,  # reported by _on_training_error instead
         )
@@ -118,12 +131,29 @@ class Runner:
         elif isinstance(event, CollapseWarning):
             notify.warning(f"SegPL: {event.message}")
             state.collapse.emit(event)
+        elif isinstance(event, SafeguardProgress):
+            state.safeguard_step.emit(event)
+        elif isinstance(event, SafeguardEvent):
+            self._safeguarded(event)
         elif isinstance(event, FinishedEvent):
             how = "stopped" if event.stopped else "done"
             self._finish_text = f"{how}: {event.steps_done} steps"
             state.progress_text.emit(self._finish_text)
             state.finished.emit(event)
             state.model_changed.emit(state.model)
+
+    def _safeguarded(self, event: SafeguardEvent) -> None:
+        """The kept model becomes the dock's (Predict and Save use it); the user is told which
+        and why. The FinishedEvent after it signals model_changed as for any run."""
+        state = self.state
+        kept = getattr(self._trainer, "model", None) or state.model
+        state.safeguard, state.safeguard_model = event, kept
+        state.set_model(kept)
+        if event.kept == event.method:
+            notify.info(f"SegPL: {event.message}")
+        else:
+            notify.warning(f"SegPL: {event.message}")
+        state.safeguarded.emit(event)
 
     def _show_preview(self, event: PreviewEvent) -> None:
         layer = self.layers.get(PSEUDO)

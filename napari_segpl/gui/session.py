@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import (
+    GuardedTrainer,
     Prediction,
     TrainConfig,
     TrainedModel,
@@ -35,8 +36,10 @@ class Started:
     device: str
     #: the one-thin-slice recipe was applied (affine maps, CutMix, more steps): the dock says so
     one_thin_slice: bool = False
-    #: kept by the dock for the pseudo-label fill after the run (the same E-step as training)
-    trainer: Trainer | None = None
+    #: kept by the dock for the pseudo-label fill after the run (the same E-step as training;
+    #: a GuardedTrainer delegates it to the run's own trainer) and, with the safeguard, for
+    #: the model it kept
+    trainer: Trainer | GuardedTrainer | None = None
 
 
 @dataclass
@@ -58,14 +61,30 @@ def training_events(
     config: TrainConfig,
     labelled: Sequence[int] | None,
     control: RunControl,
+    *,
+    safeguard: bool = True,
+    holdout: Sequence[int] = (),
 ) -> Iterator[object]:
     """Prepare the data (in the worker: normalising a volume takes a moment), then train.
 
-    ``labels`` must be the caller's own copy: training never touches the user's layer.
+    ``labels`` must be the caller's own copy: training never touches the user's layer. With
+    ``safeguard`` the run is a ``GuardedTrainer`` (SegPL and SegPL-VI are checked against a
+    supervised twin; supervised runs are not). ``holdout``: slices along the axis never trained
+    on (zeroed here, left out of ``labelled``); the safeguard scores both models on them.
     """
     try:
+        holdout = sorted(set(holdout))
+        truth = labels
+        if holdout:
+            labels = np.array(labels, copy=True)
+            np.moveaxis(labels, config.axis, 0)[holdout] = 0
+            if labelled is not None:
+                labelled = [s for s in labelled if s not in set(holdout)] or None
         data = prepare_data(image, labels, config, labelled)
-        trainer = Trainer(config, data)
+        if safeguard:
+            trainer = GuardedTrainer(config, data, image, truth=truth, holdout=holdout)
+        else:
+            trainer = Trainer(config, data)
         yield Started(
             trainer.model,
             data.labelled,
@@ -117,7 +136,7 @@ def predict(
 
 
 def fill_pseudo_labels(
-    trainer: Trainer,
+    trainer: Trainer | GuardedTrainer,
     control: RunControl,
 ) -> np.ndarray:
     """The E-step's pseudo labels of every unlabelled slice after a run (what training used:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels
 
-    from ..engine import TrainedModel
+    from ..engine import SafeguardEvent, TrainedModel
 
 
 @dataclass
@@ -52,6 +52,10 @@ class DockState:
     preview = Signal(object)
     collapse = Signal(object)
     finished = Signal(object)
+    #: the safeguard's supervised twin took a step (SafeguardProgress: not the run's losses)
+    safeguard_step = Signal(object)
+    #: the safeguard decided (SafeguardEvent); ``safeguard`` and ``safeguard_model`` keep it
+    safeguarded = Signal(object)
     #: a one-line status text for the progress bar / status line
     progress_text = Signal(str)
     status_text = Signal(str)
@@ -71,6 +75,9 @@ class DockState:
         self.filling = False
         self.predicting = False
         self.predict_queued: dict[str, Any] | None = None
+        #: the last run's safeguard verdict and the model it kept (a loaded model is not it)
+        self.safeguard: SafeguardEvent | None = None
+        self.safeguard_model: TrainedModel | None = None
 
     # ------------------------------------------------------------ choices
     @property

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QGroupBox, QLabel, QProgressBar, QVBoxLayout
 
-from ..engine import CollapseWarning, PreviewEvent, StepEvent, TrainConfig
+from ..engine import (
+    CollapseWarning,
+    FinishedEvent,
+    PreviewEvent,
+    SafeguardEvent,
+    SafeguardProgress,
+    StepEvent,
+    TrainConfig,
+)
 from ..engine.config import one_thin_slice_note
 from .session import Started
 from .state import DockState
@@ -30,6 +38,7 @@ class TrainingPanel(QGroupBox):
         self.state = state
         self._warnings: list[str] = []
         self._step_times: list[float] = []
+        self._run_steps = 0
         v = QVBoxLayout(self)
         self.train_button = button("Train", train)
         self.stop_button = button("Stop", stop)
@@ -51,6 +60,9 @@ class TrainingPanel(QGroupBox):
         state.step.connect(self._step)
         state.preview.connect(self._preview)
         state.collapse.connect(self._collapse)
+        state.safeguard_step.connect(self._safeguard_step)
+        state.safeguarded.connect(self._safeguarded)
+        state.finished.connect(self._finished)
         state.progress_text.connect(self._progress_text)
         state.status_text.connect(self._status_text)
         state.busy_changed.connect(self._update_buttons)
@@ -71,6 +83,7 @@ class TrainingPanel(QGroupBox):
         """Sized for ``config.steps`` (the form's, then the trainer's)."""
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
+        self._run_steps = config.steps
         self._step_times = []
         self._warnings = []
         self.status.setText("")
@@ -99,6 +112,23 @@ class TrainingPanel(QGroupBox):
         self.progress.setFormat(
             f"{event.step}/{event.total} · {per_step:.2f} s/step · {format_seconds(left)} left"
         )
+
+    def _safeguard_step(self, event: SafeguardProgress) -> None:
+        """The supervised twin's steps move the bar too, so the wait after the run is seen."""
+        if self.progress.maximum() != event.total:
+            self.progress.setRange(0, event.total)
+        self.progress.setValue(event.step)
+        self.progress.setFormat(f"safeguard: supervised check, step {event.step}/{event.total}")
+
+    def _finished(self, event: FinishedEvent) -> None:
+        """Back to the run's own steps after the safeguard's twin sized the bar to its own."""
+        if self._run_steps and self.progress.maximum() != self._run_steps:
+            self.progress.setRange(0, self._run_steps)
+            self.progress.setValue(event.steps_done)
+
+    def _safeguarded(self, event: SafeguardEvent) -> None:
+        run = self.status.text().split("\n")[0]
+        self.status.setText(f"{run}\n{event.message}" if run else event.message)
 
     def _preview(self, event: PreviewEvent) -> None:
         note = getattr(event, "threshold_note", "") or ""
