@@ -131,3 +131,59 @@ class Interrupt:
             os.write(sys.stderr.fileno(), self.MESSAGE.encode())
         except (AttributeError, OSError, ValueError):
             pass
+
+
+def slice_list(text: str) -> list[int]:
+    """ "3,40,77" -> [3, 40, 77], for argparse."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected slice numbers like 3,40,77: {text!r}") from exc
+
+
+def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
+    p.add_argument(
+        "--mask",
+        type=Path,
+        required=mask_required,
+        metavar="OUT.nii.gz",
+        help="write the predicted label volume here (NIfTI, on the input's grid)",
+    )
+    p.add_argument(
+        "--prob",
+        type=Path,
+        metavar="OUT.nii.gz",
+        help="write per-class probabilities (3D for one class, x*y*z*K for K classes)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        type=Path,
+        metavar="OUT.nii.gz",
+        help="write Monte-Carlo uncertainty (std of 1(p > T_k) over K thresholds; segpl-vi only)",
+    )
+    p.add_argument(
+        "--mc-samples",
+        type=int,
+        default=5,
+        metavar="K",
+        help="thresholds drawn for --uncertainty (default 5, as in the paper)",
+    )
+    p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
+
+
+def add_series_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--series",
+        metavar="UID",
+        help="the DICOM series to read from an IMAGE folder holding several (default: the one "
+        "with the most slices; the others are named when the folder is read)",
+    )
+
+
+def safeguard_lines(event: Any) -> str:
+    """What the safeguard kept and why, with each model's held-out Dice when there is one."""
+    lines = [event.message]
+    for method, dice in (event.heldout or {}).items():
+        per_class = ", ".join(f"{d:.3f}" for d in dice)
+        lines.append(f"  held-out Dice, {method}: {sum(dice) / len(dice):.3f} ({per_class})")
+    return "\n".join(lines)

@@ -19,67 +19,26 @@ from pathlib import Path
 
 from ._cli_support import (
     Interrupt,
+    add_output_args,
+    add_series_arg,
     check_outputs,
     check_uncertainty,
     read_image,
+    safeguard_lines,
+    slice_list,
     write_outputs,
 )
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import LOSSES, ConfigError, one_thin_slice_note, resolve_preset
 from .engine.device import DeviceError
 from .engine.model import CheckpointError
+from .engine.safeguard import BAND
 from .engine.sampling import DataError
 from .volume import VolumeError, check_labels, read_labels, read_volume
 
 D = TrainConfig()  # the defaults the help texts quote
 
 USER_ERRORS = (VolumeError, DataError, ConfigError, DeviceError, CheckpointError, ValueError)
-
-
-def _slices(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected slice numbers like 3,40,77: {text!r}") from exc
-
-
-def _add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
-    p.add_argument(
-        "--mask",
-        type=Path,
-        required=mask_required,
-        metavar="OUT.nii.gz",
-        help="write the predicted label volume here (NIfTI, on the input's grid)",
-    )
-    p.add_argument(
-        "--prob",
-        type=Path,
-        metavar="OUT.nii.gz",
-        help="write per-class probabilities (3D for one class, x*y*z*K for K classes)",
-    )
-    p.add_argument(
-        "--uncertainty",
-        type=Path,
-        metavar="OUT.nii.gz",
-        help="write Monte-Carlo uncertainty (std of 1(p > T_k) over K thresholds; segpl-vi only)",
-    )
-    p.add_argument(
-        "--mc-samples",
-        type=int,
-        default=5,
-        metavar="K",
-        help="thresholds drawn for --uncertainty (default 5, as in the paper)",
-    )
-    p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
-
-
-def _add_series_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--series",
-        metavar="UID",
-        help="the DICOM series to read from an IMAGE folder holding several (default: the one "
-        "with the most slices; the others are named when the folder is read)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
     t.add_argument("labels", type=Path, help="label volume on the image's grid")
-    _add_series_arg(t)
+    add_series_arg(t)
     t.add_argument("--method", choices=list(METHODS), default=None, help="default: segpl")
     t.add_argument("--model", type=Path, required=True, metavar="OUT.pt", help="model to save")
     t.add_argument(
@@ -115,14 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="ct or mri (the engine's recipe; chosen from the image when not given), or the "
         "paper's settings: paper (= paper-mri) or paper-ct",
     )  # fmt: skip
-    _add_output_args(t, mask_required=False)
+    add_output_args(t, mask_required=False)
     t.add_argument("--axis", type=int, choices=(0, 1, 2), help="slicing axis (default 2)")
     t.add_argument(
         "--labelled-slices",
-        type=_slices,
+        type=slice_list,
         metavar="3,40,77",
         help="use exactly these slices as labelled (background included)",
     )
+    t.add_argument(
+        "--holdout-slices", type=slice_list, default=[], metavar="5,60",
+        help="labelled slices kept out of training and scored: the safeguard compares the "
+        "models there too, and prints each model's Dice on them",
+    )  # fmt: skip
+    t.add_argument(
+        "--no-safeguard", action="store_true",
+        help="keep the SegPL / SegPL-VI model even when it disagrees with supervised training "
+        "(by default a supervised twin trains after it, on the same slices, and is kept "
+        "instead when a class's volume differs by more than "
+        f"{BAND:g}x or it scores better on held-out slices)",
+    )  # fmt: skip
     t.add_argument(
         "--unlabelled",
         type=Path,
@@ -226,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
     p.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
-    _add_series_arg(p)
-    _add_output_args(p, mask_required=True)
+    add_series_arg(p)
+    add_output_args(p, mask_required=True)
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
 
@@ -238,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("pred", type=Path, help="predicted label volume")
     e.add_argument("truth", type=Path, help="true label volume on the same grid")
-    e.add_argument("--slices", type=_slices, metavar="3,40,77", help="score only these slices")
+    e.add_argument("--slices", type=slice_list, metavar="3,40,77", help="score only these slices")
     e.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="axis of --slices")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -256,7 +227,17 @@ def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .engine import CollapseWarning, FinishedEvent, StepEvent, Trainer, prepare_data
+    from .engine import (
+        CollapseWarning,
+        FinishedEvent,
+        GuardedTrainer,
+        SafeguardEvent,
+        SafeguardProgress,
+        StepEvent,
+        Trainer,
+        prepare_data,
+    )
+    from .engine.safeguard import withhold
 
     inputs = {"image": args.image, "labels": args.labels}
     inputs.update({f"unlabelled {p}": p for p in args.unlabelled})
@@ -269,9 +250,16 @@ def _train(args: argparse.Namespace) -> int:
     check_uncertainty(args, config.method)
     labels = read_labels(args.labels, like=image)
     extra = [read_volume(p).array for p in args.unlabelled]
-    data = prepare_data(image.array, labels.array, config, args.labelled_slices, extra)
+    train_labels, labelled = labels.array, args.labelled_slices
+    if args.holdout_slices:
+        train_labels, labelled = withhold(labels.array, config.axis, args.holdout_slices, labelled)
+    data = prepare_data(image.array, train_labels, config, labelled, extra)
     n_unlab = len(data.unlabelled)
-    trainer = Trainer(config, data)
+    trainer: Trainer | GuardedTrainer = Trainer(config, data)
+    if not args.no_safeguard:
+        trainer = GuardedTrainer(
+            config, data, image.array, truth=labels.array, holdout=args.holdout_slices
+        )
     config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(
         f"preset {preset}, "
@@ -291,7 +279,7 @@ def _train(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
     say = bar.write if bar is not None else print
-    finished = None
+    finished = verdict = check = None
     with Interrupt(trainer) as interrupt:  # held until the model is saved
         for event in trainer.run():
             if isinstance(event, StepEvent) and bar is not None:
@@ -305,15 +293,34 @@ def _train(args: argparse.Namespace) -> int:
                 bar.update(1)
             elif isinstance(event, CollapseWarning):
                 say(f"warning: {event.message}")
+            elif isinstance(event, SafeguardProgress):
+                if check is None and bar is not None:
+                    bar.close()
+                    check = tqdm(total=event.total, unit="step", file=sys.stderr,
+                                 desc="safeguard: supervised", dynamic_ncols=True)  # fmt: skip
+                if check is not None:
+                    check.update(1)
+            elif isinstance(event, SafeguardEvent):
+                verdict = event
             elif isinstance(event, FinishedEvent):
                 finished = event
-        if bar is not None:
-            bar.close()
+        for b in (bar, check):
+            if b is not None:
+                b.close()
+        if verdict is not None:
+            print(safeguard_lines(verdict))
         if finished is not None:
             state = "stopped early" if finished.stopped else "done"
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
         print(f"model       -> {trainer.model.save(args.model)}")
     args.axis_predict = None
+    if args.uncertainty and not trainer.model.method.learns_threshold:
+        print(
+            f"warning: --uncertainty not written: the safeguard kept {trainer.model.config.method}"
+            ", which learns no threshold (--no-safeguard keeps the segpl-vi model)",
+            file=sys.stderr,
+        )
+        args.uncertainty = None
     write_outputs(args, trainer.model, image)
     return 130 if interrupt.received else 0
 

@@ -1,0 +1,48 @@
+"""`segpl train` says what the safeguard kept, scores held-out slices, and stays consistent."""
+
+from __future__ import annotations
+
+import torch
+from test_cli import CT, CT_SPARSE, FAST
+
+from napari_segpl.cli import main
+from napari_segpl.engine import TrainedModel
+from napari_segpl.engine import safeguard as safeguard_module
+
+
+def _train(tmp_path, *extra):
+    args = ["train", str(CT), str(CT_SPARSE), "--model", str(tmp_path / "m.pt"), *FAST]
+    return main([*args, "--normalisation", "ct", "--dims", "2", *extra])
+
+
+def test_train_prints_what_the_safeguard_kept_and_held_out_dice(tmp_path, capsys):
+    assert _train(tmp_path, "--holdout-slices", "20") == 0
+    out = capsys.readouterr().out
+    assert "labelled slices [13, 26]" in out  # the held-out slice did not train
+    assert "safeguard kept " in out
+    assert "held-out Dice, segpl: " in out and "held-out Dice, supervised: " in out
+    kept = out.split("safeguard kept ")[1].split(":")[0]
+    assert TrainedModel.load(tmp_path / "m.pt").config.method == kept
+
+
+def test_no_safeguard_trains_no_twin(tmp_path, capsys):
+    assert _train(tmp_path, "--no-safeguard") == 0
+    assert "safeguard kept" not in capsys.readouterr().out
+    assert TrainedModel.load(tmp_path / "m.pt").config.method == "segpl"
+
+
+def test_a_kept_supervised_model_is_saved_and_no_segpl_vi_uncertainty_written(
+    tmp_path, capsys, monkeypatch
+):
+    """When the check keeps the twin, the saved model and the mask are the twin's, and an
+    uncertainty map (SegPL-VI's) is not written beside a mask it did not make."""
+    monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: ("supervised", "x"))
+    mask, unc = tmp_path / "mask.nii.gz", tmp_path / "unc.nii.gz"
+    code = _train(tmp_path, "--method", "segpl-vi", "--mask", str(mask), "--uncertainty", str(unc))
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "safeguard kept supervised: x" in captured.out
+    assert "--uncertainty not written" in captured.err
+    model = TrainedModel.load(tmp_path / "m.pt")
+    assert model.config.method == "supervised" and mask.exists() and not unc.exists()
+    assert all(torch.isfinite(p).all() for p in model.method.model.parameters())
