@@ -113,7 +113,7 @@ def test_held_out_slice_is_not_trained_on_and_is_scored(dock, qtbot):
     assert data.held_out() == [10] and data.labelled() == [5, 15]
     rows = [data.slice_list.item(i).text() for i in range(data.slice_list.count())]
     assert rows[1] == "slice 10  ·  painted, held out" and "held out" not in rows[0]
-    assert "(1 held out)" in data.slice_summary.text()
+    assert data.slice_summary.text() == "3 labelled slices along axis 2, 1 held out"
     data.axis_spin.setValue(0)  # another axis has its own (empty) held-out set
     assert data.held_out() == []
     data.axis_spin.setValue(2)
@@ -128,7 +128,7 @@ def test_held_out_slice_is_not_trained_on_and_is_scored(dock, qtbot):
     assert set(verdict.heldout) == {"segpl", "supervised"}
     assert all(len(d) == 2 and all(0 <= x <= 1 for x in d) for d in verdict.heldout.values())
     line = dock.results.safeguard_label.text()
-    assert "held-out Dice (per class): segpl " in line and "supervised " in line
+    assert "held-out Dice, mean (per class): segpl " in line and "; supervised " in line
 
 
 def test_at_least_one_painted_slice_must_train(dock):

@@ -178,7 +178,7 @@ class DataPanel(QGroupBox):
             item.setData(Qt.UserRole, s)
             self.slice_list.addItem(item)
         n = len(painted | marked)
-        aside = f" ({len(held)} held out)" if held else ""
+        aside = f", {len(held)} held out" if held else ""
         self.slice_summary.setText(
             f"{n} labelled slice{'s' if n != 1 else ''} along axis {self.state.axis}{aside}"
             if n

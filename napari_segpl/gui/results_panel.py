@@ -38,6 +38,7 @@ class ResultsPanel(QGroupBox):
         #: which threshold the prediction's labels were cut at (the engine says)
         self.threshold_label = QLabel("")
         self.threshold_label.setWordWrap(True)
+        self.threshold_label.setVisible(False)  # no empty gap before the first prediction
         v.addWidget(self.threshold_label)
         # The layer list gets its own row, so a layer name has room to show.
         self.export_combo = LayerCombo(state.viewer, Labels)
@@ -93,6 +94,7 @@ class ResultsPanel(QGroupBox):
     def _predicted(self, pred: object) -> None:
         note = getattr(pred, "threshold_note", "") or ""
         self.threshold_label.setText(f"last prediction's {note}" if note else "")
+        self.threshold_label.setVisible(bool(note))
         layer = self.layers.get(PREDICTION)
         if layer is not None:
             self.export_combo.set_layer(layer)
@@ -202,10 +204,10 @@ def safeguard_text(event: SafeguardEvent) -> str:
     if event.heldout:
         parts = []
         for method, dice in event.heldout.items():
-            per_class = ", ".join(f"{d:.2f}" for d in dice)
+            per_class = ", ".join(f"{d:.3f}" for d in dice)
             mean = sum(dice) / len(dice) if dice else float("nan")
             parts.append(f"{method} {mean:.3f} ({per_class})")
-        lines.append("held-out Dice (per class): " + "; ".join(parts))
+        lines.append("held-out Dice, mean (per class): " + "; ".join(parts))
     return "\n".join(lines)
 
 
