@@ -1,5 +1,5 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|ablation|grid|cuda|
-intensity] ...``.
+intensity|safeguard] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
             "grid",
             "cuda",
             "intensity",
+            "safeguard",
         )
     }
     if name not in modules:
