@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     viewer.window.add_dock_widget(dock)
     dock.params.method.value = args.method
     dock.params.steps.value = args.steps
+    dock.params.safeguard.value = False  # the run alone, as measured before the safeguard
     app = QApplication.instance()
     dock.warmed_up.wait(30)  # as a user would: the dock has been open a moment before Train
     for _ in range(50):  # let the window settle before measuring

@@ -1,11 +1,13 @@
-"""Refresh the README's picture of the dock during training (run under Xvfb).
+"""Refresh the README's picture of the dock (run under Xvfb).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" \\
-        .venv/bin/python examples/screenshot_dock.py docs/dock.png [shot at step] [steps]
+        .venv/bin/python examples/screenshot_dock.py docs/dock.png [shot at step] [steps] [hold]
 
-Opens the CT sample in a 1600 x 1000 window, trains SegPL-VI with the default preset (or
-``steps`` steps) past its supervised burn-in and saves a screenshot of the whole window while
-the pseudo labels, the loss plot and the threshold plot are live.
+Opens the CT sample in a 1600 x 1000 window and trains SegPL-VI with the default preset (or
+``steps`` steps). With ``shot at step`` > 0 the screenshot of the whole window is taken while
+the pseudo labels, the loss plot and the threshold plot are live; with 0 it waits until the run,
+the safeguard's supervised check and the fill have ended and shows the safeguard's line. ``hold``
+holds that slice out (scored by the safeguard, never trained on).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ def _pump(seconds: float) -> None:
         time.sleep(0.02)
 
 
-def main(out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 0) -> Path:
+def main(
+    out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 0, hold: int = -1
+) -> Path:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
     viewer.open_sample("napari-segpl", "lungs_ct")
@@ -37,11 +41,21 @@ def main(out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 
     p.method.value = "segpl-vi"
     p.steps.value = steps  # 0: the default preset's (auto: CT here)
     p.preview_every.value = 5
+    if hold >= 0:
+        viewer.dims.set_current_step(2, hold)
+        dock.data.toggle_held_out()
     viewer.dims.set_current_step(2, 17)
     _pump(1.0)
     dock.start_training()
+    _pump(0.5)
     deadline = time.monotonic() + 1800
-    while dock.training.progress.value() < steps_before_shot and time.monotonic() < deadline:
+
+    def waiting() -> bool:
+        if steps_before_shot:
+            return dock.training.progress.value() < steps_before_shot
+        return dock.state.busy
+
+    while waiting() and time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.02)
     dock.plots.loss_plot.refresh(force=True)
@@ -51,6 +65,8 @@ def main(out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 
 
     for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
         toast.close()  # start-up warnings would hide the canvas
+    if not steps_before_shot:
+        dock.scroll_area.ensureWidgetVisible(dock.results.safeguard_label)
     _pump(0.3)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,4 +79,4 @@ def main(out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(*args[:1], *(int(a) for a in args[1:3]))
+    main(*args[:1], *(int(a) for a in args[1:4]))
