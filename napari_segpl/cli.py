@@ -183,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices "
         f"(default {D.threshold_signal})",
     )
+    t.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a parameter of the chosen method itself (e.g. FixMatch's tau); repeatable",
+    )  # fmt: skip
     t.add_argument("--patch", type=int, help=f"in-plane patch size (default {D.patch})")
     t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -223,7 +227,17 @@ def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
     overrides = {n: getattr(args, n) for n in names}
     if args.ct_window is not None:
         overrides["ct_window"] = tuple(args.ct_window)
-    return TrainConfig.from_preset(preset, **overrides).validate()
+    pairs = [text.partition("=") for text in args.param]
+    bad = [text for text, (_, eq, _) in zip(args.param, pairs, strict=True) if not eq]
+    if bad:
+        raise ValueError(f"--param expects NAME=VALUE, got {bad[0]!r}")
+    if pairs:
+        overrides["extra"] = {name.strip(): value.strip() for name, _, value in pairs}
+    config = TrainConfig.from_preset(preset, **overrides).validate()
+    if config.extra:  # the given values as numbers, checked (the file saves them so)
+        values = METHODS[config.method].check_params(config.extra)
+        config = dataclasses.replace(config, extra={n: values[n] for n in config.extra})
+    return config
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -298,6 +298,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        from .methods import METHODS  # here: the methods import this module
+
+        if self.method in METHODS:  # an unknown name is get_method's error, which lists them
+            METHODS[self.method].check_params(self.extra)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -49,6 +49,34 @@ def get_method(name: str) -> type[Method]:
     return METHODS[name]
 
 
+@dataclass(frozen=True)
+class Param:
+    """A method's own parameter (FixMatch's tau, CPS's lambda...): stored in the configuration's
+    ``extra`` under its name, so methods add parameters without touching ``TrainConfig``; front
+    ends list ``Method.params`` (the CLI as ``--param NAME=VALUE``)."""
+
+    default: float | int
+    help: str
+    low: float = float("-inf")
+    high: float = float("inf")
+
+    def check(self, name: str, value: object) -> float | int:
+        """The value as the default's type, within [low, high]; ConfigError names the field."""
+        from ..config import ConfigError
+
+        try:
+            number: float | int = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if isinstance(self.default, int):
+            if not float(number).is_integer():
+                raise ConfigError(f"{name} must be a whole number, got {value!r}")
+            number = int(number)
+        if not self.low <= number <= self.high:
+            raise ConfigError(f"{name} must be in [{self.low:g}, {self.high:g}], got {number!r}")
+        return number
+
+
 @dataclass
 class Batch:
     """Tensors for one step: labelled images, their targets, the supervised-voxel mask (3D) and
@@ -81,8 +109,11 @@ class Method(ABC):
     title: ClassVar[str]
     uses_unlabelled: ClassVar[bool] = False
     learns_threshold: ClassVar[bool] = False
+    #: the method's own parameters, by name (values in ``config.extra``)
+    params: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, config: TrainConfig, num_classes: int) -> None:
+        self.check_params(config.extra)
         self.config = config
         self.num_classes = num_classes
         self.model = UNet(config.dims, 1, num_classes, config.channels, config.depth)
@@ -102,6 +133,22 @@ class Method(ABC):
         self.finished = False
         if config.ema > 0:
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)
+
+    @classmethod
+    def check_params(cls, extra: dict) -> dict[str, float | int]:
+        """Every parameter of the method, from ``extra`` or its default, checked; a name the
+        method does not have is an error that lists the ones it has."""
+        from ..config import ConfigError
+
+        unknown = sorted(set(extra) - set(cls.params))
+        if unknown:
+            known = ", ".join(sorted(cls.params)) or "none"
+            raise ConfigError(f"{cls.name} has no parameter {', '.join(unknown)} (it has: {known})")
+        return {n: p.check(n, extra.get(n, p.default)) for n, p in cls.params.items()}
+
+    def param(self, name: str) -> float | int:
+        """The value of one of the method's own parameters."""
+        return self.check_params(self.config.extra)[name]
 
     def modules(self) -> dict[str, nn.Module]:
         """Every trainable network, by the name its weights are saved under."""
