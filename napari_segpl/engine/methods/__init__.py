@@ -1,6 +1,6 @@
 """Training methods; importing this package registers every built-in one."""
 
-from . import segpl, segpl_vi, supervised  # noqa: F401  (registration side effect)
+from . import fixmatch, mean_teacher, segpl, segpl_vi, supervised  # noqa: F401  (registration side effect)
 from .base import METHODS, Batch, Method, Param, StepOutput, get_method, register
 
 __all__ = ["METHODS", "Batch", "Method", "Param", "StepOutput", "get_method", "register"]
