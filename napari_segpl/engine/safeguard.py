@@ -169,7 +169,9 @@ class GuardedTrainer:
         self.active = get_method(self.trainer.config.method).uses_unlabelled
         #: the twin's configuration: the preset's, not the run's resolved one, so that it gets
         #: supervised training's own one-thin-slice recipe
-        self._twin_config = dataclasses.replace(config, method="supervised", preview_every=0)
+        self._twin_config = dataclasses.replace(
+            config, method="supervised", preview_every=0, extra={}
+        )  # (the semi-supervised method's own parameters are not supervised training's)
         self.twin: Trainer | None = None
         self.image, self.band = image, band
         self.truth, self.holdout = truth, list(holdout)
