@@ -113,6 +113,8 @@ class Trainer:
         self.device = resolve_device(config.device)
         seed_everything(config.seed)  # the seed fixes the initial weights...
         self.model = TrainedModel.new(config, data.num_classes)
+        #: the run's optimiser steps (an ensemble's: every member's): size progress bars by it
+        self.total_steps = self.model.method.total_steps()
         self._torch_state = torch.get_rng_state()  # ...and, from here on, the sampled thresholds
         self._stop = False
         self._running = False
@@ -163,7 +165,7 @@ class Trainer:
 
         self._running = True
         try:
-            for step in range(config.steps):
+            for step in range(self.total_steps):
                 if self._stop:
                     break
                 t0 = time.perf_counter()
@@ -196,7 +198,7 @@ class Trainer:
                 mu, sigma = out.threshold or (None, None)
                 yield StepEvent(
                     steps_done,
-                    config.steps,
+                    self.total_steps,
                     out.logs,
                     lr,
                     time.perf_counter() - t0,
@@ -220,7 +222,7 @@ class Trainer:
                     yield self.preview(steps_done)
                     method.train()
         finally:
-            stopped = steps_done < config.steps
+            stopped = steps_done < self.total_steps
             let_in = method.pseudo_classes or []
             method.pseudo_classes = None  # the gate belongs to this run only
             if steps_done:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -53,17 +53,33 @@ def get_method(name: str) -> type[Method]:
 class Param:
     """A method's own parameter (FixMatch's tau, CPS's lambda...): stored in the configuration's
     ``extra`` under its name, so methods add parameters without touching ``TrainConfig``; front
-    ends list ``Method.params`` (the CLI as ``--param NAME=VALUE``)."""
+    ends list ``Method.params`` (the CLI as ``--param NAME=VALUE``).
 
-    default: float | int
+    A string default makes a choice (an ensemble's member method): ``choices`` holds the
+    allowed values, or a function giving them when asked (for a list that grows as methods
+    register); ``low`` and ``high`` then do not apply."""
+
+    default: float | int | str
     help: str
     low: float = float("-inf")
     high: float = float("inf")
+    choices: tuple[str, ...] | Callable[[], Sequence[str]] = ()
 
-    def check(self, name: str, value: object) -> float | int:
-        """The value as the default's type, within [low, high]; ConfigError names the field."""
+    def options(self) -> tuple[str, ...]:
+        """The values a string parameter may take now (empty: any string)."""
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    def check(self, name: str, value: object) -> float | int | str:
+        """The value as the default's type, within [low, high] (a string: one of the
+        choices); ConfigError names the field."""
         from ..config import ConfigError
 
+        if isinstance(self.default, str):
+            options = self.options()
+            if not isinstance(value, str) or (options and value not in options):
+                allowed = ", ".join(options) or "a string"
+                raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+            return value
         try:
             number: float | int = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -135,7 +151,7 @@ class Method(ABC):
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)
 
     @classmethod
-    def check_params(cls, extra: dict) -> dict[str, float | int]:
+    def check_params(cls, extra: dict) -> dict[str, float | int | str]:
         """Every parameter of the method, from ``extra`` or its default, checked; a name the
         method does not have is an error that lists the ones it has."""
         from ..config import ConfigError
@@ -146,9 +162,14 @@ class Method(ABC):
             raise ConfigError(f"{cls.name} has no parameter {', '.join(unknown)} (it has: {known})")
         return {n: p.check(n, extra.get(n, p.default)) for n, p in cls.params.items()}
 
-    def param(self, name: str) -> float | int:
+    def param(self, name: str) -> float | int | str:
         """The value of one of the method's own parameters."""
         return self.check_params(self.config.extra)[name]
+
+    def total_steps(self) -> int:
+        """The optimiser steps of one run: ``steps``, or more for a method that trains several
+        networks one after another (an ensemble), so the trainer and its events count them."""
+        return self.config.steps
 
     def modules(self) -> dict[str, nn.Module]:
         """Every trainable network, by the name its weights are saved under."""
