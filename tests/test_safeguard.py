@@ -147,3 +147,11 @@ def test_withhold_zeroes_the_held_out_slices_of_a_copy():
         withhold(labels, 2, [2])
     with pytest.raises(DataError, match="keep at least one"):
         withhold(labels, 2, [1, 3, 4])
+
+
+def test_the_twin_drops_the_methods_own_parameters(toy_volume):
+    _, _, guarded = _guarded(toy_volume, method="mean-teacher", dims=2, steps=3,
+                             extra={"decay": 0.9})  # fmt: skip
+    events = list(guarded.run())
+    assert any(isinstance(e, SafeguardEvent) for e in events)
+    assert guarded.twin.config.extra == {} and guarded.trainer.config.extra == {"decay": 0.9}
