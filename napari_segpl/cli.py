@@ -291,7 +291,7 @@ def _train(args: argparse.Namespace) -> int:
     if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=trainer.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
     say = bar.write if bar is not None else print
     finished = verdict = check = None
     with Interrupt(trainer) as interrupt:  # held until the model is saved

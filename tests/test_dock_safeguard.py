@@ -143,3 +143,15 @@ def test_at_least_one_painted_slice_must_train(dock):
     dock.viewer.dims.set_current_step(2, 3)
     dock.data.toggle_held_out()  # not labelled: nothing to hold out
     assert dock.data.held_out() == [5, 10] and "not labelled" in dock.seen["info"][-1]
+
+
+def test_the_progress_bar_follows_the_steps_the_run_reports(dock):
+    """An ensemble trains its members in one run of members x steps: the bar takes the
+    total its StepEvents carry, not the form's step count."""
+    from napari_segpl.engine import StepEvent
+
+    panel = dock.training
+    panel.progress.setRange(0, 10)
+    panel._step(StepEvent(step=3, total=50, losses={"loss": 0.5}, lr=0.01, seconds_per_step=0.1))
+    assert panel.progress.maximum() == 50 and panel.progress.value() == 3
+    assert "3/50" in panel.progress.format()

@@ -108,6 +108,9 @@ class TrainingPanel(QGroupBox):
         recent = self._step_times[-10:]
         per_step = sum(recent) / len(recent)
         left = per_step * (event.total - event.step)
+        if self.progress.maximum() != event.total:  # e.g. an ensemble's members, one bar
+            self.progress.setRange(0, event.total)
+            self._run_steps = event.total
         self.progress.setValue(event.step)
         self.progress.setFormat(
             f"{event.step}/{event.total} · {per_step:.2f} s/step · {format_seconds(left)} left"
