@@ -91,6 +91,8 @@ def choose_band(records: list[dict]) -> float:
     """The rule of (q): on the tuning records, the band with the best worst case of kept minus
     supervised; among bands within 0.5 points of it, the best mean."""
     tuning = [r for r in records if r["set"] == "tuning"]
+    if not tuning:
+        raise SystemExit("no tuning-set pair yet: the band is chosen on the tuning set")
     stats = {}
     for band in BANDS:
         diffs = [r["kept"][str(band)][1] - r["sup_whole"] for r in tuning]
@@ -169,10 +171,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rows", type=Path, nargs="+", required=True)
     parser.add_argument("--preds", type=Path, required=True)
     parser.add_argument("--out", type=Path, help="write the records as JSON here")
+    parser.add_argument("--band", type=float, help="report this band (default: the rule's)")
     args = parser.parse_args(argv)
     rows = [r for path in args.rows for r in json.loads(path.read_text())]
     records = evaluate(rows, args.preds)
-    band = choose_band(records)
+    band = args.band or choose_band(records)
     print(
         f"band chosen on the tuning set: {band:g} (sets: {sorted(TUNING)} / {sorted(VALIDATION)})"
     )
