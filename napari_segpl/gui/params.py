@@ -14,6 +14,7 @@ from superqt import QCollapsible
 from ..engine import METHODS, TrainConfig, available_devices
 from ..engine.config import LOSSES, resolve_preset
 from ..engine.safeguard import BAND
+from .method_params import MethodParams
 
 DEFAULTS = TrainConfig()
 
@@ -155,16 +156,24 @@ class ParameterForm(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.main.native)
+        #: the chosen method's own parameters (``TrainConfig.extra``), rebuilt with the method
+        self.method_params = MethodParams(self)
+        layout.addWidget(self.method_params)
         self.collapsible = QCollapsible("Advanced", self)
         self.collapsible.addWidget(self.advanced.native)
         layout.addWidget(self.collapsible)
         self.method.changed.connect(self._method_changed)
-        self.normalisation.changed.connect(self._method_changed)
+        self.method_params.rebuilt.connect(self._method_applies)
+        self.normalisation.changed.connect(self._method_applies)
         self.preset.changed.connect(self._preset_changed)
         self._method_changed()
 
     def _preset_changed(self, *_: object) -> None:
-        """Fill the form with the preset's values (auto: those shared by CT and MRI)."""
+        """Fill the form with the preset's values (auto: those shared by CT and MRI).
+
+        The method and its own parameters are left as they are: presets are recipes for the
+        shared fields (no preset sets a method's parameters), so a preset switch never undoes
+        what the user set for the method."""
         name = self.preset.value
         values = TrainConfig.from_preset("mri" if name == "auto" else name)
         for field in PRESET_FIELDS:
@@ -175,11 +184,18 @@ class ParameterForm(QWidget):
         self.normalisation.value = "preset"
 
     def _method_changed(self, *_: object) -> None:
-        """Show only what applies: the prior for SegPL-VI, unlabelled knobs for SSL methods."""
+        """Show the method's own parameters (their group's rebuild calls ``_method_applies``)."""
+        self.method_params.show_method(self.method.value)
+
+    def _method_applies(self, *_: object) -> None:
+        """Show only what applies: the prior for SegPL-VI, unlabelled knobs for SSL methods,
+        following an ensemble's member method (each member trains as that method alone)."""
         cls = METHODS[self.method.value]
-        self.prior_mu.visible = self.prior_sigma.visible = cls.learns_threshold
-        self.alpha.enabled = self.ratio.enabled = cls.uses_unlabelled
-        self.safeguard.enabled = cls.uses_unlabelled  # supervised runs are not checked
+        runs = METHODS[self.method_params.runs_as() or self.method.value]
+        self.prior_mu.visible = self.prior_sigma.visible = runs.learns_threshold
+        self.alpha.enabled = self.ratio.enabled = runs.uses_unlabelled
+        # supervised runs are not checked, nor is an ensemble (it is not SegPL's class)
+        self.safeguard.enabled = cls.uses_unlabelled
         self.ct_level.enabled = self.ct_width.enabled = self.normalisation.value == "ct"
 
     def preset_for(self, image: object | None) -> str:
@@ -213,4 +229,5 @@ class ParameterForm(QWidget):
             device=self.device.value,
             amp=self.amp.value,
             preview_every=self.preview_every.value,
+            extra=self.method_params.values(),  # the chosen method's own names only
         ).validate()
