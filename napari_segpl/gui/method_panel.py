@@ -1,4 +1,5 @@
-"""Method and parameters: the method (from the engine's registry), a preset, and the form."""
+"""Method and parameters: the method (from the engine's registry), a preset, and the form
+(``params.py``), with the chosen method's own parameters below it (``method_params.py``)."""
 
 from __future__ import annotations
 
