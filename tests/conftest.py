@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+
+from napari_segpl.engine.methods import Batch
 
 
 def make_toy_volume(
@@ -30,3 +33,17 @@ def make_toy_volume(
 @pytest.fixture
 def toy_volume() -> tuple[np.ndarray, np.ndarray]:
     return make_toy_volume()
+
+
+def make_batch(dims=2, n_l=2, n_u=4, size=32, classes=1, seed=0) -> Batch:
+    """Random labelled and unlabelled images for one step (3D: 3-slice stacks, centre mask)."""
+    g = torch.Generator().manual_seed(seed)
+    depth = (3,) if dims == 3 else ()
+    x_l = torch.randn(n_l, 1, *depth, size, size, generator=g)
+    y_l = (torch.rand(n_l, classes, *depth, size, size, generator=g) > 0.7).float()
+    x_u = torch.randn(n_u, 1, *depth, size, size, generator=g)
+    mask = None
+    if dims == 3:
+        mask = torch.zeros(1, 1, 3, 1, 1)
+        mask[:, :, 1] = 1
+    return Batch(x_l, y_l, mask, x_u)

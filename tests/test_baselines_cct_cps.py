@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_toy_volume
+from conftest import make_batch, make_toy_volume
 
 from napari_segpl.engine import TrainConfig, TrainedModel, Trainer, predict_volume, prepare_data
 from napari_segpl.engine.cct_network import CCTNetwork
@@ -18,16 +18,7 @@ from napari_segpl.engine.trainer import FinishedEvent, StepEvent
 
 
 def _batch(dims: int = 2, n_l: int = 2, n_u: int = 3, size: int = 16, classes: int = 2) -> Batch:
-    g = torch.Generator().manual_seed(0)
-    depth = (3,) if dims == 3 else ()
-    x_l = torch.randn(n_l, 1, *depth, size, size, generator=g)
-    y_l = (torch.rand(n_l, classes, *depth, size, size, generator=g) > 0.7).float()
-    x_u = torch.randn(n_u, 1, *depth, size, size, generator=g)
-    mask = None
-    if dims == 3:
-        mask = torch.zeros(1, 1, 3, 1, 1)
-        mask[:, :, 1] = 1
-    return Batch(x_l, y_l, mask, x_u)
+    return make_batch(dims, n_l, n_u, size, classes, seed=0)
 
 
 def _method(name: str, classes: int = 2, **config: object):

@@ -9,13 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import make_toy_volume
+from conftest import make_batch, make_toy_volume
 
 from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume, prepare_data
 from napari_segpl.engine.losses import segmentation_loss
 from napari_segpl.engine.methods import Batch, get_method
 from napari_segpl.engine.methods.fixmatch import confident, masked_dice_bce
-from napari_segpl.engine.methods.mean_teacher import sigmoid_rampup
+from napari_segpl.engine.methods.ramps import sigmoid_rampup
 from napari_segpl.engine.strong_augment import StrongAugment
 from napari_segpl.engine.trainer import FinishedEvent, Trainer
 
@@ -29,16 +29,7 @@ def _method(name: str, classes: int = 1, extra: dict | None = None, **config):
 
 
 def _batch(dims: int = 2, n_u: int = 4, classes: int = 1, size: int = 16) -> Batch:
-    g = torch.Generator().manual_seed(1)
-    depth = (3,) if dims == 3 else ()
-    x_l = torch.randn(2, 1, *depth, size, size, generator=g)
-    y_l = (torch.rand(2, classes, *depth, size, size, generator=g) > 0.7).float()
-    x_u = torch.randn(n_u, 1, *depth, size, size, generator=g)
-    mask = None
-    if dims == 3:
-        mask = torch.zeros(1, 1, 3, 1, 1)
-        mask[:, :, 1] = 1
-    return Batch(x_l, y_l, mask, x_u)
+    return make_batch(dims, 2, n_u, size, classes, seed=1)
 
 
 def _grads(method) -> list[torch.Tensor]:

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_batch as _batch
 
 from napari_segpl.engine.config import TrainConfig
 from napari_segpl.engine.losses import gaussian_kl, segmentation_loss
-from napari_segpl.engine.methods import METHODS, Batch, get_method
-
-
-def _batch(dims=2, n_l=2, n_u=4, size=32, classes=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    depth = (3,) if dims == 3 else ()
-    x_l = torch.randn(n_l, 1, *depth, size, size, generator=g)
-    y_l = (torch.rand(n_l, classes, *depth, size, size, generator=g) > 0.7).float()
-    x_u = torch.randn(n_u, 1, *depth, size, size, generator=g)
-    mask = None
-    if dims == 3:
-        mask = torch.zeros(1, 1, 3, 1, 1)
-        mask[:, :, 1] = 1
-    return Batch(x_l, y_l, mask, x_u)
+from napari_segpl.engine.methods import METHODS, get_method
 
 
 def _method(name, classes=1, **config):

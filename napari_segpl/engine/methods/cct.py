@@ -35,7 +35,6 @@ Where ours differs:
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import torch
@@ -45,28 +44,7 @@ from ..cct_network import CCTNetwork
 from ..config import TrainConfig
 from ..losses import segmentation_loss
 from .base import Batch, Method, Param, StepOutput, register
-
-
-def sigmoid_rampup(step: int, length: int) -> float:
-    """``exp(-5 (1 - t)^2)`` with ``t = step / length`` clipped to [0, 1] (Laine and Aila's
-    ramp, used by CCT, mean teacher and SSL4MIS); 1 when ``length`` is 0."""
-    if length <= 0:
-        return 1.0
-    t = min(max(step / length, 0.0), 1.0)
-    return math.exp(-5.0 * (1.0 - t) ** 2)
-
-
-def centre(t: torch.Tensor) -> torch.Tensor:
-    """The centre slice of 3-slice stacks (N, C, 3, H, W); 2D tensors unchanged."""
-    return t[:, :, t.shape[2] // 2] if t.ndim == 5 else t
-
-
-def unsupervised_ramp(config: TrainConfig, step: int) -> float:
-    """The run's schedule for an unsupervised weight: 0 for the ``burn_in`` steps (0 in the
-    paper presets), then the sigmoid ramp over ``warmup`` of the steps."""
-    if step < config.burn_in_steps:
-        return 0.0
-    return sigmoid_rampup(step - config.burn_in_steps, config.warmup_steps)
+from .ramps import centre_slice, unsupervised_ramp
 
 
 @register
@@ -110,10 +88,10 @@ class CCT(Method):
         if batch.x_u is None or batch.x_u.shape[0] == 0:
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
-        target = centre(torch.sigmoid(logits[n:].detach().float()))  # a constant target
+        target = centre_slice(torch.sigmoid(logits[n:].detach().float()))  # a constant target
         aux = self.model.auxiliary(features[n:])
         cons = torch.stack(
-            [F.mse_loss(centre(torch.sigmoid(a.float())), target) for a in aux]
+            [F.mse_loss(centre_slice(torch.sigmoid(a.float())), target) for a in aux]
         ).mean()
         loss = sup + w * cons
         logs.update(unsup=cons.item(), loss=loss.item())

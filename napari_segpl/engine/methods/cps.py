@@ -43,7 +43,7 @@ from ..config import TrainConfig
 from ..losses import segmentation_loss
 from ..networks import UNet
 from .base import Batch, Method, Param, StepOutput, register
-from .cct import unsupervised_ramp
+from .ramps import unsupervised_ramp
 
 
 @register

@@ -32,7 +32,6 @@ Where ours differs:
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import torch
@@ -40,19 +39,7 @@ import torch
 from ..config import TrainConfig
 from ..losses import segmentation_loss
 from .base import Batch, Method, Param, StepOutput, register
-
-
-def sigmoid_rampup(current: float, length: float) -> float:
-    """``exp(-5 (1 - t / length)^2)`` for t clipped to [0, length]; 1 when length is 0."""
-    if length <= 0:
-        return 1.0
-    phase = 1.0 - min(max(current, 0.0), length) / length
-    return math.exp(-5.0 * phase * phase)
-
-
-def centre_slice(x: torch.Tensor) -> torch.Tensor:
-    """The centre slice of (N, K, 3, H, W) stacks; 2D tensors unchanged."""
-    return x[:, :, x.shape[2] // 2] if x.ndim == 5 else x
+from .ramps import centre_slice, sigmoid_rampup
 
 
 @register
