@@ -100,6 +100,17 @@ def test_checkbox_off_runs_no_check(dock, qtbot):
     assert not dock.results.safeguard_label.isVisibleTo(dock)
     dock.params.method.value = "supervised"
     assert not dock.params.safeguard.enabled  # supervised runs are never checked
+    dock.params.method.value = "segpl"
+    assert dock.params.safeguard.enabled and not dock.params.safeguard.value  # the user's "off"
+
+
+def test_the_box_shows_unticked_where_no_check_runs(dock):
+    form = dock.params
+    assert form.safeguard.value
+    form.method.value = "ensemble"
+    assert not form.safeguard.enabled and not form.safeguard.value
+    form.method.value = "segpl-vi"
+    assert form.safeguard.enabled and form.safeguard.value
 
 
 def test_held_out_slice_is_not_trained_on_and_is_scored(dock, qtbot):

@@ -194,7 +194,13 @@ class ParameterForm(QWidget):
         runs = METHODS[self.method_params.runs_as() or self.method.value]
         self.prior_mu.visible = self.prior_sigma.visible = runs.learns_threshold
         self.alpha.enabled = self.ratio.enabled = runs.uses_unlabelled
-        # supervised runs are not checked, nor is an ensemble (it is not SegPL's class)
+        # supervised runs are not checked, nor is an ensemble (it is not SegPL's class): the
+        # box then shows unticked, and the user's own choice comes back with a method it fits
+        if not cls.uses_unlabelled and self.safeguard.enabled:
+            self._safeguard_wanted = self.safeguard.value
+            self.safeguard.value = False
+        elif cls.uses_unlabelled and not self.safeguard.enabled:
+            self.safeguard.value = getattr(self, "_safeguard_wanted", True)
         self.safeguard.enabled = cls.uses_unlabelled
         self.ct_level.enabled = self.ct_width.enabled = self.normalisation.value == "ct"
 
