@@ -5,6 +5,8 @@ and an interrupted run must not lose the model trained so far."""
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import signal
 import sys
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .engine import METHODS
-from .volume import Volume, read_volume, write_nifti
+from .volume import Volume, check_labels, read_volume, write_nifti
 
 
 def check_outputs(
@@ -187,3 +189,25 @@ def safeguard_lines(event: Any) -> str:
         per_class = ", ".join(f"{d:.3f}" for d in dice)
         lines.append(f"  held-out Dice, {method}: {sum(dice) / len(dice):.3f} ({per_class})")
     return "\n".join(lines)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``segpl evaluate``: per-class scores of a predicted label volume against the truth."""
+    from .engine import overlap_scores
+
+    truth = read_volume(args.truth)
+    pred = read_volume(args.pred)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    check_labels(pred, truth)  # same grid, whole non-negative labels
+    check_labels(truth, truth)
+    scores = overlap_scores(pred.array, truth.array, axis=args.axis, slices=args.slices)
+    if args.json:
+        print(json.dumps({str(c): s for c, s in scores.items()}, indent=2))
+        return 0
+    print(f"{'class':>5}  {'IoU':>7}  {'Dice':>7}  {'pred vox':>9}  {'true vox':>9}")
+    for c, s in scores.items():
+        iou = "n/a" if math.isnan(s["iou"]) else f"{s['iou']:.4f}"
+        dice = "n/a" if math.isnan(s["dice"]) else f"{s['dice']:.4f}"
+        print(f"{c:>5}  {iou:>7}  {dice:>7}  {s['pred_voxels']:>9.0f}  {s['true_voxels']:>9.0f}")
+    return 0

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from ._cli_support import (
     add_series_arg,
     check_outputs,
     check_uncertainty,
+    evaluate_command,
     read_image,
     safeguard_lines,
     slice_list,
@@ -34,7 +33,7 @@ from .engine.device import DeviceError
 from .engine.model import CheckpointError
 from .engine.safeguard import BAND
 from .engine.sampling import DataError
-from .volume import VolumeError, check_labels, read_labels, read_volume
+from .volume import VolumeError, read_labels, read_volume
 
 D = TrainConfig()  # the defaults the help texts quote
 
@@ -245,6 +244,7 @@ def _train(args: argparse.Namespace) -> int:
         CollapseWarning,
         FinishedEvent,
         GuardedTrainer,
+        HeldoutEvent,
         SafeguardEvent,
         SafeguardProgress,
         StepEvent,
@@ -270,10 +270,11 @@ def _train(args: argparse.Namespace) -> int:
     data = prepare_data(image.array, train_labels, config, labelled, extra)
     n_unlab = len(data.unlabelled)
     trainer: Trainer | GuardedTrainer = Trainer(config, data)
-    if not args.no_safeguard:
+    if not args.no_safeguard or args.holdout_slices:
         trainer = GuardedTrainer(
-            config, data, image.array, truth=labels.array, holdout=args.holdout_slices
-        )
+            config, data, image.array, truth=labels.array, holdout=args.holdout_slices,
+            check=not args.no_safeguard,
+        )  # fmt: skip
     config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(
         f"preset {preset}, "
@@ -293,14 +294,17 @@ def _train(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=trainer.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
     say = bar.write if bar is not None else print
-    finished = verdict = check = None
+    finished = verdict = check = heldout = None
+    post: dict[str, str] = {}
     with Interrupt(trainer) as interrupt:  # held until the model is saved
         for event in trainer.run():
             if isinstance(event, StepEvent) and bar is not None:
-                post = {
-                    "loss": f"{event.losses['loss']:.4f}",
-                    "s/step": f"{event.seconds_per_step:.2f}",
-                }
+                post.update(  # (the held-out Dice stays until the next score)
+                    {
+                        "loss": f"{event.losses['loss']:.4f}",
+                        "s/step": f"{event.seconds_per_step:.2f}",
+                    }
+                )
                 if event.mu is not None:
                     post["T"] = f"{event.mu:.3f}+-{event.sigma:.3f}"
                 bar.set_postfix(post, refresh=False)
@@ -314,6 +318,11 @@ def _train(args: argparse.Namespace) -> int:
                                  desc="safeguard: supervised", dynamic_ncols=True)  # fmt: skip
                 if check is not None:
                     check.update(1)
+            elif isinstance(event, HeldoutEvent):
+                heldout = event
+                if bar is not None:
+                    post["held-out Dice"] = f"{sum(event.dice) / len(event.dice):.3f}"
+                    bar.set_postfix(post, refresh=False)
             elif isinstance(event, SafeguardEvent):
                 verdict = event
             elif isinstance(event, FinishedEvent):
@@ -321,6 +330,9 @@ def _train(args: argparse.Namespace) -> int:
         for b in (bar, check):
             if b is not None:
                 b.close()
+        if heldout is not None:
+            dice = ", ".join(f"{d:.3f}" for d in heldout.dice)
+            print(f"held-out Dice at step {heldout.step} (training): {dice}")
         if verdict is not None:
             print(safeguard_lines(verdict))
         if finished is not None:
@@ -351,30 +363,9 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from .engine import overlap_scores
-
-    truth = read_volume(args.truth)
-    pred = read_volume(args.pred)
-    if pred.shape != truth.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
-    check_labels(pred, truth)  # same grid, whole non-negative labels
-    check_labels(truth, truth)
-    scores = overlap_scores(pred.array, truth.array, axis=args.axis, slices=args.slices)
-    if args.json:
-        print(json.dumps({str(c): s for c, s in scores.items()}, indent=2))
-        return 0
-    print(f"{'class':>5}  {'IoU':>7}  {'Dice':>7}  {'pred vox':>9}  {'true vox':>9}")
-    for c, s in scores.items():
-        iou = "n/a" if math.isnan(s["iou"]) else f"{s['iou']:.4f}"
-        dice = "n/a" if math.isnan(s["dice"]) else f"{s['dice']:.4f}"
-        print(f"{c:>5}  {iou:>7}  {dice:>7}  {s['pred_voxels']:>9.0f}  {s['true_voxels']:>9.0f}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": _train, "predict": _predict, "evaluate": _evaluate}[args.command]
+    handler = {"train": _train, "predict": _predict, "evaluate": evaluate_command}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

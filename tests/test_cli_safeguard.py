@@ -25,9 +25,11 @@ def test_train_prints_what_the_safeguard_kept_and_held_out_dice(tmp_path, capsys
     assert TrainedModel.load(tmp_path / "m.pt").config.method == kept
 
 
-def test_no_safeguard_trains_no_twin(tmp_path, capsys):
-    assert _train(tmp_path, "--no-safeguard") == 0
-    assert "safeguard kept" not in capsys.readouterr().out
+def test_no_safeguard_trains_no_twin_and_still_scores_held_out_slices(tmp_path, capsys):
+    assert _train(tmp_path, "--no-safeguard", "--holdout-slices", "26") == 0
+    out = capsys.readouterr().out
+    assert "safeguard kept" not in out and "labelled slices [13, 20]" in out
+    assert "held-out Dice at step 4 (training): " in out
     assert TrainedModel.load(tmp_path / "m.pt").config.method == "segpl"
 
 

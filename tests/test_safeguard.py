@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segpl.engine import FinishedEvent, StepEvent, TrainConfig, Trainer, prepare_data
+from napari_segpl.engine import (
+    FinishedEvent,
+    StepEvent,
+    TrainConfig,
+    Trainer,
+    predict_volume,
+    prepare_data,
+)
 from napari_segpl.engine.safeguard import (
     GuardedTrainer,
+    HeldoutEvent,
     SafeguardEvent,
     SafeguardProgress,
     decide,
@@ -155,3 +163,30 @@ def test_the_twin_drops_the_methods_own_parameters(toy_volume):
     events = list(guarded.run())
     assert any(isinstance(e, SafeguardEvent) for e in events)
     assert guarded.twin.config.extra == {} and guarded.trainer.config.extra == {"decay": 0.9}
+
+
+def test_held_out_slices_are_scored_while_training_without_the_check(toy_volume):
+    """The validation curve: Dice on a held-out slice every few steps, equal to scoring the
+    network's own prediction of that slice at that moment; training is not changed by it."""
+    image, labels = toy_volume
+    cfg = TrainConfig(**{**SMALL, "method": "segpl", "dims": 2, "steps": 8})
+    train_labels, labelled = withhold(labels, 2, [10], LABELLED)
+    data = prepare_data(image, train_labels, cfg, labelled=labelled)
+    guarded = GuardedTrainer(cfg, data, image, truth=labels, holdout=[10], check=False,
+                             holdout_every=4)  # fmt: skip
+    scores = []
+    for event in guarded.run():
+        if isinstance(event, HeldoutEvent):
+            method = guarded.trainer.model.method
+            pred = predict_volume(guarded.trainer.model, image, device="cpu").labels
+            method.train()
+            scores.append((event.step, event.dice, heldout_dice(pred, labels, [10], 2, 2)))
+    assert [s for s, _, _ in scores] == [4, 8]
+    for _, dice, independent in scores:
+        assert dice == pytest.approx(independent, abs=1e-9) and len(dice) == 2
+    assert guarded.twin is None and not guarded.active
+    alone = Trainer(cfg, data)
+    list(alone.run())
+    for a, b in zip(alone.model.method.model.state_dict().values(),
+                    guarded.model.method.model.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(a, b)

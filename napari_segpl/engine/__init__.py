@@ -7,7 +7,7 @@ from .inference import Prediction, labels_from_probabilities, labels_from_pseudo
 from .methods import METHODS, Method, get_method
 from .metrics import brier_score, exported_scores, overlap_scores
 from .model import CheckpointError, TrainedModel
-from .safeguard import GuardedTrainer, SafeguardEvent, SafeguardProgress
+from .safeguard import GuardedTrainer, HeldoutEvent, SafeguardEvent, SafeguardProgress
 from .sampling import DataError, TrainingData, labelled_slices, prepare_data
 from .trainer import FillStopped, FinishedEvent, PreviewEvent, StepEvent, Trainer, train
 
@@ -22,6 +22,7 @@ __all__ = [
     "FillStopped",
     "FinishedEvent",
     "GuardedTrainer",
+    "HeldoutEvent",
     "Method",
     "Prediction",
     "PreviewEvent",

@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .guard import CollapseWarning
-from .inference import predict_volume
+from .inference import labels_from_probabilities, predict_volume
 from .methods import get_method
 from .model import TrainedModel
 from .sampling import DataError, TrainingData, labelled_slices
@@ -41,6 +41,15 @@ class SafeguardProgress:
 
     step: int
     total: int
+
+
+@dataclass
+class HeldoutEvent:
+    """Every few steps of a run with held-out slices: Dice per class there, of the network
+    being trained cut as a prediction would be (the validation curve)."""
+
+    step: int
+    dice: list[float]
 
 
 @dataclass
@@ -87,11 +96,18 @@ def volume_ratios(
     return out
 
 
-def heldout_dice(pred: np.ndarray, truth: np.ndarray, slices: Sequence[int], axis: int) -> list:
-    """Dice per class 1..max(truth) on ``slices`` (1.0 where a class is absent from both)."""
+def heldout_dice(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    slices: Sequence[int],
+    axis: int,
+    classes: int | None = None,
+) -> list:
+    """Dice per class 1..``classes`` (default max(truth)) on ``slices`` (1.0 where a class is
+    absent from both)."""
     p, t = np.take(pred, list(slices), axis=axis), np.take(truth, list(slices), axis=axis)
     out = []
-    for c in range(1, int(truth.max(initial=0)) + 1):
+    for c in range(1, (classes or int(truth.max(initial=0))) + 1):
         total = (p == c).sum() + (t == c).sum()
         out.append(float(2 * np.logical_and(p == c, t == c).sum() / total) if total else 1.0)
     return out
@@ -164,9 +180,14 @@ class GuardedTrainer:
         band: float = BAND,
         truth: np.ndarray | None = None,
         holdout: Sequence[int] = (),
+        check: bool = True,
+        holdout_every: int = 10,
     ) -> None:
         self.trainer = Trainer(config, data)
-        self.active = get_method(self.trainer.config.method).uses_unlabelled
+        #: the supervised twin and the choice run (``check``; SegPL-like methods only); without
+        #: it, held-out slices are still scored while training
+        self.active = check and get_method(self.trainer.config.method).uses_unlabelled
+        self.holdout_every = holdout_every
         #: the twin's configuration: the preset's, not the run's resolved one, so that it gets
         #: supervised training's own one-thin-slice recipe
         self._twin_config = dataclasses.replace(
@@ -200,11 +221,15 @@ class GuardedTrainer:
         """The run's events, then (unless stopped) the twin's progress and a SafeguardEvent,
         then the run's FinishedEvent."""
         finished = None
+        scored = self.holdout and self.truth is not None and self.holdout_every > 0
         for event in self.trainer.run():
             if isinstance(event, FinishedEvent):
                 finished = event
-            else:
-                yield event
+                continue
+            yield event
+            if scored and isinstance(event, StepEvent):
+                if event.step % self.holdout_every == 0 or event.step == event.total:
+                    yield self.heldout_now(event.step)
         if self.active and finished is not None and not finished.stopped and not self._stopped:
             start = time.perf_counter()
             # built now, not before the run: constructing a Trainer seeds torch
@@ -225,6 +250,24 @@ class GuardedTrainer:
         if finished is not None:
             yield finished
 
+    def heldout_now(self, step: int) -> HeldoutEvent:
+        """Dice per class on the held-out slices of the network being trained, as a
+        prediction cuts it (between two steps; the network goes back to training mode)."""
+        assert self.truth is not None
+        trainer, config = self.trainer, self.trainer.config
+        pred = np.stack(
+            [
+                labels_from_probabilities(
+                    trainer._probabilities(s), config.threshold, config.nested
+                )
+                for s in self.holdout
+            ]
+        )
+        trainer.model.method.train()
+        truth = np.stack([np.take(self.truth, s, axis=config.axis) for s in self.holdout])
+        classes = trainer.data.num_classes
+        return HeldoutEvent(step, heldout_dice(pred, truth, range(len(pred)), 0, classes))
+
     def _check(self, seconds: float) -> SafeguardEvent:
         config, data = self.trainer.config, self.trainer.data
         axis, painted = config.axis, data.labelled
@@ -241,7 +284,10 @@ class GuardedTrainer:
         )
         heldout = None
         if self.holdout and self.truth is not None:
-            heldout = {m: heldout_dice(p, self.truth, self.holdout, axis) for m, p in preds.items()}
+            n = data.num_classes
+            heldout = {
+                m: heldout_dice(p, self.truth, self.holdout, axis, n) for m, p in preds.items()
+            }
         kept, reason = decide(config.method, ratios, self.band, heldout)
         return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
                               seconds)  # fmt: skip
