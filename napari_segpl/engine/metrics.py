@@ -1,5 +1,6 @@
 """Evaluation metrics: foreground IoU and Dice per class (background excluded), Brier score,
-and the score of an exported mask (every slice but the painted ones).
+expected calibration error, and the score of an exported mask (every slice but the painted
+ones).
 
 The authors' code averaged IoU over background and foreground, which inflates it on images that
 are mostly background; here every class 1..K is scored on its own voxels only.
@@ -52,6 +53,43 @@ def brier_score(prob: np.ndarray, target: np.ndarray) -> float:
         raise ValueError(f"probability shape {prob.shape} differs from target {target.shape}")
     diff = np.asarray(prob, np.float64) - np.asarray(target, np.float64)
     return float(np.mean(diff**2))
+
+
+#: equal-width probability bins of ``calibration_bins`` and ``expected_calibration_error``
+CALIBRATION_BINS = 15
+
+
+def calibration_bins(
+    prob: np.ndarray, target: np.ndarray, bins: int = CALIBRATION_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(count, mean probability, observed frequency) per bin of ``bins`` equal-width bins of
+    [0, 1] (bin b holds b / bins <= p < (b + 1) / bins, the last one also p = 1), pooled over
+    every voxel and class channel: one sigmoid channel per class makes each channel a binary
+    forecast of its class, so a bin's frequency is the share of its voxels that are the class.
+    Empty bins have NaN mean and frequency. What a reliability diagram plots."""
+    if prob.shape != target.shape:
+        raise ValueError(f"probability shape {prob.shape} differs from target {target.shape}")
+    p = np.asarray(prob, np.float64).ravel()
+    y = np.asarray(target, np.float64).ravel()
+    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(index, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(index, weights=p, minlength=bins) / count
+        freq = np.bincount(index, weights=y, minlength=bins) / count
+    return count, mean_p, freq
+
+
+def expected_calibration_error(
+    prob: np.ndarray, target: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
+    """ECE = sum over bins of (n_b / N) |freq_b - mean_p_b| (Naeini et al. 2015; Guo et al.
+    2017 use the same sum), with the bins of ``calibration_bins``: the voxel-weighted gap
+    between the probability forecast and how often the class is there. Each class channel is
+    a binary forecast (sigmoid channels), so p is the class probability itself, not
+    max(p, 1 - p). 0 for a perfectly calibrated forecast; at most 1."""
+    count, mean_p, freq = calibration_bins(prob, target, bins)
+    full = count > 0
+    return float(np.sum(count[full] * np.abs(freq[full] - mean_p[full])) / count.sum())
 
 
 def exported_scores(
