@@ -1,4 +1,5 @@
-"""Live plots in the dock: losses, and SegPL-VI's threshold distribution against its prior.
+"""Live plots in the dock: losses, SegPL-VI's threshold distribution against its prior, and
+the Dice per class on held-out slices (the validation curve).
 
 A full matplotlib redraw costs 100-300 ms on a 2-core CPU, far too long for the GUI thread
 every few steps. So the axes have fixed limits (losses and T live in [0, 1]; the step axis spans
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -85,11 +87,13 @@ class _BlitCanvas(FigureCanvasQTAgg):
         now = time.perf_counter()
         if not force and now - self._last < self.min_interval:
             return
+        self._last = now
+        # The data reach the artists even while hidden (cheap); only drawing waits for a show.
+        grown = self.update_artists()
         if not self.isVisible():
             self._background = None  # redraw fully when shown again
             return
-        self._last = now
-        if self.update_artists() or self._background is None or force:
+        if grown or self._background is None or force:
             self.full_draws += 1
             self.draw()
             return
@@ -132,6 +136,10 @@ class LossPlot(_BlitCanvas):
             (self.lines[key],) = self.ax.plot([], [], label=label, linewidth=1.2, animated=True)
         self.legend(self.ax, list(self.lines.values()))
         self._background = None
+
+    def set_total(self, total_steps: int) -> None:
+        """The run's own step count (an ensemble's members x steps, one thin slice's more)."""
+        _set_xlim(self, self.ax, total_steps)
 
     def add(self, step: int, losses: dict[str, float]) -> None:
         self.steps.append(step)
@@ -194,6 +202,9 @@ class ThresholdPlot(_BlitCanvas):
         self.band = None
         self._background = None
 
+    def set_total(self, total_steps: int) -> None:
+        _set_xlim(self, self.trace, total_steps)
+
     def add(self, step: int, mu: float, sigma: float) -> None:
         self.steps.append(step)
         self.mu.append(mu)
@@ -219,6 +230,83 @@ class ThresholdPlot(_BlitCanvas):
             self.density.set_ylim(0, density.max() * 1.3)
             return True
         return False
+
+
+class DicePlot(_BlitCanvas):
+    """Dice per class on the held-out slices against the step, with its latest value in the
+    legend. Low (~100 px): it sits below the losses only for runs with held-out slices, and
+    the dock's scrolling part above must keep its room. Its few points (about 25 a run) are
+    each blitted at once: no throttle."""
+
+    #: not the losses' colours (C0-C2), so a class's curve is never read as a loss
+    COLOURS = ("#e5c07b", "#c792ea", "#56c2a6", "#f07178", "#89ddff", "#e8744f")
+
+    def __init__(self, theme_id: str = "dark") -> None:
+        super().__init__(theme_id, height=1.3, min_interval=0.0)
+        self.ax = self.figure.add_subplot()
+        self.figure.subplots_adjust(left=0.12, right=0.95, bottom=0.2, top=0.84)
+        self.reset(100, 0)
+
+    def reset(self, total_steps: int, classes: int, slices: Sequence[int] = ()) -> None:
+        self.steps: list[int] = []
+        self.values: list[list[float]] = [[] for _ in range(classes)]
+        self.ax.clear()
+        self.style(self.ax, f"held-out Dice{_which(slices)}")
+        self.ax.set_xlim(0, max(total_steps, 1))
+        self.ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        self.ax.set_ylim(0, 1.05)
+        self.ax.set_yticks([0, 0.5, 1])
+        self.lines = [
+            self.ax.plot(
+                [], [], color=self.COLOURS[c % len(self.COLOURS)], marker="o", markersize=2.5,
+                linewidth=1.2, label=f"class {c + 1}", animated=True,
+            )[0]
+            for c in range(classes)
+        ]  # fmt: skip
+        self.key = None
+        if self.lines:
+            self.key = self.ax.legend(
+                handles=self.lines, fontsize=7, frameon=False, loc="lower right",
+                ncol=1 if classes <= 3 else 2, handlelength=1.2,
+            )  # fmt: skip
+            self.key.set_animated(True)  # its texts carry the latest values: blitted too
+            for text in self.key.get_texts():
+                text.set_color(self.colours["fg"])
+        self._background = None
+
+    def set_total(self, total_steps: int) -> None:
+        _set_xlim(self, self.ax, total_steps)
+
+    def add(self, step: int, dice: list[float]) -> None:
+        self.steps.append(step)
+        for c, values in enumerate(self.values):
+            values.append(dice[c] if c < len(dice) else math.nan)
+
+    def artists(self) -> list:
+        return [*self.lines, *([self.key] if self.key is not None else [])]
+
+    def update_artists(self) -> bool:
+        for c, line in enumerate(self.lines):
+            line.set_data(self.steps, self.values[c])
+            if self.key is not None and self.values[c]:
+                self.key.get_texts()[c].set_text(f"class {c + 1}  {self.values[c][-1]:.3f}")
+        return False
+
+
+def _which(slices: Sequence[int]) -> str:
+    """Which slices a title is about, briefly (the dock is ~360 px wide)."""
+    if not slices:
+        return ""
+    if len(slices) > 3:
+        return f", {len(slices)} slices"
+    return f", slice{'s' if len(slices) > 1 else ''} " + ", ".join(str(s) for s in slices)
+
+
+def _set_xlim(canvas: _BlitCanvas, ax, total_steps: int) -> None:
+    """A new step axis: the cached background no longer matches, so the next refresh draws."""
+    if ax.get_xlim()[1] != max(total_steps, 1):
+        ax.set_xlim(0, max(total_steps, 1))
+        canvas._background = None
 
 
 def _normal(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:

@@ -20,6 +20,7 @@ from qtpy.QtCore import QThreadPool
 from ..engine import (
     CollapseWarning,
     FinishedEvent,
+    HeldoutEvent,
     PreviewEvent,
     SafeguardEvent,
     SafeguardProgress,
@@ -60,7 +61,8 @@ class Runner:
     # ------------------------------------------------------------ training
     def start_training(self, labelled: list[int], holdout: list[int] | None = None) -> bool:
         """Start a run in a worker thread; False (with a message) if it cannot start.
-        ``holdout``: labelled slices kept out of training and scored by the safeguard."""
+        ``holdout``: labelled slices kept out of training, scored while it runs and by the
+        safeguard."""
         state = self.state
         if state.busy:
             notify.info("SegPL is already running: press Stop (or wait) before a new run.")
@@ -80,7 +82,7 @@ class Runner:
         except ConfigError as exc:
             notify.error(f"SegPL: {exc}")
             return False
-        state.run = RunInfo(state.axis, list(labelled))
+        state.run = RunInfo(state.axis, list(labelled), sorted(set(holdout or ())))
         state.safeguard = state.safeguard_model = None
         self._image = image
         self.layers.ensure(PSEUDO, image)
@@ -131,6 +133,8 @@ class Runner:
         elif isinstance(event, CollapseWarning):
             notify.warning(f"SegPL: {event.message}")
             state.collapse.emit(event)
+        elif isinstance(event, HeldoutEvent):
+            state.heldout.emit(event)
         elif isinstance(event, SafeguardProgress):
             state.safeguard_step.emit(event)
         elif isinstance(event, SafeguardEvent):

@@ -24,6 +24,10 @@ from ..engine import (
     prepare_data,
 )
 
+#: about how many held-out Dice points a run plots (the validation curve): enough to see a
+#: trend, few enough that scoring the held-out slices costs little next to the training steps
+HELDOUT_POINTS = 25
+
 
 @dataclass
 class Started:
@@ -70,7 +74,9 @@ def training_events(
     ``labels`` must be the caller's own copy: training never touches the user's layer. With
     ``safeguard`` the run is a ``GuardedTrainer`` (SegPL and SegPL-VI are checked against a
     supervised twin; supervised runs are not). ``holdout``: slices along the axis never trained
-    on (zeroed here, left out of ``labelled``); the safeguard scores both models on them.
+    on (zeroed here, left out of ``labelled``); any run with them is a ``GuardedTrainer``, so
+    they are scored while training (``HeldoutEvent``s, about ``HELDOUT_POINTS`` a run) whether
+    or not the safeguard checks, and the safeguard scores both models on them.
     """
     try:
         holdout = sorted(set(holdout))
@@ -81,8 +87,13 @@ def training_events(
             if labelled is not None:
                 labelled = [s for s in labelled if s not in set(holdout)] or None
         data = prepare_data(image, labels, config, labelled)
-        if safeguard:
-            trainer = GuardedTrainer(config, data, image, truth=truth, holdout=holdout)
+        trainer: Trainer | GuardedTrainer
+        if safeguard or holdout:
+            trainer = GuardedTrainer(
+                config, data, image, truth=truth, holdout=holdout, check=safeguard
+            )
+            # the inner trainer's steps: an ensemble runs members x steps, one thin slice more
+            trainer.holdout_every = max(1, trainer.trainer.total_steps // HELDOUT_POINTS)
         else:
             trainer = Trainer(config, data)
         yield Started(

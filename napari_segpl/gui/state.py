@@ -26,6 +26,8 @@ class RunInfo:
 
     axis: int = 2
     labelled: list[int] = field(default_factory=list)
+    #: labelled slices kept out of training and scored while it runs (the held-out Dice plot)
+    holdout: list[int] = field(default_factory=list)
 
 
 class DockState:
@@ -56,6 +58,8 @@ class DockState:
     safeguard_step = Signal(object)
     #: the safeguard decided (SafeguardEvent); ``safeguard`` and ``safeguard_model`` keep it
     safeguarded = Signal(object)
+    #: Dice per class on the held-out slices, every few steps of a run with them (HeldoutEvent)
+    heldout = Signal(object)
     #: a one-line status text for the progress bar / status line
     progress_text = Signal(str)
     status_text = Signal(str)
