@@ -27,6 +27,7 @@ from ._cli_support import (
     slice_list,
     write_outputs,
 )
+from .compare_cli import add_compare_parser, compare_command
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import LOSSES, ConfigError, one_thin_slice_note, resolve_preset
 from .engine.device import DeviceError
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--slices", type=slice_list, metavar="3,40,77", help="score only these slices")
     e.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="axis of --slices")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_compare_parser(sub)
     return parser
 
 
@@ -365,7 +367,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": _train, "predict": _predict, "evaluate": evaluate_command}[args.command]
+    handler = {
+        "train": _train,
+        "predict": _predict,
+        "evaluate": evaluate_command,
+        "compare": compare_command,
+    }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -210,3 +210,11 @@ def test_parameter_count_is_every_trained_network(toy):
     assert sum(p.numel() for p in cps.method.parameters()) == 2 * sum(
         p.numel() for p in model.method.parameters()
     )
+
+
+def test_segpl_compare_is_a_subcommand_of_segpl(tmp_path, capsys):
+    from napari_segpl.cli import main
+
+    args = ["compare", "i.nii", "l.nii", "--methods", "segpl", "--holdout-slices", "3"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert "segpl compare: error" in capsys.readouterr().err
