@@ -30,6 +30,7 @@ def dock(make_napari_viewer, monkeypatch):
     viewer.add_labels(labels, name="toy labels")
     widget = SegPLDock(viewer)
     quick_params(widget.params)
+    widget.params.safeguard.value = True  # as a user gets it (quick_params turns it off)
     widget.params.method.value = "segpl"
     widget.params.dims.value = 2
     widget.params.steps.value = 12
