@@ -23,6 +23,7 @@ from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from . import notify
+from .compare_panel import ComparePanel
 from .data_panel import DataPanel
 from .method_panel import MethodPanel
 from .plots_panel import PlotsPanel
@@ -61,10 +62,11 @@ class SegPLDock(QWidget):
         self.plots = PlotsPanel(self.state)
         self.training.layout().addWidget(self.plots)
         self._watching_window = False
+        self.compare = ComparePanel(self.state, self.params.config, self.data)
 
         inner = QWidget()
         layout = QVBoxLayout(inner)
-        for panel in (self.data, self.method, self.results):
+        for panel in (self.data, self.method, self.results, self.compare):
             layout.addWidget(panel)
         layout.addStretch(1)
         # Every row can shrink to well below the minimum width (combo boxes clip, texts wrap),

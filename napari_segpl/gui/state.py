@@ -43,7 +43,7 @@ class DockState:
     slices_changed = Signal()
     #: a model was trained, stopped or loaded
     model_changed = Signal(object)
-    #: training, filling, predicting or a queued prediction started or ended
+    #: training, filling, predicting, comparing or a queued prediction started or ended
     busy_changed = Signal()
     #: a run is starting with this TrainConfig (progress and plots size themselves on it)
     run_reset = Signal(object)
@@ -79,6 +79,8 @@ class DockState:
         self.filling = False
         self.predicting = False
         self.predict_queued: dict[str, Any] | None = None
+        #: the Compare panel's runs (they train too: nothing else starts while they run)
+        self.comparing = False
         #: the last run's safeguard verdict and the model it kept (a loaded model is not it)
         self.safeguard: SafeguardEvent | None = None
         self.safeguard_model: TrainedModel | None = None
@@ -121,8 +123,8 @@ class DockState:
     # ------------------------------------------------------------ status
     @property
     def busy(self) -> bool:
-        """A worker is running (training, the pseudo-label fill or a prediction)."""
-        return self.training or self.filling or self.predicting
+        """A worker is running (training, the pseudo-label fill, a prediction or a compare)."""
+        return self.training or self.filling or self.predicting or self.comparing
 
     def set_busy(self, **flags: bool) -> None:
         for name, value in flags.items():

@@ -1,0 +1,394 @@
+"""Compare: ``segpl compare`` in the dock. The ticked methods train, one after another, on the
+labelled slices minus the held-out ones with the training options of the form, and are scored
+on the held-out slices; a short table shows the main numbers and *Save results…* writes the
+CLI's files (table.md, table.csv, results.json, plots).
+
+The runs are ``session.compare_events`` in a napari worker: the engine's ``compare`` per run, so
+the table shows the engine's numbers, and Stop keeps the runs that finished. A compare trains,
+so it sets ``state.comparing`` (part of ``state.busy``): Train, Predict and Compare never
+overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine import METHODS, TrainConfig
+from ..engine.compare import CompareResult
+from ..engine.config import ConfigError
+from ..engine.robustness import EPSILONS, GAMMAS
+from . import notify
+from .session import CompareProgress, CompareRunDone, RunControl, compare_events
+from .state import DockState
+from .widgets import button, row, status_label
+
+#: ticked when the dock opens: the baseline and the two methods of the paper
+DEFAULT_METHODS = ("supervised", "segpl", "segpl-vi")
+#: the table's columns: (header, tooltip)
+COLUMNS = (
+    ("method", "one row per method; several seeds: their mean"),
+    ("Dice", "mean Dice over the classes on the held-out slices"),
+    ("HD95", "95th-percentile Hausdorff distance (mm, MONAI), mean over the classes"),
+    ("ECE", "expected calibration error on the held-out slices (15 bins)"),
+    ("× sup.", "median seconds per step over supervised training's in this compare"),
+)
+
+
+class Slices(Protocol):
+    """Where the panel reads the slices (the data panel): the training and held-out ones."""
+
+    def labelled(self) -> list[int]: ...
+
+    def held_out(self) -> list[int]: ...
+
+
+class ComparePanel(QGroupBox):
+    """Methods, seeds, Compare and Stop, a line per run and the table of results, folded
+    away under one line until opened (most sessions never compare).
+
+    Not superqt's QCollapsible: it fixes the open height when it opens, and the run lines
+    and the table that come later were cut off."""
+
+    def __init__(
+        self,
+        state: DockState,
+        config_for: Callable[[int, Any], TrainConfig],
+        slices: Slices,
+    ) -> None:
+        super().__init__("Compare")
+        self.state, self.config_for = state, config_for
+        self.labelled, self.held_out = slices.labelled, slices.held_out
+        #: robustness curve points and HD95 (tests make them small)
+        self.gammas: tuple[float, ...] = GAMMAS
+        self.epsilons: tuple[float, ...] = EPSILONS
+        self.worker: Any = None
+        self.control: RunControl | None = None
+        self.result: CompareResult | None = None
+        self._request: dict[str, Any] = {}
+        self._lines: list[str] = []
+        self._current, self._started_at = "", 0.0
+        self._watching: QWidget | None = None
+
+        outer = QVBoxLayout(self)
+        self.toggle = QToolButton()
+        self.toggle.setText("methods on the held-out slices")
+        self.toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setCheckable(True)
+        self.toggle.toggled.connect(self._fold)
+        outer.addWidget(self.toggle)
+        self.body = body = QWidget()
+        outer.addWidget(body)
+        v = QVBoxLayout(body)
+        v.setContentsMargins(0, 0, 0, 0)
+        grid = QGridLayout()
+        self.method_boxes: dict[str, QCheckBox] = {}
+        names = sorted(METHODS, key=lambda n: n != "supervised")  # the baseline first
+        for i, name in enumerate(names):
+            box = QCheckBox(name)
+            box.setToolTip(METHODS[name].title)
+            box.setChecked(name in DEFAULT_METHODS)
+            box.toggled.connect(self.update_button)
+            grid.addWidget(box, i // 2, i % 2)
+            self.method_boxes[name] = box
+        v.addLayout(grid)
+        self.seeds = QSpinBox()
+        self.seeds.setRange(1, 20)
+        self.seeds.setToolTip("each method trains with seeds 0..N-1; the table shows the mean")
+        self.seeds.valueChanged.connect(self.update_button)
+        self.hd95 = QCheckBox("HD95")
+        self.hd95.setChecked(True)
+        self.hd95.setToolTip("95th-percentile Hausdorff distance per held-out slice (MONAI)")
+        v.addLayout(row(QLabel("seeds"), self.seeds, self.hd95, stretch=True))
+        self.hint = status_label(1)
+        v.addWidget(self.hint)
+        self.compare_button = button("Compare", self.start)
+        self.stop_button = button("Stop", self.stop)
+        self.save_button = button("Save results…", self._choose_folder)
+        self.save_button.setToolTip("table.md, table.csv, results.json and plots, as segpl compare")
+        v.addLayout(row(self.compare_button, self.stop_button, self.save_button))
+        self.progress = status_label(1)
+        v.addWidget(self.progress)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.NoSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.setHorizontalHeaderLabels([text for text, _ in COLUMNS])
+        for i, (_, tip) in enumerate(COLUMNS):
+            self.table.horizontalHeaderItem(i).setToolTip(tip)
+        self.table.setVisible(False)
+        v.addWidget(self.table)
+        self._fold(False)
+
+        for signal in (state.slices_changed, state.busy_changed, state.labels_changed,
+                       state.image_changed, state.axis_changed):  # fmt: skip
+            signal.connect(self.update_button)
+        self.update_button()
+
+    # ------------------------------------------------------------ folding
+    def _fold(self, opened: bool) -> None:
+        self.toggle.setArrowType(Qt.DownArrow if opened else Qt.RightArrow)
+        self.body.setVisible(opened)
+
+    def expand(self) -> None:
+        self.toggle.setChecked(True)
+
+    def isExpanded(self) -> bool:  # noqa: N802 (QCollapsible's name)
+        return self.toggle.isChecked()
+
+    # ------------------------------------------------------------ the button
+    def methods(self) -> list[str]:
+        return [name for name, box in self.method_boxes.items() if box.isChecked()]
+
+    def why_not(self) -> str:
+        """Why Compare cannot start now ("" when it can)."""
+        state = self.state
+        if self.state.comparing:
+            return ""
+        if state.busy:
+            return "Training or prediction is running: Compare waits until it ends."
+        if state.image is None or state.labels is None:
+            return "Choose an image and a labels layer (Data)."
+        if not self.held_out():
+            return ("Hold out at least one labelled slice (Data: Hold out): the methods are "
+                    "scored there.")  # fmt: skip
+        if not self.labelled():
+            return "Every labelled slice is held out: keep at least one for training."
+        if not self.methods():
+            return "Tick at least one method."
+        return ""
+
+    def update_button(self, *_: object) -> None:
+        reason = self.why_not()
+        self.compare_button.setEnabled(not reason and not self.state.comparing)
+        self.stop_button.setEnabled(self.state.comparing)
+        self.save_button.setEnabled(self.result is not None and not self.state.comparing)
+        if reason or self.state.comparing:
+            self.hint.setText(reason)
+            return
+        runs = len(self.methods()) * self.seeds.value()
+        slices = ", ".join(map(str, self.held_out()))
+        self.hint.setText(
+            f"{runs} run{'s' if runs != 1 else ''} with the options above (no safeguard), "
+            f"scored on held-out slice{'s' if len(self.held_out()) > 1 else ''} {slices}"
+        )
+
+    # ------------------------------------------------------------ running
+    def start(self) -> bool:
+        """Start the compare in a worker; False (with a message) if it cannot start."""
+        reason, state = self.why_not(), self.state
+        if reason or state.comparing:
+            notify.info(f"Compare: {reason or 'already running'}")
+            return False
+        image, labels = state.image, state.labels
+        if image.data.shape != labels.data.shape:
+            notify.error(f"Compare: labels shape {labels.data.shape} does not match image "
+                         f"shape {image.data.shape}.")  # fmt: skip
+            return False
+        try:
+            config = self.config_for(state.axis, image.data)
+        except ConfigError as exc:
+            notify.error(f"Compare: {exc}")
+            return False
+        methods, holdout = self.methods(), self.held_out()
+        seeds = list(range(self.seeds.value()))
+        self._request = {"image": image.name, "labels": labels.name, "methods": methods,
+                         "holdout": holdout, "seeds": len(seeds)}  # fmt: skip
+        self.control = RunControl.new()
+        self.worker = create_worker(
+            compare_events, np.asarray(image.data), np.array(labels.data, copy=True), config,
+            methods, holdout, self.control, seeds=seeds,
+            labelled=sorted(set(self.labelled()) | set(holdout)),
+            params={config.method: dict(config.extra)},  # the form's method's own values
+            spacing=[abs(float(s)) for s in image.scale], gammas=self.gammas,
+            epsilons=self.epsilons, surface=self.hd95.isChecked(),
+            _start_thread=False, _ignore_errors=True,
+        )  # fmt: skip
+        self.worker.yielded.connect(self._on_event)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.result, self._lines, self._current = None, [], "preparing data…"
+        self._started_at = time.monotonic()
+        self._show_table(None)
+        self._show_progress()
+        self._watch_window()
+        state.set_busy(comparing=True)
+        self.worker.start()
+        return True
+
+    def stop(self) -> None:
+        """End after the step under way; the runs that finished stay in the table."""
+        if self.control is not None:
+            self.control.stop.set()
+            self._current = "stopping after this step…"
+            self._show_progress()
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, CompareProgress):
+            what = " (timing only)" if event.reference else ""
+            self._current = (f"{event.method} seed {event.seed}{what}: step {event.step}/"
+                             f"{event.total} (run {event.run} of {event.runs})")  # fmt: skip
+            if event.step >= event.total:
+                self._current += ", scoring…" if not event.reference else ""
+            self._show_progress()
+        elif isinstance(event, CompareRunDone):
+            run, self._current = event.result.runs[-1], ""
+            self._lines.append(f"{run.method} seed {run.seed}: {run.steps} steps, Dice "
+                               f"{_text(_mean(run.dice))}")  # fmt: skip
+            self._show_progress()
+            self._show_table(event.result)
+
+    def _on_returned(self, result: CompareResult | None) -> None:
+        self.result = result
+        self._show_table(result)
+        stopped = self.control is not None and self.control.stop.is_set()
+        took = time.monotonic() - self._started_at
+        runs, how = len(result.runs) if result else 0, "stopped" if stopped else "done"
+        note = f" ({result.hd95_note})" if result is not None and result.hd95_note else ""
+        self._current = f"{how}: {runs} run{'s' if runs != 1 else ''} finished in {took:.0f} s"
+        self._current += note
+        self._show_progress()
+
+    def _on_error(self, exc: BaseException) -> None:
+        notify.error(f"Compare failed: {exc}")
+        self._current = f"failed: {exc}"
+        self._show_progress()
+
+    def _on_finished(self) -> None:
+        self.worker = self.control = None
+        self.state.set_busy(comparing=False)
+        self.update_button()
+
+    def _show_progress(self) -> None:
+        current = [self._current] if self._current else []
+        self.progress.setText("\n".join([*self._lines, *current]))
+
+    def _show_table(self, result: CompareResult | None) -> None:
+        """One row per method with a finished run: the engine's summary over the seeds."""
+        rows = short_rows(result) if result is not None else []
+        self.table.setRowCount(len(rows))
+        for r, values in enumerate(rows):
+            for c, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(
+                    int(Qt.AlignVCenter | (Qt.AlignLeft if c == 0 else Qt.AlignRight))
+                )
+                self.table.setItem(r, c, item)
+        self.table.setColumnHidden(2, result is None or not any(r.hd95 for r in result.runs))
+        self.table.setVisible(bool(rows))
+        height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
+        self.table.setFixedHeight(height + sum(self.table.rowHeight(i) for i in range(len(rows))))
+
+    # ------------------------------------------------------------ saving
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save the compare results in")
+        if not folder:
+            return
+        names = ["table.md", "table.csv", "results.json"]
+        there = [n for n in names if (Path(folder) / n).exists()]
+        question = f"{', '.join(there)} already in {folder}: replace them?"
+        if there and QMessageBox.question(self, "Replace?", question) != QMessageBox.Yes:
+            return
+        try:
+            written = self.save(Path(folder))
+        except OSError as exc:
+            notify.error(f"Compare: could not save the results: {exc}")
+            return
+        notify.info(f"Compare results saved in {folder}: {', '.join(written)}")
+
+    def save(self, folder: Path) -> list[str]:
+        """Write ``segpl compare``'s files for the last result in ``folder`` with the CLI's
+        own writers (each file to a temporary name, then renamed over the target)."""
+        from ..compare_cli import _csv, markdown, plots, write_atomic
+
+        if self.result is None:
+            raise ValueError("no compare result to save")
+        r = self._request
+        command = (f"napari SegPL dock, Compare: image {r['image']!r}, labels {r['labels']!r}, "
+                   f"methods {','.join(r['methods'])}, held out {r['holdout']}, "
+                   f"{r['seeds']} seed(s); training options: results.json 'config'")  # fmt: skip
+        files = {
+            "table.md": markdown(self.result, command).encode(),
+            "table.csv": _csv(self.result).encode(),
+            "results.json": (json.dumps(self.result.to_json(), indent=1) + "\n").encode(),
+            **plots(self.result),
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            write_atomic(folder / name, data)
+        return list(files)
+
+    # ------------------------------------------------------------ closing
+    def _watch_window(self) -> None:
+        """Stop the compare when the window (or the dock on its own) closes."""
+        window = self.window()
+        if window is not None and window is not self._watching:
+            window.installEventFilter(self)
+            self._watching = window
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Close and obj is self._watching:
+            self.shutdown()
+        return False
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Stop the compare and wait for its thread (True when it ended in time)."""
+        if self.control is None:
+            return True
+        for name, slot in (("yielded", self._on_event), ("returned", self._on_returned),
+                           ("errored", self._on_error)):  # fmt: skip
+            try:
+                getattr(self.worker, name).disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
+        self.control.stop.set()
+        return self.control.done.wait(timeout)
+
+
+def short_rows(result: CompareResult) -> list[list[str]]:
+    """The panel's short table from the engine's summary (mean over seeds and classes)."""
+    return [
+        [r["method"], _text(_mean(r["dice"])), _text(_mean(r["hd95"]), 1), _text(r["ece"], 3),
+         _text(r["cost_ratio"], 2)]
+        for r in result.summary()
+    ]  # fmt: skip
+
+
+def _mean(values: list[float | None] | None) -> float | None:
+    finite = [v for v in values or () if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _text(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"

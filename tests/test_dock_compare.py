@@ -1,0 +1,172 @@
+"""The dock's Compare panel: it starts only with held-out and training slices, its table shows
+the numbers of the result the engine returned, Stop keeps the finished runs, and training and
+a compare never run together."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_dock_safeguard import dock as safeguard_dock  # noqa: F401 (the fixture, reused)
+
+from napari_segpl.engine.compare import CompareResult
+from napari_segpl.gui.compare_panel import ComparePanel
+from napari_segpl.gui.session import CompareProgress
+
+pytestmark = pytest.mark.gui
+
+METHODS = ["supervised", "segpl"]
+
+
+@pytest.fixture
+def dock(safeguard_dock):  # noqa: F811
+    """The safeguard tests' tiny volume (slices 5, 10, 15 painted), 4 steps, two methods,
+    two points per robustness curve and no HD95."""
+    safeguard_dock.params.steps.value = 4
+    safeguard_dock.params.safeguard.value = False
+    panel: ComparePanel = safeguard_dock.compare
+    for name, box in panel.method_boxes.items():
+        box.setChecked(name in METHODS)
+    panel.gammas, panel.epsilons = (0.0, 1.0), (0.0, 0.05)
+    panel.hd95.setChecked(False)
+    panel.expand()
+    yield safeguard_dock
+    assert panel.shutdown(30)
+
+
+def _hold_out(dock, s: int) -> None:
+    dock.viewer.dims.set_current_step(2, s)
+    dock.data.toggle_held_out()
+
+
+def _run(dock, qtbot) -> list[CompareResult | None]:
+    """Start a compare and keep what its worker returns."""
+    panel, returned = dock.compare, []
+    assert panel.compare_button.isEnabled()
+    assert panel.start()
+    panel.worker.returned.connect(returned.append)
+    return returned
+
+
+def _mean(values) -> float:
+    return float(np.nanmean([np.nan if v is None else v for v in values]))
+
+
+def test_compare_needs_a_held_out_and_a_training_slice(dock):
+    panel = dock.compare
+    assert panel.methods() == METHODS
+    assert not panel.compare_button.isEnabled() and "Hold out" in panel.hint.text()
+    _hold_out(dock, 10)
+    assert panel.compare_button.isEnabled()
+    assert panel.hint.text().startswith("2 runs") and "slice 10" in panel.hint.text()
+    for s in (5, 15):
+        _hold_out(dock, s)
+    assert not panel.compare_button.isEnabled() and "Every labelled slice" in panel.hint.text()
+    _hold_out(dock, 15)  # trains again
+    for box in panel.method_boxes.values():
+        box.setChecked(False)
+    assert not panel.compare_button.isEnabled() and "Tick" in panel.hint.text()
+    panel.method_boxes["segpl"].setChecked(True)
+    assert panel.compare_button.isEnabled()
+    dock.state.set_busy(training=True)  # no compare while training runs
+    assert not panel.compare_button.isEnabled() and "running" in panel.hint.text()
+    assert not panel.start()
+    dock.state.set_busy(training=False)
+    assert panel.compare_button.isEnabled()
+
+
+def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, tmp_path):
+    panel = dock.compare
+    _hold_out(dock, 10)
+    returned = _run(dock, qtbot)
+    assert dock.state.comparing and dock.state.busy
+    assert not dock.training.train_button.isEnabled() and not dock.start_training()
+    assert panel.stop_button.isEnabled() and not panel.compare_button.isEnabled()
+    qtbot.waitUntil(lambda: not dock.state.comparing, timeout=60_000)
+    assert not dock.seen["error"], dock.seen["error"]
+    (result,) = returned
+    assert result is panel.result and result.methods == METHODS and result.holdout == [10]
+    assert [(r.method, r.seed, r.steps) for r in result.runs] == [
+        ("supervised", 0, 4), ("segpl", 0, 4),
+    ]  # fmt: skip
+    assert result.gammas == [0.0, 1.0] and result.epsilons == [0.0, 0.05]
+    assert all(r.hd95 is None and len(r.ood) == 2 for r in result.runs)
+    sup = result.runs[0].seconds_per_step
+    table = panel.table
+    assert table.rowCount() == 2 and table.isVisibleTo(dock) and table.isColumnHidden(2)
+    for i, run in enumerate(result.runs):
+        cells = [table.item(i, c).text() for c in range(table.columnCount())]
+        assert cells[0] == run.method
+        assert cells[1] == f"{_mean(run.dice):.3f}"
+        assert cells[3] == f"{run.ece:.3f}"
+        assert cells[4] == f"{run.seconds_per_step / sup:.2f}" and run.cost_ratio is not None
+    lines = panel.progress.text().splitlines()
+    assert lines[0].startswith("supervised seed 0: 4 steps, Dice ")
+    assert lines[-1].startswith("done: 2 runs finished")
+    assert dock.training.train_button.isEnabled() and panel.compare_button.isEnabled()
+    # one engine call, as the CLI makes it, trains and scores the same
+    from napari_segpl.engine.compare import compare
+
+    labels = dock.viewer.layers["toy labels"].data
+    image = dock.viewer.layers["toy"].data
+    config = dock.params.config(2, image)
+    cli = compare(image, labels, config, METHODS, [10], labelled=[5, 10, 15],
+                  gammas=(0.0, 1.0), epsilons=(0.0, 0.05), surface=False)  # fmt: skip
+    for ours, theirs in zip(result.runs, cli.runs, strict=True):
+        assert (ours.dice, ours.ece, ours.ood) == (theirs.dice, theirs.ece, theirs.ood)
+    # the CLI's files, from its own writers
+    written = panel.save(tmp_path / "out")
+    assert {"table.md", "table.csv", "results.json", "ood.png"} <= set(written)
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["method"] for r in data["summary"]] == METHODS
+    assert math.isclose(data["runs"][1]["ece"], result.runs[1].ece)
+    assert "| segpl |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_stop_keeps_the_finished_runs_and_the_dock_usable(dock, qtbot):
+    panel = dock.compare
+    dock.params.steps.value = 80  # segpl is stopped at its first step, supervised is not
+    _hold_out(dock, 10)
+    returned = _run(dock, qtbot)
+
+    def stop_at_segpl(event: object) -> None:
+        if isinstance(event, CompareProgress) and event.method == "segpl":
+            panel.stop()
+
+    panel.worker.yielded.connect(stop_at_segpl)
+    qtbot.waitUntil(lambda: not dock.state.comparing, timeout=30_000)
+    (result,) = returned
+    assert [r.method for r in result.runs] == ["supervised"] and result.methods == ["supervised"]
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "supervised"
+    assert panel.progress.text().splitlines()[-1].startswith("stopped: 1 run finished")
+    assert panel.compare_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert panel.save_button.isEnabled()
+    dock.params.steps.value = 2  # training starts (and ends) as usual afterwards
+    assert dock.start_training()
+    assert not panel.compare_button.isEnabled()
+    qtbot.waitUntil(lambda: not dock.state.busy, timeout=60_000)
+    assert not dock.seen["error"], dock.seen["error"]
+    assert dock.model is not None and dock.model.steps_done == 2
+
+
+def test_merged_runs_take_the_ratio_as_the_engine_does():
+    """Single-run results merge into one: the ratio over the supervised runs' mean s/step,
+    or over a supervised run timed for it alone; methods without a run are left out."""
+    from napari_segpl.engine.compare import RunResult
+    from napari_segpl.gui.session import merge_runs
+
+    def part(method: str, seed: int, sps: float) -> CompareResult:
+        run = RunResult(method, seed, [0.5], [0.6], 0.1, 0.05, sps, 1.0, 4, 10, [0.5], [0.5],
+                        {"count": [1], "mean_p": [0.5], "freq": [0.5]})  # fmt: skip
+        return CompareResult([run], [method], [seed], [10], 2, 1, [0.0], [0.0], {}, None, False)
+
+    parts = [part("supervised", 0, 2.0), part("supervised", 1, 4.0), part("segpl", 0, 6.0)]
+    merged = merge_runs(parts, ["supervised", "segpl", "fixmatch"], None)
+    assert merged.methods == ["supervised", "segpl"] and merged.supervised_seconds_per_step == 3
+    assert [r.cost_ratio for r in merged.runs] == [2 / 3, 4 / 3, 2.0]
+    assert not merged.reference_trained and parts[2].runs[0].cost_ratio is None  # copies
+    alone = merge_runs(parts[2:], ["segpl"], 3.0)
+    assert alone.reference_trained and alone.runs[0].cost_ratio == 2.0
+    assert merge_runs(parts[2:], ["segpl"], None).runs[0].cost_ratio is None
