@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -149,6 +150,18 @@ def test_stop_keeps_the_finished_runs_and_the_dock_usable(dock, qtbot):
     qtbot.waitUntil(lambda: not dock.state.busy, timeout=60_000)
     assert not dock.seen["error"], dock.seen["error"]
     assert dock.model is not None and dock.model.steps_done == 2
+
+
+def test_shutting_the_dock_down_stops_a_compare(dock, qtbot):
+    panel = dock.compare
+    dock.params.steps.value = 400  # far longer than the wait below
+    _hold_out(dock, 10)
+    _run(dock, qtbot)
+    qtbot.waitUntil(lambda: panel.control is not None, timeout=10_000)
+    t0 = time.monotonic()
+    assert dock.shutdown(timeout=30)
+    assert time.monotonic() - t0 < 25  # not the 400 steps
+    assert panel.control is None or panel.control.stop.is_set()
 
 
 def test_merged_runs_take_the_ratio_as_the_engine_does():

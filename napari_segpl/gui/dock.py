@@ -5,7 +5,8 @@ The dock only puts panels together; each panel has one job and its own file:
 - ``data_panel.py``: image, labels, slicing axis and the labelled slices;
 - ``method_panel.py`` (``params.py``): the method and its parameters;
 - ``training_panel.py`` and ``plots_panel.py``: Train and Stop, progress, warnings, live plots;
-- ``results_panel.py``: Predict, Accept, export and model files.
+- ``results_panel.py``: Predict, Accept, export and model files;
+- ``compare_panel.py``: methods trained and scored on the held-out slices (``segpl compare``).
 
 They share a ``DockState`` (``state.py``: the choices, the model, what is running, and a signal
 for each change) and never reference each other. ``runner.py`` runs the workers, and
@@ -125,8 +126,10 @@ class SegPLDock(QWidget):
         return False
 
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Stop any training or prediction and wait for its thread (see ``Runner.shutdown``)."""
-        return self.runner.shutdown(timeout)
+        """Stop any training, prediction or compare and wait for their threads (see
+        ``Runner.shutdown``)."""
+        compared = self.compare.shutdown(timeout)
+        return self.runner.shutdown(timeout) and compared
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.shutdown()
