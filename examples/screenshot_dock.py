@@ -41,7 +41,8 @@ def main(
     p.method.value = "segpl-vi"
     p.steps.value = steps  # 0: the default preset's (auto: CT here)
     p.preview_every.value = 5
-    if hold >= 0:
+    if hold >= 0:  # a held-out slice, and the safeguard that scores both models there
+        p.safeguard.value = True
         viewer.dims.set_current_step(2, hold)
         dock.data.toggle_held_out()
     viewer.dims.set_current_step(2, 17)

@@ -16,7 +16,7 @@ def _train(tmp_path, *extra):
 
 
 def test_train_prints_what_the_safeguard_kept_and_held_out_dice(tmp_path, capsys):
-    assert _train(tmp_path, "--holdout-slices", "20") == 0
+    assert _train(tmp_path, "--safeguard", "--holdout-slices", "20") == 0
     out = capsys.readouterr().out
     assert "labelled slices [13, 26]" in out  # the held-out slice did not train
     assert "safeguard kept " in out
@@ -25,8 +25,8 @@ def test_train_prints_what_the_safeguard_kept_and_held_out_dice(tmp_path, capsys
     assert TrainedModel.load(tmp_path / "m.pt").config.method == kept
 
 
-def test_no_safeguard_trains_no_twin_and_still_scores_held_out_slices(tmp_path, capsys):
-    assert _train(tmp_path, "--no-safeguard", "--holdout-slices", "26") == 0
+def test_by_default_no_twin_trains_and_held_out_slices_are_still_scored(tmp_path, capsys):
+    assert _train(tmp_path, "--holdout-slices", "26") == 0
     out = capsys.readouterr().out
     assert "safeguard kept" not in out and "labelled slices [13, 20]" in out
     assert "held-out Dice at step 4 (training): " in out
@@ -40,7 +40,16 @@ def test_a_kept_supervised_model_is_saved_and_no_segpl_vi_uncertainty_written(
     uncertainty map (SegPL-VI's) is not written beside a mask it did not make."""
     monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: ("supervised", "x"))
     mask, unc = tmp_path / "mask.nii.gz", tmp_path / "unc.nii.gz"
-    code = _train(tmp_path, "--method", "segpl-vi", "--mask", str(mask), "--uncertainty", str(unc))
+    code = _train(
+        tmp_path,
+        "--safeguard",
+        "--method",
+        "segpl-vi",
+        "--mask",
+        str(mask),
+        "--uncertainty",
+        str(unc),
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert "safeguard kept supervised: x" in captured.out
