@@ -306,6 +306,16 @@ def _png(fig: Any, canvas: Any) -> bytes:
     return buffer.getvalue()
 
 
+def result_files(result: Any, command: str) -> dict[str, bytes]:
+    """Every file ``segpl compare`` writes, by name, for the CLI and the dock alike."""
+    return {
+        "table.md": markdown(result, command).encode(),
+        "table.csv": _csv(result).encode(),
+        "results.json": (json.dumps(result.to_json(), indent=1) + "\n").encode(),
+        **plots(result),
+    }
+
+
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write to a temporary file beside ``path``, then rename it over ``path``."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
@@ -350,12 +360,7 @@ def compare_command(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     command = "segpl compare " + " ".join(getattr(args, "argv", None) or sys.argv[2:])
-    files = {
-        "table.md": markdown(result, command).encode(),
-        "table.csv": _csv(result).encode(),
-        "results.json": (json.dumps(result.to_json(), indent=1) + "\n").encode(),
-        **plots(result),
-    }
+    files = result_files(result, command)
     for name, data in files.items():
         write_atomic(args.out / name, data)
     head, rows = table_rows(result)

@@ -11,7 +11,6 @@ overlap.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -330,7 +329,7 @@ class ComparePanel(QGroupBox):
     def save(self, folder: Path) -> list[str]:
         """Write ``segpl compare``'s files for the last result in ``folder`` with the CLI's
         own writers (each file to a temporary name, then renamed over the target)."""
-        from ..compare_cli import _csv, markdown, plots, write_atomic
+        from ..compare_cli import result_files, write_atomic
 
         if self.result is None:
             raise ValueError("no compare result to save")
@@ -338,12 +337,7 @@ class ComparePanel(QGroupBox):
         command = (f"napari SegPL dock, Compare: image {r['image']!r}, labels {r['labels']!r}, "
                    f"methods {','.join(r['methods'])}, held out {r['holdout']}, "
                    f"{r['seeds']} seed(s); training options: results.json 'config'")  # fmt: skip
-        files = {
-            "table.md": markdown(self.result, command).encode(),
-            "table.csv": _csv(self.result).encode(),
-            "results.json": (json.dumps(self.result.to_json(), indent=1) + "\n").encode(),
-            **plots(self.result),
-        }
+        files = result_files(self.result, command)
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             write_atomic(folder / name, data)
