@@ -76,6 +76,13 @@ def test_heldout_dice_by_hand():
     assert heldout_dice(pred, truth, [1], axis=2) == pytest.approx([2 * 2 / 5, 1.0])
 
 
+def _assert_same_weights(a, b) -> None:
+    """Bit-identical networks (the twin against a standalone run, a run against itself)."""
+    for x, y in zip(a.method.model.state_dict().values(),
+                    b.method.model.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(x, y)
+
+
 def _guarded(volume, **config):
     image, labels = volume
     cfg = TrainConfig(**{**SMALL, **config})
@@ -109,9 +116,7 @@ def test_twin_is_the_supervised_run_and_over_growth_keeps_it(toy_volume):
     assert guarded.model is guarded.twin.model and guarded.model.config.method == "supervised"
     alone = Trainer(TrainConfig(**{**SMALL, "method": "supervised", "dims": 2, "steps": 30}), data)
     list(alone.run())
-    for a, b in zip(alone.model.method.model.state_dict().values(),
-                    guarded.model.method.model.state_dict().values(), strict=True):  # fmt: skip
-        assert torch.equal(a, b)
+    _assert_same_weights(alone.model, guarded.model)
 
 
 def test_agreeing_run_keeps_segpl_and_main_run_is_unchanged(toy_volume):
@@ -122,9 +127,7 @@ def test_agreeing_run_keeps_segpl_and_main_run_is_unchanged(toy_volume):
     assert guarded.model is guarded.trainer.model
     alone = Trainer(cfg, data)
     list(alone.run())
-    for a, b in zip(alone.model.method.model.state_dict().values(),
-                    guarded.model.method.model.state_dict().values(), strict=True):  # fmt: skip
-        assert torch.equal(a, b)
+    _assert_same_weights(alone.model, guarded.model)
 
 
 def test_stop_skips_the_check_and_keeps_the_run(toy_volume):
@@ -187,6 +190,4 @@ def test_held_out_slices_are_scored_while_training_without_the_check(toy_volume)
     assert guarded.twin is None and not guarded.active
     alone = Trainer(cfg, data)
     list(alone.run())
-    for a, b in zip(alone.model.method.model.state_dict().values(),
-                    guarded.model.method.model.state_dict().values(), strict=True):  # fmt: skip
-        assert torch.equal(a, b)
+    _assert_same_weights(alone.model, guarded.model)
