@@ -26,6 +26,8 @@ from .accuracy import TUNING, VALIDATION, load_case
 
 BANDS = (1.25, 1.5, 2.0, 3.0)
 SEMI = ("segpl", "segpl-vi")
+#: (r): the loss-only rule's band, (q)'s choice carried over, not re-tuned
+LOSS_ONLY_BAND = 2.0
 
 
 def _mean(values) -> float:
@@ -83,6 +85,8 @@ def evaluate(rows: list[dict], preds: Path) -> list[dict]:
                 mixed[mixed == c] = 0
                 mixed[(sup_pred == c) & (mixed == 0)] = c
             record["per_class"][str(band)] = _whole(mixed, case.truth, case.chosen, axis)
+        kept, _ = decide(method, ratios, LOSS_ONLY_BAND, two_sided=False)
+        record["loss_only"] = [kept, semi_iou if kept == method else sup_iou]
         out.append(record)
     return out
 
@@ -166,12 +170,50 @@ def bands(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def rules(records: list[dict], band: float, fresh: set) -> str:
+    """(r): raw, (q)'s two-sided rule and the loss-only rule per set, on the runs made after
+    (r)'s rules were written (``fresh``) and on every run: mean and worst of kept minus
+    supervised (points), runs more than 2 below, runs where supervised was kept."""
+    lines = [
+        "| set | runs | n | raw: mean, worst, < -2 | two-sided: mean, worst, < -2, sup kept "
+        "| loss-only: mean, worst, < -2, sup kept |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(diffs, kept=None):
+        text = f"{_mean(diffs):+.1f}, {min(diffs):+.1f}, {sum(d < -2 for d in diffs)}"
+        return text if kept is None else f"{text}, {kept}"
+
+    for group in ("tuning", "validation"):
+        for which in ("fresh", "all"):
+            rs = [r for r in records if r["set"] == group and (which == "all" or _key(r) in fresh)]
+            if not rs:
+                continue
+            raw = [100 * (r["semi_whole"] - r["sup_whole"]) for r in rs]
+            two = [100 * (r["kept"][str(band)][1] - r["sup_whole"]) for r in rs]
+            loss = [100 * (r["loss_only"][1] - r["sup_whole"]) for r in rs]
+            n_two = sum(r["kept"][str(band)][0] == "supervised" for r in rs)
+            n_loss = sum(r["loss_only"][0] == "supervised" for r in rs)
+            lines.append(
+                f"| {group} | {which} | {len(rs)} | {cell(raw)} | {cell(two, n_two)} "
+                f"| {cell(loss, n_loss)} |"
+            )
+    return "\n".join(lines)
+
+
+def _key(r: dict) -> tuple:
+    return (r["dataset"], r["k"], r["seed"], r["method"])
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks safeguard")
     parser.add_argument("--rows", type=Path, nargs="+", required=True)
     parser.add_argument("--preds", type=Path, required=True)
     parser.add_argument("--out", type=Path, help="write the records as JSON here")
     parser.add_argument("--band", type=float, help="report this band (default: the rule's)")
+    parser.add_argument(
+        "--fresh", type=Path, nargs="*", default=[], help="rows made after (r)'s rules"
+    )
     args = parser.parse_args(argv)
     rows = [r for path in args.rows for r in json.loads(path.read_text())]
     records = evaluate(rows, args.preds)
@@ -182,6 +224,9 @@ def main(argv: list[str]) -> int:
     print(summary(records, band), "\n")
     print(bands(records), "\n")
     print(table(records, band))
+    if args.fresh:
+        fresh = {_key(r) for path in args.fresh for r in json.loads(path.read_text())}
+        print("\n" + rules(records, band, fresh))
     if args.out:
         args.out.write_text(json.dumps({"band": band, "records": records}, indent=1))
     return 0

@@ -58,6 +58,15 @@ def test_decide_keeps_supervised_when_a_class_leaves_the_band():
     assert kept == "segpl" and "within 1.5x" in reason
 
 
+def test_decide_loss_only_ignores_growth():
+    kept, reason = decide("segpl", [5.2, 37.0], band=2, two_sided=False)
+    assert kept == "segpl" and "none below 1/2" in reason
+    kept, reason = decide("segpl-vi", [0.04, 3.9], band=2, two_sided=False)
+    assert kept == "supervised" and "class 1 0.04x (class lost?)" in reason
+    assert "class 2" not in reason and "below 1/2" in reason
+    assert decide("segpl", [0.51, 1.0], band=2, two_sided=False)[0] == "segpl"
+
+
 def test_decide_with_held_out_slices():
     better = {"segpl": [0.8, 0.7], "supervised": [0.9, 0.8]}
     kept, reason = decide("segpl", [1.0, 1.0], heldout=better)

@@ -137,20 +137,26 @@ def decide(
     ratios: list[float],
     band: float = BAND,
     heldout: dict[str, list[float]] | None = None,
+    *,
+    two_sided: bool = True,
 ) -> tuple[str, str]:
     """(kept method, reason): the semi-supervised ``method`` unless a class's volume ratio
-    leaves [1/band, band] or, with held-out scores, it loses there by over HELDOUT_MARGIN."""
-    out = [(c, r) for c, r in enumerate(ratios, start=1) if not 1 / band <= r <= band]
+    leaves [1/band, band] or, with held-out scores, it loses there by over HELDOUT_MARGIN.
+    ``two_sided=False`` (the rule of RESULTS.md (r)): only a class shrunk below 1/band of the
+    twin's volume counts, since growth was as often a structure the twin missed."""
+    high = band if two_sided else np.inf
+    out = [(c, r) for c, r in enumerate(ratios, start=1) if not 1 / band <= r <= high]
     if out:
         parts = [
             f"class {c} {r:.2f}x ({'grown past the structure?' if r > 1 else 'class lost?'})"
             for c, r in sorted(out, key=lambda cr: -abs(np.log(cr[1])))
         ]
+        where = f"outside {band:g}x" if two_sided else f"below 1/{band:g}"
         return "supervised", (
-            f"{method}'s volume against supervised training's, outside {band:g}x: "
-            + "; ".join(parts)
+            f"{method}'s volume against supervised training's, {where}: " + "; ".join(parts)
         )
     ratio_text = ", ".join(f"{r:.2f}" for r in ratios)
+    agree = f"within {band:g}x" if two_sided else f"none below 1/{band:g}"
     if heldout:
         semi, sup = (float(np.mean(heldout[m])) for m in (method, "supervised"))
         if semi < sup - HELDOUT_MARGIN:
@@ -158,10 +164,10 @@ def decide(
                 f"held-out Dice {sup:.3f} (supervised) against {semi:.3f} ({method})"
             )
         return method, (
-            f"held-out Dice {semi:.3f} against {sup:.3f} (supervised); volumes within "
-            f"{band:g}x ({ratio_text})"
+            f"held-out Dice {semi:.3f} against {sup:.3f} (supervised); volumes {agree} "
+            f"({ratio_text})"
         )
-    return method, f"volumes within {band:g}x of supervised training's ({ratio_text})"
+    return method, f"volumes {agree} of supervised training's ({ratio_text})"
 
 
 class GuardedTrainer:
