@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .engine import METHODS
+from .engine.uncertainty import KINDS, MC, resolve_kind, uncertainty_maps
 from .volume import Volume, check_labels, read_volume, write_nifti
 
 
@@ -27,6 +28,8 @@ def check_outputs(
     types, folders that can be written, and no output written over another or an input."""
     if args.mc_samples < 1:
         raise ValueError("--mc-samples must be at least 1")
+    if getattr(args, "uncertainty_kind", None) and not args.uncertainty:
+        raise ValueError("--uncertainty-kind needs --uncertainty OUT.nii.gz")
     if args.batch_slices < 1:
         raise ValueError("--batch-slices must be at least 1")
     seen = {path.resolve(): f"input {what}" for what, path in inputs.items()}
@@ -50,10 +53,34 @@ def check_outputs(
             raise ValueError(f"{flag} {path}: cannot write in {folder}")
 
 
-def check_uncertainty(args: argparse.Namespace, method: str) -> None:
-    """Uncertainty maps come from the learnt threshold's distribution: SegPL-VI only."""
-    if args.uncertainty and not METHODS[method].learns_threshold:
-        raise ValueError("--uncertainty needs a model trained with --method segpl-vi")
+def check_uncertainty(args: argparse.Namespace, method: str) -> str | None:
+    """The uncertainty kind ``--uncertainty`` writes for a ``method`` model (``--uncertainty-
+    kind``, default the method's own: see ``engine.uncertainty``), or None when none is asked
+    for; a kind the method does not have is refused before any work starts."""
+    kind = getattr(args, "uncertainty_kind", None)
+    if not args.uncertainty:
+        return None
+    try:
+        return resolve_kind(METHODS[method], kind)
+    except ValueError as exc:
+        raise ValueError(f"--uncertainty-kind: {exc}") from exc
+
+
+def uncertainty_for_kept(args: argparse.Namespace, model: Any, trained: str) -> str | None:
+    """After the safeguard chose ``model`` over the ``trained`` method: a line for the
+    terminal when ``--uncertainty`` changes meaning, or None. An explicit kind the kept model
+    lacks is dropped (``args.uncertainty`` = None: nothing fails after training); the default
+    kind becomes the kept model's own, and the line says so."""
+    kept = model.config.method
+    if not args.uncertainty or kept == trained:
+        return None
+    kind = getattr(args, "uncertainty_kind", None)
+    try:
+        own = resolve_kind(METHODS[kept], kind)
+    except ValueError as exc:
+        args.uncertainty = None
+        return f"warning: --uncertainty not written: the safeguard kept {kept}: {exc}"
+    return f"note: the safeguard kept {kept}: --uncertainty holds its {KINDS[own].title}"
 
 
 def read_image(path: Path, series: str | None) -> Volume:
@@ -68,7 +95,7 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume) -> None:
     """Predict ``image`` with ``model`` and write the outputs asked for (each atomically)."""
     from .engine import predict_volume
 
-    check_uncertainty(args, model.config.method)
+    kind = check_uncertainty(args, model.config.method)
     if not (args.mask or args.prob or args.uncertainty):
         return
     pred = predict_volume(
@@ -76,16 +103,16 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume) -> None:
         image.array,
         axis=getattr(args, "axis_predict", None),
         batch_size=args.batch_slices,
-        mc_samples=args.mc_samples if args.uncertainty else 0,
+        mc_samples=args.mc_samples if kind == MC else 0,
         device=args.device or "auto",
     )
     if args.mask:
         print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
     if args.prob:
         print(f"probability -> {write_nifti(channels_last(pred.probabilities), image, args.prob)}")
-    if args.uncertainty:
-        out = write_nifti(channels_last(pred.mc_std), image, args.uncertainty)
-        print(f"uncertainty -> {out}")
+    if kind is not None:
+        out = write_nifti(channels_last(uncertainty_maps(pred, kind)), image, args.uncertainty)
+        print(f"uncertainty -> {out} ({KINDS[kind].description})")
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:
@@ -161,14 +188,23 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
         "--uncertainty",
         type=Path,
         metavar="OUT.nii.gz",
-        help="write Monte-Carlo uncertainty (std of 1(p > T_k) over K thresholds; segpl-vi only)",
+        help="write per-class uncertainty (3D for one class, x*y*z*K for K classes) of the kind "
+        "--uncertainty-kind says",
+    )
+    p.add_argument(
+        "--uncertainty-kind",
+        choices=list(KINDS),
+        help="entropy: binary entropy of p in bits (every method); mc: std of 1(p > T_k) over "
+        "K thresholds drawn from the learnt distribution (segpl-vi); spread: std of the "
+        "members' probabilities (ensemble). Default: the method's own (mc for segpl-vi, "
+        "spread for ensemble, entropy otherwise)",
     )
     p.add_argument(
         "--mc-samples",
         type=int,
         default=5,
         metavar="K",
-        help="thresholds drawn for --uncertainty (default 5, as in the paper)",
+        help="thresholds drawn for --uncertainty-kind mc (default 5, as in the paper)",
     )
     p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
 

@@ -32,7 +32,8 @@ class Prediction:
     (K, *shape): one channel per class 1..K. ``threshold_note`` says in one line which
     threshold the labels were cut at, for front ends to show; ``mu`` is (K, n), the threshold
     head's mu per class and slice along the predicted axis, when it was computed (SegPL-VI
-    with ``cut="mu"`` or Monte-Carlo samples), else None."""
+    with ``cut="mu"`` or Monte-Carlo samples), else None. ``spread`` (K, *shape): for a method
+    with members (the ensemble), the standard deviation of their probabilities, else None."""
 
     labels: np.ndarray
     probabilities: np.ndarray
@@ -40,6 +41,7 @@ class Prediction:
     mc_std: np.ndarray | None = None
     threshold_note: str = ""
     mu: np.ndarray | None = None
+    spread: np.ndarray | None = None
 
 
 def labels_from_probabilities(
@@ -124,6 +126,8 @@ def predict_volume(
     mu = np.empty((k, n), np.float32) if want_mu else None
     mc_mean = np.empty_like(prob) if mc_samples else None
     mc_std = np.empty_like(prob) if mc_samples else None
+    # an ensemble gives its members' spread in the same pass as their mean: no extra cost
+    spread = np.empty_like(prob) if callable(getattr(method, "spread", None)) else None
     generator = torch.Generator(device=dev).manual_seed(seed)
     method.to(dev)
     method.train(False)
@@ -141,6 +145,8 @@ def predict_volume(
                 mu[:, start:stop] = out[1]
             if mc_mean is not None and mc_std is not None:
                 mc_mean[:, start:stop], mc_std[:, start:stop] = out[2], out[3]
+            if spread is not None:
+                spread[:, start:stop] = out[4]
             del out
             if progress:
                 progress(stop, n)
@@ -158,7 +164,10 @@ def predict_volume(
     def back(a: np.ndarray | None, lead: int) -> np.ndarray | None:
         return None if a is None else np.ascontiguousarray(np.moveaxis(a, lead, lead + axis))
 
-    return Prediction(back(labels, 0), back(prob, 1), back(mc_mean, 1), back(mc_std, 1), note, mu)
+    return Prediction(
+        back(labels, 0), back(prob, 1), back(mc_mean, 1), back(mc_std, 1), note, mu,
+        back(spread, 1),
+    )  # fmt: skip
 
 
 def _predict_batch(
@@ -169,16 +178,23 @@ def _predict_batch(
     want_mu: bool,
     mc_samples: int,
     generator: torch.Generator,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """One batch of slices -> numpy (prob (K, b, h, w), mu (K, b), mc_mean, mc_std). A function
+) -> tuple[np.ndarray, ...]:
+    """One batch of slices -> numpy (prob (K, b, h, w), mu (K, b), mc_mean, mc_std, spread;
+    None where not computed). A function
     of its own so that every tensor of the batch is gone when it returns: nothing keeps device
     memory alive when the caller empties the cache."""
     config, method = model.config, model.method
     h, w = size
+    spread_fn, spread = getattr(method, "spread", None), None
     with torch.no_grad():
         x = torch.from_numpy(batch).to(dev).contiguous(memory_format=memory_format(config.dims))
         if want_mu:
             logits, mu, sigma = method.threshold_distribution(x)
+        elif callable(spread_fn):  # as the ensemble's own logits: the logit of the mean
+            mean, std = spread_fn(x)
+            logits, mu, sigma = torch.logit(mean, eps=1e-6), None, None
+            std = std[:, :, 1] if config.dims == 3 else std
+            spread = std[..., :h, :w].float().transpose(0, 1).cpu().numpy()
         else:
             logits, mu, sigma = method.logits(x), None, None
         p = torch.sigmoid(logits.float())
@@ -188,7 +204,7 @@ def _predict_batch(
         prob = p.transpose(0, 1).cpu().numpy()
         mu_np = None if mu is None else mu.float().transpose(0, 1).cpu().numpy()
         if not mc_samples or mu is None or sigma is None:
-            return prob, mu_np, None, None
+            return prob, mu_np, None, None, spread
         hits = torch.stack(
             [
                 (p > sample_threshold(mu, sigma, generator)[..., None, None]).float()
@@ -197,4 +213,4 @@ def _predict_batch(
         )
         mean = hits.mean(0).transpose(0, 1).cpu().numpy()
         std = hits.std(0, unbiased=False).transpose(0, 1).cpu().numpy()
-        return prob, mu_np, mean, std
+        return prob, mu_np, mean, std, spread

@@ -6,6 +6,7 @@ The dock only puts panels together; each panel has one job and its own file:
 - ``method_panel.py`` (``params.py``): the method and its parameters;
 - ``training_panel.py`` and ``plots_panel.py``: Train and Stop, progress, warnings, live plots;
 - ``results_panel.py``: Predict, Accept, export and model files;
+- ``suggest_panel.py``: the slice-score curve and "Suggest next slice";
 - ``compare_panel.py``: methods trained and scored on the held-out slices (``segpl compare``).
 
 They share a ``DockState`` (``state.py``: the choices, the model, what is running, and a signal
@@ -33,6 +34,7 @@ from .results_panel import ResultsPanel
 from .runner import Runner
 from .session import warm_up_torch
 from .state import DockState
+from .suggest_panel import SuggestPanel
 from .training_panel import TrainingPanel
 from .view import ViewFollower
 
@@ -59,6 +61,9 @@ class SegPLDock(QWidget):
         )  # fmt: skip
         self.data = DataPanel(self.state)
         self.results = ResultsPanel(self.state, self.runner, self.layers)
+        self.suggest = SuggestPanel(  # after results: it reads the uncertainty layer they make
+            self.state, self.layers, lambda: sorted({*self.data.labelled(), *self.data.held_out()})
+        )
         self.training = TrainingPanel(self.state, self.start_training, self.runner.stop_training)
         self.plots = PlotsPanel(self.state)
         self.training.layout().addWidget(self.plots)
@@ -67,7 +72,7 @@ class SegPLDock(QWidget):
 
         inner = QWidget()
         layout = QVBoxLayout(inner)
-        for panel in (self.data, self.method, self.results, self.compare):
+        for panel in (self.data, self.method, self.results, self.suggest, self.compare):
             layout.addWidget(panel)
         layout.addStretch(1)
         # Every row can shrink to well below the minimum width (combo boxes clip, texts wrap),

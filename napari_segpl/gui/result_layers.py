@@ -24,6 +24,8 @@ PSEUDO, PREDICTION, PROBABILITY, UNCERTAINTY = (
 )
 #: the layer type of each role
 KINDS = {PSEUDO: "labels", PREDICTION: "labels", PROBABILITY: "image", UNCERTAINTY: "image"}
+#: metadata key of the uncertainty layer: which kind it shows (``engine.uncertainty.KINDS``)
+UNCERTAINTY_KIND_KEY = "segpl_uncertainty_kind"
 
 
 def role_of(layer: Layer, owner: str) -> str | None:
@@ -49,17 +51,21 @@ class ResultLayers:
         """The dock's ``role`` layer on ``like``'s grid, reset to zeros.
 
         An own layer of another shape (another image was chosen) is left as it is, no longer
-        marked, so what it shows is kept; a new layer is made instead."""
+        marked, so what it shows is kept; a new layer is made instead. A ``name`` names the
+        layer (a kept one too: the name says what it shows); the default is the role."""
         kind = KINDS[role]
         shape = like.data.shape
+        name = str(kwargs.pop("name", role))
         layer = self.get(role)
         if layer is not None and layer.data.shape == shape:
             layer.data = np.zeros(shape, layer.data.dtype)
+            if layer.name != name and not layer.name.startswith(f"{name} ["):
+                layer.name = name  # napari adds " [1]" when another layer has the name
             return layer
         if layer is not None:
             layer.metadata.pop(ROLE_KEY, None)
             layer.metadata.pop(OWNER_KEY, None)
-        geometry = same_grid_kwargs(like, role)
+        geometry = same_grid_kwargs(like, name)
         metadata = dict(geometry.pop("metadata", None) or {})
         metadata.update({ROLE_KEY: role, OWNER_KEY: self.owner})
         if kind == "labels":

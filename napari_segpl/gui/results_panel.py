@@ -1,5 +1,9 @@
 """Results, export and models: Predict, copy a predicted slice into the labels, export a labels
-layer on its source grid, save and load models, and which threshold the prediction used."""
+layer on its source grid, save and load models, and which threshold the prediction used.
+
+Every prediction gets an uncertainty layer, of the kind the method has as its own (SegPL-VI:
+the Monte-Carlo std; the ensemble: its members' spread; any other: the entropy of p; see
+``engine.uncertainty``), named for what it shows, so that a map is never read as another."""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ import numpy as np
 from napari.layers import Labels
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QLabel, QMessageBox, QSpinBox, QVBoxLayout
 
-from ..engine import SafeguardEvent, TrainedModel
+from ..engine import Prediction, SafeguardEvent, TrainedModel
+from ..engine.uncertainty import KINDS, kinds_in, layer_name, uncertainty_volume
 from ..layers import export_layer
 from . import notify
-from .result_layers import PREDICTION, ResultLayers
+from .result_layers import PREDICTION, UNCERTAINTY, UNCERTAINTY_KIND_KEY, ResultLayers
 from .runner import Runner
 from .state import DockState
 from .widgets import LayerCombo, button, labelled_row, row
@@ -98,7 +103,22 @@ class ResultsPanel(QGroupBox):
         layer = self.layers.get(PREDICTION)
         if layer is not None:
             self.export_combo.set_layer(layer)
+            if isinstance(pred, Prediction) and pred.labels.shape == layer.data.shape:
+                self.show_uncertainty(pred, layer)
         self._update_buttons()
+
+    def show_uncertainty(self, pred: Prediction, like: object) -> None:
+        """The prediction's own uncertainty in the dock's uncertainty layer, named for its
+        kind, e.g. "uncertainty: entropy of p" (with several classes: the most uncertain class
+        at each voxel; the name stays short enough for napari's layer list)."""
+        kind = kinds_in(pred)[0]
+        layer = self.layers.ensure(
+            UNCERTAINTY, like, name=layer_name(kind), colormap="inferno", opacity=0.8,
+            blending="additive",
+        )  # fmt: skip
+        layer.data = uncertainty_volume(pred, kind)
+        layer.contrast_limits = (0.0, KINDS[kind].upper)
+        layer.metadata[UNCERTAINTY_KIND_KEY] = kind
 
     def start_prediction(self) -> bool:
         return self.runner.start_prediction(self.mc_spin.value())

@@ -1,0 +1,108 @@
+"""The dock's uncertainty layer for every method, named for what it shows, and the "Next slice
+to paint" panel: its curve and its button use the same engine scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_toy_volume
+from qtpy.QtCore import Qt
+
+from napari_segpl.engine import TrainConfig, TrainedModel
+from napari_segpl.engine.suggest import GAP, UNCERTAINTY, largest_gap_middle, slice_scores
+from napari_segpl.engine.uncertainty import binary_entropy
+from napari_segpl.gui import SegPLDock, notify
+from napari_segpl.gui.result_layers import PREDICTION
+from napari_segpl.gui.result_layers import UNCERTAINTY as UNC_ROLE
+
+pytestmark = pytest.mark.gui
+
+PAINTED = [3, 10]
+
+
+def _dock(make_napari_viewer, monkeypatch, method: str, **extra):
+    errors: list[str] = []
+    monkeypatch.setattr(notify, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    image, labels = make_toy_volume((48, 40, 20))
+    sparse = np.zeros_like(labels)
+    sparse[..., PAINTED] = labels[..., PAINTED]
+    viewer.add_image(image, name="toy")
+    viewer.add_labels(sparse, name="toy labels")
+    dock = SegPLDock(viewer)
+    torch.manual_seed(0)
+    config = TrainConfig(method=method, dims=2, base_channels=4, depth=2, axis=2, extra=extra)
+    dock.state.set_model(TrainedModel.new(config.validate(), 2))  # untrained: unsure enough
+    return viewer, dock, errors
+
+
+def _predict(dock, qtbot) -> object:
+    shown: list[object] = []
+    dock.state.predicted.connect(shown.append)
+    dock.results.mc_spin.setValue(3)
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: not dock.state.busy and bool(shown), timeout=60_000)
+    return shown[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "extra", "name"),
+    [
+        ("segpl", {}, "uncertainty: entropy of p"),
+        ("segpl-vi", {}, "uncertainty: MC std of 1(p>T)"),
+        ("ensemble", {"members": 2}, "uncertainty: ensemble spread"),
+    ],
+)
+def test_every_method_gets_an_uncertainty_layer_named_for_its_kind(
+    make_napari_viewer, qtbot, monkeypatch, method, extra, name
+):
+    viewer, dock, errors = _dock(make_napari_viewer, monkeypatch, method, **extra)
+    try:
+        pred = _predict(dock, qtbot)
+    finally:
+        dock.shutdown()
+    assert not errors
+    layer = dock.layers.get(UNC_ROLE)
+    assert layer is not None and layer.name == name
+    own = {"segpl": None, "segpl-vi": pred.mc_std, "ensemble": pred.spread}[method]
+    expected = binary_entropy(pred.probabilities) if own is None else own
+    np.testing.assert_allclose(layer.data, expected.max(axis=0), atol=1e-6)
+    assert layer.data.max() > 0
+    assert [la.name for la in viewer.layers].count(name) == 1
+
+
+def test_curve_and_button_use_the_same_scores(make_napari_viewer, qtbot, monkeypatch):
+    viewer, dock, errors = _dock(make_napari_viewer, monkeypatch, "segpl")
+    panel = dock.suggest
+    try:
+        assert panel.rule.currentText() == GAP  # the default until measured
+        qtbot.mouseClick(panel.suggest_button, Qt.LeftButton)  # before any prediction
+        middle, _ = largest_gap_middle(20, PAINTED)
+        assert viewer.dims.current_step[2] == middle == 15 and "no score" in panel.status.text()
+        _predict(dock, qtbot)
+    finally:
+        dock.shutdown()
+    assert not errors
+    unc, pred = dock.layers.get(UNC_ROLE), dock.layers.get(PREDICTION)
+    expected = slice_scores(np.asarray(unc.data), np.asarray(pred.data), axis=2)
+    np.testing.assert_array_equal(panel.scores, expected)
+    assert panel.plot.scores is panel.scores  # the curve draws the very array
+    (line,) = [ln for ln in panel.plot.ax.get_lines() if ln.get_marker() in ("None", "")][:1]
+    np.testing.assert_array_equal(line.get_ydata(), expected)
+    assert panel.plot.labelled == PAINTED
+
+    panel.rule.setCurrentText(UNCERTAINTY)
+    qtbot.mouseClick(panel.suggest_button, Qt.LeftButton)
+    masked = expected.copy()
+    masked[PAINTED] = np.nan
+    best = int(np.nanargmax(masked))
+    assert panel.suggestion.slice == best == viewer.dims.current_step[2]
+    assert best not in PAINTED and np.isfinite(masked).sum() > 2
+    text = panel.status.text()
+    assert f"score {expected[best]:.3f} bits" in text
+    nearest = min(PAINTED, key=lambda s: abs(s - best))
+    assert f"from labelled slice {nearest}" in text and panel.plot.suggested == best
+
+    dock.state.axis = 0  # another axis: scores along it, never stale ones
+    assert panel.scores is not None and len(panel.scores) == 48
