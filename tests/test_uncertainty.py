@@ -180,3 +180,19 @@ def test_cli_kind_without_an_output_is_refused(files, capsys):
     args = ["predict", str(models["segpl"]), str(img), "--mask", str(d / "m.nii.gz")]
     assert cli.main([*args, "--uncertainty-kind", "entropy"]) == 2
     assert "--uncertainty-kind needs --uncertainty" in capsys.readouterr().err
+
+
+def test_after_the_safeguard_the_kept_model_own_kind_or_a_warning():
+    from argparse import Namespace
+
+    from napari_segpl._cli_support import uncertainty_for_kept
+
+    kept = _model("supervised")
+    args = Namespace(uncertainty="u.nii.gz", uncertainty_kind=None)
+    assert uncertainty_for_kept(args, kept, "supervised") is None
+    line = uncertainty_for_kept(args, kept, "segpl-vi")
+    assert line == "note: the safeguard kept supervised: --uncertainty holds its entropy of p"
+    assert args.uncertainty == "u.nii.gz"
+    args = Namespace(uncertainty="u.nii.gz", uncertainty_kind="mc")
+    line = uncertainty_for_kept(args, kept, "segpl-vi")
+    assert line.startswith("warning: --uncertainty not written") and args.uncertainty is None
