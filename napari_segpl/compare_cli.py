@@ -235,6 +235,7 @@ def markdown(result: Any, command: str) -> str:
         "",
         f"Held-out slices {result.holdout} along axis {result.axis} (never trained on); seeds "
         f"{result.seeds}; {result.config['steps']} steps each; mean ± SD over the seeds.",
+        *(["", "Stopped before every run finished: the runs that did."] if result.stopped else []),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

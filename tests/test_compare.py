@@ -218,3 +218,69 @@ def test_segpl_compare_is_a_subcommand_of_segpl(tmp_path, capsys):
     args = ["compare", "i.nii", "l.nii", "--methods", "segpl", "--holdout-slices", "3"]
     assert main([*args, "--out", str(tmp_path / "out")]) == 2
     assert "segpl compare: error" in capsys.readouterr().err
+
+
+def _quick(toy, methods, **hooks):
+    image, labels = toy
+    return compare_module.compare(
+        image, labels, _config(steps=4), methods, HOLDOUT, labelled=PAINTED, gammas=(0.0,),
+        epsilons=(0.0,), surface=False, **hooks,
+    )  # fmt: skip
+
+
+def test_stop_after_the_first_run_keeps_it_and_its_files_are_whole(toy, tmp_path):
+    """``on_run`` after every scored run, ``should_stop`` between steps: the run under way is
+    dropped, the finished one is the result, and the CLI's files of it are whole."""
+    done, steps = [], []
+
+    def progress(method, seed, step, total):
+        steps.append((method, step))
+
+    out = _quick(toy, ["supervised", "segpl", "cps"], progress=progress, on_run=done.append,
+                 should_stop=lambda: bool(done) and steps[-1][0] == "segpl")  # fmt: skip
+    assert steps == [*(("supervised", s) for s in range(1, 5)), ("segpl", 1)]
+    assert out.stopped and out.methods == ["supervised"] and len(out.runs) == 1
+    assert out.runs[0].cost_ratio == pytest.approx(1.0) and not out.reference_trained
+    (first,) = done
+    assert (first.method, first.seed, first.run, first.runs) == ("supervised", 0, 1, 3)
+    assert first.labels.shape == toy[0].shape and first.result.runs[0].dice == out.runs[0].dice
+    assert first.model.steps_done == 4
+    for name, data in compare_cli.result_files(out, "test").items():
+        compare_cli.write_atomic(tmp_path / name, data)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["stopped"] is True and [r["method"] for r in data["summary"]] == ["supervised"]
+    assert "Stopped before every run finished" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # a whole compare says nothing of stopping
+    assert "stopped" not in _quick(toy, ["supervised"]).to_json()
+
+
+def test_stop_while_timing_supervised_leaves_the_ratio_out(toy):
+    seen = []
+    out = _quick(toy, ["segpl"], progress=lambda m, *a: seen.append(m),
+                 should_stop=lambda: seen[-1:] == ["supervised"])  # fmt: skip
+    assert seen.count("supervised") == 1 and [r.method for r in out.runs] == ["segpl"]
+    assert (
+        out.stopped and out.runs[0].cost_ratio is None and out.supervised_seconds_per_step is None
+    )
+    assert not out.reference_trained
+
+
+def test_ratios_are_over_the_mean_of_the_supervised_runs():
+    """``_finished``: copies with s/step over the supervised runs' mean, or over a supervised
+    run timed for it alone; methods without a run are left out."""
+
+    def run(method, seed, sps):
+        return compare_module.RunResult(method, seed, [0.5], [0.6], 0.1, 0.05, sps, 1.0, 4, 10,
+                                        [0.5], [0.5], {"count": [1], "mean_p": [0.5],
+                                                       "freq": [0.5]})  # fmt: skip
+
+    base = compare_module.CompareResult([], ["supervised", "segpl", "fixmatch"], [0, 1], [10],
+                                        2, 1, [0.0], [0.0], {}, None, False)  # fmt: skip
+    runs = [run("supervised", 0, 2.0), run("supervised", 1, 4.0), run("segpl", 0, 6.0)]
+    merged = compare_module._finished(base, runs)
+    assert merged.methods == ["supervised", "segpl"] and merged.supervised_seconds_per_step == 3
+    assert [r.cost_ratio for r in merged.runs] == [2 / 3, 4 / 3, 2.0]
+    assert runs[2].cost_ratio is None  # copies
+    assert compare_module._finished(base, runs[2:], 3.0).runs[0].cost_ratio == 2.0
+    assert compare_module._finished(base, runs[2:]).runs[0].cost_ratio is None

@@ -1,6 +1,7 @@
 """The dock's Compare panel: it starts only with held-out and training slices, its table shows
-the numbers of the result the engine returned, Stop keeps the finished runs, and training and
-a compare never run together."""
+the numbers of the result the engine returned, each run's prediction becomes a layer (replaced
+on a re-run, the user's layers untouched), Stop keeps the finished runs and their files, and
+training and a compare never run together."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from test_dock_safeguard import dock as safeguard_dock  # noqa: F401 (the fixtur
 
 from napari_segpl.engine.compare import CompareResult
 from napari_segpl.gui.compare_panel import ComparePanel
-from napari_segpl.gui.session import CompareProgress
+from napari_segpl.gui.compare_runner import Step
 
 pytestmark = pytest.mark.gui
 
@@ -43,12 +44,17 @@ def _hold_out(dock, s: int) -> None:
 
 
 def _run(dock, qtbot) -> list[CompareResult | None]:
-    """Start a compare and keep what its worker returns."""
+    """Start a compare and keep what it ends with."""
     panel, returned = dock.compare, []
     assert panel.compare_button.isEnabled()
+    panel.runner.ended.connect(lambda result, error: returned.append(result))
     assert panel.start()
-    panel.worker.returned.connect(returned.append)
     return returned
+
+
+def _dice(pred: np.ndarray, truth: np.ndarray, c: int) -> float:
+    p, t = pred == c, truth == c
+    return 2 * float((p & t).sum()) / float(p.sum() + t.sum()) if p.any() or t.any() else math.nan
 
 
 def _mean(values) -> float:
@@ -79,8 +85,10 @@ def test_compare_needs_a_held_out_and_a_training_slice(dock):
 
 
 def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, tmp_path):
-    panel = dock.compare
+    panel, viewer = dock.compare, dock.viewer
+    user = viewer.add_labels(np.full((32, 28, 20), 3, np.uint8), name="compare: segpl s0")
     _hold_out(dock, 10)
+    painted = viewer.layers["toy labels"].data.copy()
     returned = _run(dock, qtbot)
     assert dock.state.comparing and dock.state.busy
     assert not dock.training.train_button.isEnabled() and not dock.start_training()
@@ -124,26 +132,64 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
     assert [r["method"] for r in data["summary"]] == METHODS
     assert math.isclose(data["runs"][1]["ece"], result.runs[1].ece)
     assert "| segpl |" in (tmp_path / "out" / "table.md").read_text()
+    # each run's prediction is a layer: the one it was scored on (its held-out Dice), on the
+    # image's grid; the user's layer of the same name and the painted labels are untouched
+    ours = {run.method: viewer.layers[f"compare: {run.method} s0" + (" [1]" if run.method ==
+            "segpl" else "")] for run in result.runs}  # fmt: skip
+    for run in result.runs:
+        layer = ours[run.method]
+        assert layer.data.shape == image.shape and layer.scale.tolist() == [1.0, 1.0, 1.0]
+        got = [_dice(layer.data[..., 10], dock.truth[..., 10], c) for c in (1, 2)]
+        np.testing.assert_allclose(got, run.dice)
+    assert ours["segpl"].visible and not ours["supervised"].visible  # the latest shown
+    assert (user.data == 3).all() and user.name == "compare: segpl s0"
+    assert np.array_equal(viewer.layers["toy labels"].data, painted)
+    assert viewer.layers.selection.active is not ours["segpl"]
+    # a re-run replaces the layers' data instead of adding layers
+    count, first = len(viewer.layers), ours["segpl"].data.copy()
+    for layer in ours.values():
+        layer.data = np.zeros_like(layer.data)
+    returned = _run(dock, qtbot)
+    qtbot.waitUntil(lambda: not dock.state.comparing, timeout=60_000)
+    assert returned[0] is not None and len(viewer.layers) == count
+    assert all(layer in viewer.layers for layer in ours.values())
+    assert np.array_equal(ours["segpl"].data, first)  # the same seed, the same prediction
+    assert ours["supervised"].data.any() and (user.data == 3).all()
 
 
-def test_stop_keeps_the_finished_runs_and_the_dock_usable(dock, qtbot):
+def test_stop_keeps_the_finished_runs_and_the_dock_usable(dock, qtbot, tmp_path):
     panel = dock.compare
     dock.params.steps.value = 80  # segpl is stopped at its first step, supervised is not
     _hold_out(dock, 10)
-    returned = _run(dock, qtbot)
 
-    def stop_at_segpl(event: object) -> None:
-        if isinstance(event, CompareProgress) and event.method == "segpl":
+    def stop_at_segpl(event: Step) -> None:
+        assert event.runs == 2 and event.run == (1 if event.method == "supervised" else 2)
+        if event.method == "segpl":
             panel.stop()
 
-    panel.worker.yielded.connect(stop_at_segpl)
+    panel.runner.stepped.connect(stop_at_segpl)
+    returned = _run(dock, qtbot)
     qtbot.waitUntil(lambda: not dock.state.comparing, timeout=30_000)
     (result,) = returned
     assert [r.method for r in result.runs] == ["supervised"] and result.methods == ["supervised"]
+    assert result.stopped and result.runs[0].steps == 80
     assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "supervised"
     assert panel.progress.text().splitlines()[-1].startswith("stopped: 1 run finished")
     assert panel.compare_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.save_button.isEnabled()
+    names = [layer.name for layer in dock.viewer.layers]
+    assert "compare: supervised s0" in names and "compare: segpl s0" not in names
+    # the files of the finished run, whole: nothing of segpl, no temporary file left
+    written = panel.save(tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(written)
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["stopped"] is True and data["methods"] == ["supervised"]
+    assert [r["method"] for r in data["runs"]] == ["supervised"]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| supervised |" in table and "segpl |" not in table and "Stopped" in table
+    assert (tmp_path / "out" / "table.csv").read_text().count("\n") == 2
+    for png in ("ood.png", "adversarial.png", "reliability.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dock.params.steps.value = 2  # training starts (and ends) as usual afterwards
     assert dock.start_training()
     assert not panel.compare_button.isEnabled()
@@ -157,29 +203,10 @@ def test_shutting_the_dock_down_stops_a_compare(dock, qtbot):
     dock.params.steps.value = 400  # far longer than the wait below
     _hold_out(dock, 10)
     _run(dock, qtbot)
-    qtbot.waitUntil(lambda: panel.control is not None, timeout=10_000)
+    steps: list[Step] = []
+    panel.runner.stepped.connect(steps.append)
+    qtbot.waitUntil(lambda: bool(steps), timeout=10_000)  # training has begun
     t0 = time.monotonic()
     assert dock.shutdown(timeout=30)
     assert time.monotonic() - t0 < 25  # not the 400 steps
-    assert panel.control is None or panel.control.stop.is_set()
-
-
-def test_merged_runs_take_the_ratio_as_the_engine_does():
-    """Single-run results merge into one: the ratio over the supervised runs' mean s/step,
-    or over a supervised run timed for it alone; methods without a run are left out."""
-    from napari_segpl.engine.compare import RunResult
-    from napari_segpl.gui.session import merge_runs
-
-    def part(method: str, seed: int, sps: float) -> CompareResult:
-        run = RunResult(method, seed, [0.5], [0.6], 0.1, 0.05, sps, 1.0, 4, 10, [0.5], [0.5],
-                        {"count": [1], "mean_p": [0.5], "freq": [0.5]})  # fmt: skip
-        return CompareResult([run], [method], [seed], [10], 2, 1, [0.0], [0.0], {}, None, False)
-
-    parts = [part("supervised", 0, 2.0), part("supervised", 1, 4.0), part("segpl", 0, 6.0)]
-    merged = merge_runs(parts, ["supervised", "segpl", "fixmatch"], None)
-    assert merged.methods == ["supervised", "segpl"] and merged.supervised_seconds_per_step == 3
-    assert [r.cost_ratio for r in merged.runs] == [2 / 3, 4 / 3, 2.0]
-    assert not merged.reference_trained and parts[2].runs[0].cost_ratio is None  # copies
-    alone = merge_runs(parts[2:], ["segpl"], 3.0)
-    assert alone.reference_trained and alone.runs[0].cost_ratio == 2.0
-    assert merge_runs(parts[2:], ["segpl"], None).runs[0].cost_ratio is None
+    assert panel.runner.stopping

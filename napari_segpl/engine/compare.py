@@ -26,6 +26,11 @@ export would, and on the held-out slices along the training axis:
   unless ``time_supervised`` is False: then the ratio is None (n/a);
 - ``params``: trainable parameters of every network the method trains (CPS two, an ensemble M);
 - ``ood`` / ``adversarial``: the robustness curves of ``robustness.py``.
+
+Front ends (CLI, dock) follow the one loop: ``progress`` after every training step, ``on_run``
+after every run is scored (``RunDone``), ``should_stop`` before each run and after every step:
+a run stopped part way is dropped, the finished ones are returned (``CompareResult.stopped``),
+and no supervised run trains for the ratio after a stop.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import numpy as np
 
 from . import robustness
 from .config import TrainConfig
-from .inference import predict_volume
+from .inference import Prediction, predict_volume
 from .methods import get_method
 from .metrics import brier_score, calibration_bins, expected_calibration_error, overlap_scores
 from .model import TrainedModel
@@ -50,6 +55,11 @@ from .trainer import FinishedEvent, StepEvent, Trainer
 
 #: ``progress(method, seed, step, total)`` after every training step of every run
 Progress = Callable[[str, int, int, int], None]
+#: ``on_run(done)`` after every (method, seed) run is trained and scored
+OnRun = Callable[["RunDone"], None]
+#: the numbers ``summary`` averages over the seeds, in its order
+SUMMARISED = ("iou", "dice", "hd95", "ood", "adversarial", "mean_iou", "brier", "ece",
+              "seconds_per_step", "seconds", "cost_ratio")  # fmt: skip
 
 
 @dataclass
@@ -96,6 +106,8 @@ class CompareResult:
     supervised_seconds_per_step: float | None
     reference_trained: bool
     hd95_note: str = ""
+    #: ``should_stop`` ended the compare before every run finished: ``runs`` are those that did
+    stopped: bool = False
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per method: the mean and SD over its seeds of every number (a list of
@@ -104,55 +116,49 @@ class CompareResult:
         for m in self.methods:
             runs = [r for r in self.runs if r.method == m]
             row: dict[str, Any] = {"method": m, "seeds": [r.seed for r in runs]}
-            for key in ("iou", "dice", "hd95", "ood", "adversarial"):
+            for key in SUMMARISED:
                 values = [getattr(r, key) for r in runs]
                 if any(v is None for v in values):
                     row[key] = row[f"{key}_sd"] = None
                     continue
-                row[key], row[f"{key}_sd"] = _mean_sd(np.array(values, np.float64))
-            for key in ("mean_iou", "brier", "ece", "seconds_per_step", "seconds", "cost_ratio"):
-                values = [getattr(r, key) for r in runs]
-                if any(v is None for v in values):
-                    row[key] = row[f"{key}_sd"] = None
-                    continue
-                mean, sd = _mean_sd(np.array(values, np.float64)[:, None])
-                row[key], row[f"{key}_sd"] = mean[0], sd[0]
+                mean, sd = _mean_sd(np.array(values, np.float64).reshape(len(runs), -1))
+                one = not isinstance(values[0], list)  # a number, not one per class or point
+                row[key], row[f"{key}_sd"] = (mean[0], sd[0]) if one else (mean, sd)
             row["params"] = runs[0].params
             count = np.sum([r.calibration["count"] for r in runs], axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                row["calibration"] = {
-                    "count": count.tolist(),
-                    **{
-                        k: (
-                            np.nansum(
-                                [np.nan_to_num(r.calibration[k]) * r.calibration["count"]
-                                 for r in runs], axis=0,
-                            ) / count
-                        ).tolist()
-                        for k in ("mean_p", "freq")
-                    },
-                }  # fmt: skip
+            row["calibration"] = {"count": count.tolist()}
+            for k in ("mean_p", "freq"):  # pooled over the seeds, weighted by the bin counts
+                pooled = np.nansum([np.nan_to_num(r.calibration[k]) * r.calibration["count"]
+                                    for r in runs], axis=0)  # fmt: skip
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    row["calibration"][k] = (pooled / count).tolist()
             rows.append(row)
         return rows
 
     def to_json(self) -> dict[str, Any]:
         """Plain types for ``results.json`` (NaN and inf become None)."""
-        data = {
-            "methods": self.methods,
-            "seeds": self.seeds,
-            "holdout": self.holdout,
-            "axis": self.axis,
-            "num_classes": self.num_classes,
-            "gammas": self.gammas,
-            "epsilons": self.epsilons,
-            "config": self.config,
-            "supervised_seconds_per_step": self.supervised_seconds_per_step,
-            "reference_trained": self.reference_trained,
-            "hd95_note": self.hd95_note,
-            "summary": self.summary(),
-            "runs": [dataclasses.asdict(r) | {"mean_iou": r.mean_iou} for r in self.runs],
-        }
+        names = [f.name for f in dataclasses.fields(self)][1:-1]  # not runs (last) nor stopped
+        data = {name: getattr(self, name) for name in names}
+        data["summary"] = self.summary()
+        data["runs"] = [dataclasses.asdict(r) | {"mean_iou": r.mean_iou} for r in self.runs]
+        if self.stopped:  # only then, so a whole compare's file is as it always was
+            data["stopped"] = True
         return _plain(data)
+
+
+@dataclass
+class RunDone:
+    """What ``on_run`` gets after a run is scored: ``result`` holds every run finished so far
+    (ratios over the supervised runs among them, None before one), ``run`` of ``runs`` counts
+    the scored runs from 1, ``labels`` is the run's prediction of the whole volume."""
+
+    method: str
+    seed: int
+    run: int
+    runs: int
+    result: CompareResult
+    model: TrainedModel
+    labels: np.ndarray
 
 
 def _mean_sd(values: np.ndarray) -> tuple[list[float], list[float]]:
@@ -215,20 +221,27 @@ def training_data(
     return prepare_data(image, train_labels, config, left)
 
 
-def _train(trainer: Trainer, progress: Progress | None) -> tuple[list[float], float, list[str]]:
-    """Run to the end: (step times, seconds, warnings)."""
-    times, seconds, notes = [], 0.0, []
+def _train(
+    trainer: Trainer, progress: Progress | None, should_stop: Callable[[], bool] | None = None
+) -> tuple[list[float], float, list[str], bool]:
+    """Run to the end, or until ``should_stop()`` (before the first step, after any other):
+    (step times, seconds, warnings, stopped)."""
+    times, seconds, notes, stopped = [], 0.0, [], False
+    if should_stop is not None and should_stop():
+        return times, seconds, notes, True
     method, seed = trainer.config.method, trainer.config.seed
     for event in trainer.run():
         if isinstance(event, StepEvent):
             times.append(event.seconds_per_step)
             if progress is not None:
                 progress(method, seed, event.step, event.total)
+            if should_stop is not None and should_stop():
+                trainer.stop()
         elif isinstance(event, FinishedEvent):
-            seconds = event.seconds
+            seconds, stopped = event.seconds, event.stopped
         elif hasattr(event, "message"):
             notes.append(str(event.message))
-    return times, seconds, notes
+    return times, seconds, notes, stopped
 
 
 def hd95(
@@ -272,11 +285,13 @@ def score(
     gammas: Sequence[float] = robustness.GAMMAS,
     epsilons: Sequence[float] = robustness.EPSILONS,
     surface: bool = True,
+    prediction: Prediction | None = None,
 ) -> dict[str, Any]:
-    """Every held-out number of one trained model (the ``RunResult`` fields it fills)."""
+    """Every held-out number of one trained model (the ``RunResult`` fields it fills);
+    ``prediction``: the model's own ``predict_volume`` of ``image``, when already made."""
     config, k = model.config, model.num_classes
     axis, holdout = config.axis, list(holdout)
-    pred = predict_volume(model, image, device=config.device)
+    pred = prediction or predict_volume(model, image, device=config.device)
     labels_h = np.moveaxis(np.take(pred.labels, holdout, axis=axis), axis, 0)
     truth_h = np.moveaxis(np.take(truth, holdout, axis=axis), axis, 0)
     scores = overlap_scores(labels_h, truth_h, range(1, k + 1), axis=0)
@@ -302,6 +317,21 @@ def score(
     return out
 
 
+def _finished(
+    base: CompareResult, runs: list[RunResult], reference: float | None = None, **kw: Any
+) -> CompareResult:
+    """``base`` with copies of ``runs``, the methods that have one, and each run's s/step over
+    the mean of the supervised runs' (over ``reference`` without one; None without either)."""
+    sup = [r.seconds_per_step for r in runs if r.method == "supervised"]
+    ref = float(np.mean(sup)) if sup else reference
+    runs = [dataclasses.replace(r, cost_ratio=r.seconds_per_step / ref if ref else None)
+            for r in runs]  # fmt: skip
+    methods = [m for m in base.methods if any(r.method == m for r in runs)]
+    return dataclasses.replace(
+        base, runs=runs, methods=methods, supervised_seconds_per_step=ref, **kw
+    )
+
+
 def compare(
     image: np.ndarray,
     labels: np.ndarray,
@@ -318,11 +348,13 @@ def compare(
     surface: bool = True,
     time_supervised: bool = True,
     progress: Progress | None = None,
+    on_run: OnRun | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CompareResult:
     """Train and score every (method, seed) in turn (module docstring). ``labels`` holds the
     truth of the held-out slices; ``params``: each method's own parameters by method name;
     ``spacing``: voxel size (mm) per array axis, for HD95; ``surface`` False (or MONAI
-    missing) leaves HD95 out."""
+    missing) leaves HD95 out. ``on_run``, ``should_stop``: the module docstring."""
     configs = check_request(config, methods, holdout, seeds, params)
     holdout = sorted(set(int(s) for s in holdout))
     data = training_data(image, labels, config, holdout, labelled)
@@ -332,46 +364,34 @@ def compare(
             import monai.metrics  # noqa: F401
         except ImportError:
             surface, note = False, "HD95 left out: MONAI is not installed"
+    base = CompareResult([], list(methods), [int(s) for s in seeds], holdout, config.axis,
+                         data.num_classes, [float(g) for g in gammas], [float(e) for e in
+                         epsilons], config.to_dict(), None, False, note)  # fmt: skip
+    todo = [(cfg, int(seed)) for cfg in configs for seed in seeds]
     runs: list[RunResult] = []
-    for cfg in configs:
-        for seed in seeds:
-            trainer = Trainer(dataclasses.replace(cfg, seed=int(seed), preview_every=0), data)
-            times, seconds, notes = _train(trainer, progress)
-            model = trainer.model
-            values = score(model, image, labels, holdout, spacing=spacing, gammas=gammas,
-                           epsilons=epsilons, surface=surface)  # fmt: skip
-            runs.append(
-                RunResult(
-                    method=cfg.method,
-                    seed=int(seed),
-                    seconds_per_step=float(np.median(times)) if times else float("nan"),
-                    seconds=seconds,
-                    steps=len(times),
-                    params=sum(p.numel() for p in model.method.parameters()),
-                    warnings=notes,
-                    **values,
-                )
-            )
-    sup = [r.seconds_per_step for r in runs if r.method == "supervised"]
-    trained = False
-    if not sup and time_supervised:
+    stop, stopped = should_stop or (lambda: False), False
+    for i, (cfg, seed) in enumerate(todo, start=1):
+        trainer = Trainer(dataclasses.replace(cfg, seed=seed, preview_every=0), data)
+        times, seconds, notes, stopped = _train(trainer, progress, stop)
+        if stopped:  # the run under way is dropped; the finished ones are kept
+            break
+        model = trainer.model
+        pred = predict_volume(model, image, device=cfg.device)
+        values = score(model, image, labels, holdout, spacing=spacing, gammas=gammas,
+                       epsilons=epsilons, surface=surface, prediction=pred)  # fmt: skip
+        values |= {"seconds": seconds, "steps": len(times), "warnings": notes,
+                   "seconds_per_step": float(np.median(times)) if times else float("nan"),
+                   "params": sum(p.numel() for p in model.method.parameters())}  # fmt: skip
+        runs.append(RunResult(method=cfg.method, seed=seed, **values))
+        if on_run is not None:
+            so_far = _finished(base, runs)
+            on_run(RunDone(cfg.method, seed, i, len(todo), so_far, model, pred.labels))
+        del pred  # one run's probabilities at a time
+    reference, trained = None, False
+    if time_supervised and not stopped and not any(r.method == "supervised" for r in runs):
         cfg = dataclasses.replace(config, method="supervised", seed=int(seeds[0]), extra={})
-        times, _, _ = _train(Trainer(dataclasses.replace(cfg, preview_every=0), data), progress)
-        sup, trained = [float(np.median(times))], True
-    reference = float(np.mean(sup)) if sup else None
-    for r in runs:
-        r.cost_ratio = r.seconds_per_step / reference if reference else None
-    return CompareResult(
-        runs=runs,
-        methods=list(methods),
-        seeds=[int(s) for s in seeds],
-        holdout=holdout,
-        axis=config.axis,
-        num_classes=data.num_classes,
-        gammas=[float(g) for g in gammas],
-        epsilons=[float(e) for e in epsilons],
-        config=config.to_dict(),
-        supervised_seconds_per_step=reference,
-        reference_trained=trained,
-        hd95_note=note,
-    )
+        trainer = Trainer(dataclasses.replace(cfg, preview_every=0), data)
+        times, _, _, stopped = _train(trainer, progress, stop)
+        if not stopped:
+            reference, trained = float(np.median(times)), True
+    return _finished(base, runs, reference, reference_trained=trained, stopped=stopped)

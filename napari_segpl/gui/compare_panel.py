@@ -1,9 +1,10 @@
 """Compare: ``segpl compare`` in the dock. The ticked methods train, one after another, on the
 labelled slices minus the held-out ones with the training options of the form, and are scored
-on the held-out slices; a short table shows the main numbers and *Save results…* writes the
-CLI's files (table.md, table.csv, results.json, plots).
+on the held-out slices; a short table shows the main numbers, each run's prediction is kept
+as a layer ("compare: segpl s0"), and *Save results…* writes the CLI's files (table.md,
+table.csv, results.json, plots).
 
-The runs are ``session.compare_events`` in a napari worker: the engine's ``compare`` per run, so
+The runs are the engine's one ``compare`` loop, the CLI's, in a worker (``compare_runner``), so
 the table shows the engine's numbers, and Stop keeps the runs that finished. A compare trains,
 so it sets ``state.comparing`` (part of ``state.busy``): Train, Predict and Compare never
 overlap.
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -38,11 +38,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine import METHODS, TrainConfig
-from ..engine.compare import CompareResult
+from ..engine.compare import CompareResult, RunDone
 from ..engine.config import ConfigError
 from ..engine.robustness import EPSILONS, GAMMAS
 from . import notify
-from .session import CompareProgress, CompareRunDone, RunControl, compare_events
+from .compare_runner import CompareRunner, Step, show_prediction
 from .state import DockState
 from .widgets import button, row, status_label
 
@@ -85,9 +85,12 @@ class ComparePanel(QGroupBox):
         #: robustness curve points and HD95 (tests make them small)
         self.gammas: tuple[float, ...] = GAMMAS
         self.epsilons: tuple[float, ...] = EPSILONS
-        self.worker: Any = None
-        self.control: RunControl | None = None
+        self.runner = CompareRunner(self)
+        self.runner.stepped.connect(self._on_step)
+        self.runner.scored.connect(self._on_scored)
+        self.runner.ended.connect(self._on_ended)
         self.result: CompareResult | None = None
+        self._like: Any = None  # the image layer compared: the prediction layers' grid
         self._request: dict[str, Any] = {}
         self._lines: list[str] = []
         self._current, self._started_at = "", 0.0
@@ -223,70 +226,64 @@ class ComparePanel(QGroupBox):
         seeds = list(range(self.seeds.value()))
         self._request = {"image": image.name, "labels": labels.name, "methods": methods,
                          "holdout": holdout, "seeds": len(seeds)}  # fmt: skip
-        self.control = RunControl.new()
-        self.worker = create_worker(
-            compare_events, np.asarray(image.data), np.array(labels.data, copy=True), config,
-            methods, holdout, self.control, seeds=seeds,
-            labelled=sorted(set(self.labelled()) | set(holdout)),
-            params={config.method: dict(config.extra)},  # the form's method's own values
-            spacing=[abs(float(s)) for s in image.scale], gammas=self.gammas,
-            epsilons=self.epsilons, surface=self.hd95.isChecked(),
-            _start_thread=False, _ignore_errors=True,
-        )  # fmt: skip
-        self.worker.yielded.connect(self._on_event)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
+        self._like = image
         self.result, self._lines, self._current = None, [], "preparing data…"
         self._started_at = time.monotonic()
         self._show_table(None)
         self._show_progress()
         self._watch_window()
         state.set_busy(comparing=True)
-        self.worker.start()
+        self.runner.start(
+            np.asarray(image.data), np.array(labels.data, copy=True), config, methods, holdout,
+            seeds=seeds, labelled=sorted(set(self.labelled()) | set(holdout)),
+            params={config.method: dict(config.extra)},  # the form's method's own values
+            spacing=[abs(float(s)) for s in image.scale], gammas=self.gammas,
+            epsilons=self.epsilons, surface=self.hd95.isChecked(),
+        )  # fmt: skip
         return True
 
     def stop(self) -> None:
         """End after the step under way; the runs that finished stay in the table."""
-        if self.control is not None:
-            self.control.stop.set()
+        if self.runner.running:
+            self.runner.stop()
             self._current = "stopping after this step…"
             self._show_progress()
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, CompareProgress):
-            what = " (timing only)" if event.reference else ""
-            self._current = (f"{event.method} seed {event.seed}{what}: step {event.step}/"
-                             f"{event.total} (run {event.run} of {event.runs})")  # fmt: skip
-            if event.step >= event.total:
-                self._current += ", scoring…" if not event.reference else ""
-            self._show_progress()
-        elif isinstance(event, CompareRunDone):
-            run, self._current = event.result.runs[-1], ""
-            self._lines.append(f"{run.method} seed {run.seed}: {run.steps} steps, Dice "
-                               f"{_text(_mean(run.dice))}")  # fmt: skip
-            self._show_progress()
-            self._show_table(event.result)
-
-    def _on_returned(self, result: CompareResult | None) -> None:
-        self.result = result
-        self._show_table(result)
-        stopped = self.control is not None and self.control.stop.is_set()
-        took = time.monotonic() - self._started_at
-        runs, how = len(result.runs) if result else 0, "stopped" if stopped else "done"
-        note = f" ({result.hd95_note})" if result is not None and result.hd95_note else ""
-        self._current = f"{how}: {runs} run{'s' if runs != 1 else ''} finished in {took:.0f} s"
-        self._current += note
+    def _on_step(self, event: Step) -> None:
+        if self.runner.stopping:
+            return
+        what = " (timing only)" if event.reference else ""
+        self._current = (f"{event.method} seed {event.seed}{what}: step {event.step}/"
+                         f"{event.total} (run {event.run} of {event.runs})")  # fmt: skip
+        if event.step >= event.total and not event.reference:
+            self._current += ", scoring…"
         self._show_progress()
 
-    def _on_error(self, exc: BaseException) -> None:
-        notify.error(f"Compare failed: {exc}")
-        self._current = f"failed: {exc}"
+    def _on_scored(self, event: RunDone) -> None:
+        """A run finished: its line, the table so far, its prediction as a layer."""
+        run = event.result.runs[-1]
+        self._lines.append(f"{run.method} seed {run.seed}: {run.steps} steps, Dice "
+                           f"{_text(_mean(run.dice))}")  # fmt: skip
+        if not self.runner.stopping:
+            self._current = ""
         self._show_progress()
+        self._show_table(event.result)
+        show_prediction(self.state.viewer, self.state.owner, self._like, event.method,
+                        event.seed, event.labels)  # fmt: skip
 
-    def _on_finished(self) -> None:
-        self.worker = self.control = None
+    def _on_ended(self, result: CompareResult | None, error: BaseException | None) -> None:
         self.state.set_busy(comparing=False)
+        if error is not None:
+            notify.error(f"Compare failed: {error}")
+            self._current = f"failed: {error}"
+        else:
+            self.result = result if result is not None and result.runs else None
+            self._show_table(self.result)
+            took, runs = time.monotonic() - self._started_at, len(result.runs) if result else 0
+            how = "stopped" if result is None or result.stopped else "done"
+            self._current = f"{how}: {runs} run{'s' if runs != 1 else ''} finished in {took:.0f} s"
+            self._current += f" ({result.hd95_note})" if result and result.hd95_note else ""
+        self._show_progress()
         self.update_button()
 
     def _show_progress(self) -> None:
@@ -357,17 +354,17 @@ class ComparePanel(QGroupBox):
         return False
 
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Stop the compare and wait for its thread (True when it ended in time)."""
-        if self.control is None:
+        """Stop the compare and wait for its thread (True when it ended in time); nothing it
+        still reports reaches the panel (the window is closing)."""
+        if not self.runner.running:
             return True
-        for name, slot in (("yielded", self._on_event), ("returned", self._on_returned),
-                           ("errored", self._on_error)):  # fmt: skip
+        for signal, slot in ((self.runner.stepped, self._on_step),
+                             (self.runner.scored, self._on_scored)):  # fmt: skip
             try:
-                getattr(self.worker, name).disconnect(slot)
+                signal.disconnect(slot)
             except (TypeError, RuntimeError):
                 pass
-        self.control.stop.set()
-        return self.control.done.wait(timeout)
+        return self.runner.shutdown(timeout)
 
 
 def short_rows(result: CompareResult) -> list[list[str]]:
