@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
             "cuda",
             "intensity",
             "safeguard",
+            "cohort",
         )
     }
     if name not in modules:

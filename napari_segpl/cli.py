@@ -27,6 +27,7 @@ from ._cli_support import (
     slice_list,
     write_outputs,
 )
+from .cohort import add_predict_parser, predict_command
 from .compare_cli import add_compare_parser, compare_command
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import LOSSES, ConfigError, one_thin_slice_note, resolve_preset
@@ -194,17 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser(
-        "predict",
-        help="segment a volume with a saved model",
-        description="Predict every slice of IMAGE with MODEL and write NIfTI on IMAGE's grid.",
-    )
-    p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
-    p.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
-    add_series_arg(p)
-    add_output_args(p, mask_required=True)
-    p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    add_predict_parser(sub)
 
     e = sub.add_parser(
         "evaluate",
@@ -354,15 +345,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .engine import TrainedModel
-
-    check_outputs(args, {"image": args.image})
-    model = TrainedModel.load(args.model)
-    check_uncertainty(args, model.config.method)
-    image = read_image(args.image, args.series)
-    args.axis_predict = args.axis
-    write_outputs(args, model, image)
-    return 0
+    return predict_command(args)  # one volume here, or a cohort on Dask (cohort.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,398 @@
+"""``segpl predict``: one volume in this process, or a cohort on Dask's distributed scheduler.
+
+Each scan of a cohort is a task on a Dask worker that reads its own input and writes its own
+mask (atomically): volumes never travel through the scheduler. The model is scattered to every
+worker once (``broadcast=True``) and each task gets the worker's copy. A scan that fails is
+reported and the others go on; masks present are skipped, so a stopped run resumes. Dask and
+torch are imported only when a cohort runs (``segpl --help`` stays quick)."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from . import _cli_support as support
+from .volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS, is_supported
+
+__all__ = ["CohortReport", "Outcome", "add_predict_parser", "find_volumes", "run_cohort"]
+
+MASK_SUFFIX = "_mask.nii.gz"
+SUFFIXES = NIFTI_EXTENSIONS + SITK_EXTENSIONS
+# One prediction at a time per worker process: every task on a worker shares its one copy of
+# the model, which predict_volume moves to the device and back.
+_PREDICT_LOCK = threading.Lock()
+
+
+def add_predict_parser(sub: Any) -> None:
+    """The ``predict`` subcommand: one IMAGE with --mask, or many with --out DIR."""
+    p = sub.add_parser(
+        "predict",
+        help="segment a volume, or a cohort of volumes, with a saved model",
+        description="Predict every slice of IMAGE with MODEL and write NIfTI on IMAGE's grid "
+        "(--mask, --prob, --uncertainty). With --out DIR, IMAGE may be many files, folders or "
+        "globs (a DICOM folder is one volume): one mask each, DIR/<name>_mask.nii.gz, predicted "
+        "on Dask workers (a local cluster unless --scheduler); masks present are skipped unless "
+        "--overwrite; a volume that fails does not stop the others (exit status 1 at the end).",
+    )
+    p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
+    p.add_argument("image", nargs="+", help="image volume(s): files, folders, DICOM folders, globs")
+    support.add_series_arg(p)
+    support.add_output_args(p, mask_required=False)
+    p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    c = p.add_argument_group("cohort (--out)")
+    c.add_argument("--out", type=Path, metavar="DIR", help="write one mask per input volume here")
+    c.add_argument("--overwrite", action="store_true", help="redo masks already present in DIR")
+    c.add_argument(
+        "--workers", type=int, metavar="N",
+        help="local Dask workers (default: one per GPU, else min(4, CPU cores))",
+    )  # fmt: skip
+    c.add_argument(
+        "--threads", type=int, metavar="N",
+        help="torch threads per worker (default: CPU cores / workers; with --scheduler, each "
+        "worker's thread count)",
+    )  # fmt: skip
+    c.add_argument("--scheduler", metavar="ADDRESS", help="this Dask cluster (tcp://host:8786)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """``segpl predict``: the single-volume form in this process, or a cohort with --out."""
+    from .engine import TrainedModel
+
+    if args.out is None:
+        if args.mask is None or len(args.image) > 1:
+            raise ValueError("give one image with --mask OUT.nii.gz, or images with --out DIR")
+        image_path = Path(args.image[0])
+        support.check_outputs(args, {"image": image_path})
+        model = TrainedModel.load(args.model)
+        support.check_uncertainty(args, model.config.method)
+        args.axis_predict = args.axis
+        support.write_outputs(args, model, support.read_image(image_path, args.series))
+        return 0
+    for flag in ("mask", "prob", "uncertainty"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag} is for one image; with --out only masks are written")
+    for flag in ("workers", "threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} must be at least 1")
+    support.check_outputs(args, {})  # the numbers shared with the one-volume form
+    names = [f.name for f in fields(Settings) if hasattr(args, f.name)]
+    settings = Settings(**{n: getattr(args, n) for n in names}, batch_size=args.batch_slices,
+                        progress=not args.quiet)  # fmt: skip
+    report = run_cohort(args.model, args.image, args.out, settings)
+    print(report.summary())
+    return 1 if report.count("failed") else 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a cohort runs (the flags of ``segpl predict --out``); tasks get a copy."""
+
+    overwrite: bool = False
+    workers: int | None = None  # local workers (default: default_workers)
+    threads: int | None = None  # torch threads per worker
+    scheduler: str | None = None  # an existing cluster's address
+    device: str = "auto"
+    axis: int | None = None
+    batch_size: int = 8
+    series: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    """What became of one input: ``written``, ``skipped`` (mask present) or ``failed``."""
+
+    source: str
+    target: Path | None
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    worker: str = ""
+    model_id: int = 0  # id() of the worker's model copy: one per worker (the tests check it)
+
+
+@dataclass
+class CohortReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    def summary(self) -> str:
+        """One line: what was done, and every failure named before it, in the bar's output."""
+        written, skipped, failed = map(self.count, ("written", "skipped", "failed"))
+        text = f"{written} written, {skipped} skipped (present), {failed} failed of "
+        text += f"{len(self.outcomes)} volumes in {self.seconds:.1f} s"
+        return text + ("; --overwrite redoes present masks" if skipped else "")
+
+
+def find_volumes(patterns: Sequence[str | Path]) -> tuple[list[Path], list[Outcome]]:
+    """Each volume the arguments name, in order, once: a file, a DICOM folder, and inside other
+    folders (recursively) and glob matches the NIfTI, MHA/MHD, NRRD files and DICOM folders.
+    Arguments that name nothing come back as failed outcomes, to be reported."""
+    found: list[Path] = []
+    missing: list[Outcome] = []
+    for text in map(str, patterns):
+        path = Path(text)
+        if path.exists():
+            matches, named = [path], True
+        elif set("*?[") & set(text):
+            matches, named = [Path(m) for m in sorted(glob.glob(text, recursive=True))], False
+        else:
+            missing.append(Outcome(text, None, "failed", "file not found"))
+            continue
+        before = len(found)
+        for match in matches:
+            if match.is_dir():
+                found.extend(_volumes_in_folder(match))
+            elif named or is_supported(match):  # a file named outright is tried whatever it is
+                found.append(match)
+        if len(found) == before:
+            missing.append(Outcome(text, None, "failed", "no volume found there"))
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values()), missing
+
+
+def _volumes_in_folder(folder: Path) -> list[Path]:
+    if is_supported(folder):  # a folder holding DICOM files is one volume
+        return [folder]
+    volumes = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        kept = []
+        for d in dirs:
+            (volumes if is_supported(Path(root, d)) else kept).append(Path(root, d))
+        dirs[:] = [d.name for d in kept]  # do not walk into a DICOM folder
+        volumes += [Path(root, f) for f in sorted(files) if is_supported(Path(root, f))]
+    return sorted(volumes)
+
+
+def mask_names(sources: Sequence[Path]) -> list[str]:
+    """``<name>_mask.nii.gz`` per source; sources of the same name are told apart by their
+    folders (``a_scan``, ``b_scan``), then numbers, so a rerun maps each to the same file."""
+    names = []
+    for p in sources:  # the name without its format's extension (a folder: its name)
+        ext = next((e for e in SUFFIXES if not p.is_dir() and p.name.lower().endswith(e)), "")
+        names.append(p.name[: len(p.name) - len(ext)] or p.name)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, name in enumerate(names):
+        groups[name].append(i)
+    for name, members in groups.items():
+        if len(members) == 1:
+            continue
+        parents = {i: sources[i].resolve().parent.parts[1:] for i in members}
+        for depth in range(1, max(len(p) for p in parents.values()) + 2):
+            trial = {i: "_".join([*parents[i][-depth:], name]) for i in members}
+            if len(set(trial.values())) == len(set(parents.values())):  # as apart as folders go
+                break
+        for i in members:
+            names[i] = trial[i]
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        n = 1
+        while names[i] in seen:  # the same name in the same folder (scan.nii, scan.nrrd)
+            n += 1
+            names[i] = f"{name}-{n}"
+        seen.add(names[i])
+    return [name + MASK_SUFFIX for name in names]
+
+
+def predict_one(model: Any, source: str, target: str, settings: Settings) -> dict[str, Any]:
+    """A Dask task: read ``source`` on this worker, predict it and write its mask atomically.
+    Errors come back as a message, so one bad file is a line in the report, not a crash."""
+    import torch
+
+    from .engine import predict_volume
+    from .volume import read_volume, write_nifti
+
+    start = time.perf_counter()
+    worker, device = _on_worker(settings.device)
+    out: dict[str, Any] = {"worker": worker, "model_id": id(model), "message": ""}
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        image = read_volume(source, settings.series)
+        with _PREDICT_LOCK:
+            pred = predict_volume(model, image.array, axis=settings.axis,
+                                  batch_size=settings.batch_size, device=device)  # fmt: skip
+        write_nifti(pred.labels, image, target)
+        out.update(status="written", message=image.note)
+    except Exception as exc:  # any reason a volume cannot be done is reported, not raised
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = first if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first}"
+        out.update(status="failed", message=message)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _failure_line(outcome: Outcome) -> str:
+    """``failed: <input>: <reason>``, the input named once (volume errors name it already)."""
+    named = outcome.message.startswith(outcome.source)
+    return f"failed: {'' if named else outcome.source + ': '}{outcome.message}"
+
+
+def _on_worker(device: str) -> tuple[str, str]:
+    """This worker's address and device: with ``auto``, local worker N takes GPU N (mod count)."""
+    import torch
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # called outside a worker (a test of the task itself)
+        return "", device
+    if device == "auto" and torch.cuda.is_available():
+        index = worker.name if isinstance(worker.name, int) else 0
+        device = f"cuda:{index % torch.cuda.device_count()}"
+    return str(worker.address), device
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (a container or taskset may allow fewer than exist)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def default_workers(device: str) -> int:
+    """One worker per GPU when predicting on CUDA (one on a GPU named), else a few CPU ones."""
+    import torch
+
+    name = (device or "auto").strip().lower()
+    if name.startswith("cuda:"):
+        return 1
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, min(4, cpu_cores()))
+
+
+def local_cluster(workers: int, threads: int) -> Any:
+    """A LocalCluster of ``workers`` single-task processes, each with ``threads`` torch
+    threads; no memory limit (a big scan must not get its worker killed), any free port."""
+    from distributed import LocalCluster
+
+    env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return LocalCluster(
+        n_workers=workers, threads_per_worker=1, memory_limit=0, env=env,
+        silence_logs=logging.CRITICAL, dashboard_address=":0",
+    )  # fmt: skip
+
+
+def run_cohort(
+    model_path: str | Path, images: Sequence[str | Path], out: str | Path,
+    settings: Settings = Settings(), echo: Callable[[str], None] | None = None,
+) -> CohortReport:  # fmt: skip
+    """Predict every volume ``images`` name into ``out``; returns what became of each."""
+    from .engine import TrainedModel
+
+    start = time.perf_counter()
+    echo = echo or (lambda line: print(line, file=sys.stderr))
+    model = TrainedModel.load(model_path)  # a bad model file is the user's error: stop here
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: cannot write in this folder")
+    sources, report_list = find_volumes(images)
+    inputs = {p.resolve() for p in sources}
+    jobs: list[tuple[Path, Path]] = []
+    for source, name in zip(sources, mask_names(sources), strict=True):
+        target = out / name
+        if target.resolve() in inputs:
+            report_list.append(Outcome(str(source), target, "failed", "mask would overwrite input"))
+        elif target.exists() and not settings.overwrite:
+            report_list.append(Outcome(str(source), target, "skipped"))
+        else:
+            jobs.append((source, target))
+    report = CohortReport(report_list)
+    for failed in (o for o in report_list if o.status == "failed"):
+        echo(_failure_line(failed))
+    if jobs:
+        _run_jobs(model, jobs, settings, report, echo)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def send_model(client: Any, model: Any) -> Any:
+    """The model to every worker now, once each (not with every task): tasks get its future."""
+    return client.scatter(model, broadcast=True)
+
+
+def _run_jobs(
+    model: Any, jobs: list[tuple[Path, Path]], settings: Settings, report: CohortReport,
+    echo: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Submit one task per job and gather outcomes as they finish; leaving (Ctrl-C included)
+    closes the client and the local cluster: the masks written so far stay, whole."""
+    import torch
+    from distributed import Client, as_completed
+    from tqdm import tqdm
+
+    with ExitStack() as stack:
+        if settings.scheduler is None:
+            n = settings.workers or default_workers(settings.device)
+            settings = replace(settings, threads=settings.threads or max(1, cpu_cores() // n))
+            with _sigint_ignored():  # inherited by the workers: Ctrl-C is the client's to handle
+                cluster = stack.enter_context(local_cluster(min(n, len(jobs)), settings.threads))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(settings.scheduler))
+            if settings.threads is None:  # each worker's thread count: one prediction at a time
+                client.run(lambda dask_worker: torch.set_num_threads(dask_worker.state.nthreads))
+        model_future = send_model(client, model)
+        futures = {
+            client.submit(predict_one, model_future, str(s), str(t), settings, pure=False): (s, t)
+            for s, t in jobs
+        }
+        bar = tqdm(total=len(jobs), unit="volume", file=sys.stderr, dynamic_ncols=True,
+                   disable=not settings.progress, desc="predict")  # fmt: skip
+        say = bar.write if settings.progress else echo
+        try:
+            for future in as_completed(futures):
+                source, target = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # the task never ran to its end: a worker died
+                    result = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+                outcome = Outcome(str(source), target, **result)
+                report.outcomes.append(outcome)
+                if outcome.status == "failed":
+                    say(_failure_line(outcome))
+                elif outcome.message:
+                    say(f"note: {outcome.message}")
+                bar.update(1)
+        except KeyboardInterrupt:
+            echo(f"\ninterrupted: {report.count('written')} of {len(jobs)} masks written here; "
+                 "the same command resumes")  # fmt: skip
+            client.cancel(list(futures))
+            raise
+        finally:
+            bar.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while local workers start: they inherit it, so the terminal's Ctrl-C
+    reaches only this process, which closes the cluster (not workers dying mid-task)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:  # (a worker the nanny restarts later starts with the handler of that moment)
+        signal.signal(signal.SIGINT, previous)
