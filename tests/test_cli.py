@@ -88,6 +88,7 @@ def test_clear_errors_and_exit_status(tmp_path, capsys):
     args = ["train", str(CT), str(CT_SPARSE), "--model", model, "--lr", "-1", *FAST]
     assert "lr" in _error(args, capsys)
     args = ["train", str(CT), str(CT_SPARSE), "--model", model, "--uncertainty", "u.nii.gz"]
+    args += ["--uncertainty-kind", "mc"]
     assert "segpl-vi" in _error([*args, "--method", "segpl", *FAST], capsys)
     assert "model file" in _error(["predict", model + "x", str(CT), "--mask", "m.nii.gz"], capsys)
     assert not Path(model).exists() or Path(model).stat().st_size > 0

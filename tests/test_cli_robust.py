@@ -140,8 +140,11 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        (["--uncertainty", "{d}/u.nii.gz", "--method", "segpl"], "segpl-vi"),
-        (["--uncertainty", "{d}/u.nii.gz"], "segpl-vi"),  # the default method, segpl
+        (
+            ["--uncertainty", "{d}/u.nii.gz", "--uncertainty-kind", "mc", "--method", "segpl"],
+            "segpl-vi",
+        ),
+        (["--uncertainty", "{d}/u.nii.gz", "--uncertainty-kind", "mc"], "segpl-vi"),
         (
             ["--method", "segpl-vi", "--uncertainty", "{d}/u.nii.gz", "--mc-samples", "0"],
             "mc-samples",

@@ -82,9 +82,9 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     dock.results.mc_spin.setValue(4)
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
-    for name in ("prediction", "probability", "uncertainty"):
+    for name in ("prediction", "probability", "uncertainty: MC std of 1(p>T)"):
         assert name in viewer.layers
-    unc = viewer.layers["uncertainty"].data
+    unc = viewer.layers["uncertainty: MC std of 1(p>T)"].data
     assert unc.shape == labels.data.shape and 0 <= unc.min() and unc.max() <= 0.5
     np.testing.assert_array_equal(labels.data, before)  # training never touched user labels
 

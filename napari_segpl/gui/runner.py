@@ -29,7 +29,7 @@ from ..engine import (
 )
 from ..engine.config import ConfigError
 from . import notify
-from .result_layers import PREDICTION, PROBABILITY, PSEUDO, UNCERTAINTY, ResultLayers
+from .result_layers import PREDICTION, PROBABILITY, PSEUDO, ResultLayers
 from .session import RunControl, Started, fill_pseudo_labels, predict, training_events
 from .state import DockState, RunInfo
 
@@ -254,12 +254,6 @@ class Runner:
         )
         prob.data = pred.probabilities.max(axis=0)
         prob.contrast_limits = (0.0, 1.0)
-        if pred.mc_std is not None:
-            unc = self.layers.ensure(
-                UNCERTAINTY, image, colormap="inferno", opacity=0.8, blending="additive"
-            )
-            unc.data = pred.mc_std.max(axis=0)
-            unc.contrast_limits = (0.0, 0.5)
         self.state.progress_text.emit("prediction ready")
         self.state.predicted.emit(pred)
 
