@@ -122,7 +122,8 @@ class SuggestPanel(QGroupBox):
         self.rule.setCurrentText(DEFAULT_RULE)
         self.rule.setToolTip("How the next slice is picked (gap-middle until measured)")
         self.suggest_button = button("Suggest next slice", self.suggest)
-        v.addLayout(row(QLabel("rule"), self.rule, self.suggest_button))
+        v.addLayout(row(QLabel("rule"), self.rule))  # two rows: one is wider than the dock
+        v.addWidget(self.suggest_button)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setVisible(False)
