@@ -8,12 +8,9 @@ the dock can wait for it when the window closes.
 
 from __future__ import annotations
 
-import dataclasses
-import queue
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -25,9 +22,7 @@ from ..engine import (
     Trainer,
     predict_volume,
     prepare_data,
-    robustness,
 )
-from ..engine.compare import CompareResult, check_request, compare
 
 #: about how many held-out Dice points a run plots (the validation curve): enough to see a
 #: trend, few enough that scoring the held-out slices costs little next to the training steps
@@ -195,146 +190,3 @@ def warm_up_torch(done: threading.Event | None = None) -> None:
     finally:
         if done is not None:
             done.set()
-
-
-# ------------------------------------------------------------------ compare
-@dataclass
-class CompareProgress:
-    """A training step of one compare run (``run`` of ``runs``, counted from 1).
-    ``reference``: supervised trained only to time the s/step ratio (no row of its own)."""
-
-    method: str
-    seed: int
-    step: int
-    total: int
-    run: int
-    runs: int
-    reference: bool = False
-
-
-@dataclass
-class CompareRunDone:
-    """A run was trained and scored: ``result`` holds every run finished so far."""
-
-    result: CompareResult
-
-
-class _Stopped(Exception):
-    """Raised from the engine's progress callback when the dock asked the compare to stop."""
-
-
-def _engine_call(
-    call: Callable[[Callable[[str, int, int, int], None]], CompareResult],
-    control: RunControl,
-    place: tuple[int, int, bool],
-) -> Generator[CompareProgress, None, CompareResult | None]:
-    """Run one engine ``compare`` call in a helper thread and yield its steps as they come.
-
-    The engine reports steps through a callback, which a generator cannot yield from; the
-    callback puts them on a queue instead. Stop makes the callback raise after the step under
-    way, which ends the call: None is returned. The engine's own errors are re-raised here."""
-    steps: queue.Queue[CompareProgress | None] = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def progress(method: str, seed: int, step: int, total: int) -> None:
-        if control.stop.is_set():
-            raise _Stopped
-        steps.put(CompareProgress(method, seed, step, total, *place))
-
-    def target() -> None:
-        try:
-            outcome["result"] = call(progress)
-        except _Stopped:
-            pass
-        except BaseException as exc:  # noqa: B036 (handed to the worker thread, re-raised)
-            outcome["error"] = exc
-        finally:
-            steps.put(None)
-
-    thread = threading.Thread(target=target, name="segpl-compare", daemon=True)
-    thread.start()
-    while (event := steps.get()) is not None:
-        yield event
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("result")
-
-
-def merge_runs(
-    parts: Sequence[CompareResult], methods: Sequence[str], reference: float | None
-) -> CompareResult:
-    """One ``CompareResult`` from single-run engine results, as one ``compare`` call would
-    give: the runs in order, the methods that have one, and each run's s/step over the mean
-    of the supervised runs' (or over ``reference``, a supervised run timed for it alone)."""
-    runs = [r for part in parts for r in part.runs]
-    supervised = [r.seconds_per_step for r in runs if r.method == "supervised"]
-    ref = float(np.mean(supervised)) if supervised else reference
-    runs = [dataclasses.replace(r, cost_ratio=r.seconds_per_step / ref if ref else None)
-            for r in runs]  # fmt: skip
-    return dataclasses.replace(
-        parts[0],
-        runs=runs,
-        methods=[m for m in methods if any(r.method == m for r in runs)],
-        supervised_seconds_per_step=ref,
-        reference_trained=not supervised and ref is not None,
-    )
-
-
-def compare_events(
-    image: np.ndarray,
-    labels: np.ndarray,
-    config: TrainConfig,
-    methods: Sequence[str],
-    holdout: Sequence[int],
-    control: RunControl,
-    *,
-    seeds: Sequence[int] = (0,),
-    labelled: Sequence[int] | None = None,
-    params: Mapping[str, Mapping[str, Any]] | None = None,
-    spacing: Sequence[float] | None = None,
-    gammas: Sequence[float] = robustness.GAMMAS,
-    epsilons: Sequence[float] = robustness.EPSILONS,
-    surface: bool = True,
-) -> Generator[CompareProgress | CompareRunDone, None, CompareResult | None]:
-    """``segpl compare``'s engine for the dock: every (method, seed) trained on the labelled
-    slices minus ``holdout`` and scored there, one run after another; returns the result (the
-    runs that finished, None if none did).
-
-    Each run is its own engine ``compare`` call with the CLI's arguments, so Stop (checked
-    after every step) loses only the run under way and the finished ones are kept; the
-    engine's single call would lose them all. The s/step ratio is then taken over the runs as
-    the engine does (``merge_runs``); without supervised among ``methods``, one supervised run
-    is trained and scored first, for the ratio only. ``labels`` must be the caller's copy."""
-    try:
-        params = params or {}
-        check_request(config, methods, holdout, seeds, params)  # nothing trains on bad input
-        todo = [(m, int(s), False) for m in methods for s in seeds]
-        if "supervised" not in methods:
-            todo.insert(0, ("supervised", int(seeds[0]), True))
-        parts: list[CompareResult] = []
-        reference: float | None = None
-        for i, (method, seed, timing) in enumerate(todo, start=1):
-            if control.stop.is_set():
-                break
-
-            def call(progress: Callable, method: str = method, seed: int = seed,
-                     timing: bool = timing) -> CompareResult:  # fmt: skip
-                return compare(
-                    image, labels, config, [method], holdout, seeds=[seed], labelled=labelled,
-                    params={method: params.get(method, {})}, spacing=spacing,
-                    gammas=(0.0,) if timing else gammas, epsilons=(0.0,) if timing else epsilons,
-                    surface=surface and not timing, time_supervised=False, progress=progress,
-                )  # fmt: skip
-
-            part = yield from _engine_call(call, control, (i, len(todo), timing))
-            if part is None:
-                break
-            if timing:
-                reference = part.runs[0].seconds_per_step
-                continue
-            parts.append(part)
-            yield CompareRunDone(merge_runs(parts, methods, reference))
-        return merge_runs(parts, methods, reference) if parts else None
-    finally:
-        control.done.set()
