@@ -25,6 +25,7 @@ from ._cli_support import (
     read_image,
     safeguard_lines,
     slice_list,
+    uncertainty_for_kept,
     write_outputs,
 )
 from .cohort import add_predict_parser, predict_command
@@ -333,13 +334,8 @@ def _train(args: argparse.Namespace) -> int:
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
         print(f"model       -> {trainer.model.save(args.model)}")
     args.axis_predict = None
-    if args.uncertainty and not trainer.model.method.learns_threshold:
-        print(
-            f"warning: --uncertainty not written: the safeguard kept {trainer.model.config.method}"
-            ", which learns no threshold (without --safeguard the segpl-vi model is kept)",
-            file=sys.stderr,
-        )
-        args.uncertainty = None
+    if line := uncertainty_for_kept(args, trainer.model, config.method):
+        print(line, file=sys.stderr)  # the safeguard kept another method: another kind
     write_outputs(args, trainer.model, image)
     return 130 if interrupt.received else 0
 

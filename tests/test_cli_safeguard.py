@@ -33,27 +33,20 @@ def test_by_default_no_twin_trains_and_held_out_slices_are_still_scored(tmp_path
     assert TrainedModel.load(tmp_path / "m.pt").config.method == "segpl"
 
 
-def test_a_kept_supervised_model_is_saved_and_no_segpl_vi_uncertainty_written(
-    tmp_path, capsys, monkeypatch
-):
-    """When the check keeps the twin, the saved model and the mask are the twin's, and an
-    uncertainty map (SegPL-VI's) is not written beside a mask it did not make."""
+def test_a_kept_supervised_model_is_saved_with_its_own_uncertainty(tmp_path, capsys, monkeypatch):
+    """When the check keeps the twin, the saved model and the mask are the twin's; the default
+    uncertainty becomes the twin's own kind (the entropy of p) and the terminal says so, and
+    an explicit kind the twin lacks (SegPL-VI's MC std) is not written beside its mask."""
     monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: ("supervised", "x"))
     mask, unc = tmp_path / "mask.nii.gz", tmp_path / "unc.nii.gz"
-    code = _train(
-        tmp_path,
-        "--safeguard",
-        "--method",
-        "segpl-vi",
-        "--mask",
-        str(mask),
-        "--uncertainty",
-        str(unc),
-    )
-    assert code == 0
+    outputs = ["--method", "segpl-vi", "--mask", str(mask), "--uncertainty", str(unc)]
+    assert _train(tmp_path, "--safeguard", *outputs) == 0
     captured = capsys.readouterr()
     assert "safeguard kept supervised: x" in captured.out
-    assert "--uncertainty not written" in captured.err
+    assert "the safeguard kept supervised" in captured.err and "entropy" in captured.err
     model = TrainedModel.load(tmp_path / "m.pt")
-    assert model.config.method == "supervised" and mask.exists() and not unc.exists()
+    assert model.config.method == "supervised" and mask.exists() and unc.exists()
     assert all(torch.isfinite(p).all() for p in model.method.model.parameters())
+    unc.unlink()
+    assert _train(tmp_path, "--safeguard", *outputs, "--uncertainty-kind", "mc") == 0
+    assert "--uncertainty not written" in capsys.readouterr().err and not unc.exists()
