@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .atomic import temp_path
 from .layers import grid_from_parts, write_on_grid
 from .volume import Volume, VolumeError
 
@@ -97,7 +98,7 @@ def write_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -
     placed: list[Path] = []
     try:
         for grid, out, labels in plans:
-            part = out.with_name(f".{out.name}.{token}.part.nii.gz")
+            part = temp_path(out, token)
             staged.append(part)
             _write_grid(grid, part, labels)
         for part, (_, out, _) in zip(staged, plans, strict=True):

@@ -17,12 +17,12 @@ import json
 import math
 import os
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ._cli_support import add_series_arg, read_image, slice_list
+from .atomic import write_atomically
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import LOSSES, resolve_preset
 from .engine.robustness import EPSILONS, GAMMAS
@@ -319,14 +319,7 @@ def result_files(result: Any, command: str) -> dict[str, bytes]:
 
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -11,8 +11,6 @@ This module must stay free of Qt, napari and torch so it can be used headless.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
+from .atomic import write_atomically
 from .dicom import DicomError, read_series
 
 __all__ = [
@@ -354,12 +353,4 @@ def write_nifti(
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed over it: a failure (a full disk, Ctrl-C) leaves
     # the old file as it was and no partial file behind.
-    ext = ".nii.gz" if _lower_name(path).endswith(".nii.gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part{ext}")
-    try:
-        nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: nib.save(img, str(tmp)))
