@@ -186,6 +186,15 @@ def run_one(
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{name}-k{k}-{method}-s{seed}"
         np.savez_compressed(folder / f"{stem}.npz", labels=pred.labels.astype(np.uint8))
+    if os.environ.get("SEGPL_SAVE_PROB"):  # probabilities and MC std, for issue 25's AUROC
+        folder = Path(os.environ["SEGPL_SAVE_PROB"])
+        folder.mkdir(parents=True, exist_ok=True)
+        mc = 16 if model.method.learns_threshold else 0  # its own generator: labels unchanged
+        full = predict_volume(model, image.array, device=cfg.device, mc_samples=mc) if mc else pred
+        arrays = {"probabilities": full.probabilities.astype(np.float16)}
+        if full.mc_std is not None:
+            arrays["mc_std"] = full.mc_std.astype(np.float16)
+        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **arrays)
     return {
         "dataset": name,
         "axis": axis,
