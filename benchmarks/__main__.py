@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
             "intensity",
             "safeguard",
             "cohort",
+            "big_scan",
         )
     }
     if name not in modules:

@@ -33,10 +33,11 @@ class Prediction:
     threshold the labels were cut at, for front ends to show; ``mu`` is (K, n), the threshold
     head's mu per class and slice along the predicted axis, when it was computed (SegPL-VI
     with ``cut="mu"`` or Monte-Carlo samples), else None. ``spread`` (K, *shape): for a method
-    with members (the ensemble), the standard deviation of their probabilities, else None."""
+    with members (the ensemble), the standard deviation of their probabilities, else None.
+    ``probabilities`` is None when ``predict_volume`` was told not to keep them."""
 
     labels: np.ndarray
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
     mc_mean: np.ndarray | None = None
     mc_std: np.ndarray | None = None
     threshold_note: str = ""
@@ -97,15 +98,21 @@ def predict_volume(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     cut: str = "fixed",
+    probabilities: bool = True,
 ) -> Prediction:
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
     ``mc_samples`` > 0 adds Monte-Carlo uncertainty; it needs a method that learns a threshold.
     ``cut``: "fixed" cuts the labels at the configuration's ``threshold`` for every method;
     "mu" (SegPL-VI only) at the threshold head's mu for each slice and class.
-    ``progress(done, total)`` is called after each batch of slices.
+    ``progress(done, total)`` is called after each batch of slices. ``probabilities`` False
+    leaves ``Prediction.probabilities`` None: a mask alone then needs no (K, *shape) float32
+    array (840 MB for two classes of a 512 x 512 x 400 scan); the labels are the same.
+    Slices are normalised a batch at a time with the whole volume's statistics, and each
+    output is filled in place on the input's grid, so nothing whole is copied.
     """
     config, method = model.config, model.method
+    image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be 3D, got shape {image.shape}")
     if cut not in CUTS:
@@ -117,36 +124,59 @@ def predict_volume(
             )
     axis = config.axis if axis is None else axis
     dev = resolve_device(device)
-    volume = np.moveaxis(Normaliser.from_config(config)(image), axis, 0)
-    n, h, w = volume.shape
-    padded = pad_in_plane(volume, 2**config.depth)
-    k = method.num_classes
-    prob = np.empty((k, n, h, w), np.float32)
+    normalise = Normaliser.from_config(config)
+    stats = normalise.statistics(image)
+    source = np.moveaxis(image, axis, 0)  # a view: slices are normalised a batch at a time
+    n, h, w = source.shape
+    k, multiple = method.num_classes, 2**config.depth
+    fill = None  # pad as the whole normalised volume was: with its minimum, which is the
+    if h % multiple or w % multiple:  # minimum voxel normalised (normalising is monotone)
+        fill = float(normalise.apply(image.min(keepdims=True), stats).item())
+
+    def grid(lead: tuple[int, ...], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        """An array on the input's grid (``lead`` axes first, C order, as returned) and its
+        view with the predicted axis first, which the batches fill: no copy at the end."""
+        array = np.empty(lead + image.shape, dtype)
+        return array, np.moveaxis(array, len(lead) + axis, len(lead))
+
+    labels, labels_m = grid((), label_dtype(k))
+    prob, prob_m = grid((k,), np.float32) if probabilities else (None, None)
     want_mu = bool(mc_samples) or cut == "mu"
     mu = np.empty((k, n), np.float32) if want_mu else None
-    mc_mean = np.empty_like(prob) if mc_samples else None
-    mc_std = np.empty_like(prob) if mc_samples else None
+    mc_mean, mc_mean_m = grid((k,), np.float32) if mc_samples else (None, None)
+    mc_std, mc_std_m = grid((k,), np.float32) if mc_samples else (None, None)
     # an ensemble gives its members' spread in the same pass as their mean: no extra cost
-    spread = np.empty_like(prob) if callable(getattr(method, "spread", None)) else None
+    has_spread = callable(getattr(method, "spread", None))
+    spread, spread_m = grid((k,), np.float32) if has_spread else (None, None)
     generator = torch.Generator(device=dev).manual_seed(seed)
     method.to(dev)
     method.train(False)
     try:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
+            # the slices this batch reads (3D: each one's neighbours too), normalised
+            lo, hi = (start, stop) if config.dims == 2 else (max(start - 1, 0), min(stop + 1, n))
+            part = pad_in_plane(normalise.apply(source[lo:hi], stats), multiple, fill)
             if config.dims == 2:  # (b, 1, H, W)
-                batch = padded[start:stop, None]
+                batch = part[:, None]
             else:  # (b, 1, 3, H, W)
-                stacks = [padded[stack_indices(s, n, 3)] for s in range(start, stop)]
-                batch = np.stack(stacks)[:, None]
+                stacks = [np.subtract(stack_indices(s, n, 3), lo) for s in range(start, stop)]
+                batch = np.stack([part[idx] for idx in stacks])[:, None]
+            del part
             out = _predict_batch(model, batch, dev, (h, w), want_mu, mc_samples, generator)
-            prob[:, start:stop] = out[0]
+            del batch
+            if prob_m is not None:
+                prob_m[:, start:stop] = out[0]
             if mu is not None:
                 mu[:, start:stop] = out[1]
-            if mc_mean is not None and mc_std is not None:
-                mc_mean[:, start:stop], mc_std[:, start:stop] = out[2], out[3]
-            if spread is not None:
-                spread[:, start:stop] = out[4]
+            threshold = (
+                out[1][:, :, None, None] if cut == "mu" and mu is not None else config.threshold
+            )
+            labels_m[start:stop] = labels_from_probabilities(out[0], threshold, config.nested)
+            if mc_mean_m is not None and mc_std_m is not None:
+                mc_mean_m[:, start:stop], mc_std_m[:, start:stop] = out[2], out[3]
+            if spread_m is not None:
+                spread_m[:, start:stop] = out[4]
             del out
             if progress:
                 progress(stop, n)
@@ -154,20 +184,11 @@ def predict_volume(
         method.to(torch.device("cpu"))
         release_memory(dev)
     if cut == "mu" and mu is not None:
-        labels = labels_from_probabilities(prob, mu[:, :, None, None], config.nested)
         means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
     else:
-        labels = labels_from_probabilities(prob, config.threshold, config.nested)
         note = f"labels: p > {config.threshold:g} (fixed)"
-
-    def back(a: np.ndarray | None, lead: int) -> np.ndarray | None:
-        return None if a is None else np.ascontiguousarray(np.moveaxis(a, lead, lead + axis))
-
-    return Prediction(
-        back(labels, 0), back(prob, 1), back(mc_mean, 1), back(mc_std, 1), note, mu,
-        back(spread, 1),
-    )  # fmt: skip
+    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread)
 
 
 def _predict_batch(

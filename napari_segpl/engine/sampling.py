@@ -10,7 +10,7 @@ its neighbours are usually unlabelled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,22 +22,85 @@ class DataError(ValueError):
     """Input the trainer cannot learn from; the message says what to change."""
 
 
+#: Voxels converted to float32 at a time when the statistics are computed (16 MB): a big scan
+#: is never held in float32 twice. A power of two, so chunks fall on numpy's summation blocks.
+CHUNK = 1 << 22
+
+
+def _pairwise_sum(flat: np.ndarray, convert: Callable[[np.ndarray], np.ndarray]) -> np.float32:
+    """``np.add.reduce(convert(flat))`` without converting ``flat`` whole: numpy sums float32
+    pairwise, halving a long array (cut at a multiple of 8) until the blocks are short; this
+    makes the same cuts down to ``CHUNK`` and lets numpy sum each chunk, so every partial sum
+    and the result are the bits numpy gives (checked in tests/test_memory.py)."""
+    n = flat.size
+    if n <= CHUNK:
+        return np.add.reduce(convert(flat))
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(flat[:half], convert) + _pairwise_sum(flat[half:], convert)
+
+
 @dataclass(frozen=True)
 class Normaliser:
-    """Case-wise intensity normalisation: z-score, optionally after clipping to a CT window."""
+    """Case-wise intensity normalisation: z-score, optionally after clipping to a CT window.
+
+    The mean and standard deviation are those numpy gives on the whole volume in float32
+    (``statistics``), computed a chunk at a time, so a 512 x 512 x 400 scan costs one float32
+    copy (the result) instead of four, and prediction none (``apply`` per batch of slices)."""
 
     kind: str = "zscore"
     window: tuple[float, float] = (40.0, 400.0)
 
     def __call__(self, volume: np.ndarray) -> np.ndarray:
-        data = np.asarray(volume, dtype=np.float32)
+        return self.apply(volume, self.statistics(volume))
+
+    def _float(self, values: np.ndarray) -> np.ndarray:
+        """A float32 copy of ``values``, clipped to the window for ``ct`` (in place)."""
+        data = np.array(values, dtype=np.float32)
         if self.kind == "ct":
             level, width = self.window
-            data = np.clip(data, level - width / 2, level + width / 2)
+            np.clip(data, level - width / 2, level + width / 2, out=data)
         elif self.kind != "zscore":
             raise ValueError(f"unknown normalisation {self.kind!r}")
-        mean, std = float(data.mean()), float(data.std())
-        return (data - mean) / (std if std > 1e-8 else 1.0)
+        return data
+
+    def statistics(self, volume: np.ndarray) -> tuple[float, float]:
+        """(mean, divisor) of the whole volume, bit for bit what ``data.mean()`` and
+        ``data.std()`` (1 when under 1e-8) give on its float32 copy ``data``."""
+        flat = np.ravel(volume, order="K")  # memory order, the order numpy's reductions sum in
+        if not np.shares_memory(flat, volume):  # strided: no order to follow but the copy's
+            flat = self._float(volume).ravel(order="K")
+        count = np.intp(flat.size)
+        total = _pairwise_sum(flat, self._float)
+        mean = float(total.dtype.type(total / count))  # as numpy's mean
+        centre = np.full(1, total)  # as numpy's std: the mean divided in place, unsafe cast
+        np.true_divide(centre, count, out=centre, casting="unsafe")
+
+        def squares(chunk: np.ndarray) -> np.ndarray:
+            x = self._float(chunk) - centre
+            return np.square(x, out=x)
+
+        ss = _pairwise_sum(flat, squares)
+        std = float(np.sqrt(ss.dtype.type(ss / count)))  # as numpy's std (ddof 0)
+        return mean, (std if std > 1e-8 else 1.0)
+
+    def apply(self, values: np.ndarray, stats: tuple[float, float]) -> np.ndarray:
+        """``values`` (the whole volume or some of its slices) normalised with the volume's
+        ``statistics``, as a new float32 array: every voxel as the whole volume's would be."""
+        data = self._float(values)
+        data -= stats[0]
+        data /= stats[1]
+        return data
+
+    def axis_first(self, volume: np.ndarray, axis: int, slices: int = 16) -> np.ndarray:
+        """The normalised volume with ``axis`` first, C-contiguous (what training samples
+        from), filled ``slices`` at a time: the result is the only whole float32 copy."""
+        stats = self.statistics(volume)
+        moved = np.moveaxis(volume, axis, 0)
+        out = np.empty(moved.shape, np.float32)
+        for start in range(0, len(out), slices):
+            out[start : start + slices] = self.apply(moved[start : start + slices], stats)
+        return out
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> Normaliser:
@@ -120,7 +183,7 @@ class TrainingData:
 def _check_image(name: str, volume: np.ndarray) -> None:
     if volume.ndim != 3:
         raise DataError(f"{name} must be 3D, got shape {volume.shape}")
-    if not np.isfinite(volume).all():
+    if volume.dtype.kind in "fc" and not np.isfinite(volume).all():  # (integers are)
         count = int((~np.isfinite(volume)).sum())
         raise DataError(f"{name} holds {count} NaN or infinite voxels")
 
@@ -165,7 +228,7 @@ def prepare_data(
     extra = []
     for i, vol in enumerate(unlabelled):
         _check_image(f"unlabelled volume {i + 1}", vol)
-        extra.append(np.moveaxis(normalise(vol), axis, 0))
+        extra.append(normalise.axis_first(vol, axis))
     in_plane = [s for a, s in enumerate(image.shape) if a != axis]
     for i, vol in enumerate(extra):
         if vol.shape[0] == 0 or min(vol.shape[1:]) == 0:
@@ -173,7 +236,7 @@ def prepare_data(
     if min(in_plane) < 1:
         raise DataError("image is empty")
     return TrainingData(
-        image=np.ascontiguousarray(np.moveaxis(normalise(image), axis, 0)),
+        image=normalise.axis_first(image, axis),
         labels=np.ascontiguousarray(moved),
         labelled=slices,
         num_classes=num_classes,

@@ -1,0 +1,177 @@
+"""Big scans in little memory (issue 26): the same results as before, with fewer whole copies.
+
+Each saving is checked twice: the result is bit for bit what the former code gave (its
+formulas are restated here as references), and the numpy memory it allocates (tracemalloc sees
+numpy's arrays, not torch's) stays under what a whole float32 copy of the volume would take.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import make_toy_volume
+
+from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume, prepare_data, sampling
+from napari_segpl.engine.inference import _predict_batch, labels_from_probabilities
+from napari_segpl.engine.sampling import Normaliser, pad_in_plane, stack_indices
+
+SMALL = {"base_channels": 4, "depth": 2, "patch": 32, "device": "cpu", "preview_every": 0}
+
+
+def old_normalise(volume: np.ndarray, kind: str, window=(40.0, 400.0)) -> np.ndarray:
+    """The former ``Normaliser.__call__``: the whole volume in float32, then new arrays."""
+    data = np.asarray(volume, dtype=np.float32)
+    if kind == "ct":
+        level, width = window
+        data = np.clip(data, level - width / 2, level + width / 2)
+    mean, std = float(data.mean()), float(data.std())
+    return (data - mean) / (std if std > 1e-8 else 1.0)
+
+
+def volumes() -> dict[str, np.ndarray]:
+    """Layouts a reader can hand over: NIfTI's Fortran order, C order, views of both."""
+    rng = np.random.default_rng(7)
+    ct = np.asfortranarray(rng.normal(40, 400, (61, 47, 33)).astype(np.int16))
+    return {
+        "int16, Fortran order": ct,
+        "axis moved (a view)": np.moveaxis(ct, 2, 0),
+        "flipped": ct[::-1],
+        "every 3rd row": ct[:, ::3],
+        "float64, C order": rng.normal(1e4, 5e3, (40, 50, 30)),
+        "constant": np.full((20, 30, 10), 7.0, np.float32),
+    }
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 256 voxels, so that toy volumes are summed in many pieces."""
+    monkeypatch.setattr(sampling, "CHUNK", 256)
+
+
+@pytest.mark.parametrize("kind", ["ct", "zscore"])
+@pytest.mark.parametrize("name", list(volumes()))
+def test_normalised_volume_is_bit_identical(small_chunks, kind: str, name: str) -> None:
+    volume = volumes()[name]
+    expected = old_normalise(volume, kind)
+    got = Normaliser(kind)(volume)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected, strict=True)
+    for axis in range(3):  # what training holds: the slicing axis first, C order
+        moved = Normaliser(kind).axis_first(volume, axis, slices=4)
+        assert moved.flags.c_contiguous
+        np.testing.assert_array_equal(moved, np.moveaxis(expected, axis, 0), strict=True)
+
+
+def test_statistics_of_a_volume_bigger_than_a_chunk() -> None:
+    """The real chunk size, on a volume of 5 million voxels (two levels of halving)."""
+    rng = np.random.default_rng(1)
+    volume = np.asfortranarray(rng.normal(-200, 600, (256, 256, 160)).astype(np.int16))
+    assert volume.size > 2 * sampling.CHUNK
+    data = np.clip(volume.astype(np.float32), -160, 240)
+    assert Normaliser("ct").statistics(volume) == (float(data.mean()), float(data.std()))
+
+
+def test_normalising_holds_one_float32_copy_at_most(small_chunks) -> None:
+    volume = np.asfortranarray(np.random.default_rng(0).normal(0, 300, (64, 64, 40)))
+    volume = volume.astype(np.int16)
+    whole = volume.size * 4  # bytes of one float32 copy
+    tracemalloc.start()
+    try:
+        Normaliser("ct").statistics(volume)
+        stats_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        Normaliser("ct").axis_first(volume, 2, slices=4)
+        moved_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats_peak < whole / 20  # the former code: four copies
+    assert moved_peak < whole * 1.2  # the result, and a few slices
+
+
+def test_prepare_data_holds_the_same_image(small_chunks) -> None:
+    image, labels = make_toy_volume((40, 36, 18))
+    image = np.asfortranarray((image * 4 - 400).astype(np.int16))
+    config = TrainConfig(normalisation="ct", axis=1, **SMALL)
+    data = prepare_data(image, labels, config, unlabelled=[image[:, :, ::-1]])
+    expected = np.moveaxis(old_normalise(image, "ct", config.ct_window), 1, 0)
+    np.testing.assert_array_equal(data.image, expected, strict=True)
+    flipped = np.moveaxis(old_normalise(image[:, :, ::-1], "ct", config.ct_window), 1, 0)
+    np.testing.assert_array_equal(data.unlabelled_volumes[0], flipped, strict=True)
+
+
+def old_predict(model: TrainedModel, image: np.ndarray, axis: int, batch: int, cut: str):
+    """The former ``predict_volume`` without Monte-Carlo samples: the whole volume normalised
+    and padded, whole probabilities, labels cut from them, then copied to the input's grid."""
+    config = model.config
+    volume = np.moveaxis(old_normalise(image, config.normalisation, config.ct_window), axis, 0)
+    n, h, w = volume.shape
+    padded = pad_in_plane(volume, 2**config.depth)
+    prob = np.empty((model.method.num_classes, n, h, w), np.float32)
+    mu = np.empty((model.method.num_classes, n), np.float32)
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    model.method.train(False)
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        if config.dims == 2:
+            x = padded[start:stop, None]
+        else:
+            x = np.stack([padded[stack_indices(s, n, 3)] for s in range(start, stop)])[:, None]
+        want_mu = cut == "mu"
+        out = _predict_batch(model, x, torch.device("cpu"), (h, w), want_mu, 0, generator)
+        prob[:, start:stop] = out[0]
+        if want_mu:
+            mu[:, start:stop] = out[1]
+    threshold = mu[:, :, None, None] if cut == "mu" else config.threshold
+    labels = labels_from_probabilities(prob, threshold, config.nested)
+    return (
+        np.ascontiguousarray(np.moveaxis(labels, 0, axis)),
+        np.ascontiguousarray(np.moveaxis(prob, 1, 1 + axis)),
+    )
+
+
+CASES = [  # method, dims, normalisation, axis, cut; 50 x 44 is padded to 52 x 44
+    ("segpl", 3, "ct", 2, "fixed"),
+    ("segpl", 2, "zscore", 0, "fixed"),
+    ("segpl-vi", 3, "zscore", 1, "mu"),
+]
+
+
+@pytest.mark.parametrize(("method", "dims", "norm", "axis", "cut"), CASES)
+def test_prediction_is_bit_identical(small_chunks, method, dims, norm, axis, cut) -> None:
+    image, _ = make_toy_volume((50, 44, 22))
+    image = np.asfortranarray((image * 4 - 400).astype(np.int16))
+    config = TrainConfig(method=method, dims=dims, normalisation=norm, axis=axis, **SMALL)
+    model = TrainedModel.new(config, 2)  # random weights: probabilities on both sides of 0.5
+    labels, prob = old_predict(model, image, axis, 5, cut)
+    assert 0 < (labels > 0).mean() < 1
+    full = predict_volume(model, image, batch_size=5, device="cpu", cut=cut)
+    np.testing.assert_array_equal(full.labels, labels, strict=True)
+    np.testing.assert_array_equal(full.probabilities, prob, strict=True)
+    assert full.labels.flags.c_contiguous and full.probabilities.flags.c_contiguous
+    mask_only = predict_volume(
+        model, image, batch_size=5, device="cpu", cut=cut, probabilities=False
+    )
+    assert mask_only.probabilities is None
+    np.testing.assert_array_equal(mask_only.labels, labels, strict=True)
+
+
+def test_a_mask_alone_needs_no_whole_float32_array(small_chunks) -> None:
+    """Predicting labels only allocates (in numpy) less than one float32 copy of the volume;
+    the former code held the normalised volume and K probabilities in float32, and more."""
+    image, _ = make_toy_volume((64, 64, 120))
+    image = np.asfortranarray(image.astype(np.int16))
+    config = TrainConfig(method="segpl", dims=3, **SMALL)
+    model = TrainedModel.new(config, 2)
+    predict_volume(model, image[:, :, :8], device="cpu")  # warm up torch's own allocations
+    tracemalloc.start()
+    try:
+        pred = predict_volume(model, image, batch_size=4, device="cpu", probabilities=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert pred.labels.dtype == np.uint8
+    assert peak < 0.6 * image.size * 4, f"{peak / 1e6:.1f} MB"
