@@ -171,9 +171,9 @@ def test_command_writes_its_files_whole_and_refuses_bad_requests(tmp_path, toy, 
     names = {"table.md", "table.csv", "results.json", "ood.png", "adversarial.png",
              "reliability.png"}  # fmt: skip
     assert {p.name for p in out.iterdir()} == names  # nothing half-written left beside them
-    table = (out / "table.md").read_text()
+    table = (out / "table.md").read_text(encoding="utf-8")
     assert "| supervised |" in table and "| mean-teacher |" in table
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in results["summary"]] == ["supervised", "mean-teacher"]
     for png in ("ood.png", "adversarial.png", "reliability.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -201,7 +201,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     monkeypatch.setattr(compare_cli.os, "replace", fail)
     with pytest.raises(OSError):
         compare_cli.write_atomic(target, b"new")
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["table.md"]
+    assert target.read_text(encoding="utf-8") == "old" and [p.name for p in tmp_path.iterdir()] == [
+        "table.md"
+    ]
 
 
 def test_parameter_count_is_every_trained_network(toy):
@@ -247,9 +249,11 @@ def test_stop_after_the_first_run_keeps_it_and_its_files_are_whole(toy, tmp_path
     assert first.model.steps_done == 4
     for name, data in compare_cli.result_files(out, "test").items():
         compare_cli.write_atomic(tmp_path / name, data)
-    data = json.loads((tmp_path / "results.json").read_text())
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert data["stopped"] is True and [r["method"] for r in data["summary"]] == ["supervised"]
-    assert "Stopped before every run finished" in (tmp_path / "table.md").read_text()
+    assert "Stopped before every run finished" in (tmp_path / "table.md").read_text(
+        encoding="utf-8"
+    )
     assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     # a whole compare says nothing of stopping
     assert "stopped" not in _quick(toy, ["supervised"]).to_json()
