@@ -139,11 +139,37 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
         img = nib.load(str(path), mmap=False)
         if not isinstance(img, nib.Nifti1Image):
             raise TypeError(f"not a NIfTI image ({type(img).__name__})")
-        array = np.asanyarray(img.dataobj)
+        array = _nifti_voxels(img)
         affine = np.array(img.affine, dtype=np.float64)
     except Exception as exc:  # nibabel raises many unrelated types for corrupt files
         raise VolumeError(f"{path}: cannot read NIfTI file ({exc})") from exc
     return array, affine, img.header.copy()
+
+
+def _nifti_voxels(img: nib.Nifti1Image) -> np.ndarray:
+    """The voxels as nibabel scales them, kept whole when they are: integers stored with a
+    whole slope and intercept (a CT as uint16 with intercept -1024) come back from nibabel
+    as float64, 8 bytes a voxel (840 MB for 512 x 512 x 400); here as the smallest signed
+    integer type that holds them, with the same values."""
+    proxy = img.dataobj
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    whole = slope.is_integer() and inter.is_integer() and img.get_data_dtype().kind in "iu"
+    if (slope, inter) == (1.0, 0.0) or not whole:
+        return np.asanyarray(proxy)
+    raw = np.asanyarray(proxy.get_unscaled())
+    if raw.size == 0:
+        return np.asanyarray(proxy)
+    products = [int(raw.min()) * int(slope), int(raw.max()) * int(slope)]
+    ends = products + [p + int(inter) for p in products]  # (every step must fit)
+    fits = [t for t in (np.int16, np.int32) if np.iinfo(t).min <= min(ends)]
+    fits = [t for t in fits if max(ends) <= np.iinfo(t).max]
+    if not fits:
+        return np.asanyarray(proxy)
+    array = raw.astype(fits[0], order="K")
+    del raw
+    array *= fits[0](slope)
+    array += fits[0](inter)
+    return array
 
 
 def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -175,3 +175,37 @@ def test_a_mask_alone_needs_no_whole_float32_array(small_chunks) -> None:
         tracemalloc.stop()
     assert pred.labels.dtype == np.uint8
     assert peak < 0.6 * image.size * 4, f"{peak / 1e6:.1f} MB"
+
+
+def _scaled_nifti(path, raw: np.ndarray, slope: float, inter: float):
+    """An uncompressed NIfTI storing ``raw`` with scl_slope and scl_inter set in its header
+    (nibabel's writer would choose its own scaling, so the header bytes are patched)."""
+    import struct
+
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(raw, np.eye(4)), path)
+    blob = bytearray(path.read_bytes())
+    struct.pack_into("<ff", blob, 112, slope, inter)  # scl_slope, scl_inter
+    path.write_bytes(bytes(blob))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("slope", "inter", "dtype"),
+    [(1.0, -1024.0, np.int16), (10.0, -1024.0, np.int32), (0.5, 0.0, np.float64)],
+)
+def test_whole_scaled_voxels_are_read_as_integers(tmp_path, slope, inter, dtype) -> None:
+    """A CT stored as uint16 with intercept -1024 reads as int16 (2 bytes a voxel), not as
+    nibabel's float64 (8), with the same values; a fractional slope stays float64."""
+    import nibabel as nib
+
+    from napari_segpl.volume import read_volume
+
+    raw = np.random.default_rng(0).integers(0, 4096, (20, 16, 12)).astype(np.uint16)
+    path = _scaled_nifti(tmp_path / "ct.nii", raw, slope, inter)
+    expected = nib.load(path).get_fdata()
+    assert expected.min() < 0 or slope != 1.0  # the intercept is applied
+    volume = read_volume(path)
+    assert volume.array.dtype == dtype
+    np.testing.assert_array_equal(volume.array, expected)
