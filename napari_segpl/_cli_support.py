@@ -11,13 +11,14 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .engine import METHODS
-from .engine.uncertainty import KINDS, MC, resolve_kind, uncertainty_maps
+from .engine.uncertainty import ENTROPY, KINDS, MC, resolve_kind, uncertainty_maps
 from .volume import Volume, check_labels, read_volume, write_nifti
 
 
@@ -98,14 +99,32 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume) -> None:
     kind = check_uncertainty(args, model.config.method)
     if not (args.mask or args.prob or args.uncertainty):
         return
-    pred = predict_volume(
-        model,
-        image.array,
-        axis=getattr(args, "axis_predict", None),
-        batch_size=args.batch_slices,
-        mc_samples=args.mc_samples if kind == MC else 0,
-        device=args.device or "auto",
-    )
+    from tqdm import tqdm
+
+    axis = getattr(args, "axis_predict", None)
+    slices = image.array.shape[model.config.axis if axis is None else axis]
+    bar = tqdm(total=slices, unit="slice", desc="predict", file=sys.stderr,
+               dynamic_ncols=True, disable=getattr(args, "quiet", False))  # fmt: skip
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    start = time.perf_counter()
+    with bar:
+        pred = predict_volume(
+            model,
+            image.array,
+            axis=axis,
+            batch_size=args.batch_slices,
+            mc_samples=args.mc_samples if kind == MC else 0,
+            device=args.device or "auto",
+            progress=progress,
+            # a mask alone needs no (K, *shape) float32 probabilities (840 MB, 2 classes of
+            # a 512 x 512 x 400 scan); --prob and the entropy map do
+            probabilities=bool(args.prob) or kind == ENTROPY,
+        )
+    print(f"prediction: {slices} slices in {time.perf_counter() - start:.1f} s")
     if args.mask:
         print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
     if args.prob:

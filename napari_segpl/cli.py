@@ -334,9 +334,11 @@ def _train(args: argparse.Namespace) -> int:
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
         print(f"model       -> {trainer.model.save(args.model)}")
     args.axis_predict = None
-    if line := uncertainty_for_kept(args, trainer.model, config.method):
+    model = trainer.model
+    del trainer, data, extra, labels, train_labels  # the training copies (525 MB on a big CT)
+    if line := uncertainty_for_kept(args, model, config.method):
         print(line, file=sys.stderr)  # the safeguard kept another method: another kind
-    write_outputs(args, trainer.model, image)
+    write_outputs(args, model, image)
     return 130 if interrupt.received else 0
 
 
