@@ -1,5 +1,5 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|ablation|grid|cuda|
-intensity|safeguard] ...``.
+intensity|safeguard|cohort|big_scan|uncertainty_auroc] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
             "safeguard",
             "cohort",
             "big_scan",
+            "uncertainty_auroc",
         )
     }
     if name not in modules:

@@ -1,0 +1,116 @@
+"""Issue 25: how well each voxel uncertainty finds the voxels a prediction gets wrong.
+
+For every run the accuracy benchmark saved with ``SEGPL_SAVE_PRED`` and ``SEGPL_SAVE_PROB``:
+on every slice but the painted ones, inside a band (the true and predicted structures grown
+``BAND`` voxels in the slice, so easy background does not dominate), the area under the ROC
+curve of each uncertainty kind as a detector of wrong voxels (predicted label != true label),
+by MONAI's ``compute_roc_auc`` on a seeded sample of at most ``SAMPLE`` band voxels; and the
+share of wrong voxels the kind calls confident (below a tenth of its maximum), the errors a
+clinician would miss. Calibration of p (Brier, ECE) is over every voxel of those slices.
+
+    python -m benchmarks uncertainty_auroc --rows ROWS.json [...] --preds DIR --probs DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.metrics import compute_roc_auc
+
+from napari_segpl.engine.metrics import brier_score, expected_calibration_error
+from napari_segpl.engine.suggest import grow_in_plane
+from napari_segpl.engine.uncertainty import ENTROPY, KINDS, MC, binary_entropy
+
+from .accuracy import TUNING, load_case
+
+BAND = 5
+SAMPLE = 400_000
+
+
+def auroc(score: np.ndarray, wrong: np.ndarray, rng: np.random.Generator) -> float:
+    """ROC AUC of ``score`` separating ``wrong`` voxels from right ones (NaN if one kind)."""
+    if wrong.all() or not wrong.any():
+        return float("nan")
+    if score.size > SAMPLE:
+        pick = rng.choice(score.size, SAMPLE, replace=False)
+        score, wrong = score[pick], wrong[pick]
+    y_pred = torch.from_numpy(score.astype(np.float64))
+    return float(compute_roc_auc(y_pred, torch.from_numpy(wrong.astype(np.int64))))
+
+
+def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
+    axis, painted = row["axis"], set(case.chosen)
+    keep = [s for s in range(labels.shape[axis]) if s not in painted]
+    pred = np.moveaxis(labels, axis, 0)[keep]
+    truth = np.moveaxis(case.truth, axis, 0)[keep]
+    prob = np.moveaxis(arrays["probabilities"].astype(np.float32), axis + 1, 1)[:, keep]
+    maps = {ENTROPY: binary_entropy(prob).max(axis=0)}
+    if "mc_std" in arrays:
+        mc = np.moveaxis(arrays["mc_std"].astype(np.float32), axis + 1, 1)[:, keep]
+        maps[MC] = mc.max(axis=0)
+    band = grow_in_plane((truth > 0) | (pred > 0), BAND)
+    wrong = pred[band] != truth[band]
+    rng = np.random.default_rng(0)
+    onehot = np.stack([truth == c for c in range(1, prob.shape[0] + 1)]).astype(np.float32)
+    out = {
+        "dataset": row["dataset"], "k": row["k"], "seed": row["seed"], "method": row["method"],
+        "set": "tuning" if row["dataset"] in TUNING else "validation",
+        "wrong_share": float(wrong.mean()), "band_voxels": int(band.sum()),
+        "brier": brier_score(prob, onehot), "ece": expected_calibration_error(prob, onehot),
+    }  # fmt: skip
+    for kind, volume in maps.items():
+        score = volume[band]
+        out[f"auroc_{kind}"] = auroc(score, wrong, rng)
+        top = KINDS[kind].upper
+        out[f"confident_{kind}"] = float((score[wrong] < 0.1 * top).mean()) if wrong.any() else 0
+    return out
+
+
+def table(records: list[dict]) -> str:
+    lines = [
+        "| set | dataset | K | seed | method | wrong in band | AUROC entropy | AUROC MC std "
+        "| confident errors: entropy, MC | Brier | ECE |",
+        "|---" * 11 + "|",
+    ]
+    for r in sorted(
+        records, key=lambda r: (r["set"], r["dataset"], r["k"], r["method"], r["seed"])
+    ):
+        mc = r.get(f"auroc_{MC}")
+        conf_mc = r.get(f"confident_{MC}")
+        lines.append(
+            f"| {r['set']} | {r['dataset']} | {r['k']} | {r['seed']} | {r['method']} "
+            f"| {r['wrong_share']:.3f} | {r[f'auroc_{ENTROPY}']:.3f} "
+            f"| {'' if mc is None else f'{mc:.3f}'} | {r[f'confident_{ENTROPY}']:.2f}, "
+            f"{'' if conf_mc is None else f'{conf_mc:.2f}'} | {r['brier']:.4f} | {r['ece']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks uncertainty_auroc")
+    parser.add_argument("--rows", type=Path, nargs="+", required=True)
+    parser.add_argument("--preds", type=Path, required=True)
+    parser.add_argument("--probs", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    rows = [r for path in args.rows for r in json.loads(path.read_text())]
+    records, cases = [], {}
+    for row in rows:
+        stem = f"{row['dataset']}-k{row['k']}-{row['method']}-s{row['seed']}.npz"
+        if not (args.probs / stem).exists() or not (args.preds / stem).exists():
+            continue
+        key = (row["dataset"], row["k"])
+        if key not in cases:
+            cases[key] = load_case(row["dataset"], row["axis"], row["k"])
+        labels = np.load(args.preds / stem)["labels"]
+        with np.load(args.probs / stem) as arrays:
+            records.append(evaluate(row, labels, dict(arrays), cases[key]))
+        print(json.dumps(records[-1]), flush=True)
+    print(table(records))
+    if args.out:
+        args.out.write_text(json.dumps(records, indent=1))
+    return 0
