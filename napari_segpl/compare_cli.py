@@ -23,6 +23,7 @@ from typing import Any
 
 from ._cli_support import add_series_arg, read_image, slice_list
 from .atomic import write_atomically
+from .compare_figures import plots
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import LOSSES, resolve_preset
 from .engine.robustness import EPSILONS, GAMMAS
@@ -258,52 +259,6 @@ def _csv(result: Any) -> str:
     writer = csv.writer(buffer)
     writer.writerow(head)
     writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def plots(result: Any) -> dict[str, bytes]:
-    """PNG bytes of the two robustness curves and the reliability diagrams (matplotlib's Agg
-    canvas, no pyplot: no global backend is touched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    summary = result.summary()
-    out = {}
-    for name, key, xs, label in (
-        ("ood.png", "ood", result.gammas, "gamma (share of the shifted input)"),
-        ("adversarial.png", "adversarial", result.epsilons, "FGSM epsilon (normalised units)"),
-    ):
-        fig = Figure(figsize=(5, 3.6))
-        ax = fig.add_subplot()
-        for r in summary:
-            ax.errorbar(xs, r[key], yerr=r[f"{key}_sd"], marker="o", capsize=2, label=r["method"])
-        ax.set_xlabel(label)
-        ax.set_ylabel("held-out IoU (mean over classes)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        out[name] = _png(fig, FigureCanvasAgg)
-    n = len(summary)
-    fig = Figure(figsize=(2.6 * n, 2.8))
-    for i, r in enumerate(summary):
-        ax = fig.add_subplot(1, n, i + 1)
-        cal = r["calibration"]
-        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-        points = [(p, f) for p, f, c in zip(cal["mean_p"], cal["freq"], cal["count"], strict=True)
-                  if c and p is not None and math.isfinite(p)]  # fmt: skip
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o")
-        ax.set_title(f"{r['method']} (ECE {_num(r['ece'], None, 3)})", fontsize=8)
-        ax.set_xlabel("predicted probability", fontsize=7)
-        if i == 0:
-            ax.set_ylabel("observed frequency", fontsize=7)
-    fig.tight_layout()
-    out["reliability.png"] = _png(fig, FigureCanvasAgg)
-    return out
-
-
-def _png(fig: Any, canvas: Any) -> bytes:
-    buffer = io.BytesIO()
-    canvas(fig).print_png(buffer)
     return buffer.getvalue()
 
 

@@ -1,7 +1,8 @@
 """The dock's Compare panel: it starts only with held-out and training slices, its table shows
 the numbers of the result the engine returned, each run's prediction becomes a layer (replaced
-on a re-run, the user's layers untouched), Stop keeps the finished runs and their files, and
-training and a compare never run together."""
+on a re-run, the user's layers untouched), its curves plot the result's numbers as each run
+finishes, Stop keeps the finished runs and their files, and training and a compare never run
+together."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import time
 
 import numpy as np
 import pytest
+from test_dock_layout import _settle, cut_off, docked  # noqa: F401 (docked: the fixture)
 from test_dock_safeguard import dock as safeguard_dock  # noqa: F401 (the fixture, reused)
 
-from napari_segpl.engine.compare import CompareResult
+from napari_segpl.engine.compare import CompareResult, RunResult
 from napari_segpl.gui.compare_panel import ComparePanel
 from napari_segpl.gui.compare_runner import Step
 
@@ -61,6 +63,34 @@ def _mean(values) -> float:
     return float(np.nanmean([np.nan if v is None else v for v in values]))
 
 
+def _plotted(panel: ComparePanel) -> dict[str, dict[str, tuple[list, list]]]:
+    """The (x, y) of every line the panel's curves show, by plot and method."""
+    return {
+        plot: {m: (list(line.get_xdata()), list(line.get_ydata())) for m, line in lines.items()}
+        for plot, lines in panel.plots.lines.items()
+    }
+
+
+def _assert_plots_show(panel: ComparePanel, result: CompareResult) -> None:
+    """The curves are the result's runs (one seed each: the mean over seeds is the run's own
+    numbers), drawn on the panel's axes, one line per method, named in the legend."""
+    plots, shown = panel.plots, _plotted(panel)
+    assert plots.isVisibleTo(panel) and set(shown) == {"ood", "adversarial", "reliability"}
+    for plot in shown:
+        assert list(shown[plot]) == result.methods
+        assert all(line in plots.axes[plot].lines for line in plots.lines[plot].values())
+    for run in result.runs:
+        assert shown["ood"][run.method] == (result.gammas, run.ood)
+        assert shown["adversarial"][run.method] == (result.epsilons, run.adversarial)
+        cal = run.calibration
+        filled = [i for i, c in enumerate(cal["count"]) if c]
+        x, y = shown["reliability"][run.method]
+        np.testing.assert_allclose(x, [cal["mean_p"][i] for i in filled], rtol=1e-12)
+        np.testing.assert_allclose(y, [cal["freq"][i] for i in filled], rtol=1e-12)
+    legend = plots.axes["key"].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == result.methods
+
+
 def test_compare_needs_a_held_out_and_a_training_slice(dock):
     panel = dock.compare
     assert panel.methods() == METHODS
@@ -89,6 +119,9 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
     user = viewer.add_labels(np.full((32, 28, 20), 3, np.uint8), name="compare: segpl s0")
     _hold_out(dock, 10)
     painted = viewer.layers["toy labels"].data.copy()
+    assert not panel.plots.isVisibleTo(dock) and panel.plots.lines == {}
+    after_run: list[dict] = []  # what the curves show after each run (the panel's slot is first)
+    panel.runner.scored.connect(lambda _done: after_run.append(_plotted(panel)))
     returned = _run(dock, qtbot)
     assert dock.state.comparing and dock.state.busy
     assert not dock.training.train_button.isEnabled() and not dock.start_training()
@@ -111,6 +144,9 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
         assert cells[1] == f"{_mean(run.dice):.3f}"
         assert cells[3] == f"{run.ece:.3f}"
         assert cells[4] == f"{run.seconds_per_step / sup:.2f}" and run.cost_ratio is not None
+    _assert_plots_show(panel, result)
+    assert [list(shown["ood"]) for shown in after_run] == [["supervised"], METHODS]
+    assert after_run[-1] == _plotted(panel)
     lines = panel.progress.text().splitlines()
     assert lines[0].startswith("supervised seed 0: 4 steps, Dice ")
     assert lines[-1].startswith("done: 2 runs finished")
@@ -174,6 +210,7 @@ def test_stop_keeps_the_finished_runs_and_the_dock_usable(dock, qtbot, tmp_path)
     assert [r.method for r in result.runs] == ["supervised"] and result.methods == ["supervised"]
     assert result.stopped and result.runs[0].steps == 80
     assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "supervised"
+    _assert_plots_show(panel, result)
     assert panel.progress.text().splitlines()[-1].startswith("stopped: 1 run finished")
     assert panel.compare_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.save_button.isEnabled()
@@ -210,3 +247,36 @@ def test_shutting_the_dock_down_stops_a_compare(dock, qtbot):
     assert dock.shutdown(timeout=30)
     assert time.monotonic() - t0 < 25  # not the 400 steps
     assert panel.runner.stopping
+
+
+def _made_up(methods: list[str]) -> CompareResult:
+    """A result with one run per method and numbers no run would give (no training)."""
+    mean_p = np.linspace(0.05, 0.95, 15)
+    runs = [
+        RunResult(m, 0, [0.8, 0.7], [0.9, 0.8], 0.02, 0.03, 0.1 * (i + 1), 10.0, 100, 1000,
+                  [0.9 - 0.1 * i, 0.5, 0.2], [0.9, 0.6 - 0.1 * i],
+                  {"count": [0, *[100] * 14], "mean_p": mean_p.tolist(),
+                   "freq": (mean_p ** (1 + i)).tolist()}, [5.0, 6.0])
+        for i, m in enumerate(methods)
+    ]  # fmt: skip
+    return CompareResult(runs, methods, [0], [13], 2, 2, [0.0, 0.5, 1.0], [0.0, 0.1], {}, 0.1,
+                         False)  # fmt: skip
+
+
+def test_curves_of_every_method_fit_the_dock_at_its_minimum_width(docked, qtbot):  # noqa: F811
+    """The table and the curves of all nine methods, shown in the dock at its narrowest: nothing
+    cut at the right edge, every method in the legend."""
+    from napari_segpl.engine import METHODS as ALL
+
+    panel = docked.compare
+    panel.expand()
+    result = _made_up(list(ALL))
+    panel._show_table(result)  # as each finished run does
+    _settle(qtbot)
+    docked.scroll_area.ensureWidgetVisible(panel.plots)
+    _settle(qtbot)
+    assert cut_off(docked) == []
+    assert panel.plots.isVisible() and panel.plots.width() <= docked.scroll_area.viewport().width()
+    _assert_plots_show(panel, result)
+    panel._show_table(None)  # a new compare starts: no curves until its first run
+    assert not panel.plots.isVisible() and panel.plots.lines == {}

@@ -1,8 +1,9 @@
 """Compare: ``segpl compare`` in the dock. The ticked methods train, one after another, on the
 labelled slices minus the held-out ones with the training options of the form, and are scored
-on the held-out slices; a short table shows the main numbers, each run's prediction is kept
-as a layer ("compare: segpl s0"), and *Save results…* writes the CLI's files (table.md,
-table.csv, results.json, plots).
+on the held-out slices; a short table shows the main numbers and ``compare_plots`` the
+robustness curves and reliability diagram (drawn as the CLI's PNG files are), both updated as
+each run finishes; each run's prediction is kept as a layer ("compare: segpl s0"); *Save
+results…* writes the CLI's files (table.md, table.csv, results.json, plots).
 
 The runs are the engine's one ``compare`` loop, the CLI's, in a worker (``compare_runner``), so
 the table shows the engine's numbers, and Stop keeps the runs that finished. A compare trains,
@@ -42,6 +43,7 @@ from ..engine.compare import CompareResult, RunDone
 from ..engine.config import ConfigError
 from ..engine.robustness import EPSILONS, GAMMAS
 from . import notify
+from .compare_plots import ComparePlots
 from .compare_runner import CompareRunner, Step, show_prediction
 from .state import DockState
 from .widgets import button, row, status_label
@@ -150,6 +152,9 @@ class ComparePanel(QGroupBox):
             self.table.horizontalHeaderItem(i).setToolTip(tip)
         self.table.setVisible(False)
         v.addWidget(self.table)
+        self.plots = ComparePlots(getattr(state.viewer, "theme", "dark"))
+        self.plots.setVisible(False)
+        v.addWidget(self.plots)
         self._fold(False)
 
         for signal in (state.slices_changed, state.busy_changed, state.labels_changed,
@@ -291,7 +296,8 @@ class ComparePanel(QGroupBox):
         self.progress.setText("\n".join([*self._lines, *current]))
 
     def _show_table(self, result: CompareResult | None) -> None:
-        """One row per method with a finished run: the engine's summary over the seeds."""
+        """One row and one line per plot per method with a finished run: the engine's
+        summary over the seeds."""
         rows = short_rows(result) if result is not None else []
         self.table.setRowCount(len(rows))
         for r, values in enumerate(rows):
@@ -303,6 +309,8 @@ class ComparePanel(QGroupBox):
                 self.table.setItem(r, c, item)
         self.table.setColumnHidden(2, result is None or not any(r.hd95 for r in result.runs))
         self.table.setVisible(bool(rows))
+        self.plots.show_result(result)
+        self.plots.setVisible(bool(rows))
         height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
         self.table.setFixedHeight(height + sum(self.table.rowHeight(i) for i in range(len(rows))))
 
