@@ -77,7 +77,7 @@ def evaluate(rows: list[dict], preds: Path) -> list[dict]:
             "kept": {}, "per_class": {},
         }  # fmt: skip
         for band in BANDS:
-            kept, _ = decide(method, ratios, band)
+            kept = _two_sided(method, ratios, band)
             record["kept"][str(band)] = [kept, semi_iou if kept == method else sup_iou]
             flagged = [c for c, r in enumerate(ratios, start=1) if not 1 / band <= r <= band]
             mixed = semi_pred.copy()
@@ -85,10 +85,16 @@ def evaluate(rows: list[dict], preds: Path) -> list[dict]:
                 mixed[mixed == c] = 0
                 mixed[(sup_pred == c) & (mixed == 0)] = c
             record["per_class"][str(band)] = _whole(mixed, case.truth, case.chosen, axis)
-        kept, _ = decide(method, ratios, LOSS_ONLY_BAND, two_sided=False)
+        kept, _ = decide(method, ratios, LOSS_ONLY_BAND)
         record["loss_only"] = [kept, semi_iou if kept == method else sup_iou]
         out.append(record)
     return out
+
+
+def _two_sided(method: str, ratios: list[float], band: float) -> str:
+    """(q)'s rule, removed from the product by (r): supervised when any class's ratio leaves
+    [1/band, band]; kept here to reproduce (q)'s tables."""
+    return method if all(1 / band <= r <= band for r in ratios) else "supervised"
 
 
 def choose_band(records: list[dict]) -> float:

@@ -90,11 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         "models there too, and prints each model's Dice on them",
     )  # fmt: skip
     t.add_argument(
-        "--safeguard", action="store_true",
-        help="after segpl / segpl-vi, train a supervised twin on the same slices and keep it "
-        f"instead when a class's volume differs by more than {BAND:g}x or it scores better on "
-        "held-out slices (off by default: the rule written before its benchmark was not met, "
-        "benchmarks/RESULTS.md (q))",
+        "--safeguard", action=argparse.BooleanOptionalAction, default=True,
+        help="after a method that trains on pseudo labels (segpl, segpl-vi, the baselines), "
+        "train a supervised twin on the same slices and keep it instead when a class's "
+        f"volume is below 1/{BAND:g} of the twin's (a class lost) or it scores better on "
+        "held-out slices; on by default (benchmarks/RESULTS.md (r)), costs a supervised run",
     )  # fmt: skip
     t.add_argument(
         "--unlabelled",
@@ -264,10 +264,11 @@ def _train(args: argparse.Namespace) -> int:
     data = prepare_data(image.array, train_labels, config, labelled, extra)
     n_unlab = len(data.unlabelled)
     trainer: Trainer | GuardedTrainer = Trainer(config, data)
-    if args.safeguard or args.holdout_slices:
+    checked = args.safeguard and METHODS[config.method].uses_unlabelled
+    if checked or args.holdout_slices:
         trainer = GuardedTrainer(
             config, data, image.array, truth=labels.array, holdout=args.holdout_slices,
-            check=args.safeguard,
+            check=checked,
         )  # fmt: skip
     config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(

@@ -16,7 +16,7 @@ def _train(tmp_path, *extra):
 
 
 def test_train_prints_what_the_safeguard_kept_and_held_out_dice(tmp_path, capsys):
-    assert _train(tmp_path, "--safeguard", "--holdout-slices", "20") == 0
+    assert _train(tmp_path, "--holdout-slices", "20") == 0
     out = capsys.readouterr().out
     assert "labelled slices [13, 26]" in out  # the held-out slice did not train
     assert "safeguard kept " in out
@@ -25,8 +25,17 @@ def test_train_prints_what_the_safeguard_kept_and_held_out_dice(tmp_path, capsys
     assert TrainedModel.load(tmp_path / "m.pt").config.method == kept
 
 
-def test_by_default_no_twin_trains_and_held_out_slices_are_still_scored(tmp_path, capsys):
-    assert _train(tmp_path, "--holdout-slices", "26") == 0
+def test_the_safeguard_runs_by_default(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "safeguard kept " in out and ("none below 1/2" in out or "class lost" in out)
+    assert TrainedModel.load(tmp_path / "m.pt").config.method in ("segpl", "supervised")
+    assert _train(tmp_path, "--method", "supervised") == 0  # nothing to check
+    assert "safeguard kept" not in capsys.readouterr().out
+
+
+def test_without_it_no_twin_trains_and_held_out_slices_are_still_scored(tmp_path, capsys):
+    assert _train(tmp_path, "--no-safeguard", "--holdout-slices", "26") == 0
     out = capsys.readouterr().out
     assert "safeguard kept" not in out and "labelled slices [13, 20]" in out
     assert "held-out Dice at step 4 (training): " in out

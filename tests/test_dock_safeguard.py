@@ -81,7 +81,7 @@ def test_over_growth_keeps_supervised_and_the_dock_uses_it(dock, qtbot, monkeypa
     (verdict,) = dock.events["safeguarded"]
     assert verdict.kept == "supervised" and dock.state.safeguard is verdict
     line = dock.results.safeguard_label.text()
-    assert line.startswith("Safeguard: kept supervised — ") and "class 2" in line
+    assert line.startswith("Safeguard: kept supervised — ") and "class 1" in line
     assert dock.results.safeguard_label.isVisibleTo(dock)
     assert "held-out Dice" not in line  # nothing was held out
     assert any("safeguard kept supervised" in w for w in dock.seen["warning"])
@@ -169,10 +169,14 @@ def test_the_progress_bar_follows_the_steps_the_run_reports(dock):
     assert "3/50" in panel.progress.format()
 
 
-def test_the_safeguard_is_off_in_a_new_form(qtbot):
-    """Off by default: the rule written before its benchmark was not met (RESULTS.md (q))."""
+def test_the_safeguard_is_on_in_a_new_form(qtbot):
+    """On by default, as in segpl train (RESULTS.md (r))."""
     from napari_segpl.gui.params import ParameterForm
 
     form = ParameterForm()
     qtbot.addWidget(form)
-    assert form.safeguard.enabled and not form.safeguard.value  # segpl: it applies, unticked
+    assert form.safeguard.enabled and form.safeguard.value  # segpl: it applies, ticked
+    form.method.value = "supervised"
+    assert not form.safeguard.enabled and not form.safeguard.value
+    form.method.value = "segpl-vi"
+    assert form.safeguard.enabled and form.safeguard.value

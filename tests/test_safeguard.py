@@ -49,22 +49,17 @@ def test_nested_classes_count_the_classes_inside():
     assert ratios == pytest.approx([3.0, 2.0])  # class 1 holds class 2's voxel too
 
 
-def test_decide_keeps_supervised_when_a_class_leaves_the_band():
-    kept, reason = decide("segpl", [1.1, 2.4], band=1.5)
-    assert kept == "supervised" and "class 2 2.40x (grown past" in reason
+def test_decide_falls_back_only_when_a_class_is_lost():
     kept, reason = decide("segpl-vi", [0.5, 1.0], band=1.5)
     assert kept == "supervised" and "class 1 0.50x (class lost?)" in reason
     kept, reason = decide("segpl", [1.4, 0.7], band=1.5)
-    assert kept == "segpl" and "within 1.5x" in reason
-
-
-def test_decide_loss_only_ignores_growth():
-    kept, reason = decide("segpl", [5.2, 37.0], band=2, two_sided=False)
+    assert kept == "segpl" and "none below 1/1.5" in reason
+    kept, reason = decide("segpl", [5.2, 37.0], band=2)  # growth: kept
     assert kept == "segpl" and "none below 1/2" in reason
-    kept, reason = decide("segpl-vi", [0.04, 3.9], band=2, two_sided=False)
-    assert kept == "supervised" and "class 1 0.04x (class lost?)" in reason
+    kept, reason = decide("segpl-vi", [0.3, 3.9, 0.04], band=2)
+    assert kept == "supervised" and "class 3 0.04x (class lost?); class 1 0.30x" in reason
     assert "class 2" not in reason and "below 1/2" in reason
-    assert decide("segpl", [0.51, 1.0], band=2, two_sided=False)[0] == "segpl"
+    assert decide("segpl", [0.51, 1.0], band=2)[0] == "segpl"
 
 
 def test_decide_with_held_out_slices():
@@ -101,8 +96,8 @@ def _guarded(volume, **config):
 
 def test_twin_is_the_supervised_run_and_over_growth_keeps_it(toy_volume):
     """A constructed over-growth: after SegPL trains, its head is biased so it predicts class 2
-    everywhere. The safeguard must keep the twin, which is exactly the supervised run
-    a user would get on the same slices, seed and preset."""
+    everywhere, over class 1. The safeguard must see class 1 lost and keep the twin, which is
+    exactly the supervised run a user would get on the same slices, seed and preset."""
     cfg, data, guarded = _guarded(toy_volume, method="segpl", dims=2, steps=30)
     inner_run = guarded.trainer.run
 
@@ -119,8 +114,9 @@ def test_twin_is_the_supervised_run_and_over_growth_keeps_it(toy_volume):
     assert [e.step for e in progress] == list(range(1, 31))
     verdict = events[-2]
     assert isinstance(verdict, SafeguardEvent) and verdict.kept == "supervised"
-    assert verdict.ratios[1] > 10 and "class 2" in verdict.message
-    assert "grown past" in verdict.message and verdict.message.startswith("safeguard kept supe")
+    assert verdict.ratios[1] > 10 and verdict.ratios[0] < 0.5 and "class 1" in verdict.message
+    assert "class 2" not in verdict.message and "class lost" in verdict.message
+    assert verdict.message.startswith("safeguard kept supe")
     assert isinstance(events[-1], FinishedEvent) and not events[-1].stopped
     assert guarded.model is guarded.twin.model and guarded.model.config.method == "supervised"
     alone = Trainer(TrainConfig(**{**SMALL, "method": "supervised", "dims": 2, "steps": 30}), data)

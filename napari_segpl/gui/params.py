@@ -66,13 +66,12 @@ class ParameterForm(QWidget):
             value=d.method,
         )
         #: not a TrainConfig field: it chooses the trainer (``session.training_events``)
-        #: off by default (benchmarks/RESULTS.md (q): the rule written before its benchmark
-        #: was not met); recommended on a scan of a kind the recipe was not tuned on
-        self.safeguard = CheckBox(label="safeguard", value=False)
+        #: on by default (benchmarks/RESULTS.md (r)), as in segpl train
+        self.safeguard = CheckBox(label="safeguard", value=True)
         self.safeguard.tooltip = (
-            f"after SegPL or SegPL-VI, a supervised model is trained on the same slices and "
-            f"kept instead when the volumes disagree by more than {BAND:g}x (or it scores "
-            "better on held-out slices); costs a supervised run"
+            "after a method that trains on pseudo labels, a supervised model is trained on the "
+            f"same slices and kept instead when a class's volume is below 1/{BAND:g} of its own "
+            "(a class lost; or it scores better on held-out slices); costs a supervised run"
         )
         #: 0: the preset's network (ct and mri: 3-slice 3D, 2D for thin structures)
         self.dims = ComboBox(
@@ -202,7 +201,7 @@ class ParameterForm(QWidget):
             self._safeguard_wanted = self.safeguard.value
             self.safeguard.value = False
         elif cls.uses_unlabelled and not self.safeguard.enabled:
-            self.safeguard.value = getattr(self, "_safeguard_wanted", False)
+            self.safeguard.value = getattr(self, "_safeguard_wanted", True)
         self.safeguard.enabled = cls.uses_unlabelled
         self.ct_level.enabled = self.ct_width.enabled = self.normalisation.value == "ct"
 
