@@ -116,8 +116,8 @@ def table(records: list[dict], band: float) -> str:
     lines = [
         "| set | dataset | K | seed | method | supervised whole (fg) | semi whole (fg) "
         "| semi/sup volume per class | kept | kept whole | kept - sup | per-class whole "
-        "| semi/true volume | sup/true volume | guard warnings |",
-        "|---" * 15 + "|",
+        "| semi/true volume | sup/true volume | guard warnings | loss-only kept - sup |",
+        "|---" * 16 + "|",
     ]
     for r in sorted(
         records, key=lambda r: (r["set"], r["dataset"], r["k"], r["method"], r["seed"])
@@ -130,7 +130,8 @@ def table(records: list[dict], band: float) -> str:
             f"| {r['sup_whole']:.3f} ({r['sup_fg']:.3f}) | {r['semi_whole']:.3f} "
             f"({r['semi_fg']:.3f}) | {ratios} | {kept} | {value:.3f} "
             f"| {100 * (value - r['sup_whole']):+.1f} | {r['per_class'][str(band)]:.3f} "
-            f"| {vol(r['semi_volume_ratio'])} | {vol(r['sup_volume_ratio'])} | {r['guard']} |"
+            f"| {vol(r['semi_volume_ratio'])} | {vol(r['sup_volume_ratio'])} | {r['guard']} "
+            f"| {r['loss_only'][0]} {100 * (r['loss_only'][1] - r['sup_whole']):+.1f} |"
         )
     return "\n".join(lines)
 
