@@ -11,9 +11,17 @@ from qtpy.QtCore import Qt
 
 from napari_segpl.engine import TrainConfig, TrainedModel
 from napari_segpl.engine.suggest import GAP, UNCERTAINTY, largest_gap_middle, slice_scores
-from napari_segpl.engine.uncertainty import binary_entropy
+from napari_segpl.engine.uncertainty import (
+    ENTROPY,
+    KINDS,
+    MC,
+    binary_entropy,
+    kinds_in,
+    layer_name,
+    uncertainty_volume,
+)
 from napari_segpl.gui import SegPLDock, notify
-from napari_segpl.gui.result_layers import PREDICTION
+from napari_segpl.gui.result_layers import PREDICTION, UNCERTAINTY_KIND_KEY
 from napari_segpl.gui.result_layers import UNCERTAINTY as UNC_ROLE
 
 pytestmark = pytest.mark.gui
@@ -50,7 +58,7 @@ def _predict(dock, qtbot) -> object:
     ("method", "extra", "name"),
     [
         ("segpl", {}, "uncertainty: entropy of p"),
-        ("segpl-vi", {}, "uncertainty: MC std of 1(p>T)"),
+        ("segpl-vi", {}, "uncertainty: entropy of p"),  # its default (RESULTS.md (t))
         ("ensemble", {"members": 2}, "uncertainty: ensemble spread"),
     ],
 )
@@ -65,11 +73,43 @@ def test_every_method_gets_an_uncertainty_layer_named_for_its_kind(
     assert not errors
     layer = dock.layers.get(UNC_ROLE)
     assert layer is not None and layer.name == name
-    own = {"segpl": None, "segpl-vi": pred.mc_std, "ensemble": pred.spread}[method]
+    own = {"segpl": None, "segpl-vi": None, "ensemble": pred.spread}[method]
     expected = binary_entropy(pred.probabilities) if own is None else own
     np.testing.assert_allclose(layer.data, expected.max(axis=0), atol=1e-6)
     assert layer.data.max() > 0
     assert [la.name for la in viewer.layers].count(name) == 1
+
+
+def test_the_shown_combo_redraws_the_layer_and_the_curve_from_the_same_prediction(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    viewer, dock, errors = _dock(make_napari_viewer, monkeypatch, "segpl-vi")
+    combo, panel = dock.results.kind_combo, dock.suggest
+    assert combo.count() == 0 and not combo.isEnabled()  # nothing to choose yet
+    try:
+        pred = _predict(dock, qtbot)
+        names = [combo.itemText(i) for i in range(combo.count())]
+        assert [combo.itemData(i) for i in range(combo.count())] == kinds_in(pred) == [ENTROPY, MC]
+        assert names == [KINDS[ENTROPY].title, KINDS[MC].title] and combo.isEnabled()
+        layer = dock.layers.get(UNC_ROLE)
+        entropy_scores = panel.scores.copy()
+        for kind in (MC, ENTROPY, MC):
+            combo.setCurrentIndex(combo.findData(kind))
+            assert dock.layers.get(UNC_ROLE) is layer  # one layer, redrawn and renamed
+            assert layer.name == layer_name(kind) and layer.metadata[UNCERTAINTY_KIND_KEY] == kind
+            np.testing.assert_array_equal(layer.data, uncertainty_volume(pred, kind))
+            assert tuple(layer.contrast_limits) == (0.0, KINDS[kind].upper)
+            expected = slice_scores(uncertainty_volume(pred, kind), pred.labels, axis=2)
+            np.testing.assert_array_equal(panel.scores, expected)  # the curve follows
+            assert panel.kind == kind
+        assert not np.allclose(np.nan_to_num(panel.scores), np.nan_to_num(entropy_scores))
+        assert [la.name for la in viewer.layers].count(layer_name(MC)) == 1
+        pred2 = _predict(dock, qtbot)  # a new prediction: its default again
+    finally:
+        dock.shutdown()
+    assert not errors
+    assert pred2 is not pred and combo.currentData() == ENTROPY
+    np.testing.assert_array_equal(layer.data, uncertainty_volume(pred2, ENTROPY))
 
 
 def test_curve_and_button_use_the_same_scores(make_napari_viewer, qtbot, monkeypatch):

@@ -5,8 +5,8 @@ from the probability layer alone: the free baseline any other uncertainty must b
 A method that learns a threshold (SegPL-VI) also has the Monte-Carlo standard deviation of
 ``1(p > T_k)`` over K thresholds drawn from its learnt distribution, and a method that averages
 members (the deep ensemble) the spread of its members' probabilities. The default kind is the
-method's own (its most specific one), so that the dock and ``--uncertainty`` show what the
-method offers, until the measurements of issue 25 say which finds errors best.
+one that finds wrong voxels best where that was measured: the entropy of p for SegPL-VI too
+(benchmarks/RESULTS.md (t)); the ensemble's own spread, not measured, stays its default.
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 ``Prediction.probabilities``. Front ends that show one layer take the maximum over classes
@@ -63,17 +63,25 @@ def _method_class(method: str | type[Method] | Method) -> type[Method]:
     return method if isinstance(method, type) else type(method)
 
 
+def _ordered(mc: bool, spread: bool) -> list[str]:
+    """The default first: the entropy of p before the MC std, since for SegPL-VI it finds wrong
+    voxels far better in every run (AUROC 0.58-0.84 against 0.51-0.58, RESULTS.md (t)); the
+    ensemble's spread (not measured) before the entropy."""
+    kinds = [SPREAD] if spread else []
+    return [*kinds, ENTROPY, *([MC] if mc else [])]
+
+
 def kinds_for(method: str | type[Method] | Method) -> list[str]:
-    """The kinds a method's predictions can give, its own first: the entropy of p always; the
-    Monte-Carlo std for a learnt threshold; the members' spread for an ensemble."""
+    """The kinds a method's predictions can give, its default first: the entropy of p always
+    (first but for the ensemble); the Monte-Carlo std for a learnt threshold; the members'
+    spread for an ensemble (its default)."""
     cls = _method_class(method)
-    own = [MC] if cls.learns_threshold else []
-    own += [SPREAD] if callable(getattr(cls, "spread", None)) else []
-    return [*own, ENTROPY]
+    return _ordered(cls.learns_threshold, callable(getattr(cls, "spread", None)))
 
 
 def default_kind(method: str | type[Method] | Method) -> str:
-    """The method's own kind (the most specific it has)."""
+    """The kind ``--uncertainty`` writes and the dock shows unless told: the first of
+    ``kinds_for``."""
     return kinds_for(method)[0]
 
 
@@ -96,11 +104,9 @@ def resolve_kind(method: str | type[Method] | Method, kind: str | None) -> str:
 
 
 def kinds_in(pred: Prediction) -> list[str]:
-    """The kinds a prediction holds the data for, the most specific first (the one a front
-    end shows by default: the method's own when it was predicted with its samples)."""
-    own = [MC] if pred.mc_std is not None else []
-    own += [SPREAD] if pred.spread is not None else []
-    return [*own, ENTROPY]
+    """The kinds a prediction holds the data for, in the order of ``kinds_for`` (the first is
+    the one a front end shows by default)."""
+    return _ordered(pred.mc_std is not None, pred.spread is not None)
 
 
 def layer_name(kind: str) -> str:

@@ -1,9 +1,11 @@
 """Results, export and models: Predict, copy a predicted slice into the labels, export a labels
 layer on its source grid, save and load models, and which threshold the prediction used.
 
-Every prediction gets an uncertainty layer, of the kind the method has as its own (SegPL-VI:
-the Monte-Carlo std; the ensemble: its members' spread; any other: the entropy of p; see
-``engine.uncertainty``), named for what it shows, so that a map is never read as another."""
+Every prediction gets an uncertainty layer, by default of the method's default kind (the
+ensemble: its members' spread; any other, SegPL-VI too: the entropy of p; see
+``engine.uncertainty``), named for what it shows, so that a map is never read as another.
+The "uncertainty shown" combo redraws it as another kind the last prediction holds (SegPL-VI's
+MC std)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,21 @@ from pathlib import Path
 
 import numpy as np
 from napari.layers import Labels
-from qtpy.QtWidgets import QFileDialog, QGroupBox, QLabel, QMessageBox, QSpinBox, QVBoxLayout
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QLabel,
+    QMessageBox,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from ..engine import Prediction, SafeguardEvent, TrainedModel
 from ..engine.uncertainty import KINDS, kinds_in, layer_name, uncertainty_volume
 from ..layers import export_layer
 from . import notify
+from .params import let_shrink
 from .result_layers import PREDICTION, UNCERTAINTY, UNCERTAINTY_KIND_KEY, ResultLayers
 from .runner import Runner
 from .state import DockState
@@ -35,7 +46,15 @@ class ResultsPanel(QGroupBox):
         self.mc_spin.setRange(1, 100)
         self.mc_spin.setValue(8)
         self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
+        #: the uncertainty kind the dock's layer shows, of those the last prediction holds
+        self.kind_combo = QComboBox()
+        let_shrink(self.kind_combo, characters=6)
+        self.kind_combo.setToolTip("Which uncertainty the uncertainty layer shows")
+        self.kind_combo.currentIndexChanged.connect(self._kind_chosen)
+        #: the last prediction, while it holds more than one kind (its arrays stay in memory)
+        self._last: Prediction | None = None
         v.addLayout(row(QLabel("MC samples"), self.mc_spin, stretch=True))
+        v.addLayout(labelled_row("uncertainty shown", self.kind_combo))  # one row: too wide
         self.predict_button = button("Predict", self.start_prediction)
         self.accept_button = button("Accept slice", self.accept_current_slice)
         self.accept_button.setToolTip("Copy the prediction on the current slice into your labels")
@@ -76,6 +95,8 @@ class ResultsPanel(QGroupBox):
         )  # during the fill: enabled, and pressing it queues the prediction
         self.save_button.setEnabled(state.model is not None and not state.training)
         self.accept_button.setEnabled(self.layers.get(PREDICTION) is not None)
+        # a choice while predicting would redraw the old prediction over the new one's layers
+        self.kind_combo.setEnabled(self.kind_combo.count() > 1 and not state.predicting)
 
     def _model_changed(self, model: TrainedModel | None) -> None:
         if model is None:
@@ -100,18 +121,46 @@ class ResultsPanel(QGroupBox):
         note = getattr(pred, "threshold_note", "") or ""
         self.threshold_label.setText(f"last prediction's {note}" if note else "")
         self.threshold_label.setVisible(bool(note))
-        layer = self.layers.get(PREDICTION)
+        layer, fresh = self.layers.get(PREDICTION), pred is not self._last
         if layer is not None:
-            self.export_combo.set_layer(layer)
+            if fresh:  # not when re-announced for another kind: the user's choice stays
+                self.export_combo.set_layer(layer)
             if isinstance(pred, Prediction) and pred.labels.shape == layer.data.shape:
-                self.show_uncertainty(pred, layer)
+                if fresh:  # its kinds, the default shown; kept only when there is a choice
+                    kinds = kinds_in(pred)
+                    self._list_kinds(kinds)
+                    self._last = pred if len(kinds) > 1 else None
+                self.show_uncertainty(pred, layer, self.shown_kind())
         self._update_buttons()
 
-    def show_uncertainty(self, pred: Prediction, like: object) -> None:
-        """The prediction's own uncertainty in the dock's uncertainty layer, named for its
-        kind, e.g. "uncertainty: entropy of p" (with several classes: the most uncertain class
-        at each voxel; the name stays short enough for napari's layer list)."""
-        kind = kinds_in(pred)[0]
+    def _list_kinds(self, kinds: list[str]) -> None:
+        self.kind_combo.blockSignals(True)  # filling it is no choice of the user's
+        self.kind_combo.clear()
+        for kind in kinds:
+            self.kind_combo.addItem(KINDS[kind].title, kind)
+        self.kind_combo.setCurrentIndex(0)
+        self.kind_combo.blockSignals(False)
+        self.kind_combo.setToolTip(KINDS[kinds[0]].description)
+
+    def shown_kind(self) -> str | None:
+        """The kind chosen in the "uncertainty shown" combo (None before a prediction)."""
+        return self.kind_combo.currentData()
+
+    def _kind_chosen(self, *_: object) -> None:
+        """Another kind of the same prediction: re-announced, so that the uncertainty layer is
+        redrawn (in ``_predicted``) and whatever reads it, the suggest panel's curve, follows."""
+        kind = self.shown_kind()
+        if kind is not None:
+            self.kind_combo.setToolTip(KINDS[kind].description)
+        if self._last is not None and not self.state.predicting:
+            self.state.predicted.emit(self._last)
+
+    def show_uncertainty(self, pred: Prediction, like: object, kind: str | None = None) -> None:
+        """One uncertainty of the prediction (``kind``; default its first, see ``kinds_in``) in
+        the dock's uncertainty layer, named for its kind, e.g. "uncertainty: entropy of p"
+        (with several classes: the most uncertain class at each voxel; the name stays short
+        enough for napari's layer list)."""
+        kind = kind if kind in kinds_in(pred) else kinds_in(pred)[0]
         layer = self.layers.ensure(
             UNCERTAINTY, like, name=layer_name(kind), colormap="inferno", opacity=0.8,
             blending="additive",
