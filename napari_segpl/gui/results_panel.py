@@ -4,7 +4,7 @@ layer on its source grid, save and load models, and which threshold the predicti
 Every prediction gets an uncertainty layer, by default of the method's default kind (the
 ensemble: its members' spread; any other, SegPL-VI too: the entropy of p; see
 ``engine.uncertainty``), named for what it shows, so that a map is never read as another.
-The "uncertainty shown" combo redraws it as another kind the last prediction holds (SegPL-VI's
+The "uncertainty" combo redraws it as another kind the last prediction holds (SegPL-VI's
 MC std)."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ResultsPanel(QGroupBox):
         #: the last prediction, while it holds more than one kind (its arrays stay in memory)
         self._last: Prediction | None = None
         v.addLayout(row(QLabel("MC samples"), self.mc_spin, stretch=True))
-        v.addLayout(labelled_row("uncertainty shown", self.kind_combo))  # one row: too wide
+        v.addLayout(labelled_row("uncertainty", self.kind_combo))  # beside MC: too wide
         self.predict_button = button("Predict", self.start_prediction)
         self.accept_button = button("Accept slice", self.accept_current_slice)
         self.accept_button.setToolTip("Copy the prediction on the current slice into your labels")
@@ -143,7 +143,7 @@ class ResultsPanel(QGroupBox):
         self.kind_combo.setToolTip(KINDS[kinds[0]].description)
 
     def shown_kind(self) -> str | None:
-        """The kind chosen in the "uncertainty shown" combo (None before a prediction)."""
+        """The kind chosen in the "uncertainty" combo (None before a prediction)."""
         return self.kind_combo.currentData()
 
     def _kind_chosen(self, *_: object) -> None:
