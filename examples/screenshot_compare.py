@@ -17,29 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-import napari
 from qtpy.QtCore import QPoint
 from qtpy.QtWidgets import QApplication
-
-from napari_segpl.gui import SegPLDock
-
-
-def _pump(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
+from screenshot_dock import close_notifications, open_dock, pump, save_window
 
 
 def main(
     out: str = "docs/compare.png", steps: int = 100, hold: int = 13,
     methods: str = "supervised,segpl",
 ) -> Path:  # fmt: skip
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.open_sample("napari-segpl", "lungs_ct")
-    dock = SegPLDock(viewer)
-    viewer.window.add_dock_widget(dock, name="SegPL", area="right")
+    viewer, dock = open_dock()
     dock.params.steps.value = steps
     viewer.dims.set_current_step(2, hold)
     dock.data.toggle_held_out()
@@ -48,7 +35,7 @@ def main(
     for name, box in panel.method_boxes.items():
         box.setChecked(name in chosen)
     panel.expand()
-    _pump(1.0)
+    pump(1.0)
     t0 = time.monotonic()
     if not panel.start():
         raise SystemExit(f"Compare did not start: {panel.hint.text()}")
@@ -57,11 +44,8 @@ def main(
         QApplication.processEvents()
         time.sleep(0.05)
     took = time.monotonic() - t0
-    _pump(1.0)
-    from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-        toast.close()  # start-up warnings would hide the canvas
+    pump(1.0)
+    close_notifications(viewer)
     viewer.dims.set_current_step(2, hold)
     # the Compare buttons at the top of the scrolling part, unless the curves' bottom edge
     # would then be hidden
@@ -69,13 +53,9 @@ def main(
     top = panel.compare_button.mapTo(inner, QPoint(0, 0)).y() - 6
     bottom = panel.plots.mapTo(inner, QPoint(0, panel.plots.height())).y()
     scroll.verticalScrollBar().setValue(max(top, bottom - scroll.viewport().height()))
-    _pump(0.5)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(path), canvas_only=False)
+    pump(0.5)
     print(panel.progress.text())
-    dock.shutdown()
-    viewer.close()
+    path = save_window(viewer, dock, out)
     print(f"saved {path}: {len(chosen)} methods, {steps} steps each, compare took {took:.0f} s")
     return path
 

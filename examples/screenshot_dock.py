@@ -22,21 +22,46 @@ from qtpy.QtWidgets import QApplication
 from napari_segpl.gui import SegPLDock
 
 
-def _pump(seconds: float) -> None:
+def pump(seconds: float) -> None:
+    """Let Qt run for ``seconds``."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         QApplication.processEvents()
         time.sleep(0.02)
 
 
-def main(
-    out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 0, hold: int = -1
-) -> Path:
+def open_dock() -> tuple[napari.Viewer, SegPLDock]:
+    """A 1600 x 1000 window with the CT sample and the dock on the right."""
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
     viewer.open_sample("napari-segpl", "lungs_ct")
     dock = SegPLDock(viewer)
     viewer.window.add_dock_widget(dock, name="SegPL", area="right")
+    return viewer, dock
+
+
+def close_notifications(viewer: napari.Viewer) -> None:
+    """Start-up warnings would hide the canvas."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+
+
+def save_window(viewer: napari.Viewer, dock: SegPLDock, out: str) -> Path:
+    """The whole window to ``out``; then the dock and the viewer are closed."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(path), canvas_only=False)
+    dock.shutdown()
+    viewer.close()
+    return path
+
+
+def main(
+    out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 0, hold: int = -1
+) -> Path:
+    viewer, dock = open_dock()
     p = dock.params
     p.method.value = "segpl-vi"
     p.steps.value = steps  # 0: the default preset's (auto: CT here)
@@ -46,9 +71,9 @@ def main(
         viewer.dims.set_current_step(2, hold)
         dock.data.toggle_held_out()
     viewer.dims.set_current_step(2, 17)
-    _pump(1.0)
+    pump(1.0)
     dock.start_training()
-    _pump(0.5)
+    pump(0.5)
     deadline = time.monotonic() + 1800
 
     def waiting() -> bool:
@@ -61,19 +86,12 @@ def main(
         time.sleep(0.02)
     dock.plots.loss_plot.refresh(force=True)
     dock.plots.threshold_plot.refresh(force=True)
-    _pump(0.5)
-    from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-        toast.close()  # start-up warnings would hide the canvas
+    pump(0.5)
+    close_notifications(viewer)
     if not steps_before_shot:
         dock.scroll_area.ensureWidgetVisible(dock.results.safeguard_label)
-    _pump(0.3)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(path), canvas_only=False)
-    dock.shutdown()
-    viewer.close()
+    pump(0.3)
+    path = save_window(viewer, dock, out)
     print(f"saved {path} at step {steps_before_shot}")
     return path
 
