@@ -164,7 +164,10 @@ def run_one(
                     window = []
     model = trainer.model
     seconds = time.perf_counter() - t0
-    pred = predict_volume(model, image.array, device=cfg.device)
+    # with SEGPL_SAVE_PROB, SegPL-VI's MC std over 16 thresholds in the same pass (drawn with
+    # inference's own generator: the labels are the same as without)
+    mc = 16 if os.environ.get("SEGPL_SAVE_PROB") and model.method.learns_threshold else 0
+    pred = predict_volume(model, image.array, device=cfg.device, mc_samples=mc)
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
     # what the user exports: every slice but the painted ones, empty slices included
     whole = exported_scores(pred.labels, truth, chosen, axis=axis, classes=list(scores))
@@ -189,11 +192,9 @@ def run_one(
     if os.environ.get("SEGPL_SAVE_PROB"):  # probabilities and MC std, for issue 25's AUROC
         folder = Path(os.environ["SEGPL_SAVE_PROB"])
         folder.mkdir(parents=True, exist_ok=True)
-        mc = 16 if model.method.learns_threshold else 0  # its own generator: labels unchanged
-        full = predict_volume(model, image.array, device=cfg.device, mc_samples=mc) if mc else pred
-        arrays = {"probabilities": full.probabilities.astype(np.float16)}
-        if full.mc_std is not None:
-            arrays["mc_std"] = full.mc_std.astype(np.float16)
+        arrays = {"probabilities": pred.probabilities.astype(np.float16)}
+        if pred.mc_std is not None:
+            arrays["mc_std"] = pred.mc_std.astype(np.float16)
         np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **arrays)
     return {
         "dataset": name,

@@ -231,7 +231,8 @@ def predict_one(model: Any, source: str, target: str, settings: Settings) -> dic
         image = read_volume(source, settings.series)
         with _PREDICT_LOCK:
             pred = predict_volume(model, image.array, axis=settings.axis,
-                                  batch_size=settings.batch_size, device=device)  # fmt: skip
+                                  batch_size=settings.batch_size, device=device,
+                                  probabilities=False)  # masks only  # fmt: skip
         write_nifti(pred.labels, image, target)
         out.update(status="written", message=image.note)
     except Exception as exc:  # any reason a volume cannot be done is reported, not raised

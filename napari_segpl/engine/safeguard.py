@@ -275,8 +275,9 @@ class GuardedTrainer:
         axis, painted = config.axis, data.labelled
         assert self.twin is not None
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
-        preds = {m: predict_volume(x, self.image, device=config.device).labels
-                 for m, x in models.items()}  # fmt: skip
+        # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
+        preds = {m: predict_volume(x, self.image, device=config.device, probabilities=False)
+                 .labels for m, x in models.items()}  # fmt: skip
         areas = [
             float(np.mean([_mask(data.labels[s], c, data.nested).sum() for s in painted]))
             for c in range(1, data.num_classes + 1)
