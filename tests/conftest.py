@@ -30,6 +30,17 @@ def make_toy_volume(
     return image * 40.0 + 100.0, labels
 
 
+def add_toy_layers(viewer, shape, painted) -> np.ndarray:
+    """``make_toy_volume(shape)`` in ``viewer`` as the image "toy" and, as "toy labels", its
+    truth on the ``painted`` slices along axis 2 only; returns the whole truth."""
+    image, truth = make_toy_volume(shape)
+    labels = np.zeros_like(truth)
+    labels[..., painted] = truth[..., painted]
+    viewer.add_image(image, name="toy")
+    viewer.add_labels(labels, name="toy labels")
+    return truth
+
+
 @pytest.fixture
 def toy_volume() -> tuple[np.ndarray, np.ndarray]:
     return make_toy_volume()

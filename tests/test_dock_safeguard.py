@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_toy_volume
+from conftest import add_toy_layers
 from test_dock import quick_params
 
 from napari_segpl.engine import FinishedEvent, GuardedTrainer, Trainer
@@ -23,11 +23,7 @@ def dock(make_napari_viewer, monkeypatch):
     """A tiny two-class volume with three painted slices along axis 2, and a quick SegPL run."""
     torch.set_num_threads(1)
     viewer = make_napari_viewer()
-    image, truth = make_toy_volume((32, 28, 20))
-    labels = np.zeros_like(truth)
-    labels[..., PAINTED] = truth[..., PAINTED]
-    viewer.add_image(image, name="toy")
-    viewer.add_labels(labels, name="toy labels")
+    truth = add_toy_layers(viewer, (32, 28, 20), PAINTED)
     widget = SegPLDock(viewer)
     quick_params(widget.params)
     widget.params.safeguard.value = True  # as a user gets it (quick_params turns it off)

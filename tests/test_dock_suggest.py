@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_toy_volume
+from conftest import add_toy_layers
 from qtpy.QtCore import Qt
 
 from napari_segpl.engine import TrainConfig, TrainedModel
@@ -33,11 +33,7 @@ def _dock(make_napari_viewer, monkeypatch, method: str, **extra):
     errors: list[str] = []
     monkeypatch.setattr(notify, "show_error", errors.append)
     viewer = make_napari_viewer()
-    image, labels = make_toy_volume((48, 40, 20))
-    sparse = np.zeros_like(labels)
-    sparse[..., PAINTED] = labels[..., PAINTED]
-    viewer.add_image(image, name="toy")
-    viewer.add_labels(sparse, name="toy labels")
+    add_toy_layers(viewer, (48, 40, 20), PAINTED)
     dock = SegPLDock(viewer)
     torch.manual_seed(0)
     config = TrainConfig(method=method, dims=2, base_channels=4, depth=2, axis=2, extra=extra)
