@@ -92,16 +92,32 @@ def read_image(path: Path, series: str | None) -> Volume:
     return image
 
 
-def write_outputs(args: argparse.Namespace, model: Any, image: Volume) -> None:
-    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically)."""
+def mask_only(args: argparse.Namespace) -> bool:
+    """Whether the outputs asked for are a mask alone: then the labels of the safeguard's
+    check (a whole-volume prediction of the kept model) can be written without predicting
+    again."""
+    return bool(args.mask) and not (args.prob or args.uncertainty)
+
+
+def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: Any = None) -> None:
+    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically).
+
+    ``checked``: the safeguard's ``CheckedLabels``; for a mask alone predicted as the check
+    predicted (same model, axis and device), its labels are written instead of predicting the
+    volume a second time (they are the same voxels: see tests/test_cli_reuse.py)."""
     from .engine import predict_volume
 
     kind = check_uncertainty(args, model.config.method)
     if not (args.mask or args.prob or args.uncertainty):
         return
+    axis = getattr(args, "axis_predict", None)
+    device = args.device or "auto"
+    if checked is not None and mask_only(args) and checked.fits(model, axis, device):
+        print("prediction: the safeguard's check predicted this model already (reused)")
+        print(f"mask        -> {write_nifti(checked.labels, image, args.mask)}")
+        return
     from tqdm import tqdm
 
-    axis = getattr(args, "axis_predict", None)
     slices = image.array.shape[model.config.axis if axis is None else axis]
     bar = tqdm(total=slices, unit="slice", desc="predict", file=sys.stderr,
                dynamic_ncols=True, disable=getattr(args, "quiet", False))  # fmt: skip
@@ -118,7 +134,7 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume) -> None:
             axis=axis,
             batch_size=args.batch_slices,
             mc_samples=args.mc_samples if kind == MC else 0,
-            device=args.device or "auto",
+            device=device,
             progress=progress,
             # a mask alone needs no (K, *shape) float32 probabilities (840 MB, 2 classes of
             # a 512 x 512 x 400 scan); --prob and the entropy map do

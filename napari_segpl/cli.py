@@ -22,6 +22,7 @@ from ._cli_support import (
     check_outputs,
     check_uncertainty,
     evaluate_command,
+    mask_only,
     read_image,
     safeguard_lines,
     slice_list,
@@ -268,7 +269,7 @@ def _train(args: argparse.Namespace) -> int:
     if checked or args.holdout_slices:
         trainer = GuardedTrainer(
             config, data, image.array, truth=labels.array, holdout=args.holdout_slices,
-            check=checked,
+            check=checked, keep_labels=mask_only(args),
         )  # fmt: skip
     config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(
@@ -335,11 +336,11 @@ def _train(args: argparse.Namespace) -> int:
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
         print(f"model       -> {trainer.model.save(args.model)}")
     args.axis_predict = None
-    model = trainer.model
+    model, reuse = trainer.model, getattr(trainer, "kept_labels", None)
     del trainer, data, extra, labels, train_labels  # the training copies (525 MB on a big CT)
     if line := uncertainty_for_kept(args, model, config.method):
         print(line, file=sys.stderr)  # the safeguard kept another method: another kind
-    write_outputs(args, model, image)
+    write_outputs(args, model, image, reuse)  # a mask alone: the check's labels
     return 130 if interrupt.received else 0
 
 

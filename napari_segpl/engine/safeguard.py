@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import TrainConfig
+from .device import resolve_device
 from .guard import CollapseWarning
 from .inference import labels_from_probabilities, predict_volume
 from .methods import get_method
@@ -73,6 +74,25 @@ class SafeguardEvent:
     @property
     def message(self) -> str:
         return f"safeguard kept {self.kept}: {self.reason}"
+
+
+@dataclass
+class CheckedLabels:
+    """The kept model's labels from the check's whole-volume prediction, and how they were
+    predicted: a front end that would predict the same model the same way for a mask alone
+    writes these instead (a whole-volume prediction saved; ``predict_volume``'s labels do not
+    depend on its batch size or on whether probabilities are kept)."""
+
+    model: TrainedModel
+    labels: np.ndarray
+    axis: int
+    device: str
+
+    def fits(self, model: TrainedModel, axis: int | None, device: str) -> bool:
+        """Whether ``predict_volume(model, axis=axis, device=device)`` would give these labels."""
+        axis = model.config.axis if axis is None else axis
+        same = str(resolve_device(device)) == str(resolve_device(self.device))
+        return model is self.model and axis == self.axis and same
 
 
 def _mask(labels: np.ndarray, c: int, nested: bool) -> np.ndarray:
@@ -171,7 +191,10 @@ class GuardedTrainer:
     ``device``, ``run``, ``stop``, ``preview_slice``, ``pseudo_label_volume``), and ``model``
     becomes the kept one when the check ends. ``image`` is the raw volume the user exports
     from (both models predict it as an export would); ``truth`` and ``holdout``: the labels and
-    the held-out slices along the axis, never trained on, scored for each model."""
+    the held-out slices along the axis, never trained on, scored for each model.
+    ``keep_labels``: after the check, ``kept_labels`` holds the kept model's labels (one
+    integer volume, the other model's are dropped) for a caller that writes a mask next; off,
+    nothing whole outlives the check (the dock keeps its trainer after a run)."""
 
     def __init__(
         self,
@@ -184,6 +207,7 @@ class GuardedTrainer:
         holdout: Sequence[int] = (),
         check: bool = True,
         holdout_every: int = 10,
+        keep_labels: bool = False,
     ) -> None:
         self.trainer = Trainer(config, data)
         #: the supervised twin and the choice run (``check``; SegPL-like methods only); without
@@ -200,6 +224,8 @@ class GuardedTrainer:
         self.truth, self.holdout = truth, list(holdout)
         self.model: TrainedModel = self.trainer.model
         self.verdict: SafeguardEvent | None = None
+        self.keep_labels = keep_labels
+        self.kept_labels: CheckedLabels | None = None
         self._stopped = False
 
     def __getattr__(self, name: str):  # config, device, data, one_thin_slice, fills...
@@ -292,5 +318,7 @@ class GuardedTrainer:
                 m: heldout_dice(p, self.truth, self.holdout, axis, n) for m, p in preds.items()
             }
         kept, reason = decide(config.method, ratios, self.band, heldout)
+        if self.keep_labels:  # the kept model's labels only: the other's go with ``preds``
+            self.kept_labels = CheckedLabels(models[kept], preds[kept], axis, config.device)
         return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
                               seconds)  # fmt: skip

@@ -1,0 +1,109 @@
+"""A mask alone after the safeguard: the check's labels of the kept model are written instead of
+predicting the whole volume again, and they are the voxels a fresh prediction gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_toy_volume
+from test_cli import CT, CT_SPARSE, FAST
+
+import napari_segpl._cli_support as support
+import napari_segpl.cli as cli
+import napari_segpl.engine as engine
+from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume, prepare_data, train
+from napari_segpl.engine import safeguard as safeguard_module
+from napari_segpl.engine.safeguard import GuardedTrainer
+from napari_segpl.volume import read_volume
+
+SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "steps": 3, "preview_every": 0}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_labels_do_not_depend_on_batch_size_or_probabilities(dims):
+    """The claim the reuse rests on: the check predicts with the default batch and no
+    probabilities, a user may ask --batch-slices N; the labels are the same voxels."""
+    image, labels = make_toy_volume((40, 36, 19))
+    cfg = TrainConfig(method="segpl", dims=dims, **SMALL)
+    model = train(cfg, prepare_data(image, labels, cfg, [4, 9, 14]))
+    ref = predict_volume(model, image, device="cpu").labels
+    assert 0 < (ref > 0).mean() < 1  # not a constant mask, which any batch would reproduce
+    for batch in (1, 3, 8, 19, 32):
+        for prob in (True, False):
+            got = predict_volume(model, image, batch_size=batch, device="cpu", probabilities=prob)
+            np.testing.assert_array_equal(got.labels, ref, strict=True)
+
+
+def _count_predictions(monkeypatch) -> list[int]:
+    """Every whole-volume prediction (the check's and the CLI's), counted."""
+    calls: list[int] = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return predict_volume(*args, **kwargs)
+
+    monkeypatch.setattr(safeguard_module, "predict_volume", counted)
+    monkeypatch.setattr(engine, "predict_volume", counted)  # what write_outputs imports
+    return calls
+
+
+def _train(tmp_path, name: str, *extra: str) -> tuple[np.ndarray, TrainedModel, str]:
+    model_path, mask = tmp_path / f"{name}.pt", tmp_path / f"{name}.nii.gz"
+    args = ["train", str(CT), str(CT_SPARSE), "--model", str(model_path), "--mask", str(mask)]
+    assert cli.main([*args, *FAST, "--normalisation", "ct", "--dims", "2", *extra]) == 0
+    return read_volume(mask).array, TrainedModel.load(model_path), name
+
+
+def test_default_mask_path_predicts_once_less_and_writes_the_same_voxels(
+    tmp_path, monkeypatch, capsys
+):
+    calls = _count_predictions(monkeypatch)
+    mask, model, _ = _train(tmp_path, "reused")
+    reused_calls = len(calls)
+    assert "(reused)" in capsys.readouterr().out
+    # the same run without the reuse (as before): the check's two, then the mask's own
+    monkeypatch.setattr(support, "mask_only", lambda args: False)
+    monkeypatch.setattr(cli, "mask_only", lambda args: False)
+    calls.clear()
+    again, _, _ = _train(tmp_path, "predicted")
+    assert "(reused)" not in capsys.readouterr().out
+    assert (reused_calls, len(calls)) == (2, 3)
+    np.testing.assert_array_equal(mask, again)
+    fresh = predict_volume(model, read_volume(CT).array).labels
+    np.testing.assert_array_equal(mask, fresh)
+    assert 0 < (fresh > 0).mean() < 1
+
+
+def test_a_kept_supervised_twin_writes_its_own_labels(tmp_path, monkeypatch, capsys):
+    """The labels kept are the kept model's, not the semi-supervised run's (the other's are
+    dropped); 3D, SegPL-VI."""
+    monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: ("supervised", "x"))
+    calls = _count_predictions(monkeypatch)
+    mask, model, _ = _train(tmp_path, "twin", "--method", "segpl-vi", "--dims", "3")
+    assert "(reused)" in capsys.readouterr().out and len(calls) == 2
+    assert model.config.method == "supervised" and model.config.dims == 3
+    np.testing.assert_array_equal(mask, predict_volume(model, read_volume(CT).array).labels)
+
+
+def test_other_outputs_still_predict(tmp_path, monkeypatch, capsys):
+    """--prob needs probabilities the check never kept: the volume is predicted again."""
+    calls = _count_predictions(monkeypatch)
+    _train(tmp_path, "prob", "--prob", str(tmp_path / "p.nii.gz"))
+    assert "(reused)" not in capsys.readouterr().out and len(calls) == 3
+
+
+def test_labels_are_kept_only_when_asked_and_only_for_their_prediction():
+    image, labels = make_toy_volume((40, 36, 19))
+    cfg = TrainConfig(method="segpl", dims=2, **SMALL)
+    data = prepare_data(image, labels, cfg, [4, 9, 14])
+    quiet = GuardedTrainer(cfg, data, image)  # the dock's: nothing whole outlives the check
+    list(quiet.run())
+    assert quiet.verdict is not None and quiet.kept_labels is None
+    guarded = GuardedTrainer(cfg, data, image, keep_labels=True)
+    list(guarded.run())
+    kept = guarded.kept_labels
+    assert kept is not None and kept.model is guarded.model and kept.labels.dtype == np.uint8
+    np.testing.assert_array_equal(kept.labels, predict_volume(guarded.model, image).labels)
+    assert kept.fits(guarded.model, None, "cpu") and kept.fits(guarded.model, 2, "auto")
+    assert not kept.fits(guarded.model, 0, "cpu")  # another axis
+    assert not kept.fits(quiet.model, None, "cpu")  # another model
