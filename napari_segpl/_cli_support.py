@@ -256,6 +256,12 @@ def add_series_arg(p: argparse.ArgumentParser) -> None:
 def safeguard_lines(event: Any) -> str:
     """What the safeguard kept and why, with each model's held-out Dice when there is one."""
     lines = [event.message]
+    if event.seconds:  # where the time to a mask goes (benchmarks/time_to_mask.py reads it)
+        twin = event.seconds - event.predict_seconds
+        lines.append(
+            f"  safeguard: {event.seconds:.1f} s (supervised twin {twin:.1f} s, both models' "
+            f"whole-volume predictions {event.predict_seconds:.1f} s)"
+        )
     for method, dice in (event.heldout or {}).items():
         per_class = ", ".join(f"{d:.3f}" for d in dice)
         lines.append(f"  held-out Dice, {method}: {sum(dice) / len(dice):.3f} ({per_class})")

@@ -69,7 +69,9 @@ class SafeguardEvent:
     ratios: list[float]
     band: float
     heldout: dict[str, list[float]] | None = None
+    #: the whole check (the twin's training and both predictions), and the predictions alone
     seconds: float = 0.0
+    predict_seconds: float = 0.0
 
     @property
     def message(self) -> str:
@@ -270,7 +272,7 @@ class GuardedTrainer:
                     twin_done = not event.stopped
                 elif isinstance(event, CollapseWarning):
                     pass  # the twin's own checks are not the user's run
-            if twin_done:
+            if twin_done:  # (the twin's time; _check adds its predictions')
                 self.verdict = self._check(time.perf_counter() - start)
                 if self.verdict.kept == "supervised":
                     self.model = self.twin.model
@@ -300,10 +302,12 @@ class GuardedTrainer:
         config, data = self.trainer.config, self.trainer.data
         axis, painted = config.axis, data.labelled
         assert self.twin is not None
+        start = time.perf_counter()
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
         # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
         preds = {m: predict_volume(x, self.image, device=config.device, probabilities=False)
                  .labels for m, x in models.items()}  # fmt: skip
+        predicting = time.perf_counter() - start
         areas = [
             float(np.mean([_mask(data.labels[s], c, data.nested).sum() for s in painted]))
             for c in range(1, data.num_classes + 1)
@@ -321,4 +325,4 @@ class GuardedTrainer:
         if self.keep_labels:  # the kept model's labels only: the other's go with ``preds``
             self.kept_labels = CheckedLabels(models[kept], preds[kept], axis, config.device)
         return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
-                              seconds)  # fmt: skip
+                              seconds + predicting, predicting)  # fmt: skip
