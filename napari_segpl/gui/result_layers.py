@@ -1,4 +1,5 @@
-"""The layers the dock makes (pseudo labels, prediction, probability, uncertainty), and only
+"""The layers the dock makes (pseudo labels, prediction, probability, uncertainty, the mask of
+a run still training), and only
 those: each is marked in its metadata with its role and this dock's id, and a user's layer is
 never modified or removed, whatever its name. A name already taken gets napari's next free
 name ("prediction [1]")."""
@@ -16,14 +17,21 @@ if TYPE_CHECKING:
     from napari.layers import Layer
 
 ROLE_KEY, OWNER_KEY = "segpl_role", "segpl_owner"
-PSEUDO, PREDICTION, PROBABILITY, UNCERTAINTY = (
+PSEUDO, PREDICTION, PROBABILITY, UNCERTAINTY, SNAPSHOT = (
     "pseudo labels",
     "prediction",
     "probability",
     "uncertainty",
+    "mask while training",
 )
 #: the layer type of each role
-KINDS = {PSEUDO: "labels", PREDICTION: "labels", PROBABILITY: "image", UNCERTAINTY: "image"}
+KINDS = {
+    PSEUDO: "labels",
+    PREDICTION: "labels",
+    PROBABILITY: "image",
+    UNCERTAINTY: "image",
+    SNAPSHOT: "labels",
+}
 #: metadata key of the uncertainty layer: which kind it shows (``engine.uncertainty.KINDS``)
 UNCERTAINTY_KIND_KEY = "segpl_uncertainty_kind"
 
@@ -47,8 +55,11 @@ class ResultLayers:
                 return layer
         return None
 
-    def ensure(self, role: str, like: Layer, **kwargs: object) -> Layer:
-        """The dock's ``role`` layer on ``like``'s grid, reset to zeros.
+    def ensure(
+        self, role: str, like: Layer, data: np.ndarray | None = None, **kwargs: object
+    ) -> Layer:
+        """The dock's ``role`` layer on ``like``'s grid, reset to zeros (or showing ``data``,
+        of ``like``'s shape: no zeros made first for a volume that replaces them at once).
 
         An own layer of another shape (another image was chosen) is left as it is, no longer
         marked, so what it shows is kept; a new layer is made instead. A ``name`` names the
@@ -58,7 +69,7 @@ class ResultLayers:
         name = str(kwargs.pop("name", role))
         layer = self.get(role)
         if layer is not None and layer.data.shape == shape:
-            layer.data = np.zeros(shape, layer.data.dtype)
+            layer.data = np.zeros(shape, layer.data.dtype) if data is None else data
             if layer.name != name and not layer.name.startswith(f"{name} ["):
                 layer.name = name  # napari adds " [1]" when another layer has the name
             return layer
@@ -69,12 +80,10 @@ class ResultLayers:
         metadata = dict(geometry.pop("metadata", None) or {})
         metadata.update({ROLE_KEY: role, OWNER_KEY: self.owner})
         if kind == "labels":
-            return self.viewer.add_labels(
-                np.zeros(shape, np.uint8), metadata=metadata, **geometry, **kwargs
-            )
-        return self.viewer.add_image(
-            np.zeros(shape, np.float32), metadata=metadata, **geometry, **kwargs
-        )
+            initial = np.zeros(shape, np.uint8) if data is None else data
+            return self.viewer.add_labels(initial, metadata=metadata, **geometry, **kwargs)
+        initial = np.zeros(shape, np.float32) if data is None else data
+        return self.viewer.add_image(initial, metadata=metadata, **geometry, **kwargs)
 
     def is_own(self, layer: Layer | None) -> bool:
         return layer is not None and role_of(layer, self.owner) is not None

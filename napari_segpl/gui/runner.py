@@ -1,5 +1,5 @@
-"""The dock's background work: a training run, the pseudo-label fill after it, and
-whole-volume predictions, each in a napari thread worker.
+"""The dock's background work: a training run (and the masks asked for while it trains), the
+pseudo-label fill after it, and whole-volume predictions, each in a napari thread worker.
 
 The runner turns the workers' results into state signals and result-layer updates on the GUI
 thread; it holds no widget. Predict pressed while the fill runs is queued, not refused.
@@ -28,8 +28,9 @@ from ..engine import (
     TrainConfig,
 )
 from ..engine.config import ConfigError
+from ..engine.snapshot import SnapshotEvent, SnapshotFailed
 from . import notify
-from .result_layers import PREDICTION, PROBABILITY, PSEUDO, ResultLayers
+from .result_layers import PREDICTION, PROBABILITY, PSEUDO, SNAPSHOT, ResultLayers
 from .session import RunControl, Started, fill_pseudo_labels, predict, training_events
 from .state import DockState, RunInfo
 
@@ -139,6 +140,8 @@ class Runner:
             state.safeguard_step.emit(event)
         elif isinstance(event, SafeguardEvent):
             self._safeguarded(event)
+        elif isinstance(event, (SnapshotEvent, SnapshotFailed)):
+            self._snapshot(event)
         elif isinstance(event, FinishedEvent):
             how = "stopped" if event.stopped else "done"
             self._finish_text = f"{how}: {event.steps_done} steps"
@@ -158,6 +161,30 @@ class Runner:
         else:
             notify.warning(f"SegPL: {event.message}")
         state.safeguarded.emit(event)
+
+    def request_snapshot(self) -> bool:
+        """Ask the run for a mask of the whole volume between its next two steps."""
+        if self.control is None or not self.state.training:
+            return False
+        self.control.snapshots.now.set()
+        return True
+
+    def _snapshot(self, event: SnapshotEvent | SnapshotFailed) -> None:
+        """A mask of the network as it is now, in the dock's own layer named after the step
+        (replaced at each one); a failed one is reported and the run goes on."""
+        if isinstance(event, SnapshotEvent):
+            image = self._image
+            if image is not None and image.data.shape == event.labels.shape:
+                layer = self.layers.ensure(SNAPSHOT, image, event.labels, name=event.name)
+                layer.metadata[THRESHOLD_NOTE_KEY] = event.threshold_note
+            else:  # the image layer's data was replaced meanwhile: nothing to lay it on
+                event = SnapshotFailed(event.step, event.total, "the image changed shape")
+        if isinstance(event, SnapshotFailed):
+            notify.warning(
+                f"SegPL: the mask of step {event.step} failed ({event.message}); training goes on."
+            )
+        if self.control is not None:
+            self.control.snapshots.shown.emit(event)
 
     def _show_preview(self, event: PreviewEvent) -> None:
         layer = self.layers.get(PSEUDO)

@@ -3,26 +3,32 @@
 No Qt here: the dock wraps these in napari ``thread_worker``s. Stopping is cooperative through a
 ``threading.Event`` that the training generator checks between steps, so Stop takes effect
 within one step and the model trained so far is kept; ``done`` is set however the run ends, so
-the dock can wait for it when the window closes.
+the dock can wait for it when the window closes. "Mask now" works the same way: the dock sets
+``Snapshots.now`` and the generator predicts the volume between two steps
+(``engine.snapshot``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from psygnal import Signal
 
 from ..engine import (
+    FinishedEvent,
     GuardedTrainer,
     Prediction,
+    StepEvent,
     TrainConfig,
     TrainedModel,
     Trainer,
     predict_volume,
     prepare_data,
 )
+from ..engine.snapshot import SnapshotFailed, take_snapshot
 
 #: about how many held-out Dice points a run plots (the validation curve): enough to see a
 #: trend, few enough that scoring the held-out slices costs little next to the training steps
@@ -44,6 +50,25 @@ class Started:
     #: a GuardedTrainer delegates it to the run's own trainer) and, with the safeguard, for
     #: the model it kept
     trainer: Trainer | GuardedTrainer | None = None
+    #: the run's "Mask now" requests: the training panel sets them and hears the results
+    snapshots: Snapshots | None = None
+
+
+#: how many automatic masks a run with them makes (at each quarter of its steps, not the last)
+AUTO_SNAPSHOTS = 4
+
+
+class Snapshots:
+    """One run's whole-volume masks while it trains. ``now`` (set from the GUI thread) asks
+    for one between the next two steps; ``auto`` set makes one at each quarter of the run.
+    ``shown`` is emitted on the GUI thread by the runner with each ``SnapshotEvent`` or
+    ``SnapshotFailed`` once the dock has shown it."""
+
+    shown = Signal(object)
+
+    def __init__(self) -> None:
+        self.now = threading.Event()
+        self.auto = threading.Event()
 
 
 @dataclass
@@ -53,6 +78,7 @@ class RunControl:
     stop: threading.Event
     done: threading.Event
     preview_slice: Callable[[], int | None]
+    snapshots: Snapshots = field(default_factory=Snapshots)
 
     @classmethod
     def new(cls, preview_slice: Callable[[], int | None] = lambda: None) -> RunControl:
@@ -77,6 +103,9 @@ def training_events(
     on (zeroed here, left out of ``labelled``); any run with them is a ``GuardedTrainer``, so
     they are scored while training (``HeldoutEvent``s, about ``HELDOUT_POINTS`` a run) whether
     or not the safeguard checks, and the safeguard scores both models on them.
+
+    Between two steps, when ``control.snapshots`` asks, the network being trained predicts
+    ``image`` (``snapshot_events``); the run itself is not changed by it.
     """
     try:
         holdout = sorted(set(holdout))
@@ -104,7 +133,9 @@ def training_events(
             str(trainer.device),
             trainer.one_thin_slice,
             trainer,
+            control.snapshots,
         )
+        last: StepEvent | None = None  # the run's latest step (not the safeguard twin's)
         for event in trainer.run():
             if control.stop.is_set():
                 trainer.stop()
@@ -112,8 +143,52 @@ def training_events(
             if wanted is not None and wanted not in data.labelled:
                 trainer.preview_slice = wanted
             yield event
+            new_step = isinstance(event, StepEvent)
+            last = event if isinstance(event, StepEvent) else last
+            # (after the FinishedEvent the run is over: the fill and Predict take over)
+            if (
+                last is not None
+                and not control.stop.is_set()
+                and not isinstance(event, FinishedEvent)
+            ):
+                yield from snapshot_events(trainer, image, last, control, new_step)
     finally:
         control.done.set()
+
+
+def snapshot_events(
+    trainer: Trainer | GuardedTrainer,
+    image: np.ndarray,
+    last: StepEvent,
+    control: RunControl,
+    new_step: bool,
+) -> Iterator[object]:
+    """A ``SnapshotEvent`` when one was asked for (or, with ``auto``, at a quarter of the run
+    just reached: ``new_step``), a ``SnapshotFailed`` if it failed; nothing when Stop cut
+    it short. Between two steps, on the run's device, from the network being trained (a
+    ``GuardedTrainer``'s run, not its twin)."""
+    asks = control.snapshots
+    every = max(1, last.total // AUTO_SNAPSHOTS)
+    auto = new_step and asks.auto.is_set() and last.step % every == 0 and last.step < last.total
+    if not (asks.now.is_set() or auto):
+        return
+    asks.now.clear()
+
+    def check(done: int, total: int) -> None:
+        if control.stop.is_set():
+            raise Cancelled(f"mask stopped after {done} of {total} slices")
+
+    run = getattr(trainer, "trainer", trainer)  # the network being trained
+    result: object
+    try:
+        result = take_snapshot(
+            run.model, image, last.step, last.total, device=run.device, progress=check
+        )
+    except Cancelled:
+        return  # Stop or a closing window: the run ends next, nothing to show
+    except Exception as exc:  # any failure is reported; training goes on
+        result = SnapshotFailed(last.step, last.total, f"{type(exc).__name__}: {exc}")
+    yield result
 
 
 class Cancelled(Exception):

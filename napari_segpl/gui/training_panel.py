@@ -1,11 +1,12 @@
-"""Training: Train and Stop, the progress of the run, what it learns from, which threshold the
-pseudo-label preview shows, and the run's warnings."""
+"""Training: Train and Stop, "Mask now" (the whole volume from the network as it is, so a user
+can stop once it is good enough), the progress of the run, what it learns from, which
+threshold the pseudo-label preview shows, and the run's warnings."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qtpy.QtWidgets import QGroupBox, QLabel, QProgressBar, QVBoxLayout
+from qtpy.QtWidgets import QCheckBox, QGroupBox, QLabel, QProgressBar, QVBoxLayout
 
 from ..engine import (
     CollapseWarning,
@@ -17,7 +18,8 @@ from ..engine import (
     TrainConfig,
 )
 from ..engine.config import one_thin_slice_note
-from .session import Started
+from ..engine.snapshot import SnapshotEvent, SnapshotFailed
+from .session import Snapshots, Started
 from .state import DockState
 from .widgets import button, format_seconds, row, status_label
 
@@ -39,10 +41,26 @@ class TrainingPanel(QGroupBox):
         self._warnings: list[str] = []
         self._step_times: list[float] = []
         self._run_steps = 0
+        #: the current run's mask requests (from its Started event); None between runs
+        self._snapshots: Snapshots | None = None
+        self._checking = False  # the safeguard's twin trains: the run's network is done
         v = QVBoxLayout(self)
         self.train_button = button("Train", train)
         self.stop_button = button("Stop", stop)
-        v.addLayout(row(self.train_button, self.stop_button))
+        self.snapshot_button = button("Mask now", self._ask_snapshot)
+        self.snapshot_button.setToolTip(
+            "Predict the whole volume with the network as it is now, between two steps, as "
+            "Stop and then Predict would. Shown as the layer 'SegPL mask (step N of M)', "
+            "replaced each time; training goes on unchanged."
+        )
+        v.addLayout(row(self.train_button, self.stop_button, self.snapshot_button))
+        self.auto_snapshot = QCheckBox("Mask at each quarter of the run")
+        self.auto_snapshot.setToolTip(
+            "While training, also make that mask after 25 %, 50 % and 75 % of the steps "
+            "(each costs about one Predict)."
+        )
+        self.auto_snapshot.toggled.connect(self._auto_toggled)
+        v.addWidget(self.auto_snapshot)
         self.progress = QProgressBar()
         self.progress.setFormat("idle")
         self.progress.setTextVisible(True)
@@ -51,9 +69,12 @@ class TrainingPanel(QGroupBox):
         #: which T the pseudo-label preview was cut at (SegPL-VI: the head's mu for the slice)
         self.preview_note = QLabel("")
         self.preview_note.setWordWrap(True)
+        #: the last mask made while training: which step and how long it took
+        self.snapshot_note = QLabel("")
+        self.snapshot_note.setWordWrap(True)
         self.warning_label = status_label()
         self.warning_label.setStyleSheet("color: #e8a33d")
-        for widget in (self.status, self.preview_note, self.warning_label):
+        for widget in (self.status, self.preview_note, self.snapshot_note, self.warning_label):
             v.addWidget(widget)
         state.run_reset.connect(self._reset)
         state.started.connect(self._started)
@@ -72,6 +93,32 @@ class TrainingPanel(QGroupBox):
     def _update_buttons(self, *_: object) -> None:
         self.train_button.setEnabled(not self.state.busy)
         self.stop_button.setEnabled(self.state.training)
+        if not self.state.training:
+            self._snapshots = None
+        live = self._snapshots is not None and not self._checking
+        self.snapshot_button.setEnabled(live)
+
+    # ------------------------------------------------------------- masks
+    def _ask_snapshot(self) -> None:
+        if self._snapshots is None or not self.state.training:
+            return
+        self._snapshots.now.set()
+        self.snapshot_note.setText("mask of the whole volume asked for: after this step…")
+
+    def _auto_toggled(self, on: bool) -> None:
+        if self._snapshots is not None:
+            (self._snapshots.auto.set if on else self._snapshots.auto.clear)()
+
+    def _snapshot_shown(self, event: SnapshotEvent | SnapshotFailed) -> None:
+        if isinstance(event, SnapshotEvent):
+            self.snapshot_note.setText(
+                f"mask of step {event.step} of {event.total} in {event.seconds:.1f} s: "
+                f"layer '{event.name}'"
+            )
+        else:
+            self.snapshot_note.setText(
+                f"⚠ mask of step {event.step} failed ({event.message}); training goes on"
+            )
 
     def _progress_text(self, text: str) -> None:
         self.progress.setFormat(text)
@@ -88,10 +135,17 @@ class TrainingPanel(QGroupBox):
         self._warnings = []
         self.status.setText("")
         self.preview_note.setText("")
+        self.snapshot_note.setText("")
         self.warning_label.setText("")
+        self._checking = False
 
     def _started(self, event: Started) -> None:
         config = event.model.config
+        self._snapshots = getattr(event, "snapshots", None)
+        if self._snapshots is not None:
+            self._snapshots.shown.connect(self._snapshot_shown)
+            self._auto_toggled(self.auto_snapshot.isChecked())
+        self._update_buttons()
         if config.steps != self.progress.maximum():  # the trainer chose more steps
             self.state.run_reset.emit(config)
         n = len(event.labelled)
@@ -118,6 +172,9 @@ class TrainingPanel(QGroupBox):
 
     def _safeguard_step(self, event: SafeguardProgress) -> None:
         """The supervised twin's steps move the bar too, so the wait after the run is seen."""
+        if not self._checking:
+            self._checking = True
+            self._update_buttons()
         if self.progress.maximum() != event.total:
             self.progress.setRange(0, event.total)
         self.progress.setValue(event.step)
