@@ -87,8 +87,54 @@ def evaluate(rows: list[dict], preds: Path) -> list[dict]:
             record["per_class"][str(band)] = _whole(mixed, case.truth, case.chosen, axis)
         kept, _ = decide(method, ratios, LOSS_ONLY_BAND)
         record["loss_only"] = [kept, semi_iou if kept == method else sup_iou]
+        record["confusion"] = confusion(semi_pred, sup_pred, case.chosen, axis, n)
         out.append(record)
     return out
+
+
+def confusion(
+    semi: np.ndarray, sup: np.ndarray, painted: list[int], axis: int, n: int
+) -> list[float]:
+    """(u): per class c, the fraction of the semi-supervised model's class-c voxels (every
+    slice but the painted ones) that the twin gives to another class: two lungs trading
+    labels show as a large fraction on both."""
+    keep = [s for s in range(semi.shape[axis]) if s not in set(painted)]
+    a, b = np.take(semi, keep, axis=axis), np.take(sup, keep, axis=axis)
+    out = []
+    for c in range(1, n + 1):
+        mine = a == c
+        out.append(float((mine & (b > 0) & (b != c)).sum() / max(int(mine.sum()), 1)))
+    return out
+
+
+CONFUSION = (0.2, 0.3, 0.5)
+
+
+def confusion_rules(records: list[dict]) -> str:
+    """(u): the loss-only rule plus "supervised when some class's confusion exceeds t", per
+    set: mean and worst of kept minus supervised (points), runs below -2, supervised kept."""
+    lines = [
+        "| t | set | n | mean, worst, < -2, sup kept |",
+        "|---|---|---|---|",
+    ]
+    for t in (None, *CONFUSION):
+        for group in ("tuning", "validation"):
+            rs = [r for r in records if r["set"] == group]
+            if not rs:
+                continue
+            diffs, kept = [], 0
+            for r in rs:
+                fall = r["loss_only"][0] == "supervised" or (
+                    t is not None and max(r["confusion"]) > t
+                )
+                kept += fall
+                diffs.append(0.0 if fall else 100 * (r["semi_whole"] - r["sup_whole"]))
+            lines.append(
+                f"| {'loss-only' if t is None else f'{t:g}'} | {group} | {len(rs)} "
+                f"| {_mean(diffs):+.1f}, {min(diffs):+.1f}, {sum(d < -2 for d in diffs)}, "
+                f"{kept} |"
+            )
+    return "\n".join(lines)
 
 
 def _two_sided(method: str, ratios: list[float], band: float) -> str:
@@ -231,6 +277,7 @@ def main(argv: list[str]) -> int:
     print(summary(records, band), "\n")
     print(bands(records), "\n")
     print(table(records, band))
+    print("\n" + confusion_rules(records))
     if args.fresh:
         fresh = {_key(r) for path in args.fresh for r in json.loads(path.read_text())}
         print("\n" + rules(records, band, fresh))
