@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segpl.engine import FinishedEvent, StepEvent, TrainConfig, predict_volume
+from napari_segpl.engine import (
+    METHODS,
+    FinishedEvent,
+    StepEvent,
+    TrainConfig,
+    Trainer,
+    predict_volume,
+    prepare_data,
+)
 from napari_segpl.engine import snapshot as snapshot_module
 from napari_segpl.engine.snapshot import SnapshotEvent, SnapshotFailed, frozen_copy
 from napari_segpl.gui.session import RunControl, Started, training_events
@@ -103,31 +111,50 @@ def test_the_network_trains_on_in_train_mode_after_a_mask(toy_volume):
     assert seen == [[True] * len(trainer.model.method.modules()), False]
 
 
-@pytest.mark.parametrize("safeguard", [False, True])
-def test_a_mask_is_what_stop_then_predict_gives(toy_volume, safeguard):
+@pytest.mark.parametrize(
+    ("method", "safeguard"),
+    [("segpl", False), ("segpl", True), *[(m, False) for m in METHODS if m != "segpl"]],
+)
+def test_a_mask_is_what_stop_then_predict_gives(toy_volume, method, safeguard):
     """Independent of the snapshot's code: a second seeded run stopped at the same step (the
-    trainer finishes its model) and ``predict_volume`` of that model, as Predict would."""
+    trainer finishes its model) and ``predict_volume`` of that model, as Predict would. Every
+    method (the ensemble's second member half trained); with the safeguard, its run's own
+    network."""
     torch.set_num_threads(1)
-    config = _config(method="segpl", steps=8)
+    steps, extra = (4, {"members": 2}) if method == "ensemble" else (8, {})
+    config = _config(method=method, steps=steps, extra=extra)
     events, _ = _run(toy_volume, config, ask_at=(5,), safeguard=safeguard)
     (shot,) = [e for e in events if isinstance(e, SnapshotEvent)]
     stopped_events, stopped = _run(toy_volume, config, stop_at=5)
     assert stopped_events[-1].stopped and stopped_events[-1].steps_done == 5
     expected = predict_volume(stopped.model, toy_volume[0], device="cpu").labels
-    assert shot.step == 5 and shot.labels.dtype == expected.dtype
+    assert shot.step == 5 and shot.total == 8 and shot.labels.dtype == expected.dtype
     np.testing.assert_array_equal(shot.labels, expected)
     assert expected.any()  # a real mask, not two empty ones
 
 
 def test_frozen_copy_is_finished_and_apart(toy_volume):
+    """Mid-run, the copy's network holds the averaged (teacher's) weights, as after a Stop;
+    the live network keeps its own, and changing the copy changes nothing of the run."""
     torch.set_num_threads(1)
-    _, trainer = _run(toy_volume, _config(method="segpl", steps=3, preview_every=0), stop_at=2)
+    image, labels = toy_volume
+    config = _config(method="segpl", steps=6, preview_every=0)
+    trainer = Trainer(config, prepare_data(image, labels, config, LABELLED))
+    run = trainer.run()
+    while getattr(next(run), "step", 0) < 3:
+        pass
     live = trainer.model
     frozen = frozen_copy(live)
-    assert frozen.method is not live.method and frozen.steps_done == live.steps_done
+    assert frozen.method.finished and not live.method.finished
+    assert frozen.steps_done == live.steps_done == 3
+    teacher = live.method.teacher.state_dict()
+    for key, value in frozen.method.model.state_dict().items():
+        assert torch.equal(value, teacher[key])
+    assert not all(torch.equal(v, teacher[k]) for k, v in live.method.model.state_dict().items())
     with torch.no_grad():
         next(frozen.method.parameters()).add_(1.0)
     assert not torch.equal(next(frozen.method.parameters()), next(live.method.parameters()))
+    run.close()
 
 
 def test_a_failing_mask_is_reported_and_training_goes_on(toy_volume, monkeypatch):

@@ -162,13 +162,6 @@ class Runner:
             notify.warning(f"SegPL: {event.message}")
         state.safeguarded.emit(event)
 
-    def request_snapshot(self) -> bool:
-        """Ask the run for a mask of the whole volume between its next two steps."""
-        if self.control is None or not self.state.training:
-            return False
-        self.control.snapshots.now.set()
-        return True
-
     def _snapshot(self, event: SnapshotEvent | SnapshotFailed) -> None:
         """A mask of the network as it is now, in the dock's own layer named after the step
         (replaced at each one); a failed one is reported and the run goes on."""
