@@ -114,6 +114,29 @@ def test_compare_needs_a_held_out_and_a_training_slice(dock):
     assert panel.compare_button.isEnabled()
 
 
+def test_train_and_compare_refuse_labels_on_another_grid_with_the_same_words(dock, monkeypatch):
+    """One preflight (gui/preflight.py) for both: labels of another shape start nothing and
+    both buttons say the same thing, the labels' and the image's shapes included."""
+    from napari_segpl.gui import notify
+
+    errors: list[str] = []
+    monkeypatch.setattr(notify, "show_error", errors.append)
+    image = dock.state.image
+    wrong = dock.viewer.add_labels(np.zeros(image.data.shape[:2] + (7,), np.uint8))
+    wrong.data[:, :, [3, 5]] = 1
+    dock.state.labels = wrong
+    _hold_out(dock, 5)
+    assert dock.compare.why_not() == ""  # the panel's own checks pass: the preflight refuses
+    assert not dock.runner.start_training([3])
+    assert not dock.compare.start()
+    assert not dock.state.busy and not dock.state.comparing
+    assert len(errors) == 2
+    train, compare = (e.split(": ", 1) for e in errors)
+    assert (train[0], compare[0]) == ("SegPL", "Compare") and train[1] == compare[1]
+    assert str(wrong.data.shape) in train[1] and str(image.data.shape) in train[1]
+    assert wrong.data.sum() == 2 * wrong.data[:, :, 3].size  # untouched
+
+
 def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, tmp_path):
     panel, viewer = dock.compare, dock.viewer
     user = viewer.add_labels(np.full((32, 28, 20), 3, np.uint8), name="compare: segpl s0")

@@ -40,11 +40,11 @@ from qtpy.QtWidgets import (
 
 from ..engine import METHODS, TrainConfig
 from ..engine.compare import CompareResult, RunDone
-from ..engine.config import ConfigError
 from ..engine.robustness import EPSILONS, GAMMAS
 from . import notify
 from .compare_plots import ComparePlots
 from .compare_runner import CompareRunner, Step, show_prediction
+from .preflight import run_inputs
 from .state import DockState
 from .widgets import button, row, status_label
 
@@ -217,16 +217,10 @@ class ComparePanel(QGroupBox):
         if reason or state.comparing:
             notify.info(f"Compare: {reason or 'already running'}")
             return False
-        image, labels = state.image, state.labels
-        if image.data.shape != labels.data.shape:
-            notify.error(f"Compare: labels shape {labels.data.shape} does not match image "
-                         f"shape {image.data.shape}.")  # fmt: skip
+        inputs = run_inputs(state, self.config_for, "Compare")
+        if inputs is None:
             return False
-        try:
-            config = self.config_for(state.axis, image.data)
-        except ConfigError as exc:
-            notify.error(f"Compare: {exc}")
-            return False
+        image, labels, config = inputs
         methods, holdout = self.methods(), self.held_out()
         seeds = list(range(self.seeds.value()))
         self._request = {"image": image.name, "labels": labels.name, "methods": methods,

@@ -27,9 +27,9 @@ from ..engine import (
     StepEvent,
     TrainConfig,
 )
-from ..engine.config import ConfigError
 from ..engine.snapshot import SnapshotEvent, SnapshotFailed
 from . import notify
+from .preflight import run_inputs
 from .result_layers import PREDICTION, PROBABILITY, PSEUDO, SNAPSHOT, ResultLayers
 from .session import RunControl, Started, fill_pseudo_labels, predict, training_events
 from .state import DockState, RunInfo
@@ -68,21 +68,10 @@ class Runner:
         if state.busy:
             notify.info("SegPL is already running: press Stop (or wait) before a new run.")
             return False
-        image, labels = state.image, state.labels
-        if image is None or labels is None:
-            notify.error("Choose an image layer and a labels layer (or press New labels).")
+        inputs = run_inputs(state, self.config_for, "SegPL")
+        if inputs is None:
             return False
-        if image.data.shape != labels.data.shape:
-            notify.error(
-                f"Labels shape {labels.data.shape} does not match image shape "
-                f"{image.data.shape}: use New labels to make one on the image's grid."
-            )
-            return False
-        try:
-            config = self.config_for(state.axis, image.data)
-        except ConfigError as exc:
-            notify.error(f"SegPL: {exc}")
-            return False
+        image, labels, config = inputs
         state.run = RunInfo(state.axis, list(labelled), sorted(set(holdout or ())))
         state.safeguard = state.safeguard_model = None
         self._image = image
