@@ -217,23 +217,30 @@ def main(argv: list[str]) -> int:
             for method in args.method:
                 for extra in args.extra:
                     for seed in args.seeds:
+                        load = os.getloadavg()[0]
                         row = {"case": name, **run_one(case, method, extra, seed,
                                                        args.threads, work)}  # fmt: skip
+                        # the machine's 1-minute load before and after: these are seconds
+                        row["load"] = [round(load, 2), round(os.getloadavg()[0], 2)]
                         if name == "generated":
                             row["shape"] = list(args.generated_shape)
                         rows.append(row)
+                        if args.out:  # each row as it comes: a stopped run keeps the rest
+                            _append(args.out, row)
                         print(
                             f"{name} {method} [{extra}] seed {seed}: {row['seconds']:.1f} s, "
                             f"IoU {row['iou']:.3f}",
                             file=sys.stderr,
                             flush=True,
                         )
-    if args.out:
-        old = json.loads(args.out.read_text()) if args.out.exists() else []
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(old + rows, indent=1) + "\n")
     print(table(rows))
     return 0
+
+
+def _append(path: Path, row: dict) -> None:
+    old = json.loads(path.read_text()) if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*old, row], indent=1) + "\n")
 
 
 if __name__ == "__main__":
