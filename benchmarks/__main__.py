@@ -1,5 +1,5 @@
-"""``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|ablation|grid|cuda|
-intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask] ...``.
+"""``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|dock_stall|ablation|
+grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
             "accuracy",
             "event_loop",
             "paint_stall",
+            "dock_stall",
             "ablation",
             "grid",
             "cuda",
