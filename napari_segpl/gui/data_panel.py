@@ -69,7 +69,10 @@ class DataPanel(QGroupBox):
         self._paint_timer.setSingleShot(True)
         self._paint_timer.setInterval(0)
         self._paint_timer.timeout.connect(self._check_pending)
-        # undo and redo send no paint event: the slice on screen is re-checked shortly after
+        # undo and redo send no paint event, only set_data (as every slice change does): the
+        # slices they changed are read from napari's history, the slice on screen is
+        # re-checked after a pause (a change napari's history does not know of)
+        self._history: tuple[int, int] | None = None
         self._recheck_timer = QTimer(self)
         self._recheck_timer.setSingleShot(True)
         self._recheck_timer.setInterval(250)
@@ -94,7 +97,7 @@ class DataPanel(QGroupBox):
             self._watched.events.paint.disconnect(self._painted)
             self._watched.events.data.disconnect(self._data_replaced)
             self._watched.events.set_data.disconnect(self._schedule_recheck)
-        self._watched = labels
+        self._watched, self._history = labels, None
         if labels is not None:
             labels.events.paint.connect(self._painted)
             labels.events.data.connect(self._data_replaced)
@@ -135,7 +138,28 @@ class DataPanel(QGroupBox):
             self.refresh_slices()
 
     def _schedule_recheck(self, *_: object) -> None:
+        moved = self._history_moved()
+        if moved:
+            self._pending |= moved
+            self._paint_timer.start()
         self._recheck_timer.start()
+
+    def _history_moved(self) -> set[int]:
+        """The slices of the history items on top of napari's undo and redo stacks, when the
+        stacks changed since the last look (an undo, a redo, or a stroke already checked);
+        none on a plain slice change. Private napari attributes: none when they are gone."""
+        labels = self.state.labels
+        undo = getattr(labels, "_undo_history", None)
+        redo = getattr(labels, "_redo_history", None)
+        if labels is None or labels.ndim != 3 or undo is None or redo is None:
+            return set()
+        key = (len(undo), len(redo))
+        if key == self._history:
+            return set()
+        self._history = key
+        atoms = [*(undo[-1] if undo else ()), *(redo[-1] if redo else ())]
+        axis = self.state.axis
+        return touched_slices(atoms, axis, labels.data.shape[axis])
 
     def _recheck_current(self) -> None:
         labels, s = self.state.labels, self.state.current_slice()
