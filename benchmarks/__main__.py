@@ -1,5 +1,6 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|dock_stall|ablation|
-grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask] ...``.
+grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
+compare_grid] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> int:
             "big_scan",
             "uncertainty_auroc",
             "time_to_mask",
+            "compare_grid",
         )
     }
     if name not in modules:
