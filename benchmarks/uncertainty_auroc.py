@@ -7,6 +7,10 @@ curve of each uncertainty kind as a detector of wrong voxels (predicted label !=
 by MONAI's ``compute_roc_auc`` on a seeded sample of at most ``SAMPLE`` band voxels; and the
 share of wrong voxels the kind calls confident (below a tenth of its maximum), the errors a
 clinician would miss. Calibration of p (Brier, ECE) is over every voxel of those slices.
+Each kind saved beside the probabilities is measured: the entropy of p always, SegPL-VI's MC
+std (``mc_std``), the ensemble's spread (``spread``) and test-time augmentation (``tta_std``,
+the std of p over M flips and small affine maps) where the run saved them (``saved_arrays``
+says what to save from a prediction).
 
     python -m benchmarks uncertainty_auroc --rows ROWS.json [...] --preds DIR --probs DIR
 """
@@ -21,14 +25,29 @@ import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
 
+from napari_segpl.engine.inference import Prediction
 from napari_segpl.engine.metrics import brier_score, expected_calibration_error
 from napari_segpl.engine.suggest import grow_in_plane
-from napari_segpl.engine.uncertainty import ENTROPY, KINDS, MC, binary_entropy
+from napari_segpl.engine.uncertainty import ENTROPY, KINDS, MC, SPREAD, TTA, binary_entropy
 
 from .accuracy import TUNING, load_case
 
 BAND = 5
 SAMPLE = 400_000
+#: the kinds measured beside the entropy of p, each by the name of its saved array
+SAVED = {MC: "mc_std", SPREAD: "spread", TTA: "tta_std"}
+#: short column names for the table
+SHORT = {ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std"}
+
+
+def saved_arrays(pred: Prediction) -> dict[str, np.ndarray]:
+    """What a run saves for this benchmark (float16, ``np.savez_compressed``): the
+    probabilities and every uncertainty the prediction holds beyond the entropy of p."""
+    arrays = {"probabilities": pred.probabilities.astype(np.float16)}
+    for name in SAVED.values():
+        if getattr(pred, name) is not None:
+            arrays[name] = getattr(pred, name).astype(np.float16)
+    return arrays
 
 
 def auroc(score: np.ndarray, wrong: np.ndarray, rng: np.random.Generator) -> float:
@@ -49,9 +68,10 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
     truth = np.moveaxis(case.truth, axis, 0)[keep]
     prob = np.moveaxis(arrays["probabilities"].astype(np.float32), axis + 1, 1)[:, keep]
     maps = {ENTROPY: binary_entropy(prob).max(axis=0)}
-    if "mc_std" in arrays:
-        mc = np.moveaxis(arrays["mc_std"].astype(np.float32), axis + 1, 1)[:, keep]
-        maps[MC] = mc.max(axis=0)
+    for kind, name in SAVED.items():  # each class's map; the most uncertain class per voxel
+        if name in arrays:
+            per_class = np.moveaxis(arrays[name].astype(np.float32), axis + 1, 1)[:, keep]
+            maps[kind] = per_class.max(axis=0)
     band = grow_in_plane((truth > 0) | (pred > 0), BAND)
     wrong = pred[band] != truth[band]
     rng = np.random.default_rng(0)
@@ -71,21 +91,30 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
 
 
 def table(records: list[dict]) -> str:
+    """One row per run; an AUROC column for every kind some run has (the entropy and the MC
+    std always, as before), blank where a run lacks it."""
+    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA)
+             if k in (ENTROPY, MC) or any(f"auroc_{k}" in r for r in records)]  # fmt: skip
+    names = [SHORT[k] for k in kinds]
+
+    def cell(r: dict, key: str, digits: int) -> str:
+        return "" if r.get(key) is None else f"{r[key]:.{digits}f}"
+
     lines = [
-        "| set | dataset | K | seed | method | wrong in band | AUROC entropy | AUROC MC std "
-        "| confident errors: entropy, MC | Brier | ECE |",
-        "|---" * 11 + "|",
+        "| set | dataset | K | seed | method | wrong in band | "
+        + " | ".join(f"AUROC {n}" for n in names)
+        + f" | confident errors: {', '.join(names)} | Brier | ECE |",
+        "|---" * (9 + len(kinds)) + "|",
     ]
     for r in sorted(
         records, key=lambda r: (r["set"], r["dataset"], r["k"], r["method"], r["seed"])
     ):
-        mc = r.get(f"auroc_{MC}")
-        conf_mc = r.get(f"confident_{MC}")
+        aurocs = " | ".join(cell(r, f"auroc_{k}", 3) for k in kinds)
+        confident = ", ".join(cell(r, f"confident_{k}", 2) for k in kinds)
         lines.append(
             f"| {r['set']} | {r['dataset']} | {r['k']} | {r['seed']} | {r['method']} "
-            f"| {r['wrong_share']:.3f} | {r[f'auroc_{ENTROPY}']:.3f} "
-            f"| {'' if mc is None else f'{mc:.3f}'} | {r[f'confident_{ENTROPY}']:.2f}, "
-            f"{'' if conf_mc is None else f'{conf_mc:.2f}'} | {r['brier']:.4f} | {r['ece']:.4f} |"
+            f"| {r['wrong_share']:.3f} | {aurocs} | {confident} | {r['brier']:.4f} "
+            f"| {r['ece']:.4f} |"
         )
     return "\n".join(lines)
 

@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 
 from .engine import METHODS
-from .engine.uncertainty import ENTROPY, KINDS, MC, resolve_kind, uncertainty_maps
+from .engine.uncertainty import (
+    ENTROPY,
+    KINDS,
+    MC,
+    TTA,
+    TTA_DEGREES,
+    TTA_SAMPLES,
+    TTA_SCALE,
+    resolve_kind,
+    uncertainty_maps,
+)
 from .volume import Volume, check_labels, read_volume, write_nifti
 
 
@@ -29,6 +39,8 @@ def check_outputs(
     types, folders that can be written, and no output written over another or an input."""
     if args.mc_samples < 1:
         raise ValueError("--mc-samples must be at least 1")
+    if getattr(args, "tta_samples", TTA_SAMPLES) < 2:
+        raise ValueError("--tta-samples must be at least 2 (the first is the image itself)")
     if getattr(args, "uncertainty_kind", None) and not args.uncertainty:
         raise ValueError("--uncertainty-kind needs --uncertainty OUT.nii.gz")
     if args.batch_slices < 1:
@@ -134,6 +146,7 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
             axis=axis,
             batch_size=args.batch_slices,
             mc_samples=args.mc_samples if kind == MC else 0,
+            tta_samples=getattr(args, "tta_samples", TTA_SAMPLES) if kind == TTA else 0,
             device=device,
             progress=progress,
             # a mask alone needs no (K, *shape) float32 probabilities (840 MB, 2 classes of
@@ -231,8 +244,10 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
         choices=list(KINDS),
         help="entropy: binary entropy of p in bits (every method); mc: std of 1(p > T_k) over "
         "K thresholds drawn from the learnt distribution (segpl-vi); spread: std of the "
-        "members' probabilities (ensemble). Default: spread for ensemble, entropy for every "
-        "other method (segpl-vi too: it finds wrong voxels better than mc)",
+        "members' probabilities (ensemble); tta: std of p over --tta-samples flips and small "
+        "affine maps, each mapped back (every method; M - 1 extra passes). Default: spread for "
+        "ensemble, entropy for every other method (segpl-vi too: it finds wrong voxels better "
+        "than mc)",
     )
     p.add_argument(
         "--mc-samples",
@@ -240,6 +255,15 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
         default=5,
         metavar="K",
         help="thresholds drawn for --uncertainty-kind mc (default 5, as in the paper)",
+    )
+    p.add_argument(
+        "--tta-samples",
+        type=int,
+        default=TTA_SAMPLES,
+        metavar="M",
+        help=f"predictions for --uncertainty-kind tta: the image itself and M - 1 copies flipped "
+        f"and rotated (up to {TTA_DEGREES:g} degrees) and scaled (up to {100 * TTA_SCALE:g} %%) "
+        f"in-plane, a fixed list (default {TTA_SAMPLES})",
     )
     p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
 

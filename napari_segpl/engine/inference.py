@@ -4,13 +4,16 @@ Slices are predicted whole (the U-net is fully convolutional; they are only padd
 of its pooling factor), in batches, with the volume normalised case-wise as in training. For
 SegPL-VI, section 4.4 of the paper: draw K thresholds T_k from the head's N(mu, sigma) for each
 slice, form 1(p > T_k) and average; the mean is a Monte-Carlo foreground probability and the
-standard deviation across the K samples the uncertainty.
+standard deviation across the K samples the uncertainty. Any method can add test-time
+augmentation in the same pass (``tta_samples``): each batch is also predicted under M - 1 flips
+and small affine maps, mapped back, and the standard deviation of p over the M kept per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +23,10 @@ from .losses import sample_threshold
 from .model import TrainedModel
 from .networks import memory_format
 from .sampling import Normaliser, pad_in_plane, stack_indices
+from .uncertainty import TTATransform, tta_transforms
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 #: How ``predict_volume`` may cut the probabilities into labels: at the configuration's fixed
 #: ``threshold``, or (SegPL-VI) at the threshold head's mu for each slice and class.
@@ -34,7 +41,9 @@ class Prediction:
     head's mu per class and slice along the predicted axis, when it was computed (SegPL-VI
     with ``cut="mu"`` or Monte-Carlo samples), else None. ``spread`` (K, *shape): for a method
     with members (the ensemble), the standard deviation of their probabilities, else None.
-    ``probabilities`` is None when ``predict_volume`` was told not to keep them."""
+    ``tta_std`` (K, *shape): with test-time augmentation, the standard deviation of p over
+    the augmented predictions, else None. ``probabilities`` is None when ``predict_volume``
+    was told not to keep them."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None
@@ -43,6 +52,7 @@ class Prediction:
     threshold_note: str = ""
     mu: np.ndarray | None = None
     spread: np.ndarray | None = None
+    tta_std: np.ndarray | None = None
 
 
 def labels_from_probabilities(
@@ -99,6 +109,8 @@ def predict_volume(
     progress: Callable[[int, int], None] | None = None,
     cut: str = "fixed",
     probabilities: bool = True,
+    tta_samples: int = 0,
+    tta: Sequence[TTATransform] | None = None,
 ) -> Prediction:
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
@@ -110,6 +122,10 @@ def predict_volume(
     array (840 MB for two classes of a 512 x 512 x 400 scan); the labels are the same.
     Slices are normalised a batch at a time with the whole volume's statistics, and each
     output is filled in place on the input's grid, so nothing whole is copied.
+    ``tta_samples`` M >= 2 (any method) adds ``tta_std``, the std of p over the M transforms
+    of ``tta_transforms(M, seed)`` (or over ``tta``, a list of one's own), computed a batch
+    at a time: M - 1 more forward passes, and a running mean and sum of squares (three of one
+    batch's probabilities, whatever M). Nothing else in the prediction changes.
     """
     config, method = model.config, model.method
     image = np.asarray(image)
@@ -122,6 +138,10 @@ def predict_volume(
             raise ValueError(
                 f"{what} needs a learnt threshold (segpl-vi); this model is {config.method}"
             )
+    if tta is None and tta_samples:
+        if tta_samples < 2:
+            raise ValueError(f"TTA needs at least 2 samples, got {tta_samples}")
+        tta = tta_transforms(tta_samples, seed)
     axis = config.axis if axis is None else axis
     dev = resolve_device(device)
     normalise = Normaliser.from_config(config)
@@ -148,6 +168,7 @@ def predict_volume(
     # an ensemble gives its members' spread in the same pass as their mean: no extra cost
     has_spread = callable(getattr(method, "spread", None))
     spread, spread_m = grid((k,), np.float32) if has_spread else (None, None)
+    tta_std, tta_m = grid((k,), np.float32) if tta else (None, None)
     generator = torch.Generator(device=dev).manual_seed(seed)
     method.to(dev)
     method.train(False)
@@ -163,7 +184,7 @@ def predict_volume(
                 stacks = [np.subtract(stack_indices(s, n, 3), lo) for s in range(start, stop)]
                 batch = np.stack([part[idx] for idx in stacks])[:, None]
             del part
-            out = _predict_batch(model, batch, dev, (h, w), want_mu, mc_samples, generator)
+            out = _predict_batch(model, batch, dev, (h, w), want_mu, mc_samples, generator, tta)
             del batch
             if prob_m is not None:
                 prob_m[:, start:stop] = out[0]
@@ -177,6 +198,8 @@ def predict_volume(
                 mc_mean_m[:, start:stop], mc_std_m[:, start:stop] = out[2], out[3]
             if spread_m is not None:
                 spread_m[:, start:stop] = out[4]
+            if tta_m is not None:
+                tta_m[:, start:stop] = out[5]
             del out
             if progress:
                 progress(stop, n)
@@ -188,7 +211,7 @@ def predict_volume(
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
     else:
         note = f"labels: p > {config.threshold:g} (fixed)"
-    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread)
+    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread, tta_std)
 
 
 def _predict_batch(
@@ -199,9 +222,10 @@ def _predict_batch(
     want_mu: bool,
     mc_samples: int,
     generator: torch.Generator,
-) -> tuple[np.ndarray, ...]:
-    """One batch of slices -> numpy (prob (K, b, h, w), mu (K, b), mc_mean, mc_std, spread;
-    None where not computed). A function
+    tta: Sequence[TTATransform] | None = None,
+) -> tuple[np.ndarray | None, ...]:
+    """One batch of slices -> numpy (prob (K, b, h, w), mu (K, b), mc_mean, mc_std, spread,
+    tta_std; None where not computed). A function
     of its own so that every tensor of the batch is gone when it returns: nothing keeps device
     memory alive when the caller empties the cache."""
     config, method = model.config, model.method
@@ -221,11 +245,15 @@ def _predict_batch(
         p = torch.sigmoid(logits.float())
         if config.dims == 3:
             p = p[:, :, 1]
+        tta_np = None
+        if tta:  # on the padded slices: the maps turn about the same centre both ways
+            std = _tta_std(method, x, p, tta, config.dims)[..., :h, :w]
+            tta_np = std.transpose(0, 1).cpu().numpy()
         p = p[..., :h, :w]
         prob = p.transpose(0, 1).cpu().numpy()
         mu_np = None if mu is None else mu.float().transpose(0, 1).cpu().numpy()
         if not mc_samples or mu is None or sigma is None:
-            return prob, mu_np, None, None, spread
+            return prob, mu_np, None, None, spread, tta_np
         hits = torch.stack(
             [
                 (p > sample_threshold(mu, sigma, generator)[..., None, None]).float()
@@ -234,4 +262,28 @@ def _predict_batch(
         )
         mean = hits.mean(0).transpose(0, 1).cpu().numpy()
         std = hits.std(0, unbiased=False).transpose(0, 1).cpu().numpy()
-        return prob, mu_np, mean, std, spread
+        return prob, mu_np, mean, std, spread, tta_np
+
+
+def _tta_std(
+    method: Method,
+    x: torch.Tensor,
+    p: torch.Tensor,
+    tta: Sequence[TTATransform],
+    dims: int,
+) -> torch.Tensor:
+    """Population std of p (b, K, H, W) over the transforms, each prediction mapped back onto
+    the slices' grid; an identity transform reuses ``p``. Welford's running mean and sum of
+    squares: one batch's prediction at a time, whatever M."""
+    mean, m2 = torch.zeros_like(p), torch.zeros_like(p)
+    for i, t in enumerate(tta, start=1):
+        if t.identity:
+            q = p
+        else:
+            xa = t.apply(x).contiguous(memory_format=memory_format(dims))
+            q = torch.sigmoid(method.logits(xa).float())
+            q = t.invert(q[:, :, 1] if dims == 3 else q)
+        delta = q - mean
+        mean += delta / i
+        m2 += delta * (q - mean)
+    return (m2 / len(tta)).clamp_min_(0).sqrt_()

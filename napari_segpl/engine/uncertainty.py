@@ -7,6 +7,10 @@ A method that learns a threshold (SegPL-VI) also has the Monte-Carlo standard de
 members (the deep ensemble) the spread of its members' probabilities. The default kind is the
 one that finds wrong voxels best where that was measured: the entropy of p for SegPL-VI too
 (benchmarks/RESULTS.md (t)); the ensemble's own spread, not measured, stays its default.
+Any method can also be asked for test-time augmentation (``tta``): the standard deviation of p
+over M augmented copies of each slice (in-plane flips and small affine maps, each prediction
+mapped back onto the original grid), a cheap uncertainty that costs M - 1 extra forward passes
+and is never a default (see ``tta_transforms``).
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 ``Prediction.probabilities``. Front ends that show one layer take the maximum over classes
@@ -15,10 +19,13 @@ Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .methods import get_method
 
@@ -26,7 +33,11 @@ if TYPE_CHECKING:
     from .inference import Prediction
     from .methods import Method
 
-ENTROPY, MC, SPREAD = "entropy", "mc", "spread"
+ENTROPY, MC, SPREAD, TTA = "entropy", "mc", "spread", "tta"
+#: TTA's default number of augmented predictions M (the first is the unaugmented one)
+TTA_SAMPLES = 8
+#: TTA's small affine maps: a rotation drawn in +-TTA_DEGREES and a scale in 1 +- TTA_SCALE
+TTA_DEGREES, TTA_SCALE = 5.0, 0.05
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,14 @@ KINDS: dict[str, UncertaintyKind] = {
         SPREAD, "ensemble spread", "", 0.5,
         "standard deviation of the ensemble members' probabilities (population std)",
     ),
+    TTA: UncertaintyKind(
+        TTA, "TTA std of p", "", 0.5,
+        f"TTA std of p over M flips and small affine maps: population standard deviation of "
+        f"each class's probability over M predictions of the slice (default {TTA_SAMPLES}; the "
+        f"first unaugmented, the others flipped in-plane by turns and rotated by up to "
+        f"{TTA_DEGREES:g} degrees and scaled by up to {100 * TTA_SCALE:g} %, a seeded list), "
+        f"each mapped back onto the original grid (bilinear, edges repeated) before comparing",
+    ),
 }  # fmt: skip
 
 
@@ -72,11 +91,18 @@ def _ordered(mc: bool, spread: bool) -> list[str]:
 
 
 def kinds_for(method: str | type[Method] | Method) -> list[str]:
-    """The kinds a method's predictions can give, its default first: the entropy of p always
-    (first but for the ensemble); the Monte-Carlo std for a learnt threshold; the members'
-    spread for an ensemble (its default)."""
+    """The kinds a method's predictions can give without extra passes, its default first: the
+    entropy of p always (first but for the ensemble); the Monte-Carlo std for a learnt
+    threshold; the members' spread for an ensemble (its default). TTA, which needs M - 1 more
+    passes, is not listed here: see ``available_kinds``."""
     cls = _method_class(method)
     return _ordered(cls.learns_threshold, callable(getattr(cls, "spread", None)))
+
+
+def available_kinds(method: str | type[Method] | Method) -> list[str]:
+    """Every kind a method's model can be asked for: its own (``kinds_for``) and TTA, which
+    any model has at the cost of M - 1 extra forward passes."""
+    return [*kinds_for(method), TTA]
 
 
 def default_kind(method: str | type[Method] | Method) -> str:
@@ -93,7 +119,7 @@ def resolve_kind(method: str | type[Method] | Method, kind: str | None) -> str:
         return default_kind(cls)
     if kind not in KINDS:
         raise ValueError(f"unknown uncertainty kind {kind!r}; one of {', '.join(KINDS)}")
-    allowed = kinds_for(cls)
+    allowed = available_kinds(cls)
     if kind not in allowed:
         needs = {MC: "a learnt threshold (--method segpl-vi)", SPREAD: "--method ensemble"}[kind]
         raise ValueError(
@@ -106,7 +132,8 @@ def resolve_kind(method: str | type[Method] | Method, kind: str | None) -> str:
 def kinds_in(pred: Prediction) -> list[str]:
     """The kinds a prediction holds the data for, in the order of ``kinds_for`` (the first is
     the one a front end shows by default)."""
-    return _ordered(pred.mc_std is not None, pred.spread is not None)
+    own = _ordered(pred.mc_std is not None, pred.spread is not None)
+    return own + [TTA] if pred.tta_std is not None else own
 
 
 def layer_name(kind: str) -> str:
@@ -138,9 +165,83 @@ def uncertainty_maps(pred: Prediction, kind: str) -> np.ndarray:
         if pred.spread is None:
             raise ValueError("no member spread in this prediction: it needs an ensemble model")
         return pred.spread
+    if kind == TTA:
+        if pred.tta_std is None:
+            raise ValueError("no TTA in this prediction: predict with tta_samples >= 2")
+        return pred.tta_std
     raise ValueError(f"unknown uncertainty kind {kind!r}; one of {', '.join(KINDS)}")
 
 
 def uncertainty_volume(pred: Prediction, kind: str) -> np.ndarray:
     """One map for display and slice scores: the most uncertain class at each voxel."""
     return uncertainty_maps(pred, kind).max(axis=0)
+
+
+# --- test-time augmentation ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TTATransform:
+    """One in-plane augmentation of slices (..., H, W): an affine map (a rotation by
+    ``degrees`` and a scale about the slice's centre, in pixel units so that a rotation stays
+    a rotation on a non-square slice), then flips of rows and columns. ``apply`` moves an image
+    onto the augmented grid and ``invert`` moves a prediction made there back: flips exactly,
+    the affine map by bilinear sampling with the edge values repeated outside the slice."""
+
+    flip_rows: bool = False
+    flip_cols: bool = False
+    degrees: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def identity(self) -> bool:
+        return not (self.flip_rows or self.flip_cols) and self.degrees == 0 and self.scale == 1
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self._flip(self._warp(x, inverse=False))
+
+    def invert(self, y: torch.Tensor) -> torch.Tensor:
+        return self._warp(self._flip(y), inverse=True)
+
+    def _flip(self, x: torch.Tensor) -> torch.Tensor:
+        dims = [d for d, on in ((-2, self.flip_rows), (-1, self.flip_cols)) if on]
+        return torch.flip(x, dims) if dims else x
+
+    def _warp(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
+        """Sample ``x`` at A p for every output pixel p (centred pixel coordinates), A the
+        rotation over the scale (its inverse with ``inverse``), as grid_sample wants it."""
+        if self.degrees == 0 and self.scale == 1:
+            return x
+        h, w = x.shape[-2:]
+        a = math.radians(-self.degrees if inverse else self.degrees)
+        s = self.scale if inverse else 1.0 / self.scale
+        cos, sin = s * math.cos(a), s * math.sin(a)
+        # pixel units -> grid_sample's [-1, 1] units per axis: A' = D A D^-1, D = diag(2/w, 2/h)
+        theta = torch.tensor(
+            [[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=x.dtype, device=x.device
+        )
+        flat = x.reshape(1, -1, h, w)
+        grid = F.affine_grid(theta[None], list(flat.shape), align_corners=False)
+        out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(x.shape)
+
+
+def tta_transforms(samples: int = TTA_SAMPLES, seed: int = 0) -> list[TTATransform]:
+    """The M transforms TTA averages over, the same for a given ``samples`` and ``seed`` (a
+    generator of its own: no global random state is read or moved). The first is the
+    identity (the prediction itself); then columns, rows, both and neither flipped in turn,
+    each with a rotation in +-TTA_DEGREES and a scale in 1 +- TTA_SCALE.
+
+    Flips mirror left and right: a model that tells a left organ from a right one (the two
+    lungs) labels a mirrored slice with the other class, and TTA then shows both organs as
+    uncertain. That is what it measures (how much p moves under the maps), not an error."""
+    if samples < 1:
+        raise ValueError(f"TTA needs at least one sample, got {samples}")
+    rng = np.random.default_rng(seed)
+    flips = [(False, True), (True, False), (True, True), (False, False)]
+    out = [TTATransform()]
+    for i in range(samples - 1):
+        degrees = float(rng.uniform(-TTA_DEGREES, TTA_DEGREES))
+        scale = float(1.0 + rng.uniform(-TTA_SCALE, TTA_SCALE))
+        out.append(TTATransform(*flips[i % 4], degrees, scale))
+    return out

@@ -5,7 +5,8 @@ Every prediction gets an uncertainty layer, by default of the method's default k
 ensemble: its members' spread; any other, SegPL-VI too: the entropy of p; see
 ``engine.uncertainty``), named for what it shows, so that a map is never read as another.
 The "uncertainty" combo redraws it as another kind the last prediction holds (SegPL-VI's
-MC std)."""
+MC std; "TTA std of p" when the prediction was made with test-time augmentation, listed last:
+it is never a default)."""
 
 from __future__ import annotations
 
