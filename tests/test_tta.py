@@ -225,35 +225,38 @@ def test_cli_writes_the_tta_std(tmp_path, capsys, classes):
 
 
 @pytest.mark.gui
-def test_the_dock_combo_lists_tta_when_the_prediction_has_it(make_napari_viewer, qtbot,
-                                                             monkeypatch):  # fmt: skip
+def test_the_dock_predicts_tta_when_asked_and_lists_it(make_napari_viewer, qtbot, monkeypatch):
+    """Predict with the TTA box at 3: the dock's own worker computes the TTA std (equal to the
+    engine's on the same model), the combo lists it; at 0 (off) there is none."""
     from conftest import add_toy_layers
 
-    from napari_segpl.gui import SegPLDock, notify, runner, session
+    from napari_segpl.gui import SegPLDock, notify
 
     errors: list[str] = []
     monkeypatch.setattr(notify, "show_error", errors.append)
-
-    def with_tta(model, image, axis, mc, device, control=None):  # the dock's own, plus TTA
-        pred = session.predict(model, image, axis, mc, device, control)
-        pred.tta_std = predict_volume(model, image, axis=axis, tta_samples=3).tta_std
-        return pred
-
-    monkeypatch.setattr(runner, "predict", with_tta)
     viewer = make_napari_viewer()
     add_toy_layers(viewer, (48, 40, 20), [3, 10])
+    image = viewer.layers["toy"].data
     dock = SegPLDock(viewer)
-    combo, shown = dock.results.kind_combo, []
+    combo, shown, model = dock.results.kind_combo, [], _model()
     try:
-        dock.state.set_model(_model())
+        dock.state.set_model(model)
         dock.state.predicted.connect(shown.append)
+        assert dock.results.tta_spin.value() == 0  # off by default
         assert dock.start_prediction()
-        qtbot.waitUntil(lambda: not dock.state.busy and bool(shown), timeout=60_000)
+        qtbot.waitUntil(lambda: not dock.state.busy and len(shown) == 1, timeout=60_000)
+        assert shown[0].tta_std is None
+        assert [combo.itemData(i) for i in range(combo.count())] == [ENTROPY]
+        dock.results.tta_spin.setValue(3)
+        assert dock.start_prediction()
+        qtbot.waitUntil(lambda: not dock.state.busy and len(shown) == 2, timeout=60_000)
+        expected = predict_volume(model, np.asarray(image), axis=2, tta_samples=3).tta_std
+        np.testing.assert_allclose(shown[1].tta_std, expected, atol=1e-6)
         assert [combo.itemData(i) for i in range(combo.count())] == [ENTROPY, TTA]
         assert combo.itemText(1) == "TTA std of p" and combo.currentData() == ENTROPY
         combo.setCurrentIndex(1)
         layer = viewer.layers[layer_name(TTA)]
-        np.testing.assert_array_equal(layer.data, shown[0].tta_std.max(axis=0))
+        np.testing.assert_array_equal(layer.data, shown[1].tta_std.max(axis=0))
         assert combo.toolTip() == KINDS[TTA].description
     finally:
         dock.shutdown()

@@ -27,6 +27,7 @@ from ..engine import TrainConfig
 from ..engine.compare import CompareResult, compare
 from ..layers import same_grid_kwargs
 from .result_layers import OWNER_KEY, ROLE_KEY
+from .session import torch_ready
 
 if TYPE_CHECKING:
     import napari
@@ -102,6 +103,7 @@ class CompareRunner(QObject):
 
         def work() -> CompareResult:
             try:
+                torch_ready()
                 return compare(image, labels, config, methods, holdout, seeds=seeds,
                                progress=progress, on_run=self.scored.emit,
                                should_stop=self._stop.is_set, **options)  # fmt: skip

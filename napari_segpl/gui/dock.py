@@ -32,7 +32,7 @@ from .plots_panel import PlotsPanel
 from .result_layers import ResultLayers
 from .results_panel import ResultsPanel
 from .runner import Runner
-from .session import warm_up_torch
+from .session import start_warm_up
 from .state import DockState
 from .suggest_panel import SuggestPanel
 from .training_panel import TrainingPanel
@@ -87,7 +87,7 @@ class SegPLDock(QWidget):
         outer.addWidget(self.training)  # in view whatever the scrolling part shows
         self.setMinimumWidth(360)
         self.warmed_up = threading.Event()
-        threading.Thread(target=warm_up_torch, args=(self.warmed_up,), daemon=True).start()
+        start_warm_up(self.warmed_up)
 
     # ------------------------------------------------------ what scripts call
     @property

@@ -47,6 +47,16 @@ class ResultsPanel(QGroupBox):
         self.mc_spin.setRange(1, 100)
         self.mc_spin.setValue(8)
         self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
+        #: test-time augmentation: 0 off, else M predictions (the slice, flips, small affine
+        #: maps) and their std as one more uncertainty kind, for any method
+        self.tta_spin = QSpinBox()
+        self.tta_spin.setRange(0, 32)
+        self.tta_spin.setValue(0)
+        self.tta_spin.setSpecialValueText("off")
+        self.tta_spin.setToolTip(
+            "Test-time augmentation: the std of p over M flipped, rotated and scaled copies "
+            "(M - 1 extra passes; off by default)"
+        )
         #: the uncertainty kind the dock's layer shows, of those the last prediction holds
         self.kind_combo = QComboBox()
         let_shrink(self.kind_combo, characters=6)
@@ -55,6 +65,7 @@ class ResultsPanel(QGroupBox):
         #: the last prediction, while it holds more than one kind (its arrays stay in memory)
         self._last: Prediction | None = None
         v.addLayout(row(QLabel("MC samples"), self.mc_spin, stretch=True))
+        v.addLayout(row(QLabel("TTA samples"), self.tta_spin, stretch=True))
         v.addLayout(labelled_row("uncertainty", self.kind_combo))  # beside MC: too wide
         self.predict_button = button("Predict", self.start_prediction)
         self.accept_button = button("Accept slice", self.accept_current_slice)
@@ -171,7 +182,8 @@ class ResultsPanel(QGroupBox):
         layer.metadata[UNCERTAINTY_KIND_KEY] = kind
 
     def start_prediction(self) -> bool:
-        return self.runner.start_prediction(self.mc_spin.value())
+        tta = self.tta_spin.value()
+        return self.runner.start_prediction(self.mc_spin.value(), tta if tta >= 2 else 0)
 
     def accept_current_slice(self) -> bool:
         """Copy the prediction on the current slice into the user's labels (undoable)."""

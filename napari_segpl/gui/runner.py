@@ -203,14 +203,15 @@ class Runner:
         )  # fmt: skip
         self._run_predict_worker(worker, "filling pseudo labels…", filling=True)
 
-    def start_prediction(self, mc_samples: int) -> bool:
-        """Predict the chosen image in a worker; queued while the fill runs."""
+    def start_prediction(self, mc_samples: int, tta_samples: int = 0) -> bool:
+        """Predict the chosen image in a worker; queued while the fill runs. ``tta_samples``
+        of 2 or more adds the test-time-augmentation uncertainty."""
         state = self.state
         if state.model is None:
             notify.info("Train or load a model first.")
             return False
         if state.filling and not state.predicting:
-            state.predict_queued = {"mc_samples": mc_samples}
+            state.predict_queued = {"mc_samples": mc_samples, "tta_samples": tta_samples}
             state.progress_text.emit("Predict queued: it runs when the pseudo-label fill ends")
             state.busy_changed.emit()
             return True
@@ -225,7 +226,7 @@ class Runner:
         self.predict_control = RunControl.new()
         worker = create_worker(
             predict, state.model, np.asarray(image.data), state.axis, mc_samples, self.device(),
-            self.predict_control, _start_thread=False, _ignore_errors=True,
+            self.predict_control, tta_samples, _start_thread=False, _ignore_errors=True,
         )  # fmt: skip
         self._run_predict_worker(worker, "predicting the volume…", predicting=True)
         return True

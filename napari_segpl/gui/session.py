@@ -108,6 +108,7 @@ def training_events(
     ``image`` (``snapshot_events``); the run itself is not changed by it.
     """
     try:
+        torch_ready()
         holdout = sorted(set(holdout))
         truth = labels
         if holdout:
@@ -202,8 +203,10 @@ def predict(
     mc_samples: int,
     device: str,
     control: RunControl | None = None,
+    tta_samples: int = 0,
 ) -> Prediction:
-    """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold).
+    """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold; the
+    test-time-augmentation std when ``tta_samples`` is 2 or more, for any method).
 
     With ``control``, ``stop`` is checked after every batch of slices (a 3D prediction of a
     large volume on a CPU takes tens of seconds; closing the window must not wait for it, nor
@@ -215,7 +218,11 @@ def predict(
 
     k = mc_samples if model.method.learns_threshold else 0
     try:
-        return predict_volume(model, image, axis=axis, mc_samples=k, device=device, progress=check)
+        torch_ready()
+        return predict_volume(
+            model, image, axis=axis, mc_samples=k, device=device, progress=check,
+            tta_samples=tta_samples if tta_samples >= 2 else 0,
+        )  # fmt: skip
     finally:
         if control is not None:
             control.done.set()
@@ -248,16 +255,36 @@ def fill_pseudo_labels(
         control.done.set()
 
 
-def warm_up_torch(done: threading.Event | None = None) -> None:
+#: held from the dock's opening until ``warm_up_torch`` ends. torch's first optimiser imports
+#: torch._dynamo, which registers operators as it goes; torch work in another thread at the
+#: same time failed once in a test ("operator streams::fork does not exist"), so every worker
+#: waits for it (``torch_ready``) before its first torch call
+_WARMING = threading.Lock()
+
+
+def start_warm_up(done: threading.Event | None = None) -> None:
+    """Run ``warm_up_torch`` in a background thread, the lock taken before it starts (so a
+    worker started right after cannot slip in ahead of it)."""
+    _WARMING.acquire()
+    threading.Thread(target=warm_up_torch, args=(done, True), daemon=True).start()
+
+
+def torch_ready(timeout: float = 120.0) -> None:
+    """Wait (at most ``timeout`` s) for a warm-up under way; returns at once when none is."""
+    if _WARMING.acquire(timeout=timeout):
+        _WARMING.release()
+
+
+def warm_up_torch(done: threading.Event | None = None, holds_lock: bool = False) -> None:
     """Take one tiny Adam step so torch's lazy first-use set-up happens now.
 
     The first optimiser step of a process imports and initialises parts of torch while holding
     the GIL (130-160 ms measured here), which froze the window right after the first Train.
     Run from a background thread when the dock opens, that pause happens before any training.
     """
-    import torch
-
     try:
+        import torch
+
         weight = torch.zeros(1, requires_grad=True)
         optimiser = torch.optim.Adam([weight], lr=0.01)
         (weight * 2.0).sum().backward()
@@ -265,3 +292,5 @@ def warm_up_torch(done: threading.Event | None = None) -> None:
     finally:
         if done is not None:
             done.set()
+        if holds_lock:
+            _WARMING.release()
