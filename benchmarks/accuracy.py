@@ -167,7 +167,10 @@ def run_one(
     # with SEGPL_SAVE_PROB, SegPL-VI's MC std over 16 thresholds in the same pass (drawn with
     # inference's own generator: the labels are the same as without)
     mc = 16 if os.environ.get("SEGPL_SAVE_PROB") and model.method.learns_threshold else 0
-    pred = predict_volume(model, image.array, device=cfg.device, mc_samples=mc)
+    # ... and, from 2026-12-02 08:25, the TTA std over 8 flips and small affine maps (its own
+    # seeded transforms: labels unchanged too)
+    tta = 8 if os.environ.get("SEGPL_SAVE_PROB") else 0
+    pred = predict_volume(model, image.array, device=cfg.device, mc_samples=mc, tta_samples=tta)
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
     # what the user exports: every slice but the painted ones, empty slices included
     whole = exported_scores(pred.labels, truth, chosen, axis=axis, classes=list(scores))
@@ -189,13 +192,12 @@ def run_one(
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{name}-k{k}-{method}-s{seed}"
         np.savez_compressed(folder / f"{stem}.npz", labels=pred.labels.astype(np.uint8))
-    if os.environ.get("SEGPL_SAVE_PROB"):  # probabilities and MC std, for issue 25's AUROC
+    if os.environ.get("SEGPL_SAVE_PROB"):  # probabilities, MC and TTA std (issue 25's AUROC)
         folder = Path(os.environ["SEGPL_SAVE_PROB"])
         folder.mkdir(parents=True, exist_ok=True)
-        arrays = {"probabilities": pred.probabilities.astype(np.float16)}
-        if pred.mc_std is not None:
-            arrays["mc_std"] = pred.mc_std.astype(np.float16)
-        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **arrays)
+        from .uncertainty_auroc import saved_arrays  # (it imports this module)
+
+        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **saved_arrays(pred))
     return {
         "dataset": name,
         "axis": axis,
