@@ -26,13 +26,16 @@ def random_affine(n: int, strength: float, device, dtype) -> torch.Tensor:
     return torch.stack([row0, row1], dim=1)
 
 
-def warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def warp(
+    x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear", padding: str = "zeros"
+) -> torch.Tensor:
     """Apply in-plane affine maps to (N, C, H, W) or (N, C, D, H, W) tensors (every slice of a
-    3-slice stack moves alike); outside the image reads 0."""
+    3-slice stack moves alike); outside the image reads 0 (``padding="border"``: the edge
+    values repeated)."""
     shape = x.shape
     flat = x.reshape(shape[0], -1, *shape[-2:]).float()
     grid = F.affine_grid(theta.float(), list(flat.shape), align_corners=False)
-    out = F.grid_sample(flat, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(flat, grid, mode=mode, padding_mode=padding, align_corners=False)
     return out.reshape(shape).to(x.dtype)
 
 

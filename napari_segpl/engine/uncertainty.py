@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .augment import warp
 from .methods import get_method
 
 if TYPE_CHECKING:
@@ -220,10 +220,7 @@ class TTATransform:
         theta = torch.tensor(
             [[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=x.dtype, device=x.device
         )
-        flat = x.reshape(1, -1, h, w)
-        grid = F.affine_grid(theta[None], list(flat.shape), align_corners=False)
-        out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.reshape(x.shape)
+        return warp(x, theta.expand(x.shape[0], 2, 3), padding="border")
 
 
 def tta_transforms(samples: int = TTA_SAMPLES, seed: int = 0) -> list[TTATransform]:
