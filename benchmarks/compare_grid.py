@@ -31,12 +31,11 @@ def command(name: str, methods: str, seeds: int, out: Path, extra: list[str]) ->
     case = load_case(name, axis, 3)
     depth = case.truth.shape[axis]
     holdout = [s for s in range(depth) if s not in case.chosen]
-    listed = sorted([*case.chosen, *holdout])
     return [
         sys.executable, "-m", "napari_segpl.cli", "compare",
         str(DATA / f"{name}_image.nii.gz"), str(DATA / f"{name}_label.nii.gz"),
         "--methods", methods, "--seeds", str(seeds), "--axis", str(axis),
-        "--labelled-slices", ",".join(map(str, listed)),
+        "--labelled-slices", ",".join(map(str, range(depth))),  # painted and held out
         "--holdout-slices", ",".join(map(str, holdout)),
         "--out", str(out / name), "--quiet", *extra,
     ]  # fmt: skip

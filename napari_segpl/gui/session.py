@@ -145,7 +145,8 @@ def training_events(
                 trainer.preview_slice = wanted
             yield event
             new_step = isinstance(event, StepEvent)
-            last = event if isinstance(event, StepEvent) else last
+            if new_step:
+                last = event
             # (after the FinishedEvent the run is over: the fill and Predict take over)
             if (
                 last is not None
