@@ -39,6 +39,7 @@ from napari_segpl.engine import (
 )
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.guard import labelled_fractions
+from napari_segpl.engine.uncertainty import tta_transforms
 from napari_segpl.volume import Volume, read_labels, read_volume
 
 DATA = Path(
@@ -195,9 +196,20 @@ def run_one(
     if os.environ.get("SEGPL_SAVE_PROB"):  # probabilities, MC and TTA std (issue 25's AUROC)
         folder = Path(os.environ["SEGPL_SAVE_PROB"])
         folder.mkdir(parents=True, exist_ok=True)
-        from .uncertainty_auroc import saved_arrays  # (it imports this module)
+        from .uncertainty_auroc import NOFLIP, saved_arrays  # (it imports this module)
 
-        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **saved_arrays(pred))
+        arrays = saved_arrays(pred)
+        # ... and, from 2026-12-02 10:30, TTA with the same rotations and scales but no flips
+        # (issue 25, RESULTS.md (x)): a second pass over the volume, its std alone kept
+        noflip = predict_volume(
+            model,
+            image.array,
+            device=cfg.device,
+            tta=tta_transforms(tta, flips=False),
+            probabilities=False,
+        )
+        arrays[NOFLIP] = noflip.tta_std.astype(np.float16)
+        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **arrays)
     return {
         "dataset": name,
         "axis": axis,

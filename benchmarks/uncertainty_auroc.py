@@ -34,18 +34,23 @@ from .accuracy import TUNING, load_case
 
 BAND = 5
 SAMPLE = 400_000
+#: TTA with the same rotations and scales but no flips (a benchmark variant, RESULTS.md (x))
+NOFLIP = "tta_noflip_std"
+TTA_NOFLIP = "tta-noflip"
 #: the kinds measured beside the entropy of p, each by the name of its saved array
-SAVED = {MC: "mc_std", SPREAD: "spread", TTA: "tta_std"}
+SAVED = {MC: "mc_std", SPREAD: "spread", TTA: "tta_std", TTA_NOFLIP: NOFLIP}
 #: short column names for the table
-SHORT = {ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std"}
+SHORT = {
+    ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std", TTA_NOFLIP: "TTA no flip"
+}  # fmt: skip
 
 
 def saved_arrays(pred: Prediction) -> dict[str, np.ndarray]:
     """What a run saves for this benchmark (float16, ``np.savez_compressed``): the
     probabilities and every uncertainty the prediction holds beyond the entropy of p."""
     arrays = {"probabilities": pred.probabilities.astype(np.float16)}
-    for name in SAVED.values():
-        if getattr(pred, name) is not None:
+    for name in SAVED.values():  # (the no-flip TTA is a second prediction's tta_std)
+        if getattr(pred, name, None) is not None:
             arrays[name] = getattr(pred, name).astype(np.float16)
     return arrays
 
@@ -85,7 +90,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
     for kind, volume in maps.items():
         score = volume[band]
         out[f"auroc_{kind}"] = auroc(score, wrong, rng)
-        top = KINDS[kind].upper
+        top = KINDS[TTA if kind == TTA_NOFLIP else kind].upper
         out[f"confident_{kind}"] = float((score[wrong] < 0.1 * top).mean()) if wrong.any() else 0
     return out
 
@@ -93,7 +98,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
 def table(records: list[dict]) -> str:
     """One row per run; an AUROC column for every kind some run has (the entropy and the MC
     std always, as before), blank where a run lacks it."""
-    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA)
+    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA, TTA_NOFLIP)
              if k in (ENTROPY, MC) or any(f"auroc_{k}" in r for r in records)]  # fmt: skip
     names = [SHORT[k] for k in kinds]
 

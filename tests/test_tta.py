@@ -95,6 +95,13 @@ def test_the_list_is_fixed_by_its_seed_and_leaves_global_random_state_alone():
     assert torch.equal(torch.get_rng_state(), torch_state)
 
 
+def test_without_flips_the_list_keeps_the_same_rotations_and_scales():
+    with_flips, without = tta_transforms(8, seed=3), tta_transforms(8, seed=3, flips=False)
+    assert not any(t.flip_rows or t.flip_cols for t in without)
+    assert [(t.degrees, t.scale) for t in without] == [(t.degrees, t.scale) for t in with_flips]
+    assert without[0].identity and not any(t.identity for t in without[1:])
+
+
 @pytest.mark.parametrize("t", FLIPS[1:])
 def test_flip_then_unflip_is_exact(t):
     x = _asymmetric()
@@ -279,3 +286,6 @@ def test_the_auroc_benchmark_measures_tta_beside_the_others():
     assert 0 <= record["auroc_entropy"] <= 1 and "auroc_mc" not in record
     text = table([record])
     assert "AUROC TTA std" in text.splitlines()[0] and "| 1.000 |" in text.splitlines()[2]
+    flipless = evaluate(row, pred.labels, {**arrays, "tta_noflip_std": 0.4 - perfect}, case)
+    assert flipless["auroc_tta-noflip"] == pytest.approx(0.0)  # exactly the wrong way round
+    assert "AUROC TTA no flip" in table([flipless]).splitlines()[0]

@@ -223,7 +223,9 @@ class TTATransform:
         return warp(x, theta.expand(x.shape[0], 2, 3), padding="border")
 
 
-def tta_transforms(samples: int = TTA_SAMPLES, seed: int = 0) -> list[TTATransform]:
+def tta_transforms(
+    samples: int = TTA_SAMPLES, seed: int = 0, flips: bool = True
+) -> list[TTATransform]:
     """The M transforms TTA averages over, the same for a given ``samples`` and ``seed`` (a
     generator of its own: no global random state is read or moved). The first is the
     identity (the prediction itself); then columns, rows, both and neither flipped in turn,
@@ -231,14 +233,17 @@ def tta_transforms(samples: int = TTA_SAMPLES, seed: int = 0) -> list[TTATransfo
 
     Flips mirror left and right: a model that tells a left organ from a right one (the two
     lungs) labels a mirrored slice with the other class, and TTA then shows both organs as
-    uncertain. That is what it measures (how much p moves under the maps), not an error."""
+    uncertain. That is what it measures (how much p moves under the maps), not an error.
+    ``flips=False`` keeps the same rotations and scales without the flips (issue 25 measures
+    both; benchmarks/RESULTS.md (x))."""
     if samples < 1:
         raise ValueError(f"TTA needs at least one sample, got {samples}")
     rng = np.random.default_rng(seed)
-    flips = [(False, True), (True, False), (True, True), (False, False)]
+    flip_turns = [(False, True), (True, False), (True, True), (False, False)]
     out = [TTATransform()]
     for i in range(samples - 1):
         degrees = float(rng.uniform(-TTA_DEGREES, TTA_DEGREES))
         scale = float(1.0 + rng.uniform(-TTA_SCALE, TTA_SCALE))
-        out.append(TTATransform(*flips[i % 4], degrees, scale))
+        rows, cols = flip_turns[i % 4] if flips else (False, False)
+        out.append(TTATransform(rows, cols, degrees, scale))
     return out
