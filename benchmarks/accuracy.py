@@ -199,7 +199,7 @@ def run_one(
         from .uncertainty_auroc import NOFLIP, saved_arrays  # (it imports this module)
 
         arrays = saved_arrays(pred)
-        # ... and, from 2026-12-02 10:30, TTA with the same rotations and scales but no flips
+        # ... and, from 2026-12-02 10:05, TTA with the same rotations and scales but no flips
         # (issue 25, RESULTS.md (x)): a second pass over the volume, its std alone kept
         noflip = predict_volume(
             model,
