@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import robustness
+from .compare_store import plain as _plain
 from .config import TrainConfig
 from .inference import Prediction, predict_volume
 from .methods import get_method
@@ -166,18 +167,6 @@ def _mean_sd(values: np.ndarray) -> tuple[list[float], list[float]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column (absent class)
         return np.nanmean(values, axis=0).tolist(), np.nanstd(values, axis=0).tolist()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def check_request(
@@ -350,11 +339,16 @@ def compare(
     progress: Progress | None = None,
     on_run: OnRun | None = None,
     should_stop: Callable[[], bool] | None = None,
+    finished: Mapping[tuple[str, int], RunResult] | None = None,
+    reference: float | None = None,
 ) -> CompareResult:
     """Train and score every (method, seed) in turn (module docstring). ``labels`` holds the
     truth of the held-out slices; ``params``: each method's own parameters by method name;
     ``spacing``: voxel size (mm) per array axis, for HD95; ``surface`` False (or MONAI
-    missing) leaves HD95 out. ``on_run``, ``should_stop``: the module docstring."""
+    missing) leaves HD95 out. ``on_run``, ``should_stop``: the module docstring. A resumed
+    compare (``compare_store``) gives the runs already scored by (method, seed) in
+    ``finished``, taken as they are, and the supervised s/step timed for the ratio alone in
+    ``reference``: neither trains again."""
     configs = check_request(config, methods, holdout, seeds, params)
     holdout = sorted(set(int(s) for s in holdout))
     data = training_data(image, labels, config, holdout, labelled)
@@ -369,8 +363,11 @@ def compare(
                          epsilons], config.to_dict(), None, False, note)  # fmt: skip
     todo = [(cfg, int(seed)) for cfg in configs for seed in seeds]
     runs: list[RunResult] = []
-    stop, stopped = should_stop or (lambda: False), False
+    stop, stopped, done = should_stop or (lambda: False), False, finished or {}
     for i, (cfg, seed) in enumerate(todo, start=1):
+        if (cfg.method, seed) in done:
+            runs.append(done[cfg.method, seed])
+            continue
         trainer = Trainer(dataclasses.replace(cfg, seed=seed, preview_every=0), data)
         times, seconds, notes, stopped = _train(trainer, progress, stop)
         if stopped:  # the run under way is dropped; the finished ones are kept
@@ -387,8 +384,9 @@ def compare(
             so_far = _finished(base, runs)
             on_run(RunDone(cfg.method, seed, i, len(todo), so_far, model, pred.labels))
         del pred  # one run's probabilities at a time
-    reference, trained = None, False
-    if time_supervised and not stopped and not any(r.method == "supervised" for r in runs):
+    timed = any(r.method == "supervised" for r in runs)
+    trained = reference is not None and not timed
+    if time_supervised and not stopped and not trained and not timed:
         cfg = dataclasses.replace(config, method="supervised", seed=int(seeds[0]), extra={})
         trainer = Trainer(dataclasses.replace(cfg, preview_every=0), data)
         times, _, _, stopped = _train(trainer, progress, stop)
