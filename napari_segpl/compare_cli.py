@@ -2,8 +2,10 @@
 
 Writes DIR/table.md (the table and how it was made), DIR/table.csv, DIR/results.json (every run
 and the per-method summary) and three plots: DIR/ood.png, DIR/adversarial.png and
-DIR/reliability.png. Everything is computed before the first file is written, and each file is
-written to a temporary name beside it and renamed over it, so a failure leaves no half file.
+DIR/reliability.png, once every run is scored. Each run is also kept the moment it is scored,
+in DIR/runs/METHOD-sSEED.json, so a compare stopped part way loses only the run under way and
+``--resume`` goes on from there (``compare_resume.py``, ``engine/compare_store.py``). Every file
+is written to a temporary name beside it and renamed over it, so a failure leaves no half file.
 What each number means is in ``napari_segpl/engine/compare.py`` and ``engine/robustness.py``.
 """
 
@@ -50,7 +52,8 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
             "per-class IoU and Dice, HD95 (MONAI), Brier score, expected calibration error, "
             "seconds per step against supervised training, parameters, and IoU under "
             "out-of-distribution inputs and FGSM. Writes table.md, table.csv, results.json and "
-            "PNG plots in --out."
+            "PNG plots in --out; each run is also kept in --out/runs/ as soon as it is scored, "
+            "so an interrupted compare can go on with --resume."
         ),
     )
     c.add_argument("image", type=Path, help="image volume (file or DICOM folder)")
@@ -105,6 +108,13 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-supervised-timing", action="store_true",
         help="without supervised among the methods, report the cost ratio as n/a instead of "
         "training supervised once to time it",
+    )  # fmt: skip
+    c.add_argument(
+        "--resume", action="store_true",
+        help="go on with a stopped compare in the same --out: runs kept in --out/runs/ for the "
+        "same request (options, slices, image and labels) are loaded instead of trained, the "
+        "others trained; a run file of another request is an error naming what differs. "
+        "Without --resume, run files already in --out are an error",
     )  # fmt: skip
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     return c
@@ -222,7 +232,7 @@ def table_rows(result: Any) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def markdown(result: Any, command: str) -> str:
+def markdown(result: Any, command: str, timing: str = "") -> str:
     head, rows = table_rows(result)
     reference = ""
     if result.supervised_seconds_per_step is None:
@@ -243,7 +253,7 @@ def markdown(result: Any, command: str) -> str:
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
         f"s/step: median step time; x supervised: over supervised training's in this run"
-        f"{reference}.",
+        f"{reference}." + (f" {timing}" if timing else ""),
         "HD95: MONAI, per held-out slice in 2D with the in-plane spacing, mean over slices "
         "holding the class in both." + (f" {result.hd95_note}." if result.hd95_note else ""),
         f"Curves (mean IoU over classes): out of distribution at gamma {result.gammas}, "
@@ -262,10 +272,11 @@ def _csv(result: Any) -> str:
     return buffer.getvalue()
 
 
-def result_files(result: Any, command: str) -> dict[str, bytes]:
-    """Every file ``segpl compare`` writes, by name, for the CLI and the dock alike."""
+def result_files(result: Any, command: str, timing: str = "") -> dict[str, bytes]:
+    """Every file ``segpl compare`` writes, by name, for the CLI and the dock alike
+    (``timing``: a footnote on where the runs were timed)."""
     return {
-        "table.md": markdown(result, command).encode(),
+        "table.md": markdown(result, command, timing).encode(),
         "table.csv": _csv(result).encode(),
         "results.json": (json.dumps(result.to_json(), indent=1) + "\n").encode(),
         **plots(result),
@@ -278,8 +289,10 @@ def write_atomic(path: Path, data: bytes) -> Path:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    """Check every argument, train and score, then write the files (all or none)."""
+    """Check every argument, train and score (each run kept at once), then write the files."""
+    from .compare_resume import kept, open_store, saver, timing_note
     from .engine.compare import check_request, compare
+    from .engine.safeguard import withhold
     from .volume import read_labels
 
     methods = method_list(args.methods)
@@ -291,9 +304,12 @@ def compare_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: is a file; give a folder")
     image = read_image(args.image, args.series)
     labels = read_labels(args.labels, like=image)
-    config, params = build_config(args, resolve_preset(args.preset, image.array))
+    preset = resolve_preset(args.preset, image.array)
+    config, params = build_config(args, preset)
     seeds = list(range(args.seeds))
-    check_request(config, methods, args.holdout_slices, seeds, params)
+    configs = check_request(config, methods, args.holdout_slices, seeds, params)
+    withhold(labels.array, config.axis, args.holdout_slices, args.labelled_slices)  # its error
+    store, finished, reference = open_store(args, image, labels, configs, preset, seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     if not os.access(args.out, os.W_OK | os.X_OK):
         raise ValueError(f"--out {args.out}: cannot write there")
@@ -304,12 +320,22 @@ def compare_command(args: argparse.Namespace) -> int:
             seeds=seeds, labelled=args.labelled_slices, params=params,
             spacing=image.spacing, gammas=args.gammas, epsilons=args.epsilons,
             surface=not args.no_hd95, time_supervised=not args.no_supervised_timing,
-            progress=bars,
+            progress=bars, on_run=saver(store), finished=finished, reference=reference,
         )  # fmt: skip
+    except KeyboardInterrupt:  # the finished runs are on disk: say so, no traceback
+        bars.close()
+        print(f"\n{kept(store, 'interrupted')}", file=sys.stderr)
+        return 130
+    except Exception:
+        bars.close()
+        print(kept(store, "failed"), file=sys.stderr)
+        raise
     finally:
         bars.close()
+    if result.reference_trained and reference is None and result.supervised_seconds_per_step:
+        store.save_reference(result.supervised_seconds_per_step, seeds[0])
     command = "segpl compare " + " ".join(getattr(args, "argv", None) or sys.argv[2:])
-    files = result_files(result, command)
+    files = result_files(result, command, timing_note(store, result))
     for name, data in files.items():
         write_atomic(args.out / name, data)
     head, rows = table_rows(result)

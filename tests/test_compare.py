@@ -170,7 +170,9 @@ def test_command_writes_its_files_whole_and_refuses_bad_requests(tmp_path, toy, 
                             "--holdout-slices", "3,8", "--out", str(out)]) == 0  # fmt: skip
     names = {"table.md", "table.csv", "results.json", "ood.png", "adversarial.png",
              "reliability.png"}  # fmt: skip
-    assert {p.name for p in out.iterdir()} == names  # nothing half-written left beside them
+    assert {p.name for p in out.iterdir()} == names | {"runs"}  # nothing half-written left
+    assert {p.name for p in (out / "runs").iterdir()} == {"supervised-s0.json",
+                                                          "mean-teacher-s0.json"}  # fmt: skip
     table = (out / "table.md").read_text(encoding="utf-8")
     assert "| supervised |" in table and "| mean-teacher |" in table
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -180,7 +182,7 @@ def test_command_writes_its_files_whole_and_refuses_bad_requests(tmp_path, toy, 
     err = capsys.readouterr().err
     assert "training supervised (seed 0)" in err and "training mean-teacher (seed 0)" in err
 
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     for args, message in [
         (["--methods", "supervised,nope", "--holdout-slices", "3"], "unknown method nope"),
         (["--methods", "supervised", "--holdout-slices", ""], "lists no slice"),
@@ -188,7 +190,7 @@ def test_command_writes_its_files_whole_and_refuses_bad_requests(tmp_path, toy, 
     ]:
         assert compare_cli.run([*common, *args, "--out", str(out)]) == 2
         assert message in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -1,0 +1,161 @@
+"""segpl compare keeps each finished run in OUT/runs/ and goes on with --resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import make_toy_volume
+
+from napari_segpl import compare_cli
+from napari_segpl.engine import compare as compare_module
+from napari_segpl.engine.compare_store import run_from_json, run_to_json
+
+PAINTED = [1, 3, 5, 8, 10]
+#: the numbers that are step times, or made from them: they differ from one run to the next
+TIMING = {"seconds_per_step", "seconds", "cost_ratio", "supervised_seconds_per_step"}
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    image, labels = make_toy_volume((32, 28, 12))
+    sparse = np.zeros_like(labels)
+    sparse[..., PAINTED] = labels[..., PAINTED]
+    folder = tmp_path_factory.mktemp("volumes")
+    paths = []
+    for name, array in (("img", image.astype(np.float32)), ("lab", sparse)):
+        path = folder / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(array, np.diag([0.8, 0.8, 2.0, 1.0])), str(path))
+        paths.append(str(path))
+    return paths
+
+
+def _args(volumes, out, methods="supervised,segpl", steps="2"):
+    return [*volumes, "--methods", methods, "--holdout-slices", "3,8", "--steps", steps,
+            "--channels", "4", "--depth", "2", "--dims", "2", "--device", "cpu", "--preset",
+            "ct", "--set", "normalisation=zscore", "--gammas", "0,1", "--epsilons", "0,0.05",
+            "--quiet", "--out", str(out)]  # fmt: skip
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """The methods trained, in order, counted at the engine's one training loop."""
+    calls: list[str] = []
+    real = compare_module._train
+
+    def counting(trainer, *args):
+        calls.append(trainer.config.method)
+        return real(trainer, *args)
+
+    monkeypatch.setattr(compare_module, "_train", counting)
+    return calls
+
+
+def _timeless(value):
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if k.removesuffix("_sd") not in TIMING}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+def _table(path):
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    keep = [i for i, name in enumerate(rows[0]) if name not in ("s/step", "x supervised")]
+    return [[row[i] for i in keep] for row in rows]
+
+
+def test_a_stopped_compare_keeps_its_runs_and_resume_trains_only_the_rest(
+    volumes, tmp_path, monkeypatch, trained, capsys
+):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert compare_cli.run(_args(volumes, whole)) == 0
+    assert trained == ["supervised", "segpl"]
+    assert sorted(p.name for p in (whole / "runs").iterdir()) == [
+        "segpl-s0.json",
+        "supervised-s0.json",
+    ]
+    capsys.readouterr()
+
+    real = compare_module._train  # the counting one
+
+    def interrupted(trainer, *args):
+        if trainer.config.method == "segpl":
+            raise KeyboardInterrupt
+        return real(trainer, *args)
+
+    monkeypatch.setattr(compare_module, "_train", interrupted)
+    trained.clear()
+    assert compare_cli.run(_args(volumes, parts)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; 1 finished run(s) kept" in err and "--resume" in err
+    assert "Traceback" not in err
+    assert [p.name for p in parts.iterdir()] == ["runs"]  # no table of a part
+    assert [p.name for p in (parts / "runs").iterdir()] == ["supervised-s0.json"]
+    saved = (parts / "runs" / "supervised-s0.json").read_bytes()
+    monkeypatch.setattr(compare_module, "_train", real)
+
+    # without --resume the kept run is neither trained over nor overwritten
+    trained.clear()
+    assert compare_cli.run(_args(volumes, parts)) == 2
+    assert "pass --resume" in capsys.readouterr().err and trained == []
+    assert (parts / "runs" / "supervised-s0.json").read_bytes() == saved
+
+    # another request is refused, naming what differs
+    assert compare_cli.run([*_args(volumes, parts, steps="3"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "steps (saved 2, now 3)" in err and trained == []
+
+    assert compare_cli.run([*_args(volumes, parts), "--resume"]) == 0
+    assert trained == ["segpl"]
+    err = capsys.readouterr().err
+    assert f"method supervised seed 0: loaded from {parts / 'runs' / 'supervised-s0.json'}" in err
+    assert (parts / "runs" / "supervised-s0.json").read_bytes() == saved
+    a = json.loads((whole / "results.json").read_text(encoding="utf-8"))
+    b = json.loads((parts / "results.json").read_text(encoding="utf-8"))
+    assert _timeless(a) == _timeless(b) and a["summary"][1]["iou"] == b["summary"][1]["iou"]
+    supervised = json.loads(saved)["run"]["seconds_per_step"]  # timed by the stopped process
+    assert b["supervised_seconds_per_step"] == supervised
+    assert b["runs"][1]["cost_ratio"] == pytest.approx(
+        b["runs"][1]["seconds_per_step"] / supervised
+    )
+    assert _table(whole / "table.csv") == _table(parts / "table.csv")
+    for png in ("ood.png", "adversarial.png", "reliability.png"):
+        assert (whole / png).read_bytes() == (parts / png).read_bytes()
+    assert "2 different processes" in (parts / "table.md").read_text(encoding="utf-8")
+    assert "different processes" not in (whole / "table.md").read_text(encoding="utf-8")
+
+
+def test_the_supervised_timing_for_the_ratio_is_kept_and_resumed(volumes, tmp_path, trained):
+    out = tmp_path / "out"
+    assert compare_cli.run(_args(volumes, out, methods="segpl")) == 0
+    assert trained == ["segpl", "supervised"]  # supervised for the ratio alone
+    first = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    saved = json.loads((out / "runs" / "supervised-reference.json").read_text(encoding="utf-8"))
+    assert saved["seconds_per_step"] == first["supervised_seconds_per_step"]
+    trained.clear()
+    assert compare_cli.run([*_args(volumes, out, methods="segpl"), "--resume"]) == 0
+    assert trained == []  # everything loaded: the same numbers, timings included
+    assert json.loads((out / "results.json").read_text(encoding="utf-8")) == first
+    assert "different processes" not in (out / "table.md").read_text(encoding="utf-8")
+
+
+def test_a_run_file_gives_back_the_run_nan_included():
+    run = compare_module.RunResult(
+        "segpl", 1, [0.5, float("nan")], [0.6, float("nan")], 0.1, 0.05, 0.02, 1.5, 4, 10,
+        [0.5, 0.4], [0.5, 0.3], {"count": [2, 0], "mean_p": [0.4, float("nan")],
+                                 "freq": [0.5, float("nan")]},
+        hd95=[3.0, float("nan")], hd95_slices=[2, 0], cost_ratio=2.0, warnings=["w"],
+    )  # fmt: skip
+    data = json.loads(json.dumps(run_to_json(run), allow_nan=False))
+    back = run_from_json(data)
+    assert back.cost_ratio is None and back.warnings == ["w"] and back.hd95_slices == [2, 0]
+    assert math.isnan(back.iou[1]) and math.isnan(back.calibration["freq"][1])
+    for name in ("iou", "dice", "hd95", "ood", "adversarial"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(run, name))
+    assert (back.brier, back.ece, back.seconds_per_step) == (run.brier, run.ece, 0.02)
