@@ -7,7 +7,11 @@ Each dataset runs ``segpl compare`` as its own process (its table, curves and re
 ``OUT/DATASET/``), one after another, with ``OMP_NUM_THREADS`` = ``--threads``.
 
     SEGPL_DATA=../shared/data python -m benchmarks compare_grid --datasets lungs_ct \\
-        [--methods supervised,segpl,...] [--seeds 3] [--threads 2] [--out DIR] [-- EXTRA...]
+        [--methods supervised,segpl,...] [--seeds 3] [--threads 2] [--out DIR] [--resume]
+        [-- EXTRA...]
+
+``--resume`` passes ``--resume`` to every dataset's ``segpl compare``: an interrupted grid goes
+on from the runs each dataset kept in ``OUT/DATASET/runs/`` (a dataset not started yet starts).
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with an interrupted grid: segpl compare --resume")  # fmt: skip
     args = parser.parse_args(argv)
+    extra = [*extra, "--resume"] if args.resume else extra
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     failed = 0
     for name in args.datasets:
