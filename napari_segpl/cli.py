@@ -32,7 +32,13 @@ from ._cli_support import (
 from .cohort import add_predict_parser, predict_command
 from .compare_cli import add_compare_parser, compare_command
 from .engine import METHODS, PRESETS, TrainConfig
-from .engine.config import LOSSES, ConfigError, one_thin_slice_note, resolve_preset
+from .engine.config import (
+    LOSSES,
+    THRESHOLD_SIGNALS,
+    ConfigError,
+    one_thin_slice_note,
+    resolve_preset,
+)
 from .engine.device import DeviceError
 from .engine.model import CheckpointError
 from .engine.safeguard import BAND
@@ -182,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))
     levers.add_argument(
         "--threshold-signal",
-        choices=("kl", "labelled"),
-        help="segpl-vi: the paper's KL-only head, or a head also fitted on labelled slices "
-        f"(default {D.threshold_signal})",
+        choices=THRESHOLD_SIGNALS,
+        help="segpl-vi: the paper's KL-only head, or a head also fitted on the labelled slices "
+        f"as they are or moved and changed as the student sees them (default {D.threshold_signal})",
     )
     t.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE",

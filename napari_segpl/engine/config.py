@@ -157,6 +157,10 @@ def one_thin_slice_note(config: TrainConfig, uses_unlabelled: bool) -> str:
 #: The segmentation losses (see ``losses.segmentation_loss``), for validation and front ends.
 LOSSES = ("dice", "dice+bce", "bce")
 
+#: What SegPL-VI's threshold head learns from besides the KL (``methods/segpl_vi.py``): nothing
+#: (the paper), the labelled slices, or the labelled slices as the student sees unlabelled ones.
+THRESHOLD_SIGNALS = ("kl", "labelled", "augmented")
+
 
 #: Levers removed because the recorded results show they did nothing or did harm
 #: (benchmarks/RESULTS.md), with the value that meant "off": older model files saved them.
@@ -291,8 +295,8 @@ class TrainConfig:
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
             (
-                self.threshold_signal in ("kl", "labelled"),
-                "threshold_signal must be 'kl' (paper) or 'labelled'",
+                self.threshold_signal in THRESHOLD_SIGNALS,
+                "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",
             ),
         ]
         for ok, message in checks:
