@@ -28,8 +28,8 @@ and an intensity change of strength ``perturb``; ``AUGMENTED_STRENGTH`` for a le
 off, so the view always differs), their labels moved by the same map, pixels brought in from
 outside left out. The E-step's probabilities of that view (no gradient) are meant to be less
 sure, as on slices it never saw, so that T is fitted where the model hesitates; whether they
-are on real data is what ``python -m benchmarks threshold_signal`` measures (after 50 steps
-on the lungs CT they were not: 42 % of the painted voxels in (0.1, 0.9) either way). The head
+are on real data is what ``python -m benchmarks threshold_signal`` measures (benchmarks/
+RESULTS.md (x); not shown yet, so this is not a default). The head
 reads the clean labelled images' features, as it reads the unlabelled images' own; the cost
 is one forward pass without gradient of the labelled images, as "labelled" with a teacher.
 T is used differently: on unlabelled images it cuts the E-step of the clean images, which
