@@ -38,6 +38,7 @@ def main(argv: list[str]) -> int:
             "heldout_check",
             "threshold_signal",
             "method_cost",
+            "suggest_sim",
         )
     }
     if name not in modules:
