@@ -38,6 +38,7 @@ def main(argv: list[str]) -> int:
             "heldout_check",
             "threshold_signal",
             "method_cost",
+            "layout",
             "suggest_sim",
         )
     }
