@@ -1,6 +1,6 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|dock_stall|ablation|
 grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
-compare_grid|heldout_check|method_cost|threshold_signal] ...``.
+compare_grid|heldout_check|method_cost|threshold_signal|layout|suggest_sim] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
