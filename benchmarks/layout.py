@@ -20,7 +20,6 @@ import argparse
 import copy
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -29,6 +28,8 @@ from torch import nn
 
 from napari_segpl.engine.losses import segmentation_loss
 from napari_segpl.engine.networks import UNet, memory_format
+
+from .speed import round_robin
 
 
 def _wgrad_2d(g2: torch.Tensor, x2: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
@@ -196,13 +197,7 @@ def equal_to_current(dims: int, size: int) -> dict[str, bool]:
 def time_ratios(dims: int, size: int, repeats: int) -> tuple[float, dict[str, float]]:
     """Current's median seconds per step and every candidate's median as a ratio to it."""
     steps = {k: v[1] for k, v in build(dims, size).items()}
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for i in range(repeats + 2):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step()
-            if i >= 2:  # two warm-up rounds
-                times[name].append(time.perf_counter() - t0)
+    times = round_robin(steps, repeats)
     ref = statistics.median(times["current"])
     return ref, {k: statistics.median(v) / ref for k, v in times.items()}
 

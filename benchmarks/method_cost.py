@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from napari_segpl.engine import TrainConfig, get_method
 from napari_segpl.engine.methods import Batch
 
-from .speed import _batch
+from .speed import _batch, round_robin
 
 #: the paper's training cost against supervised training (its cost table)
 PAPER = {"segpl": 1.58, "fixmatch": 2.64, "cps": 2.69, "cct": 4.07}
@@ -60,13 +59,7 @@ def run(
     preset: str, dims: int, methods: list[str], repeats: int, classes: int = 2
 ) -> dict[str, dict]:
     steps = runners(preset, dims, methods, classes)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(repeats + 2):
-        for name, (step, _) in steps.items():
-            t0 = time.perf_counter()
-            step()
-            if i >= 2:  # two warm-up rounds
-                times[name].append(time.perf_counter() - t0)
+    times = round_robin({name: step for name, (step, _) in steps.items()}, repeats)
     ref = statistics.median(times["supervised"])
     return {
         name: {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -68,14 +69,20 @@ def run(
                 method.after_step()  # the EMA update, where the preset has one
 
             runners[name] = step
-    times: dict[str, list[float]] = {k: [] for k in runners}
+    return {k: statistics.median(v) for k, v in round_robin(runners, repeats).items()}
+
+
+def round_robin(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each step, timed one step each in turn for ``repeats`` rounds after two
+    warm-up rounds, so that machine noise hits every step alike."""
+    times: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(repeats + 2):
-        for name, step in runners.items():
+        for name, step in steps.items():
             t0 = time.perf_counter()
             step()
-            if i >= 2:  # two warm-up rounds
+            if i >= 2:
                 times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def main(argv: list[str]) -> int:
