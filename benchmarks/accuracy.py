@@ -39,7 +39,6 @@ from napari_segpl.engine import (
 )
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.guard import labelled_fractions
-from napari_segpl.engine.uncertainty import tta_transforms
 from napari_segpl.volume import Volume, read_labels, read_volume
 
 DATA = Path(
@@ -168,8 +167,8 @@ def run_one(
     # with SEGPL_SAVE_PROB, SegPL-VI's MC std over 16 thresholds in the same pass (drawn with
     # inference's own generator: the labels are the same as without)
     mc = 16 if os.environ.get("SEGPL_SAVE_PROB") and model.method.learns_threshold else 0
-    # ... and, from 2026-12-02 08:25, the TTA std over 8 flips and small affine maps (its own
-    # seeded transforms: labels unchanged too)
+    # ... and, from 2026-12-02 08:25, the TTA std over 8 small affine maps (with flips until
+    # 12:30; its own seeded transforms: labels unchanged too)
     tta = 8 if os.environ.get("SEGPL_SAVE_PROB") else 0
     pred = predict_volume(model, image.array, device=cfg.device, mc_samples=mc, tta_samples=tta)
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
@@ -196,20 +195,9 @@ def run_one(
     if os.environ.get("SEGPL_SAVE_PROB"):  # probabilities, MC and TTA std (issue 25's AUROC)
         folder = Path(os.environ["SEGPL_SAVE_PROB"])
         folder.mkdir(parents=True, exist_ok=True)
-        from .uncertainty_auroc import NOFLIP, saved_arrays  # (it imports this module)
+        from .uncertainty_auroc import saved_arrays  # (it imports this module)
 
-        arrays = saved_arrays(pred)
-        # ... and, from 2026-12-02 10:05, TTA with the same rotations and scales but no flips
-        # (issue 25, RESULTS.md (x)): a second pass over the volume, its std alone kept
-        noflip = predict_volume(
-            model,
-            image.array,
-            device=cfg.device,
-            tta=tta_transforms(tta, flips=False),
-            probabilities=False,
-        )
-        arrays[NOFLIP] = noflip.tta_std.astype(np.float16)
-        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **arrays)
+        np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **saved_arrays(pred))
     return {
         "dataset": name,
         "axis": axis,

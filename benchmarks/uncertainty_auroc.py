@@ -9,7 +9,8 @@ share of wrong voxels the kind calls confident (below a tenth of its maximum), t
 clinician would miss. Calibration of p (Brier, ECE) is over every voxel of those slices.
 Each kind saved beside the probabilities is measured: the entropy of p always, SegPL-VI's MC
 std (``mc_std``), the ensemble's spread (``spread``) and test-time augmentation (``tta_std``,
-the std of p over M flips and small affine maps) where the run saved them (``saved_arrays``
+the std of p over M small affine maps; with flips in runs before 2026-12-02 12:30, and
+``tta_noflip_std`` beside it in (x)'s runs) where the run saved them (``saved_arrays``
 says what to save from a prediction).
 
     python -m benchmarks uncertainty_auroc --rows ROWS.json [...] --preds DIR --probs DIR
@@ -34,7 +35,7 @@ from .accuracy import TUNING, load_case
 
 BAND = 5
 SAMPLE = 400_000
-#: TTA with the same rotations and scales but no flips (a benchmark variant, RESULTS.md (x))
+#: (x)'s runs: TTA without flips, saved beside the TTA with flips of those runs
 NOFLIP = "tta_noflip_std"
 TTA_NOFLIP = "tta-noflip"
 #: the kinds measured beside the entropy of p, each by the name of its saved array

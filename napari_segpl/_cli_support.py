@@ -244,8 +244,8 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
         choices=list(KINDS),
         help="entropy: binary entropy of p in bits (every method); mc: std of 1(p > T_k) over "
         "K thresholds drawn from the learnt distribution (segpl-vi); spread: std of the "
-        "members' probabilities (ensemble); tta: std of p over --tta-samples flips and small "
-        "affine maps, each mapped back (every method; M - 1 extra passes). Default: spread for "
+        "members' probabilities (ensemble); tta: std of p over --tta-samples small affine maps, "
+        "each mapped back (every method; M - 1 extra passes). Default: spread for "
         "ensemble, entropy for every other method (segpl-vi too: it finds wrong voxels better "
         "than mc)",
     )
@@ -261,8 +261,8 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
         type=int,
         default=TTA_SAMPLES,
         metavar="M",
-        help=f"predictions for --uncertainty-kind tta: the image itself and M - 1 copies flipped "
-        f"and rotated (up to {TTA_DEGREES:g} degrees) and scaled (up to {100 * TTA_SCALE:g} %%) "
+        help=f"predictions for --uncertainty-kind tta: the image itself and M - 1 copies rotated "
+        f"(up to {TTA_DEGREES:g} degrees) and scaled (up to {100 * TTA_SCALE:g} %%) "
         f"in-plane, a fixed list (default {TTA_SAMPLES})",
     )
     p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")

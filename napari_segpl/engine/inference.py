@@ -5,8 +5,8 @@ of its pooling factor), in batches, with the volume normalised case-wise as in t
 SegPL-VI, section 4.4 of the paper: draw K thresholds T_k from the head's N(mu, sigma) for each
 slice, form 1(p > T_k) and average; the mean is a Monte-Carlo foreground probability and the
 standard deviation across the K samples the uncertainty. Any method can add test-time
-augmentation in the same pass (``tta_samples``): each batch is also predicted under M - 1 flips
-and small affine maps, mapped back, and the standard deviation of p over the M kept per batch.
+augmentation in the same pass (``tta_samples``): each batch is also predicted under M - 1
+small affine maps, mapped back, and the standard deviation of p over the M kept per batch.
 """
 
 from __future__ import annotations

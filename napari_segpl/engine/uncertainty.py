@@ -8,9 +8,10 @@ members (the deep ensemble) the spread of its members' probabilities. The defaul
 one that finds wrong voxels best where that was measured: the entropy of p for SegPL-VI too
 (benchmarks/RESULTS.md (t)); the ensemble's own spread, not measured, stays its default.
 Any method can also be asked for test-time augmentation (``tta``): the standard deviation of p
-over M augmented copies of each slice (in-plane flips and small affine maps, each prediction
-mapped back onto the original grid), a cheap uncertainty that costs M - 1 extra forward passes
-and is never a default (see ``tta_transforms``).
+over M augmented copies of each slice (small rotations and scalings, each prediction mapped
+back onto the original grid), a cheap uncertainty that costs M - 1 extra forward passes; the
+dock predicts it by default, since it found wrong voxels better than the entropy of p on every
+run where both were measured (benchmarks/RESULTS.md (x); see ``tta_transforms``).
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 ``Prediction.probabilities``. Front ends that show one layer take the maximum over classes
@@ -67,9 +68,9 @@ KINDS: dict[str, UncertaintyKind] = {
     ),
     TTA: UncertaintyKind(
         TTA, "TTA std of p", "", 0.5,
-        f"TTA std of p over M flips and small affine maps: population standard deviation of "
+        f"TTA std of p over M small affine maps: population standard deviation of "
         f"each class's probability over M predictions of the slice (default {TTA_SAMPLES}; the "
-        f"first unaugmented, the others flipped in-plane by turns and rotated by up to "
+        f"first unaugmented, the others rotated in-plane by up to "
         f"{TTA_DEGREES:g} degrees and scaled by up to {100 * TTA_SCALE:g} %, a seeded list), "
         f"each mapped back onto the original grid (bilinear, edges repeated) before comparing",
     ),
@@ -223,27 +224,19 @@ class TTATransform:
         return warp(x, theta.expand(x.shape[0], 2, 3), padding="border")
 
 
-def tta_transforms(
-    samples: int = TTA_SAMPLES, seed: int = 0, flips: bool = True
-) -> list[TTATransform]:
+def tta_transforms(samples: int = TTA_SAMPLES, seed: int = 0) -> list[TTATransform]:
     """The M transforms TTA averages over, the same for a given ``samples`` and ``seed`` (a
     generator of its own: no global random state is read or moved). The first is the
-    identity (the prediction itself); then columns, rows, both and neither flipped in turn,
-    each with a rotation in +-TTA_DEGREES and a scale in 1 +- TTA_SCALE.
-
-    Flips mirror left and right: a model that tells a left organ from a right one (the two
-    lungs) labels a mirrored slice with the other class, and TTA then shows both organs as
-    uncertain. That is what it measures (how much p moves under the maps), not an error.
-    ``flips=False`` keeps the same rotations and scales without the flips (issue 25 measures
-    both; benchmarks/RESULTS.md (x))."""
+    identity (the prediction itself); then each a rotation in +-TTA_DEGREES and a scale in
+    1 +- TTA_SCALE. No flips: a mirrored slice swaps left and right organs (the two lungs), and
+    with flips TTA found wrong voxels worse on both sets (benchmarks/RESULTS.md (x)). The
+    transform itself can still flip (``TTATransform``), which the tests use as an exact check."""
     if samples < 1:
         raise ValueError(f"TTA needs at least one sample, got {samples}")
     rng = np.random.default_rng(seed)
-    flip_turns = [(False, True), (True, False), (True, True), (False, False)]
     out = [TTATransform()]
-    for i in range(samples - 1):
+    for _ in range(samples - 1):
         degrees = float(rng.uniform(-TTA_DEGREES, TTA_DEGREES))
         scale = float(1.0 + rng.uniform(-TTA_SCALE, TTA_SCALE))
-        rows, cols = flip_turns[i % 4] if flips else (False, False)
-        out.append(TTATransform(rows, cols, degrees, scale))
+        out.append(TTATransform(False, False, degrees, scale))
     return out

@@ -5,8 +5,10 @@ Every prediction gets an uncertainty layer, by default of the method's default k
 ensemble: its members' spread; any other, SegPL-VI too: the entropy of p; see
 ``engine.uncertainty``), named for what it shows, so that a map is never read as another.
 The "uncertainty" combo redraws it as another kind the last prediction holds (SegPL-VI's
-MC std; "TTA std of p" when the prediction was made with test-time augmentation, listed last:
-it is never a default)."""
+MC std; "TTA std of p" when the prediction was made with test-time augmentation). The dock
+predicts TTA by default (*TTA samples* 8) and shows it first: it found wrong voxels better than
+the entropy of p on every run where both were measured (benchmarks/RESULTS.md (x)), at the
+cost of 7 more forward passes per slice; set the box to off for a quick prediction."""
 
 from __future__ import annotations
 
@@ -26,7 +28,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine import Prediction, SafeguardEvent, TrainedModel
-from ..engine.uncertainty import KINDS, kinds_in, layer_name, uncertainty_volume
+from ..engine.uncertainty import (
+    KINDS,
+    TTA,
+    TTA_SAMPLES,
+    kinds_in,
+    layer_name,
+    uncertainty_volume,
+)
 from ..layers import export_layer
 from . import notify
 from .params import let_shrink
@@ -47,15 +56,15 @@ class ResultsPanel(QGroupBox):
         self.mc_spin.setRange(1, 100)
         self.mc_spin.setValue(8)
         self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
-        #: test-time augmentation: 0 off, else M predictions (the slice, flips, small affine
-        #: maps) and their std as one more uncertainty kind, for any method
+        #: test-time augmentation: 0 off, else M predictions (the slice and small affine maps)
+        #: and their std, the uncertainty shown by default, for any method
         self.tta_spin = QSpinBox()
         self.tta_spin.setRange(0, 32)
-        self.tta_spin.setValue(0)
+        self.tta_spin.setValue(TTA_SAMPLES)
         self.tta_spin.setSpecialValueText("off")
         self.tta_spin.setToolTip(
-            "Test-time augmentation: the std of p over M flipped, rotated and scaled copies "
-            "(M - 1 extra passes; off by default)"
+            "Test-time augmentation: the std of p over M rotated and scaled copies, the "
+            "uncertainty shown by default (M - 1 extra passes: off for a quicker prediction)"
         )
         #: the uncertainty kind the dock's layer shows, of those the last prediction holds
         self.kind_combo = QComboBox()
@@ -150,9 +159,10 @@ class ResultsPanel(QGroupBox):
         self.kind_combo.clear()
         for kind in kinds:
             self.kind_combo.addItem(KINDS[kind].title, kind)
-        self.kind_combo.setCurrentIndex(0)
+        first = kinds.index(TTA) if TTA in kinds else 0  # TTA, when predicted, is the default
+        self.kind_combo.setCurrentIndex(first)
         self.kind_combo.blockSignals(False)
-        self.kind_combo.setToolTip(KINDS[kinds[0]].description)
+        self.kind_combo.setToolTip(KINDS[kinds[first]].description)
 
     def shown_kind(self) -> str | None:
         """The kind chosen in the "uncertainty" combo (None before a prediction)."""
