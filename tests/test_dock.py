@@ -82,11 +82,13 @@ def test_whole_flow_on_the_sample(dock, qtbot, tmp_path, errors):
     dock.results.mc_spin.setValue(4)
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
-    for name in ("prediction", "probability", "uncertainty: entropy of p"):
-        assert name in viewer.layers  # SegPL-VI's default: the entropy (RESULTS.md (t))
-    assert dock.results.kind_combo.currentData() == "entropy"
-    dock.results.kind_combo.setCurrentIndex(dock.results.kind_combo.findData("mc"))
-    assert "uncertainty: entropy of p" not in viewer.layers  # the same layer, renamed
+    for name in ("prediction", "probability", "uncertainty: TTA std of p"):
+        assert name in viewer.layers  # the dock's default: TTA (RESULTS.md (x))
+    kinds = dock.results.kind_combo
+    assert kinds.currentData() == "tta"
+    assert [kinds.itemData(i) for i in range(kinds.count())] == ["entropy", "mc", "tta"]
+    kinds.setCurrentIndex(kinds.findData("mc"))
+    assert "uncertainty: TTA std of p" not in viewer.layers  # the same layer, renamed
     unc = viewer.layers["uncertainty: MC std of 1(p>T)"].data
     assert unc.shape == labels.data.shape and 0 <= unc.min() and unc.max() <= 0.5
     np.testing.assert_array_equal(labels.data, before)  # training never touched user labels

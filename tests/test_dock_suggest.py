@@ -45,6 +45,7 @@ def _predict(dock, qtbot) -> object:
     shown: list[object] = []
     dock.state.predicted.connect(shown.append)
     dock.results.mc_spin.setValue(3)
+    dock.results.tta_spin.setValue(0)  # the methods' own kinds (TTA first: tests/test_tta.py)
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: not dock.state.busy and bool(shown), timeout=60_000)
     return shown[0]
