@@ -55,10 +55,9 @@ def _load(preds: list[Path], stem: str) -> np.ndarray | None:
     return None
 
 
-def outcome(method, semi, sup, case, axis, areas, held: int | list[int]) -> dict:
+def outcome(method, semi, sup, case, axis, areas, held: list[int]) -> dict:
     """The safeguard's choice with slice(s) ``held`` held out, and each model's whole-volume
     IoU on every slice but the painted and held-out ones."""
-    held = [held] if isinstance(held, int) else held
     n = len(areas)
     ratios = volume_ratios(semi, sup, case.chosen, axis, areas)
     dice = {
@@ -104,8 +103,8 @@ def evaluate(rows: list[dict], preds: list[Path]) -> list[dict]:
         out.append({
             "dataset": name, "k": k, "seed": seed, "method": method,
             "set": "tuning" if name in TUNING else "validation",
-            "farthest": outcome(*args, farthest(case.test, case.chosen)),
-            "drawn": [outcome(*args, s) for s in drawn(case.test)],
+            "farthest": outcome(*args, [farthest(case.test, case.chosen)]),
+            "drawn": [outcome(*args, [s]) for s in drawn(case.test)],
             "empty": outcome(*args, ends) if (ends := empty_ends(case.truth, axis)) else None,
         })  # fmt: skip
     return out

@@ -292,7 +292,7 @@ def compare_command(args: argparse.Namespace) -> int:
     """Check every argument, train and score (each run kept at once), then write the files."""
     from .compare_resume import kept, open_store, saver, timing_note
     from .engine.compare import check_request, compare
-    from .engine.safeguard import withhold
+    from .engine.safeguard import training_slices
     from .volume import read_labels
 
     methods = method_list(args.methods)
@@ -308,7 +308,8 @@ def compare_command(args: argparse.Namespace) -> int:
     config, params = build_config(args, preset)
     seeds = list(range(args.seeds))
     configs = check_request(config, methods, args.holdout_slices, seeds, params)
-    withhold(labels.array, config.axis, args.holdout_slices, args.labelled_slices)  # its error
+    # the held-out slices' own error before any about run files (no copy of the labels)
+    training_slices(labels.array, config.axis, args.holdout_slices, args.labelled_slices)
     store, finished, reference = open_store(args, image, labels, configs, preset, seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     if not os.access(args.out, os.W_OK | os.X_OK):

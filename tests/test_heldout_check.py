@@ -38,12 +38,12 @@ def test_a_model_wrong_on_the_held_out_slice_is_dropped_and_scored_without_it(se
     semi = case.truth.copy()
     semi[..., semi_wrong_on] = 0  # semi-supervised: perfect but one slice lost
     areas = [16.0]
-    held_bad = outcome("segpl", semi, sup, case, 2, areas, semi_wrong_on)
+    held_bad = outcome("segpl", semi, sup, case, 2, areas, [semi_wrong_on])
     assert held_bad["kept_heldout"] == "supervised" and held_bad["heldout"] == 0
     assert held_bad["kept_loss_only"] == "segpl"  # the volume alone does not see it
     # held out elsewhere, semi is kept; scored on slices 1-5 but the held-out one
     other = 2 if semi_wrong_on != 2 else 1
-    held_good = outcome("segpl", semi, sup, case, 2, areas, other)
+    held_good = outcome("segpl", semi, sup, case, 2, areas, [other])
     assert held_good["kept_heldout"] == "segpl"
     scored = [s for s in range(1, 6) if s != other]
     inter = sum(np.logical_and(semi[..., s], case.truth[..., s]).sum() for s in scored)

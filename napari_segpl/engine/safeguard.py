@@ -138,11 +138,11 @@ def heldout_dice(
     return out
 
 
-def withhold(
+def training_slices(
     labels: np.ndarray, axis: int, holdout: Sequence[int], labelled: Sequence[int] | None = None
-) -> tuple[np.ndarray, list[int]]:
-    """(a copy of ``labels`` with the held-out slices zeroed, the labelled slices left to train
-    on). Held-out slices must be labelled ones; at least one labelled slice must remain."""
+) -> list[int]:
+    """The labelled slices left to train on once ``holdout`` is kept out. Held-out slices must
+    be labelled ones; at least one labelled slice must remain (DataError otherwise)."""
     found = labelled_slices(labels, axis, labelled)
     wrong = sorted(set(holdout) - set(found))
     if wrong:
@@ -150,6 +150,15 @@ def withhold(
     left = [s for s in found if s not in set(holdout)]
     if not left:
         raise DataError("every labelled slice is held out: keep at least one to train on")
+    return left
+
+
+def withhold(
+    labels: np.ndarray, axis: int, holdout: Sequence[int], labelled: Sequence[int] | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """(a copy of ``labels`` with the held-out slices zeroed, the slices left to train on;
+    ``training_slices`` checks them)."""
+    left = training_slices(labels, axis, holdout, labelled)
     out = np.array(labels, copy=True)
     index: list = [slice(None)] * out.ndim
     index[axis] = sorted(set(holdout))

@@ -1,7 +1,7 @@
 """Results, export and models: Predict, copy a predicted slice into the labels, export a labels
 layer on its source grid, save and load models, and which threshold the prediction used.
 
-Every prediction gets an uncertainty layer, by default of the method's default kind (the
+Every prediction gets an uncertainty layer: TTA by default (below), else the method's own kind (the
 ensemble: its members' spread; any other, SegPL-VI too: the entropy of p; see
 ``engine.uncertainty``), named for what it shows, so that a map is never read as another.
 The "uncertainty" combo redraws it as another kind the last prediction holds (SegPL-VI's
