@@ -13,7 +13,7 @@ from conftest import make_toy_volume
 
 from benchmarks import accuracy, suggest_sim
 from napari_segpl.engine.suggest import RANDOM, RULES, UNCERTAINTY, slice_scores, suggest_next
-from napari_segpl.engine.uncertainty import default_kind, uncertainty_volume
+from napari_segpl.engine.uncertainty import TTA, uncertainty_volume
 
 AXIS = 2
 ARGV = ["--datasets", "toy", "--k0", "1", "--seeds", "0", "--steps", "2", "--threads", "1"]
@@ -84,7 +84,8 @@ def test_every_row_is_scored_without_any_added_slice(toy):
 def test_the_uncertainty_rule_picks_the_docks_slice_on_the_same_prediction(toy):
     base = _rows(toy)[suggest_sim.BASE]
     first = toy["predictions"][0]  # the K0 model's prediction
-    assert base["kind"] == default_kind("segpl-vi")
+    assert base["kind"] == TTA  # the dock's default uncertainty
+    assert first.tta_std is not None
     scores = slice_scores(uncertainty_volume(first, base["kind"]), first.labels, AXIS)
     n = toy["truth"].shape[AXIS]
     assert (
