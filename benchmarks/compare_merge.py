@@ -1,0 +1,118 @@
+"""One table and one set of curves from several ``segpl compare`` folders of the same request.
+
+``compare_grid`` runs one method beside its own supervised run per process (so a grid can be
+split over sessions and machines), which leaves one folder per method. This merges their
+``results.json`` into one comparison and writes what ``segpl compare`` writes (table.md,
+table.csv, results.json, ood.png, adversarial.png, reliability.png) for all the methods at once.
+
+The folders must score the same held-out slices, axis, classes, seeds, curve points and
+training options (the method and its own parameters aside): otherwise the numbers do not
+compare and the merge stops with the first difference. A (method, seed) present in several
+folders is taken from the first; where a later copy scores differently (supervised training is
+deterministic with one thread and identical inputs, so its copies should agree), the merge says
+so. Each run keeps the cost ratio of its own folder (its s/step over the supervised run timed
+in the same process), because step times from different processes on a shared machine do not
+compare; the table's footnote says so.
+
+    python -m benchmarks compare_merge DIR [DIR ...] --out OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_segpl.compare_cli import result_files, write_atomic
+from napari_segpl.engine.compare import CompareResult, RunResult
+from napari_segpl.engine.compare_store import run_from_json
+
+#: what every folder must share for its numbers to compare
+SHARED = ("holdout", "axis", "num_classes", "seeds", "gammas", "epsilons")
+#: training options that differ from one folder to the next by design
+PER_METHOD = ("method", "extra")
+TIMING = (
+    "Merged from one compare per method (each beside its own supervised run, in its own "
+    "process): s/step and x supervised are each run's own, over the supervised run timed in "
+    "the same process."
+)
+
+
+def _run(data: dict[str, Any]) -> RunResult:
+    """A run as ``results.json`` holds it (with its cost ratio and without ``mean_iou``)."""
+    values = {k: v for k, v in data.items() if k != "mean_iou"}
+    ratio = values.pop("cost_ratio", None)
+    run = run_from_json(values | {"cost_ratio": None})
+    run.cost_ratio = None if ratio is None else float(ratio)
+    return run
+
+
+def _options(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in PER_METHOD}
+
+
+def merge(results: list[dict[str, Any]]) -> tuple[CompareResult, list[str]]:
+    """One comparison from several ``results.json`` contents (ValueError where they differ in
+    what they scored or how they trained), and notes on duplicate runs that disagree."""
+    if not results:
+        raise ValueError("nothing to merge")
+    first = results[0]
+    for i, other in enumerate(results[1:], start=2):
+        for key in SHARED:
+            if other[key] != first[key]:
+                raise ValueError(f"folder {i} differs from the first in {key}: "
+                                 f"{other[key]} against {first[key]}")  # fmt: skip
+        a, b = _options(first["config"]), _options(other["config"])
+        changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if changed:
+            raise ValueError(f"folder {i} trained with other options: {', '.join(changed)}")
+    runs: dict[tuple[str, int], RunResult] = {}
+    notes = []
+    for i, result in enumerate(results, start=1):
+        for data in result["runs"]:
+            run = _run(data)
+            key = (run.method, run.seed)
+            if key not in runs:
+                runs[key] = run
+            elif not np.allclose(run.iou, runs[key].iou, equal_nan=True):
+                notes.append(f"{run.method} seed {run.seed} in folder {i} scored IoU "
+                             f"{run.iou} against {runs[key].iou} kept")  # fmt: skip
+    methods = list(dict.fromkeys(m for m, _ in runs))
+    ordered = [r for m in methods for r in runs.values() if r.method == m]
+    sup = [r.seconds_per_step for r in ordered if r.method == "supervised"]
+    base = {key: first[key] for key in SHARED}
+    merged = CompareResult(
+        ordered, methods, config=first["config"] | {"method": methods[0]},
+        supervised_seconds_per_step=float(np.mean(sup)) if sup else None,
+        reference_trained=False, hd95_note=first.get("hd95_note", ""), **base,
+    )  # fmt: skip
+    return merged, notes
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks compare_merge")
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        results = [json.loads((f / "results.json").read_text()) for f in args.folders]
+        merged, notes = merge(results)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"compare_merge: {exc}", file=sys.stderr)
+        return 2
+    command = "python -m benchmarks compare_merge " + " ".join(map(str, args.folders))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, data in result_files(merged, command, TIMING).items():
+        write_atomic(args.out / name, data)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"{len(merged.runs)} runs of {', '.join(merged.methods)} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

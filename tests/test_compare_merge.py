@@ -1,0 +1,74 @@
+"""compare_merge: several one-method compares become one table, only when they scored and
+trained alike; duplicate runs that disagree are reported; each run keeps its own cost ratio."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import compare_merge
+from napari_segpl.engine.compare import CompareResult, RunResult
+
+
+def _run(method: str, iou: float, ratio: float) -> RunResult:
+    return RunResult(
+        method=method, seed=0, iou=[iou, iou / 2], dice=[iou, iou], brier=0.01, ece=0.02,
+        seconds_per_step=ratio, seconds=10.0, steps=5, params=100, ood=[iou, iou],
+        adversarial=[iou, iou], calibration={"count": [1, 1], "mean_p": [0.2, 0.8],
+        "freq": [0.1, 0.9]}, hd95=[1.0, 2.0], hd95_slices=[1, 1], cost_ratio=ratio,
+    )  # fmt: skip
+
+
+def _folder(tmp_path, name: str, runs: list[RunResult], **change) -> dict:
+    result = CompareResult(
+        runs, [r.method for r in runs], [0], [1, 2, 3], 2, 2, [0.0, 1.0], [0.0, 0.1],
+        {"method": runs[-1].method, "steps": 5, "extra": {}, "lr": 0.01}, 1.0, False,
+    )  # fmt: skip
+    data = result.to_json()
+    for key, value in change.items():
+        if key in data:
+            data[key] = value
+        else:
+            data["config"][key] = value
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.json").write_text(json.dumps(data))
+    return data
+
+
+def test_two_folders_merge_into_one_table_with_each_runs_own_ratio(tmp_path):
+    a = _folder(tmp_path, "a", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
+    b = _folder(tmp_path, "b", [_run("supervised", 0.6, 1.0), _run("cps", 0.8, 5.0)])
+    merged, notes = compare_merge.merge([a, b])
+    assert merged.methods == ["supervised", "segpl", "cps"]
+    assert [r.method for r in merged.runs] == ["supervised", "segpl", "cps"]  # one supervised
+    assert [r.cost_ratio for r in merged.runs] == [1.0, 3.0, 5.0]
+    assert notes == []
+    out = tmp_path / "out"
+    assert compare_merge.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    table = (out / "table.md").read_text()
+    assert "| cps |" in table and "| segpl |" in table and "own supervised run" in table
+    assert (out / "ood.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in saved["runs"]] == ["supervised", "segpl", "cps"]
+
+
+def test_a_duplicate_run_that_scores_differently_is_reported(tmp_path):
+    a = _folder(tmp_path, "a", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
+    b = _folder(tmp_path, "b", [_run("supervised", 0.5, 1.0), _run("cps", 0.8, 5.0)])
+    merged, notes = compare_merge.merge([a, b])
+    assert merged.runs[0].iou == [0.6, 0.3]  # the first copy is kept
+    assert len(notes) == 1 and "supervised seed 0 in folder 2" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "word"), [({"holdout": [1, 2]}, "holdout"), ({"steps": 6}, "steps")]
+)
+def test_folders_that_scored_or_trained_otherwise_are_refused(tmp_path, change, word):
+    a = _folder(tmp_path, "a", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
+    b = _folder(tmp_path, "b", [_run("supervised", 0.6, 1.0), _run("cps", 0.8, 5.0)], **change)
+    with pytest.raises(ValueError, match=word):
+        compare_merge.merge([a, b])
+    out = tmp_path / "out"
+    assert compare_merge.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+    assert not out.exists()  # nothing written
