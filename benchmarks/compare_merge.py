@@ -99,7 +99,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        results = [json.loads((f / "results.json").read_text()) for f in args.folders]
+        results = [
+            json.loads((f / "results.json").read_text(encoding="utf-8")) for f in args.folders
+        ]
         merged, notes = merge(results)
     except (OSError, ValueError, KeyError) as exc:
         print(f"compare_merge: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ def _folder(tmp_path, name: str, runs: list[RunResult], **change) -> dict:
         else:
             data["config"][key] = value
     (tmp_path / name).mkdir()
-    (tmp_path / name / "results.json").write_text(json.dumps(data))
+    (tmp_path / name / "results.json").write_text(json.dumps(data), encoding="utf-8")
     return data
 
 
@@ -46,10 +46,10 @@ def test_two_folders_merge_into_one_table_with_each_runs_own_ratio(tmp_path):
     assert notes == []
     out = tmp_path / "out"
     assert compare_merge.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
-    table = (out / "table.md").read_text()
+    table = (out / "table.md").read_text(encoding="utf-8")
     assert "| cps |" in table and "| segpl |" in table and "own supervised run" in table
     assert (out / "ood.png").read_bytes()[:4] == b"\x89PNG"
-    saved = json.loads((out / "results.json").read_text())
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in saved["runs"]] == ["supervised", "segpl", "cps"]
 
 
