@@ -40,14 +40,12 @@ import torch
 from napari_segpl.engine import TrainConfig, Trainer, exported_scores, predict_volume, prepare_data
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.suggest import GAP, RANDOM, RULES, UNCERTAINTY, slice_scores, suggest_next
-from napari_segpl.engine.uncertainty import MC, TTA, TTA_SAMPLES, uncertainty_volume
+from napari_segpl.engine.uncertainty import TTA, TTA_SAMPLES, uncertainty_volume
 
 from . import accuracy
 from .accuracy import DATASETS, load_case
 
 BASE = "base"
-#: Monte-Carlo thresholds, were MC std ever the kind asked for (the dock's is TTA: RESULTS.md (x))
-MC_SAMPLES = 16
 #: the uncertainty the dock predicts and shows by default, for every method (``results_panel``)
 DOCK_KIND = TTA
 #: what identifies a group of rows (one K0 training and one per rule)
@@ -80,7 +78,7 @@ def _train_predict(
     model, t1 = trainer.model, time.perf_counter()
     pred = predict_volume(
         model, case.image.array, device=cfg.device, probabilities=kind is not None,
-        mc_samples=MC_SAMPLES if kind == MC else 0, tta_samples=TTA_SAMPLES if kind == TTA else 0,
+        tta_samples=TTA_SAMPLES if kind == TTA else 0,
     )  # fmt: skip
     unc = uncertainty_volume(pred, kind) if kind is not None else None
     info = {

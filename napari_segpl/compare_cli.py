@@ -308,7 +308,7 @@ def compare_command(args: argparse.Namespace) -> int:
     config, params = build_config(args, preset)
     seeds = list(range(args.seeds))
     configs = check_request(config, methods, args.holdout_slices, seeds, params)
-    # the held-out slices' own error before any about run files (no copy of the labels)
+    # a wrong held-out slice is reported before any error about run files (no labels copy)
     training_slices(labels.array, config.axis, args.holdout_slices, args.labelled_slices)
     store, finished, reference = open_store(args, image, labels, configs, preset, seeds)
     args.out.mkdir(parents=True, exist_ok=True)
