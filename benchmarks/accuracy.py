@@ -70,6 +70,7 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "3d-affine": (None, {"dims": 3, "affine": 0.2}),
     "3d-no-affine": (None, {"dims": 3, "affine": 0.0}),
     "lr-0.01": (None, {"lr": 0.01}),
+    "vi-likelihood": (None, {"threshold_fit": "likelihood"}),  # SegPL-VI's head fit (bb)
     "3d-lr-0.01": (None, {"dims": 3, "lr": 0.01}),
     "ratio-4": (None, {"ratio": 4}),
     # the 2D network (the mri preset's default before it became 3D, the ct preset's before the
@@ -198,7 +199,13 @@ def run_one(
         from .uncertainty_auroc import saved_arrays  # (it imports this module)
 
         np.savez_compressed(folder / f"{name}-k{k}-{method}-s{seed}.npz", **saved_arrays(pred))
+    learnt = {}  # SegPL-VI: the labels cut at the head's mu too, and mu per class (bb)
+    if model.method.learns_threshold:
+        from .threshold_signal import learnt_cut
+
+        learnt = learnt_cut(model, image.array, truth, chosen, axis, list(scores), cfg.device)
     return {
+        **learnt,
         "dataset": name,
         "axis": axis,
         "method": method,

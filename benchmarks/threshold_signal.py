@@ -98,6 +98,23 @@ def head_mu_per_class(trainer: Trainer) -> list[float]:
     return torch.cat(mus).mean(dim=0).tolist()
 
 
+def learnt_cut(model, image: np.ndarray, truth: np.ndarray, painted: list[int], axis: int,
+               classes: list[int], device: str) -> dict:
+    """For a SegPL-VI model (the accuracy benchmark's rows, RESULTS.md (bb)): the exported
+    scores with the labels cut at the head's mu per slice and class instead of the fixed
+    threshold, and the head's mu per class averaged over the unpainted slices."""
+    from napari_segpl.engine import exported_scores, predict_volume
+
+    pred = predict_volume(model, image, device=device, cut="mu", probabilities=False)
+    scores = exported_scores(pred.labels, truth, painted, axis=axis, classes=classes)
+    keep = [s for s in range(pred.mu.shape[1]) if s not in set(painted)]
+    return {
+        "mu_whole_iou": {str(c): s["iou"] for c, s in scores.items()},
+        "mu_whole_dice": {str(c): s["dice"] for c, s in scores.items()},
+        "mu_per_class": [round(float(m), 4) for m in pred.mu[:, keep].mean(axis=1)],
+    }  # fmt: skip
+
+
 def run(signal: str, steps: int, seed: int, draws: int) -> dict:
     image, labels, axis, painted = load_sample()
     config = TrainConfig.from_preset(
