@@ -98,8 +98,15 @@ def head_mu_per_class(trainer: Trainer) -> list[float]:
     return torch.cat(mus).mean(dim=0).tolist()
 
 
-def learnt_cut(model, image: np.ndarray, truth: np.ndarray, painted: list[int], axis: int,
-               classes: list[int], device: str) -> dict:
+def learnt_cut(
+    model,
+    image: np.ndarray,
+    truth: np.ndarray,
+    painted: list[int],
+    axis: int,
+    classes: list[int],
+    device: str,
+) -> dict:
     """For a SegPL-VI model (the accuracy benchmark's rows, RESULTS.md (bb)): the exported
     scores with the labels cut at the head's mu per slice and class instead of the fixed
     threshold, and the head's mu per class averaged over the unpainted slices."""

@@ -51,9 +51,7 @@ def _discs(n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     return y.clone(), y
 
 
-def _fit_head(
-    signal: str, on: float, off: float, steps: int = 300, fit: str = "dice"
-) -> float:
+def _fit_head(signal: str, on: float, off: float, steps: int = 300, fit: str = "dice") -> float:
     """Train only the head (KL plus the signal's fit) on fixed features against a memorising
     E-step; mu averaged over the last half of the run (each step draws T and a view, so mu
     wanders around where the objective is least)."""
@@ -247,10 +245,10 @@ def test_the_likelihood_fit_is_the_summed_bernoulli_nll():
     z = torch.tensor([[[[2.0, -1.0], [0.5, 0.0]]], [[[-3.0, 1.0], [0.0, 4.0]]]])
     y = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 1.0], [1.0, 1.0]]]])
     mask = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     by_hand = 0.0
-    for zi, yi, mi in zip(z.flatten().tolist(), y.flatten().tolist(), mask.flatten().tolist()):
-        p = sig(zi)
+    for zi, yi, mi in zip(z.flatten(), y.flatten(), mask.flatten(), strict=True):
+        p = 1 / (1 + np.exp(-float(zi)))
+        yi, mi = float(yi), float(mi)
         by_hand += -mi * (yi * np.log(p) + (1 - yi) * np.log(1 - p))
     assert bernoulli_fit(z, y, mask).item() == pytest.approx(by_hand / 2, rel=1e-5)
     assert bernoulli_fit(z, y, None).item() > bernoulli_fit(z, y, mask).item()
