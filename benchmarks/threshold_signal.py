@@ -20,6 +20,7 @@ Prints a Markdown table; ``--out`` also writes the rows as JSON.
 
     python -m benchmarks threshold_signal [--signals labelled augmented] [--steps 60]
         [--threads 1] [--seed 0] [--draws 8] [--out FILE.json]
+    python -m benchmarks threshold_signal --fit-table ROWS.json   # (bb) rule 2
 """
 
 from __future__ import annotations
@@ -186,6 +187,34 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _mean(values: dict) -> float:
+    return float(np.mean(list(values.values())))
+
+
+def fit_table(rows: list[dict]) -> str:
+    """RESULTS.md (bb) rule 2: SegPL-VI accuracy rows of the two head fits, paired by dataset
+    and seed: mu per class and sigma at the end, whole-volume IoU cut at 0.5 (mean over
+    classes), whole-volume Dice cut at 0.5 and at mu, in points."""
+    fits = {"default": "dice", "vi-likelihood": "likelihood"}
+    lines = [
+        "| dataset | seed | fit | mu per class | sigma | IoU at 0.5 | Dice at 0.5 | Dice at mu "
+        "| mu - 0.5 cut (Dice pts) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["seed"], r["recipe"])):
+        if r["method"] != "segpl-vi" or r["recipe"] not in fits:
+            continue
+        sigma = r["threshold_trace"][-1][2] if r["threshold_trace"] else float("nan")
+        at_half, at_mu = _mean(r["whole_dice"]), _mean(r["mu_whole_dice"])
+        lines.append(
+            f"| {r['dataset']} | {r['seed']} | {fits[r['recipe']]} "
+            f"| {', '.join(f'{m:.3f}' for m in r['mu_per_class'])} | {sigma:.4f} "
+            f"| {_mean(r['whole_iou']):.3f} | {at_half:.3f} | {at_mu:.3f} "
+            f"| {100 * (at_mu - at_half):+.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks threshold_signal")
     parser.add_argument(
@@ -196,7 +225,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=8, help="augmented views measured")
     parser.add_argument("--out", type=Path, help="also write the rows here (JSON)")
+    parser.add_argument("--fit-table", type=Path, help="only print (bb)'s table of these rows")
     args = parser.parse_args(argv)
+    if args.fit_table:
+        print(fit_table(json.loads(args.fit_table.read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     rows = [run(s, args.steps, args.seed, args.draws) for s in args.signals]
     print(table(rows))
