@@ -29,7 +29,7 @@ import numpy as np
 
 from napari_segpl.compare_cli import result_files, write_atomic
 from napari_segpl.engine.compare import CompareResult, RunResult
-from napari_segpl.engine.compare_store import run_from_json
+from napari_segpl.engine.compare_store import completed, run_from_json
 
 #: what every folder must share for its numbers to compare
 SHARED = ("holdout", "axis", "num_classes", "seeds", "gammas", "epsilons")
@@ -49,6 +49,8 @@ def _run(data: dict[str, Any]) -> RunResult:
 
 
 def _options(config: dict[str, Any]) -> dict[str, Any]:
+    """The training options, a field added since the folder was written at its default."""
+    config = completed({"config": config})["config"]
     return {k: v for k, v in config.items() if k not in PER_METHOD}
 
 

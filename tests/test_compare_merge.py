@@ -72,3 +72,15 @@ def test_folders_that_scored_or_trained_otherwise_are_refused(tmp_path, change, 
     out = tmp_path / "out"
     assert compare_merge.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
     assert not out.exists()  # nothing written
+
+
+def test_a_field_one_folder_lacks_counts_as_its_default(tmp_path):
+    # a folder written before threshold_fit existed merges with one that has it at its default
+    a = _folder(tmp_path, "a", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
+    b = _folder(tmp_path, "b", [_run("cps", 0.8, 5.0)], threshold_fit="dice")
+    assert "threshold_fit" not in a["config"]
+    merged, _ = compare_merge.merge([a, b])
+    assert merged.methods == ["supervised", "segpl", "cps"]
+    c = _folder(tmp_path, "c", [_run("cps", 0.8, 5.0)], threshold_fit="likelihood")
+    with pytest.raises(ValueError, match="threshold_fit"):
+        compare_merge.merge([a, c])

@@ -121,6 +121,19 @@ def differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]  # fmt: skip
 
 
+def completed(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved request with its configuration completed by the defaults of fields added since
+    it was written, as an older model file loads: a run made before a new option existed
+    answers the same request as one made with that option at its default."""
+    from .config import TrainConfig
+
+    config = request.get("config")
+    if not isinstance(config, Mapping):
+        return dict(request)
+    defaults = plain(TrainConfig().to_dict())
+    return {**request, "config": {**defaults, **config}}
+
+
 class RunStore:
     """``OUT/runs/``: save each scored run at once, load the saved ones (module docstring).
 
@@ -169,7 +182,7 @@ class RunStore:
             raise ValueError(f"--resume: cannot read {path}: {exc}") from None
         if data.get("format") != FORMAT:
             raise ValueError(f"--resume: {path} is not a run file of this version of segpl")
-        diff = differences(data.get("request", {}), self.request(config))
+        diff = differences(completed(data.get("request", {})), self.request(config))
         if diff:
             raise ValueError(
                 f"--resume: {path} was made for another request: {'; '.join(diff)}. "
