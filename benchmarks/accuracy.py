@@ -70,7 +70,6 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "3d-affine": (None, {"dims": 3, "affine": 0.2}),
     "3d-no-affine": (None, {"dims": 3, "affine": 0.0}),
     "lr-0.01": (None, {"lr": 0.01}),
-    "vi-likelihood": (None, {"threshold_fit": "likelihood"}),  # SegPL-VI's head fit (bb)
     "3d-lr-0.01": (None, {"dims": 3, "lr": 0.01}),
     "ratio-4": (None, {"ratio": 4}),
     # the 2D network (the mri preset's default before it became 3D, the ct preset's before the

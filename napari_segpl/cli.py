@@ -34,7 +34,6 @@ from .compare_cli import add_compare_parser, compare_command
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import (
     LOSSES,
-    THRESHOLD_FITS,
     THRESHOLD_SIGNALS,
     ConfigError,
     one_thin_slice_note,
@@ -192,12 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=THRESHOLD_SIGNALS,
         help="segpl-vi: the paper's KL-only head, or a head also fitted on the labelled slices "
         f"as they are or moved and changed as the student sees them (default {D.threshold_signal})",
-    )
-    levers.add_argument(
-        "--threshold-fit",
-        choices=THRESHOLD_FITS,
-        help="segpl-vi: score the head's fit on the labelled slices with one Dice per image or "
-        f"with the labels' log-likelihood over every pixel (default {D.threshold_fit})",
     )
     t.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE",

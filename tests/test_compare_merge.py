@@ -75,12 +75,12 @@ def test_folders_that_scored_or_trained_otherwise_are_refused(tmp_path, change, 
 
 
 def test_a_field_one_folder_lacks_counts_as_its_default(tmp_path):
-    # a folder written before threshold_fit existed merges with one that has it at its default
+    # a folder written before a field existed merges with one that has it at its default
     a = _folder(tmp_path, "a", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
-    b = _folder(tmp_path, "b", [_run("cps", 0.8, 5.0)], threshold_fit="dice")
-    assert "threshold_fit" not in a["config"]
+    b = _folder(tmp_path, "b", [_run("cps", 0.8, 5.0)], mix=0.0)
+    assert "mix" not in a["config"]
     merged, _ = compare_merge.merge([a, b])
     assert merged.methods == ["supervised", "segpl", "cps"]
-    c = _folder(tmp_path, "c", [_run("cps", 0.8, 5.0)], threshold_fit="likelihood")
-    with pytest.raises(ValueError, match="threshold_fit"):
+    c = _folder(tmp_path, "c", [_run("cps", 0.8, 5.0)], mix=0.5)
+    with pytest.raises(ValueError, match="mix"):
         compare_merge.merge([a, c])

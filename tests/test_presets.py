@@ -35,11 +35,10 @@ LEVERS_OFF = {
 }  # fmt: skip
 #: Fields that are no part of a recipe (the data, the run, the architecture's depth, a CT
 #: window the z-score ignores, the warm-up, which the paper leaves open, a weight unused while
-#: the threshold signal is the KL alone, and the fit that goes with it).
+#: the threshold signal is the KL alone).
 NOT_RECIPE = {
     "method", "axis", "nested", "num_classes", "seed", "device", "amp", "preview_every",
     "extra", "base_channels", "depth", "ct_window", "warmup", "threshold_weight",
-    "threshold_fit",
 }  # fmt: skip
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 

@@ -1,5 +1,6 @@
-"""Levers removed in issue 22 (they did nothing or did harm, benchmarks/RESULTS.md): model files
-saved before still load when the lever was off, and are refused with its name when it was on."""
+"""Levers removed in issues 22 and 25 (they did nothing or did harm, benchmarks/RESULTS.md):
+model files saved before still load when the lever was off, and are refused with its name when
+it was on."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ OFF_AND_ON = {
     "unsup_loss": ("", "bce"),
     "span": (1.0, 0.0),
     "threshold_weight": (1.0, 10.0),
+    "threshold_fit": ("dice", "likelihood"),
 }
 
 

@@ -51,11 +51,11 @@ def _discs(n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     return y.clone(), y
 
 
-def _fit_head(signal: str, on: float, off: float, steps: int = 300, fit: str = "dice") -> float:
+def _fit_head(signal: str, on: float, off: float, steps: int = 300) -> float:
     """Train only the head (KL plus the signal's fit) on fixed features against a memorising
     E-step; mu averaged over the last half of the run (each step draws T and a view, so mu
     wanders around where the objective is least)."""
-    method = _method(signal, warp=0.2, perturb=0.0, threshold_fit=fit)
+    method = _method(signal, warp=0.2, perturb=0.0)
     x, y = _discs()
     method.e_step_probabilities = MemorisingEStep(x, y, on, off)
     feats = method.model(x)[1].detach()
@@ -192,75 +192,3 @@ def test_the_value_is_accepted_and_others_refused():
         assert _config(args, preset).threshold_signal == "augmented"
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--threshold-signal", "augment"])
-
-
-def _best_mu_likelihood(on: float, off: float) -> float:
-    """As ``_best_mu`` for ``threshold_fit="likelihood"``: the KL plus the mean over the disc
-    images of the Bernoulli negative log-likelihood of the labels under sigmoid((p - T) /
-    0.05), summed over every pixel, written with numpy's logaddexp."""
-    mu, sigma = np.meshgrid(np.linspace(0.2, 0.6, 401), np.geomspace(1e-3, 0.2, 96))
-    q = torch.distributions.Normal(torch.from_numpy(mu), torch.from_numpy(sigma))
-    objective = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.5, 0.1)).numpy()
-    z, w = np.polynomial.hermite_e.hermegauss(40)
-    t = np.clip(mu[..., None] + sigma[..., None] * z, 0.01, 0.99)
-    nll_in = np.logaddexp(0, -(on - t) / 0.05)  # -log sigmoid: a structure pixel
-    nll_out = np.logaddexp(0, (off - t) / 0.05)  # -log (1 - sigmoid): a background pixel
-    _, y = _discs()
-    for n_in in y.sum(dim=(1, 2, 3)).tolist():
-        n_out = y[0].numel() - n_in
-        objective = objective + ((n_in * nll_in + n_out * nll_out) @ (w / w.sum())) / len(y)
-    return float(mu[np.unravel_index(np.argmin(objective), mu.shape)])
-
-
-def test_the_likelihood_fit_takes_mu_where_the_labels_say():
-    # augmented view 0.4 / 0.2: summed over the pixels the labels outweigh the prior, so mu
-    # goes most of the way to their cut, where the Dice fit stays within 0.02 of 0.5
-    target = _best_mu_likelihood(0.4, 0.2)
-    assert 0.25 < target < 0.36
-    learnt = _fit_head("augmented", on=0.4, off=0.2, fit="likelihood", steps=600)
-    assert learnt == pytest.approx(target, abs=0.02)
-    assert _fit_head("augmented", on=0.4, off=0.2) > 0.47  # the Dice fit, for contrast
-
-
-def test_the_likelihood_fit_leaves_mu_at_the_prior_where_any_threshold_fits():
-    # a memorising teacher (0.99 / 0.01 on the plain painted slices): the data do not prefer a
-    # T between them (more background pixels tip it up a little), so the KL keeps mu near 0.5
-    target = _best_mu_likelihood(0.99, 0.01)
-    assert target == pytest.approx(0.5, abs=0.02)
-    assert _fit_head("labelled", on=0.99, off=0.01, fit="likelihood") == pytest.approx(
-        target, abs=0.01
-    )
-    # 0.7 / 0.3, half way at 0.5: five background pixels to one of structure tip the labels'
-    # own optimum to about 0.54, and mu follows it, not the prior
-    target = _best_mu_likelihood(0.7, 0.3)
-    assert 0.52 < target < 0.56
-    assert _fit_head("augmented", on=0.7, off=0.3, fit="likelihood") == pytest.approx(
-        target, abs=0.02
-    )
-
-
-def test_the_likelihood_fit_is_the_summed_bernoulli_nll():
-    from napari_segpl.engine.methods.segpl_vi import bernoulli_fit
-
-    z = torch.tensor([[[[2.0, -1.0], [0.5, 0.0]]], [[[-3.0, 1.0], [0.0, 4.0]]]])
-    y = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 1.0], [1.0, 1.0]]]])
-    mask = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])
-    by_hand = 0.0
-    for zi, yi, mi in zip(z.flatten(), y.flatten(), mask.flatten(), strict=True):
-        p = 1 / (1 + np.exp(-float(zi)))
-        yi, mi = float(yi), float(mi)
-        by_hand += -mi * (yi * np.log(p) + (1 - yi) * np.log(1 - p))
-    assert bernoulli_fit(z, y, mask).item() == pytest.approx(by_hand / 2, rel=1e-5)
-    assert bernoulli_fit(z, y, None).item() > bernoulli_fit(z, y, mask).item()
-
-
-def test_the_fit_value_is_accepted_and_others_refused():
-    from napari_segpl.cli import _config, build_parser
-
-    assert TrainConfig().threshold_fit == "dice"
-    assert TrainConfig(threshold_fit="likelihood").validate().threshold_fit == "likelihood"
-    with pytest.raises(ConfigError):
-        TrainConfig(threshold_fit="bce").validate()
-    base = ["train", "a.nii", "b.nii", "--model", "m.pt", "--method", "segpl-vi"]
-    args = build_parser().parse_args([*base, "--threshold-fit", "likelihood"])
-    assert _config(args, "ct").threshold_fit == "likelihood"

@@ -122,16 +122,17 @@ def differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 
 
 def completed(request: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved request with its configuration completed by the defaults of fields added since
-    it was written, as an older model file loads: a run made before a new option existed
-    answers the same request as one made with that option at its default."""
-    from .config import TrainConfig
+    """A saved request read as an older model file loads: fields added since it was written
+    take their defaults, and levers removed since (``config.REMOVED``) are dropped where they
+    were off, so a run made before or after an option came or went at its default answers the
+    same request (a removed lever that was on still differs)."""
+    from .config import REMOVED, TrainConfig
 
     config = request.get("config")
     if not isinstance(config, Mapping):
         return dict(request)
-    defaults = plain(TrainConfig().to_dict())
-    return {**request, "config": {**defaults, **config}}
+    kept = {k: v for k, v in config.items() if not (k in REMOVED and v == plain(REMOVED[k]))}
+    return {**request, "config": plain(TrainConfig().to_dict()) | kept}
 
 
 class RunStore:

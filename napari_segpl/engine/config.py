@@ -161,11 +161,6 @@ LOSSES = ("dice", "dice+bce", "bce")
 #: (the paper), the labelled slices, or the labelled slices as the student sees unlabelled ones.
 THRESHOLD_SIGNALS = ("kl", "labelled", "augmented")
 
-#: How the head's fit on the labelled slices is scored: one Dice per image (weighing about as
-#: much as the KL), or the labels' Bernoulli log-likelihood summed over every pixel, the ELBO's
-#: own data term, against which the KL of one image weighs little (``methods/segpl_vi.py``).
-THRESHOLD_FITS = ("dice", "likelihood")
-
 
 #: Levers removed because the recorded results show they did nothing or did harm
 #: (benchmarks/RESULTS.md), with the value that meant "off": older model files saved them.
@@ -176,6 +171,7 @@ REMOVED: dict[str, Any] = {
     "unsup_loss": "",
     "span": 1.0,
     "threshold_weight": 1.0,
+    "threshold_fit": "dice",
 }
 
 
@@ -232,7 +228,6 @@ class TrainConfig:
     confidence: float = 0.3
     ema: float = 0.99
     threshold_signal: str = "labelled"
-    threshold_fit: str = "dice"
     perturb: float = 0.2
     warp: float = 0.2
     affine: float = 0.2
@@ -303,10 +298,6 @@ class TrainConfig:
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",
-            ),
-            (
-                self.threshold_fit in THRESHOLD_FITS,
-                "threshold_fit must be 'dice' or 'likelihood'",
             ),
         ]
         for ok, message in checks:

@@ -37,14 +37,6 @@ the augmented view only stands in for. CutMix is not applied to this view. With 
 weighing as much as the KL, the prior still bounds how far mu goes: probabilities of 0.4 on
 the structure and 0.2 off it (the labels say 0.3) move mu only to about 0.48.
 
-``threshold_fit="likelihood"`` scores that fit as the ELBO's data term: the negative
-log-likelihood of the labels under ``y ~ Bernoulli(sigmoid((p - T) / tau))``, summed over each
-image's pixels (mean over images and classes, as the KL). A Dice weighs about as much as one
-image's KL, so the prior N(0.5, 0.1) keeps mu within about 0.02 of 0.5 even where the labels
-say to cut at 0.3; summed over tens of thousands of pixels the labels outweigh the prior
-wherever they prefer one T, and where any T fits them (a saturated teacher) the KL still
-holds T at the prior. The posterior narrows as evidence grows: sigma shrinks with it.
-
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
 mu for each slice (``pseudo_labels``), so what they show does not change from one look to
 the next.
@@ -110,9 +102,8 @@ class SegPLVI(SegPL):
     def _threshold_fit(
         self, batch: Batch, logits_l: torch.Tensor, feats_l: torch.Tensor
     ) -> torch.Tensor:
-        """Dice (or, with ``threshold_fit="likelihood"``, the summed Bernoulli negative
-        log-likelihood) of the soft-thresholded labelled probabilities, of the plain or the
-        augmented view, against the labels; only T (hence only the head) receives its gradient."""
+        """Dice of the soft-thresholded labelled probabilities (of the plain or the augmented
+        view) against the labels; only T (hence only the head) receives its gradient."""
         mu_l, sigma_l = self.head(feats_l.detach())
         t_l = sample_threshold(mu_l, sigma_l)
         t_l = t_l.reshape(t_l.shape + (1,) * (logits_l.ndim - 2))
@@ -123,10 +114,8 @@ class SegPLVI(SegPL):
                 own = logits_l.detach() if self.teacher is None else None
                 p_l = self.e_step_probabilities(batch.x_l, own)
                 y_l, mask = batch.y_l, batch.mask_l
-        z = (p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE
-        if self.config.threshold_fit == "likelihood":
-            return bernoulli_fit(z, y_l, mask)
-        return dice_loss(torch.sigmoid(z), y_l, mask=mask)
+        soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
+        return dice_loss(soft, y_l, mask=mask)
 
     def augmented_view(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(E-step probabilities, labels, mask) of the labelled images moved and changed as the
@@ -158,12 +147,3 @@ class SegPLVI(SegPL):
         logits, feats = self.model(x)
         mu, sigma = self.head(feats)
         return logits, mu, sigma
-
-
-def bernoulli_fit(z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Negative log-likelihood of labels ``y`` under Bernoulli(sigmoid(z)), summed over each
-    image's pixels inside ``mask`` (N, 1, ...) and averaged over images and class channels."""
-    nll = nn.functional.binary_cross_entropy_with_logits(z.float(), y.float(), reduction="none")
-    if mask is not None:
-        nll = nll * mask.to(nll.dtype)
-    return nll.sum(dim=tuple(range(2, nll.ndim))).mean()
