@@ -115,7 +115,7 @@ def learnt_cut(
 
     pred = predict_volume(model, image, device=device, cut="mu", probabilities=False)
     scores = exported_scores(pred.labels, truth, painted, axis=axis, classes=classes)
-    keep = [s for s in range(pred.mu.shape[1]) if s not in set(painted)]
+    keep = sorted(set(range(pred.mu.shape[1])) - set(painted))
     return {
         "mu_whole_iou": {str(c): s["iou"] for c, s in scores.items()},
         "mu_whole_dice": {str(c): s["dice"] for c, s in scores.items()},

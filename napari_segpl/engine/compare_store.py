@@ -122,17 +122,16 @@ def differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 
 
 def completed(request: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved request read as an older model file loads: fields added since it was written
-    take their defaults, and levers removed since (``config.REMOVED``) are dropped where they
-    were off, so a run made before or after an option came or went at its default answers the
-    same request (a removed lever that was on still differs)."""
-    from .config import REMOVED, TrainConfig
+    """A saved request with its configuration read through ``TrainConfig.from_dict``, as an
+    older model file loads: fields added since take their defaults and levers removed since
+    are dropped where they were off, so a run made before or after an option came or went at
+    its default answers the same request. A removed lever that was on raises ConfigError."""
+    from .config import TrainConfig
 
     config = request.get("config")
     if not isinstance(config, Mapping):
         return dict(request)
-    kept = {k: v for k, v in config.items() if not (k in REMOVED and v == plain(REMOVED[k]))}
-    return {**request, "config": plain(TrainConfig().to_dict()) | kept}
+    return {**request, "config": plain(TrainConfig.from_dict(dict(config)).to_dict())}
 
 
 class RunStore:
@@ -183,7 +182,10 @@ class RunStore:
             raise ValueError(f"--resume: cannot read {path}: {exc}") from None
         if data.get("format") != FORMAT:
             raise ValueError(f"--resume: {path} is not a run file of this version of segpl")
-        diff = differences(completed(data.get("request", {})), self.request(config))
+        try:
+            diff = differences(completed(data.get("request", {})), self.request(config))
+        except ValueError as exc:  # ConfigError: a removed lever that was on, an unknown key
+            diff = [str(exc)]
         if diff:
             raise ValueError(
                 f"--resume: {path} was made for another request: {'; '.join(diff)}. "
