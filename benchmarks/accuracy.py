@@ -72,6 +72,8 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "lr-0.01": (None, {"lr": 0.01}),
     "3d-lr-0.01": (None, {"dims": 3, "lr": 0.01}),
     "ratio-4": (None, {"ratio": 4}),
+    # SegPL-VI with its threshold draws held closer to the prior's mean (RESULTS.md (cc))
+    "vi-sigma-0.05": (None, {"prior_sigma": 0.05}),
     # the 2D network (the mri preset's default before it became 3D, the ct preset's before the
     # network was chosen from the painted slices); the other 2D rows of the brain and the lungs
     # carry a "2d-" prefix on the recipe they were run as
