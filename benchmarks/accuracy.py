@@ -74,6 +74,8 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "ratio-4": (None, {"ratio": 4}),
     # SegPL-VI with its threshold draws held closer to the prior's mean (RESULTS.md (cc))
     "vi-sigma-0.05": (None, {"prior_sigma": 0.05}),
+    # FixMatch with its reference's supervised loss, (BCE + Dice) / 2 (RESULTS.md (cc) rule 2)
+    "sup-dice+bce": (None, {"loss": "dice+bce"}),
     # the 2D network (the mri preset's default before it became 3D, the ct preset's before the
     # network was chosen from the painted slices); the other 2D rows of the brain and the lungs
     # carry a "2d-" prefix on the recipe they were run as
