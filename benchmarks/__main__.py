@@ -1,6 +1,7 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|dock_stall|ablation|
 grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
-compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim] ...``.
+compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
+paired] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> int:
             "layout",
             "suggest_sim",
             "compare_merge",
+            "paired",
         )
     }
     if name not in modules:

@@ -1,0 +1,124 @@
+"""A lever against the recorded default, paired by cell and seed (RESULTS.md (cc)).
+
+Reads accuracy-benchmark rows (``python -m benchmarks accuracy``) from any number of files and
+prints, for every (dataset, K, seed) that has a row of ``--recipe`` for ``--method``, its
+whole-volume IoU (mean over classes, every slice but the painted ones), the same cell's row of
+``--base`` (the default recipe unless told), the supervised run of the default recipe, and the
+differences in IoU points; then per set (tuning: lungs, vessels, brain; validation: the organs)
+the mean of the lever minus the base and how many runs of each are more than 2 points below
+supervised training, the counts a decision rule of (cc) reads. Where a cell has several rows of
+the same recipe (a run repeated on another day), the first is used: repeats reproduced to the
+third decimal on this machine.
+
+    python -m benchmarks paired --recipe vi-sigma-0.05 [--method segpl-vi] [--base default]
+        FILE.json [FILE.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+VALIDATION = ("abdomen_organs_ct", "abdomen_organs_mri")
+#: how far below supervised training a run may fall before it counts as a loss (issue 23)
+LOSS_POINTS = 2.0
+
+
+def mean_whole_iou(row: dict) -> float:
+    return statistics.mean(row["whole_iou"].values())
+
+
+def index(rows: list[dict]) -> dict[tuple, dict]:
+    """(dataset, k, seed, method, recipe) -> the first row of that key."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        if "whole_iou" in r:
+            out.setdefault((r["dataset"], r["k"], r["seed"], r["method"], r["recipe"]), r)
+    return out
+
+
+def paired_rows(rows: list[dict], method: str, recipe: str, base: str) -> list[dict]:
+    """One dict per cell with a run of the lever: IoU of lever, base and supervised (None where
+    missing) and the lever's volume ratios."""
+    runs = index(rows)
+    out = []
+    for (name, k, seed, m, r), row in sorted(runs.items()):
+        if (m, r) != (method, recipe):
+            continue
+        other = runs.get((name, k, seed, method, base))
+        sup = runs.get((name, k, seed, "supervised", "default"))
+        out.append(
+            {
+                "dataset": name,
+                "k": k,
+                "seed": seed,
+                "new": mean_whole_iou(row),
+                "base": mean_whole_iou(other) if other else None,
+                "supervised": mean_whole_iou(sup) if sup else None,
+                "ratios": [round(v, 2) for v in row["volume_ratio"].values()],
+            }
+        )
+    return out
+
+
+def summary(cells: list[dict]) -> list[str]:
+    """Per set: mean(new - base) over cells with both, and the runs below supervised."""
+    lines = []
+    for label, inside in (("tuning", False), ("validation", True)):
+        part = [c for c in cells if (c["dataset"] in VALIDATION) == inside]
+        both = [c for c in part if c["base"] is not None]
+        if not both:
+            continue
+        diffs = [100 * (c["new"] - c["base"]) for c in both]
+        scored = [c for c in both if c["supervised"] is not None]
+
+        def losses(key: str, scored: list[dict] = scored) -> int:
+            return sum(100 * (c[key] - c["supervised"]) < -LOSS_POINTS for c in scored)
+
+        spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+        lines.append(
+            f"- {label}: {len(both)} paired runs, new - base {statistics.mean(diffs):+.1f} "
+            f"(SD {spread:.1f}, worst {min(diffs):+.1f}); runs more than {LOSS_POINTS:g} "
+            f"below supervised: new {losses('new')}, base {losses('base')} "
+            f"(of {len(scored)} with a supervised run)"
+        )
+    return lines
+
+
+def table(cells: list[dict], recipe: str, base: str) -> str:
+    def points(a: float | None, b: float | None) -> str:
+        return "" if a is None or b is None else f"{100 * (a - b):+.1f}"
+
+    def value(v: float | None) -> str:
+        return "" if v is None else f"{v:.3f}"
+
+    lines = [
+        f"| dataset | K | seed | supervised | {base} | {recipe} | new - base | new - sup. "
+        "| new's volume ratios |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c['dataset']} | {c['k']} | {c['seed']} | {value(c['supervised'])} | "
+            f"{value(c['base'])} | {value(c['new'])} | {points(c['new'], c['base'])} | "
+            f"{points(c['new'], c['supervised'])} | {', '.join(map(str, c['ratios']))} |"
+        )
+    return "\n".join(lines + [""] + summary(cells))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks paired")
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--recipe", required=True, help="the lever's recipe")
+    parser.add_argument("--method", default="segpl-vi")
+    parser.add_argument("--base", default="default", help="the recipe it is paired with")
+    args = parser.parse_args(argv)
+    rows = [r for f in args.files for r in json.loads(f.read_text(encoding="utf-8"))]
+    cells = paired_rows(rows, args.method, args.recipe, args.base)
+    if not cells:
+        print(f"no {args.method} rows of recipe {args.recipe!r}")
+        return 1
+    print(table(cells, args.recipe, args.base))
+    return 0
