@@ -71,3 +71,17 @@ def test_main_prints_the_table(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "| lungs_ct | 1 | 1 | 0.650 | 0.500 | 0.700 | +20.0 | +5.0 | 1.0, 1.0 |" in out
     assert paired.main([str(path), "--recipe", "nothing"]) == 1
+
+
+def test_safeguard_keeps_the_twin_where_a_class_is_lost() -> None:
+    """Hand example of the loss-only rule: outside the painted slice 1, class 1 has 10 voxels
+    against the twin's 40 (with a painted area of 2: 12 / 42 < 1/2), so the twin is kept;
+    class 2 grown fourfold is no reason."""
+    semi = row("lungs_ct", 1, 0, "segpl", "default", [0.2, 0.9])
+    twin = row("lungs_ct", 1, 0, "supervised", "default", [0.5, 0.5])
+    semi["labelled"] = twin["labelled"] = [1]
+    semi["slice_voxels"] = [[10, 40], [999, 999], [0, 0]]
+    twin["slice_voxels"] = [[20, 10], [999, 999], [20, 0]]
+    assert paired.kept_iou(semi, twin, [2.0, 2.0]) == (pytest.approx(0.5), "supervised")
+    semi["slice_voxels"] = [[25, 40], [0, 0], [0, 0]]  # 27 / 42: kept
+    assert paired.kept_iou(semi, twin, [2.0, 2.0]) == (pytest.approx(0.55), "segpl")
