@@ -24,7 +24,8 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "lr-0.01": (None, {"lr": 0.01}),
     "3d-lr-0.01": (None, {"dims": 3, "lr": 0.01}),
     "ratio-4": (None, {"ratio": 4}),
-    # SegPL-VI with its threshold draws held closer to the prior's mean (RESULTS.md (cc))
+    # SegPL-VI with its threshold draws held closer to the prior's mean (RESULTS.md (cc)); the
+    # engine's default since (cc), so from then on the same as "default"
     "vi-sigma-0.05": (None, {"prior_sigma": 0.05}),
     # FixMatch with its reference's supervised loss, (BCE + Dice) / 2 (RESULTS.md (cc) rule 2)
     "sup-dice+bce": (None, {"loss": "dice+bce"}),

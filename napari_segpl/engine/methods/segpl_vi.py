@@ -15,9 +15,9 @@ the (detached) E-step probabilities is scored with Dice against the true labels.
 reaches only the head, through T: the head learns the threshold that best turns the E-step's
 current probabilities (the EMA teacher's, when there is one, since those are what T
 thresholds) into the labels, and applies it to unlabelled images, where the KL keeps it near
-the prior unless the labels say otherwise. The term weighs as much as the KL: a prior
-N(0.5, 0.1) still dominates a Dice gain of less than about (mu - 0.5)^2 / 0.02, so T moves
-only where the labels disagree strongly.
+the prior unless the labels say otherwise. The term weighs as much as the KL: the default
+prior N(0.5, 0.05) still dominates a Dice gain of less than about (mu - 0.5)^2 / 0.005 (the
+paper's N(0.5, 0.1): / 0.02), so T moves only where the labels disagree strongly.
 
 ``threshold_signal="augmented"`` fits the head the same way on a view of the labelled images
 where the E-step is unsure: on real data the teacher has learnt the painted slices, so its
@@ -35,7 +35,8 @@ is one forward pass without gradient of the labelled images, as "labelled" with 
 T is used differently: on unlabelled images it cuts the E-step of the clean images, which
 the augmented view only stands in for. CutMix is not applied to this view. With the term
 weighing as much as the KL, the prior still bounds how far mu goes: probabilities of 0.4 on
-the structure and 0.2 off it (the labels say 0.3) move mu only to about 0.48.
+the structure and 0.2 off it (the labels say 0.3) move mu only to about 0.48 under the
+paper's prior N(0.5, 0.1), less under the default N(0.5, 0.05).
 
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
 mu for each slice (``pseudo_labels``), so what they show does not change from one look to
