@@ -7,7 +7,8 @@ Each dataset runs ``segpl compare`` as its own process (its table, curves and re
 ``OUT/DATASET/``), one after another, with ``OMP_NUM_THREADS`` = ``--threads``.
 
     SEGPL_DATA=../shared/data python -m benchmarks compare_grid --datasets lungs_ct \\
-        [--methods supervised,segpl,...] [--seeds 3] [--threads 2] [--out DIR] [--resume]
+        [--methods supervised,segpl,...] [--seeds 3] [--first-seed 0] [--threads 2] [--out DIR]
+        [--resume]
         [-- EXTRA...]
 
 ``--resume`` passes ``--resume`` to every dataset's ``segpl compare``: an interrupted grid goes
@@ -28,7 +29,9 @@ from .accuracy import DATA, DATASETS, load_case
 ALL_METHODS = "supervised,segpl,segpl-vi,mean-teacher,fixmatch,cct,cps,selfloop,ensemble"
 
 
-def command(name: str, methods: str, seeds: int, out: Path, extra: list[str]) -> list[str]:
+def command(
+    name: str, methods: str, seeds: int, out: Path, extra: list[str], first_seed: int = 0
+) -> list[str]:
     """The ``segpl compare`` command for one dataset: the full labels, the painted slices and
     every other slice along the axis as held-out ones."""
     axis = DATASETS[name]
@@ -38,7 +41,8 @@ def command(name: str, methods: str, seeds: int, out: Path, extra: list[str]) ->
     return [
         sys.executable, "-m", "napari_segpl.cli", "compare",
         str(DATA / f"{name}_image.nii.gz"), str(DATA / f"{name}_label.nii.gz"),
-        "--methods", methods, "--seeds", str(seeds), "--axis", str(axis),
+        "--methods", methods, "--seeds", str(seeds), "--first-seed", str(first_seed),
+        "--axis", str(axis),
         "--labelled-slices", ",".join(map(str, range(depth))),  # painted and held out
         "--holdout-slices", ",".join(map(str, holdout)),
         "--out", str(out / name), "--quiet", *extra,
@@ -55,6 +59,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), required=True)
     parser.add_argument("--methods", default=ALL_METHODS)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds K..K+N-1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
     parser.add_argument("--resume", action="store_true",
@@ -64,7 +69,7 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     failed = 0
     for name in args.datasets:
-        cmd = command(name, args.methods, args.seeds, args.out, extra)
+        cmd = command(name, args.methods, args.seeds, args.out, extra, args.first_seed)
         start = time.perf_counter()
         done = subprocess.run(cmd, env=env, check=False)
         took = time.perf_counter() - start

@@ -68,7 +68,12 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="labelled slices kept out of every run's training and scored",
     )  # fmt: skip
     c.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for results")
-    c.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 (default 1)")
+    c.add_argument("--seeds", type=int, default=1, metavar="N", help="N seeds (default 1)")
+    c.add_argument(
+        "--first-seed", type=int, default=0, metavar="K",
+        help="the seeds are K..K+N-1 (default 0): more seeds of an earlier compare in another "
+        "--out, to merge later",
+    )  # fmt: skip
     c.add_argument(
         "--labelled-slices", type=slice_list, metavar="3,40,77",
         help="use exactly these slices as labelled (background included); held-out ones too",
@@ -300,13 +305,15 @@ def compare_command(args: argparse.Namespace) -> int:
         raise ValueError("--holdout-slices lists no slice")
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
+    if args.first_seed < 0:
+        raise ValueError("--first-seed must be 0 or more")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out}: is a file; give a folder")
     image = read_image(args.image, args.series)
     labels = read_labels(args.labels, like=image)
     preset = resolve_preset(args.preset, image.array)
     config, params = build_config(args, preset)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     configs = check_request(config, methods, args.holdout_slices, seeds, params)
     # a wrong held-out slice is reported before any error about run files (no labels copy)
     training_slices(labels.array, config.axis, args.holdout_slices, args.labelled_slices)
