@@ -5,9 +5,13 @@ split over sessions and machines), which leaves one folder per method. This merg
 ``results.json`` into one comparison and writes what ``segpl compare`` writes (table.md,
 table.csv, results.json, ood.png, adversarial.png, reliability.png) for all the methods at once.
 
-The folders must score the same held-out slices, axis, classes, seeds, curve points and
-training options (the method and its own parameters aside): otherwise the numbers do not
-compare and the merge stops with the first difference. A (method, seed) present in several
+The folders must score the same held-out slices, axis, classes, curve points and training
+options (the method and its own parameters aside): otherwise the numbers do not compare and the
+merge stops with the first difference. Their seeds may differ (``segpl compare --first-seed``
+runs more seeds of a compare in another folder): the table is over every seed found. An option
+only some methods read (SegPL-VI's prior) may differ too: the first folder's value holds, and
+those methods' runs are taken only from folders that agree with it (the others' are dropped,
+with a note), so the merged table never mixes two priors. A (method, seed) present in several
 folders is taken from the first; where a later copy scores differently (supervised training is
 deterministic with one thread and identical inputs, so its copies should agree), the merge says
 so. Each run keeps the cost ratio of its own folder (its s/step over the supervised run timed
@@ -32,7 +36,10 @@ from napari_segpl.engine.compare import CompareResult, RunResult
 from napari_segpl.engine.compare_store import completed, run_from_json
 
 #: what every folder must share for its numbers to compare
-SHARED = ("holdout", "axis", "num_classes", "seeds", "gammas", "epsilons")
+SHARED = ("holdout", "axis", "num_classes", "gammas", "epsilons")
+#: training options only these methods read (an ensemble's members are supervised ones, as
+#: compare_grid requests them: results.json does not record another member method)
+READ_BY = {key: ("segpl-vi",) for key in ("prior_mu", "prior_sigma", "threshold_signal")}
 #: training options that differ from one folder to the next by design
 PER_METHOD = ("method", "extra")
 TIMING = (
@@ -65,16 +72,25 @@ def merge(results: list[dict[str, Any]]) -> tuple[CompareResult, list[str]]:
             if other[key] != first[key]:
                 raise ValueError(f"folder {i} differs from the first in {key}: "
                                  f"{other[key]} against {first[key]}")  # fmt: skip
+    skip: list[set[str]] = [set()]  # per folder: methods whose runs do not count
+    notes = []
+    for i, other in enumerate(results[1:], start=2):
         a, b = _options(first["config"]), _options(other["config"])
         changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-        if changed:
-            raise ValueError(f"folder {i} trained with other options: {', '.join(changed)}")
+        if any(k not in READ_BY for k in changed):
+            refused = ", ".join(k for k in changed if k not in READ_BY)
+            raise ValueError(f"folder {i} trained with other options: {refused}")
+        skip.append({m for k in changed for m in READ_BY[k]})
+        for k in changed:
+            notes.append(f"folder {i} has {k} {b.get(k)} against {a.get(k)}: its "
+                         f"{' and '.join(READ_BY[k])} runs are left out")  # fmt: skip
     runs: dict[tuple[str, int], RunResult] = {}
-    notes = []
     for i, result in enumerate(results, start=1):
         for data in result["runs"]:
             run = _run(data)
             key = (run.method, run.seed)
+            if run.method in skip[i - 1]:
+                continue
             if key not in runs:
                 runs[key] = run
             elif not np.allclose(run.iou, runs[key].iou, equal_nan=True):
@@ -83,7 +99,7 @@ def merge(results: list[dict[str, Any]]) -> tuple[CompareResult, list[str]]:
     methods = list(dict.fromkeys(m for m, _ in runs))
     ordered = [r for m in methods for r in runs.values() if r.method == m]
     sup = [r.seconds_per_step for r in ordered if r.method == "supervised"]
-    base = {key: first[key] for key in SHARED}
+    base = {key: first[key] for key in SHARED} | {"seeds": sorted({s for _, s in runs})}
     merged = CompareResult(
         ordered, methods, config=first["config"] | {"method": methods[0]},
         supervised_seconds_per_step=float(np.mean(sup)) if sup else None,

@@ -3,6 +3,7 @@ trained alike; duplicate runs that disagree are reported; each run keeps its own
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -84,3 +85,30 @@ def test_a_field_one_folder_lacks_counts_as_its_default(tmp_path):
     c = _folder(tmp_path, "c", [_run("cps", 0.8, 5.0)], mix=0.5)
     with pytest.raises(ValueError, match="mix"):
         compare_merge.merge([a, c])
+
+
+def test_folders_of_other_seeds_merge_into_one_table_over_every_seed(tmp_path):
+    a = _folder(tmp_path, "a", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
+    later = [dataclasses.replace(r, seed=1, iou=[0.7, 0.35]) for r in
+             (_run("supervised", 0.7, 1.0), _run("segpl", 0.8, 3.0))]  # fmt: skip
+    b = _folder(tmp_path, "b", later, seeds=[1])
+    merged, notes = compare_merge.merge([a, b])
+    assert merged.seeds == [0, 1] and notes == []
+    row = next(r for r in merged.summary() if r["method"] == "segpl")
+    assert row["seeds"] == [0, 1]
+    assert row["iou"][0] == pytest.approx((0.9 + 0.7) / 2)  # the mean over both seeds
+
+
+def test_a_prior_only_segpl_vi_reads_keeps_the_other_methods_of_that_folder(tmp_path):
+    new = _folder(tmp_path, "new", [_run("supervised", 0.6, 1.0), _run("segpl-vi", 0.9, 3.0)],
+                  prior_sigma=0.05)  # fmt: skip
+    old = _folder(tmp_path, "old", [_run("segpl-vi", 0.4, 3.0), _run("cps", 0.8, 5.0)],
+                  prior_sigma=0.1)  # fmt: skip
+    merged, notes = compare_merge.merge([new, old])
+    assert merged.methods == ["supervised", "segpl-vi", "cps"]
+    vi = next(r for r in merged.runs if r.method == "segpl-vi")
+    assert vi.iou[0] == 0.9  # the first folder's prior; the old prior's run is left out
+    assert merged.config["prior_sigma"] == 0.05
+    assert len(notes) == 1 and "prior_sigma 0.1 against 0.05" in notes[0]
+    with pytest.raises(ValueError, match="steps"):  # any other option still refuses
+        compare_merge.merge([new, _folder(tmp_path, "x", [_run("cps", 0.8, 5.0)], steps=9)])

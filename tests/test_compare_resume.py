@@ -159,3 +159,18 @@ def test_a_run_file_gives_back_the_run_nan_included():
     for name in ("iou", "dice", "hd95", "ood", "adversarial"):
         np.testing.assert_array_equal(getattr(back, name), getattr(run, name))
     assert (back.brier, back.ece, back.seconds_per_step) == (run.brier, run.ece, 0.02)
+
+
+def test_first_seed_runs_the_later_seeds_of_a_compare_alone(volumes, tmp_path, trained):
+    both, later = tmp_path / "both", tmp_path / "later"
+    assert compare_cli.run([*_args(volumes, both, methods="supervised"), "--seeds", "2"]) == 0
+    trained.clear()
+    args = [*_args(volumes, later, methods="supervised"), "--seeds", "1", "--first-seed", "1"]
+    assert compare_cli.run(args) == 0
+    assert trained == ["supervised"]  # seed 1 only
+    assert [p.name for p in (later / "runs").iterdir()] == ["supervised-s1.json"]
+    a = json.loads((both / "results.json").read_text(encoding="utf-8"))
+    b = json.loads((later / "results.json").read_text(encoding="utf-8"))
+    assert a["seeds"] == [0, 1] and b["seeds"] == [1]
+    assert _timeless(b["runs"][0]) == _timeless(a["runs"][1])  # the same run as in the pair
+    assert compare_cli.run([*_args(volumes, tmp_path / "x"), "--first-seed", "-1"]) == 2
