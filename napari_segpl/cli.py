@@ -40,9 +40,11 @@ from .engine.config import (
     resolve_preset,
 )
 from .engine.device import DeviceError
+from .engine.learnt_threshold import learnt_threshold
 from .engine.model import CheckpointError
 from .engine.safeguard import BAND
 from .engine.sampling import DataError
+from .suggest_cli import add_suggest_parser, suggest_command
 from .volume import VolumeError, read_labels, read_volume
 
 D = TrainConfig()  # the defaults the help texts quote
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="axis of --slices")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_compare_parser(sub)
+    add_suggest_parser(sub)
     return parser
 
 
@@ -340,6 +343,9 @@ def _train(args: argparse.Namespace) -> int:
         if finished is not None:
             state = "stopped early" if finished.stopped else "done"
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
+        trained = getattr(trainer, "trainer", trainer)  # the safeguard's run, or the run
+        if finished is not None and (learnt := learnt_threshold(trained.model, trained.data)):
+            print(learnt.line())
         print(f"model       -> {trainer.model.save(args.model)}")
     args.axis_predict = None
     model, reuse = trainer.model, getattr(trainer, "kept_labels", None)
@@ -361,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": _predict,
         "evaluate": evaluate_command,
         "compare": compare_command,
+        "suggest": suggest_command,
     }[args.command]
     try:
         return handler(args)

@@ -252,6 +252,17 @@ def stack_indices(s: int, n: int, dims: int) -> list[int]:
     return [min(max(s + d, 0), n - 1) for d in (-1, 0, 1)]
 
 
+def slice_batch(volume: np.ndarray, slices: Sequence[int], dims: int, depth: int) -> np.ndarray:
+    """Whole slices of a training volume (n, H, W) as a network input: (B, 1, H', W') in 2D,
+    (B, 1, 3, H', W') 3-slice stacks in 3D, padded as the sampler pads (with the volume's
+    minimum) to the U-net's multiple 2**depth."""
+    fill = float(volume.min())
+    n = volume.shape[0]
+    images = [pad_in_plane(volume[stack_indices(s, n, dims)], 2**depth, fill) for s in slices]
+    x = np.stack(images)
+    return np.ascontiguousarray(x[:, None] if dims == 3 else x)
+
+
 def unlabelled_weights(data: TrainingData, near: float) -> np.ndarray | None:
     """Sampling probabilities of the unlabelled pool, or None for uniform (``near`` 0).
 

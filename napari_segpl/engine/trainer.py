@@ -27,7 +27,7 @@ from .losses import alpha_at
 from .methods import Batch, get_method
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Sampler, TrainingData, encode_target, pad_in_plane, stack_indices
+from .sampling import Sampler, TrainingData, encode_target, slice_batch
 
 
 @dataclass
@@ -346,15 +346,9 @@ class Trainer:
     def _slices(self, slices: list[int]) -> tuple[torch.Tensor, tuple[int, int]]:
         """Whole slices (or 3-slice stacks) of the training volume as a network input, padded
         as the sampler pads (with the volume's minimum), and their in-plane size."""
-        config, volume = self.config, self.data.image
-        fill = float(volume.min())
-        images = [
-            pad_in_plane(volume[stack_indices(s, volume.shape[0], config.dims)], 2**config.depth,
-                         fill)
-            for s in slices
-        ]  # fmt: skip
-        x = np.stack(images)[:, None] if config.dims == 3 else np.stack(images)
-        return torch.from_numpy(np.ascontiguousarray(x)), volume.shape[1:]
+        volume = self.data.image
+        x = slice_batch(volume, slices, self.config.dims, self.config.depth)
+        return torch.from_numpy(x), volume.shape[1:]
 
     def _fit_evidence(self) -> None:
         """The painted slices' intensity evidence for the E-step, when ``intensity`` is on."""
