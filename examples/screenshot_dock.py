@@ -2,12 +2,15 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" \\
         .venv/bin/python examples/screenshot_dock.py docs/dock.png [shot at step] [steps] [hold]
+        [suggest]
 
 Opens the CT sample in a 1600 x 1000 window and trains SegPL-VI with the default preset (or
 ``steps`` steps). With ``shot at step`` > 0 the screenshot of the whole window is taken while
 the pseudo labels, the loss plot and the threshold plot are live; with 0 it waits until the run,
 the safeguard's supervised check and the fill have ended and shows the safeguard's line. ``hold``
-holds that slice out (scored by the safeguard, never trained on).
+holds that slice out (scored by the safeguard, never trained on). ``suggest`` 1 then presses
+Predict (TTA uncertainty, the dock's default), waits for it, shows the uncertainty layer over the
+image, presses *Suggest next slice* and scrolls the dock to the slice-score curve.
 """
 
 from __future__ import annotations
@@ -58,8 +61,39 @@ def save_window(viewer: napari.Viewer, dock: SegPLDock, out: str) -> Path:
     return path
 
 
+def wait_until(done, seconds: float = 1800) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def predict_and_suggest(viewer: napari.Viewer, dock: SegPLDock) -> None:
+    """Predict, show the uncertainty alone over the image, suggest the next slice."""
+    from napari_segpl.gui.result_layers import PREDICTION, PROBABILITY, PSEUDO, UNCERTAINTY
+
+    shown: list[object] = []
+    dock.state.predicted.connect(shown.append)
+    dock.start_prediction()
+    wait_until(lambda: bool(shown) and not dock.state.busy)
+    for other in (PREDICTION, PROBABILITY, PSEUDO):  # the image and the uncertainty alone
+        if (hidden := dock.layers.get(other)) is not None:
+            hidden.visible = False
+    layer = dock.layers.get(UNCERTAINTY)
+    if layer is not None:
+        layer.visible = True
+        viewer.layers.selection.active = layer
+    dock.suggest.suggest()
+    pump(0.5)
+    dock.scroll_area.ensureWidgetVisible(dock.suggest.plot, 0, 0)
+
+
 def main(
-    out: str = "docs/dock.png", steps_before_shot: int = 150, steps: int = 0, hold: int = -1
+    out: str = "docs/dock.png",
+    steps_before_shot: int = 150,
+    steps: int = 0,
+    hold: int = -1,
+    suggest: int = 0,
 ) -> Path:
     viewer, dock = open_dock()
     p = dock.params
@@ -74,21 +108,20 @@ def main(
     pump(1.0)
     dock.start_training()
     pump(0.5)
-    deadline = time.monotonic() + 1800
 
-    def waiting() -> bool:
+    def done() -> bool:
         if steps_before_shot:
-            return dock.training.progress.value() < steps_before_shot
-        return dock.state.busy
+            return dock.training.progress.value() >= steps_before_shot
+        return not dock.state.busy
 
-    while waiting() and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.02)
+    wait_until(done)
     dock.plots.loss_plot.refresh(force=True)
     dock.plots.threshold_plot.refresh(force=True)
     pump(0.5)
     close_notifications(viewer)
-    if not steps_before_shot:
+    if suggest and not steps_before_shot:
+        predict_and_suggest(viewer, dock)
+    elif not steps_before_shot:
         dock.scroll_area.ensureWidgetVisible(dock.results.safeguard_label)
     pump(0.3)
     path = save_window(viewer, dock, out)
@@ -98,4 +131,4 @@ def main(
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(*args[:1], *(int(a) for a in args[1:4]))
+    main(*args[:1], *(int(a) for a in args[1:5]))
