@@ -32,19 +32,24 @@ from .engine.uncertainty import (
 from .volume import Volume, check_labels, read_volume, write_nifti
 
 
+def check_prediction_numbers(args: argparse.Namespace) -> None:
+    """The numbers of a prediction's options (segpl train, predict and suggest)."""
+    if args.mc_samples < 1:
+        raise ValueError("--mc-samples must be at least 1")
+    if getattr(args, "tta_samples", TTA_SAMPLES) < 2:
+        raise ValueError("--tta-samples must be at least 2 (the first is the image itself)")
+    if args.batch_slices < 1:
+        raise ValueError("--batch-slices must be at least 1")
+
+
 def check_outputs(
     args: argparse.Namespace, inputs: dict[str, Path], model: Path | None = None
 ) -> None:
     """Every output argument that can be checked before the work starts: numbers, file
     types, folders that can be written, and no output written over another or an input."""
-    if args.mc_samples < 1:
-        raise ValueError("--mc-samples must be at least 1")
-    if getattr(args, "tta_samples", TTA_SAMPLES) < 2:
-        raise ValueError("--tta-samples must be at least 2 (the first is the image itself)")
+    check_prediction_numbers(args)
     if getattr(args, "uncertainty_kind", None) and not args.uncertainty:
         raise ValueError("--uncertainty-kind needs --uncertainty OUT.nii.gz")
-    if args.batch_slices < 1:
-        raise ValueError("--batch-slices must be at least 1")
     seen = {path.resolve(): f"input {what}" for what, path in inputs.items()}
     outputs = {"--model": model}
     outputs.update({"--mask": args.mask, "--prob": args.prob, "--uncertainty": args.uncertainty})

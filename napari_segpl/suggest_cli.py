@@ -17,9 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._cli_support import add_series_arg, read_image, slice_list
+from ._cli_support import add_series_arg, check_prediction_numbers, read_image, slice_list
 from .engine.suggest import DEFAULT_RULE, RULES, describe, rank_by_score, slice_scores, suggest_next
-from .engine.uncertainty import KINDS, MC, TTA, TTA_SAMPLES, resolve_kind, uncertainty_volume
+from .engine.uncertainty import (
+    ENTROPY,
+    KINDS,
+    MC,
+    TTA,
+    TTA_SAMPLES,
+    resolve_kind,
+    uncertainty_volume,
+)
 
 
 def add_suggest_parser(sub: Any) -> None:
@@ -68,10 +76,7 @@ def suggest_command(args: argparse.Namespace) -> int:
 
     model = TrainedModel.load(args.model)
     kind = resolve_kind(model.config.method, args.uncertainty_kind)
-    for name, value, least in (("--tta-samples", args.tta_samples, 2),
-                               ("--mc-samples", args.mc_samples, 1)):  # fmt: skip
-        if value < least:
-            raise ValueError(f"{name} must be at least {least}")
+    check_prediction_numbers(args)
     image = read_image(args.image, args.series)
     axis = model.config.axis if args.axis is None else args.axis
     n = image.array.shape[axis]
@@ -89,7 +94,7 @@ def suggest_command(args: argparse.Namespace) -> int:
             model, image.array, axis=axis, batch_size=args.batch_slices,
             mc_samples=args.mc_samples if kind == MC else 0,
             tta_samples=args.tta_samples if kind == TTA else 0,
-            device=args.device, progress=progress, probabilities=kind == "entropy",
+            device=args.device, progress=progress, probabilities=kind == ENTROPY,
         )  # fmt: skip
     scores = slice_scores(uncertainty_volume(pred, kind), pred.labels, axis)
     ranked = rank_by_score(scores, args.labelled_slices)
@@ -128,7 +133,7 @@ def _report(args: argparse.Namespace, axis: int, kind: str, pick: Any,
             "distance": pick.distance,
             "nearest_labelled": pick.nearest,
             "reason": pick.reason,
-        },  # fmt: skip
+        },
         "ranked": [{"slice": s, "score": v} for s, v in ranked],
         "seconds": round(seconds, 2),
     }
