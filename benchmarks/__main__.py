@@ -1,7 +1,7 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|dock_stall|ablation|
 grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
 compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
-paired] ...``.
+paired|twin_average] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
             "suggest_sim",
             "compare_merge",
             "paired",
+            "twin_average",
         )
     }
     if name not in modules:

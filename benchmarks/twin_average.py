@@ -1,0 +1,97 @@
+"""Issue 23, (ee) rule 2: a semi-supervised model's probabilities averaged with its supervised
+twin's, as a candidate safeguard that cannot lose as much as either member.
+
+For every SegPL or SegPL-VI row whose run saved probabilities (``SEGPL_SAVE_PROB``) and whose
+supervised twin (same dataset, K and seed) did too: the two probability volumes averaged and
+cut as the engine cuts a prediction (``labels_from_probabilities`` at 0.5, the prior's mean),
+then scored as the user exports (whole volume but the painted slices). The raw semi's own
+probabilities cut the same way are scored beside it, as a check against the row.
+
+    python -m benchmarks twin_average --rows ROWS.json [...] --probs DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from napari_segpl.engine import exported_scores, labels_from_probabilities
+
+from .accuracy import load_case
+
+SEMI = ("segpl", "segpl-vi")
+
+
+def whole_iou(labels: np.ndarray, truth: np.ndarray, painted: list[int], axis: int) -> float:
+    """Mean over the truth's classes of the exported IoU."""
+    classes = [int(c) for c in np.unique(truth) if c]
+    scores = exported_scores(labels, truth, painted, axis=axis, classes=classes)
+    return float(statistics.mean(s["iou"] for s in scores.values()))
+
+
+def averaged_labels(semi: np.ndarray, twin: np.ndarray, nested: bool) -> np.ndarray:
+    """The two members' (K, ...) probabilities averaged, cut at 0.5."""
+    mean = (semi.astype(np.float32) + twin.astype(np.float32)) / 2
+    return labels_from_probabilities(mean, 0.5, nested)
+
+
+def rows_of(paths: list[Path]) -> list[dict]:
+    rows: list[dict] = []
+    for path in paths:
+        rows.extend(json.loads(path.read_text()))
+    return rows
+
+
+def evaluate(rows: list[dict], probs: Path) -> list[dict]:
+    out = []
+    for row in rows:
+        if row["method"] not in SEMI:
+            continue
+        key = f"{row['dataset']}-k{row['k']}"
+        semi_file = probs / f"{key}-{row['method']}-s{row['seed']}.npz"
+        twin_file = probs / f"{key}-supervised-s{row['seed']}.npz"
+        twins = [
+            r
+            for r in rows
+            if r["method"] == "supervised"
+            and (r["dataset"], r["k"], r["seed"]) == (row["dataset"], row["k"], row["seed"])
+        ]
+        if not (semi_file.exists() and twin_file.exists() and twins):
+            continue
+        case = load_case(row["dataset"], row["axis"], row["k"])
+        nested = "'nested': True" in row["config"]
+        semi = np.load(semi_file)["probabilities"]
+        twin = np.load(twin_file)["probabilities"]
+        raw = whole_iou(labels_from_probabilities(semi.astype(np.float32), 0.5, nested),
+                        case.truth, case.chosen, row["axis"])  # fmt: skip
+        mean = whole_iou(averaged_labels(semi, twin, nested), case.truth, case.chosen, row["axis"])
+        sup = statistics.mean(twins[0]["whole_iou"].values())
+        row_raw = statistics.mean(row["whole_iou"].values())
+        out.append(
+            dict(dataset=row["dataset"], k=row["k"], seed=row["seed"], method=row["method"],
+                 supervised=sup, raw=row_raw, raw_at_half=raw, average=mean)
+        )  # fmt: skip
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks twin_average")
+    parser.add_argument("--rows", type=Path, nargs="+", required=True)
+    parser.add_argument("--probs", type=Path, required=True)
+    args = parser.parse_args(argv)
+    results = evaluate(rows_of(args.rows), args.probs)
+    print("| dataset | K | seed | method | supervised | semi (row) | semi cut at 0.5 | average "
+          "| average - sup | semi - sup |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['dataset']} | {r['k']} | {r['seed']} | {r['method']} | {r['supervised']:.3f} "
+            f"| {r['raw']:.3f} | {r['raw_at_half']:.3f} | {r['average']:.3f} "
+            f"| {100 * (r['average'] - r['supervised']):+.1f} "
+            f"| {100 * (r['raw'] - r['supervised']):+.1f} |"
+        )
+    return 0
