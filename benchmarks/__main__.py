@@ -1,7 +1,8 @@
 """``python -m benchmarks [speed|inference|accuracy|event_loop|paint_stall|dock_stall|ablation|
 grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
 compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
-paired|twin_average] ...``.
+paired|twin_average|
+dock_time_to_mask] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -44,6 +45,7 @@ def main(argv: list[str]) -> int:
             "compare_merge",
             "paired",
             "twin_average",
+            "dock_time_to_mask",
         )
     }
     if name not in modules:
