@@ -1,0 +1,118 @@
+"""Issue 23's proof table: the defaults a user gets, on the whole grid, against the target.
+
+For every cell of the issue's grid (each shared volume x K = 1 and 3 x seeds 0-2) and each
+default method (SegPL: recipe ``default``; SegPL-VI: ``vi-sigma-0.05``, the engine's prior
+since cd86db5), from accuracy-benchmark rows: supervised training's and the method's
+whole-volume IoU (every slice but the painted ones), the foreground-slice IoU beside it, the
+volume ratios, the guard's warnings, what the default safeguard keeps (``paired.kept_iou``:
+the engine's decision on the rows' voxels per slice) and the kept model minus supervised
+training. Then, per set and method, the issue's target: never more than 2 points below
+supervised training, at least 3 above on average, and the grid's cells still missing.
+
+    python -m benchmarks target23 FILE.json [FILE.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from .accuracy import TUNING, VALIDATION
+from .paired import LOSS_POINTS, Areas, index, kept_iou, mean_whole_iou, painted_areas
+
+#: the default of each method: its accuracy-benchmark recipe
+DEFAULTS = {"segpl": "default", "segpl-vi": "vi-sigma-0.05"}
+KS = (1, 3)
+SEEDS = (0, 1, 2)
+#: the issue's target: at least this many points above supervised training on average
+MEAN_POINTS = 3.0
+
+
+def cells(rows: list[dict], areas: Areas) -> list[dict]:
+    """One dict per grid cell and default method; ``semi`` None where the run is missing."""
+    runs = index(rows)
+    out = []
+    for name in (*sorted(TUNING), *sorted(VALIDATION)):
+        for k in KS:
+            for seed in SEEDS:
+                sup = runs.get((name, k, seed, "supervised", "default"))
+                for method, recipe in DEFAULTS.items():
+                    row = runs.get((name, k, seed, method, recipe))
+                    cell = {"dataset": name, "k": k, "seed": seed, "method": method,
+                            "set": "validation" if name in VALIDATION else "tuning",
+                            "semi": None, "supervised": None}  # fmt: skip
+                    if row is not None and sup is not None:
+                        kept, choice = kept_iou(row, sup, areas(name, k, row["labelled"]))
+                        cell.update(
+                            semi=mean_whole_iou(row), supervised=mean_whole_iou(sup),
+                            semi_fg=statistics.mean(row["iou"].values()),
+                            supervised_fg=statistics.mean(sup["iou"].values()),
+                            ratios=[round(v, 2) for v in row["volume_ratio"].values()],
+                            warnings=len(row.get("collapse_warnings", [])),
+                            kept=kept, choice=choice,
+                        )  # fmt: skip
+                    out.append(cell)
+    return out
+
+
+def verdict(part: list[dict]) -> str:
+    """The target's line for one set and method."""
+    done = [c for c in part if c["semi"] is not None]
+    missing = [f"{c['dataset']} K{c['k']} s{c['seed']}" for c in part if c["semi"] is None]
+    if not done:
+        return f"no runs; missing {len(missing)}"
+    gains = [100 * (c["kept"] - c["supervised"]) for c in done]
+    raw = [100 * (c["semi"] - c["supervised"]) for c in done]
+    below = sum(g < -LOSS_POINTS for g in gains)
+    mean = statistics.mean(gains)
+    spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
+    met = below == 0 and mean >= MEAN_POINTS and not missing
+    return (
+        f"{len(done)} runs, with the safeguard {mean:+.1f} (SD {spread:.1f}, worst "
+        f"{min(gains):+.1f}, {below} more than {LOSS_POINTS:g} below); raw "
+        f"{statistics.mean(raw):+.1f} (worst {min(raw):+.1f}); target "
+        f"{'met' if met else 'not met'}"
+        + (f"; missing {len(missing)}: {', '.join(missing)}" if missing else "")
+    )
+
+
+def report(grid: list[dict]) -> str:
+    lines = []
+    for label in ("tuning", "validation"):
+        lines += [
+            f"### {label} set",
+            "",
+            "| dataset | K | seed | method | supervised | semi | semi - sup | fg slices: sup, "
+            "semi | volume ratios | warnings | safeguard keeps | kept - sup |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        part = [c for c in grid if c["set"] == label]
+        for c in part:
+            if c["semi"] is None:
+                continue
+            lines.append(
+                f"| {c['dataset']} | {c['k']} | {c['seed']} | {c['method']} "
+                f"| {c['supervised']:.3f} | {c['semi']:.3f} "
+                f"| {100 * (c['semi'] - c['supervised']):+.1f} "
+                f"| {c['supervised_fg']:.3f}, {c['semi_fg']:.3f} "
+                f"| {', '.join(map(str, c['ratios']))} | {c['warnings']} | {c['choice']} "
+                f"| {100 * (c['kept'] - c['supervised']):+.1f} |"
+            )
+        lines.append("")
+        for method in DEFAULTS:
+            lines.append(
+                f"- {label}, {method}: {verdict([c for c in part if c['method'] == method])}"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks target23")
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    rows = [r for f in args.files for r in json.loads(f.read_text(encoding="utf-8"))]
+    print(report(cells(rows, painted_areas)))
+    return 0
