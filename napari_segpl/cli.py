@@ -29,7 +29,6 @@ from ._cli_support import (
     uncertainty_for_kept,
     write_outputs,
 )
-from .cohort import add_predict_parser, predict_command
 from .compare_cli import add_compare_parser, compare_command
 from .engine import METHODS, PRESETS, TrainConfig
 from .engine.config import (
@@ -44,6 +43,7 @@ from .engine.learnt_threshold import learnt_threshold
 from .engine.model import CheckpointError
 from .engine.safeguard import BAND
 from .engine.sampling import DataError
+from .predict_cli import add_predict_parser, predict_command
 from .suggest_cli import add_suggest_parser, suggest_command
 from .volume import VolumeError, read_labels, read_volume
 
@@ -357,7 +357,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    return predict_command(args)  # one volume here, or a cohort on Dask (cohort.py)
+    return predict_command(args)  # one volume here, or a cohort on Dask (predict_cli.py, cohort.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``segpl predict``: one volume in this process, or a cohort on Dask's distributed scheduler.
+"""A cohort for ``segpl predict --out``: many volumes on Dask's distributed scheduler.
 
 Each scan of a cohort is a task on a Dask worker that reads its own input and writes its own
 mask (atomically): volumes never travel through the scheduler. The model is scattered to every
@@ -8,7 +8,6 @@ torch are imported only when a cohort runs (``segpl --help`` stays quick)."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import logging
 import os
@@ -19,82 +18,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import _cli_support as support
 from .volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS, is_supported
 
-__all__ = ["CohortReport", "Outcome", "add_predict_parser", "find_volumes", "run_cohort"]
+__all__ = ["CohortReport", "Outcome", "Settings", "find_volumes", "run_cohort"]
 
 MASK_SUFFIX = "_mask.nii.gz"
 SUFFIXES = NIFTI_EXTENSIONS + SITK_EXTENSIONS
 # One prediction at a time per worker process: every task on a worker shares its one copy of
 # the model, which predict_volume moves to the device and back.
 _PREDICT_LOCK = threading.Lock()
-
-
-def add_predict_parser(sub: Any) -> None:
-    """The ``predict`` subcommand: one IMAGE with --mask, or many with --out DIR."""
-    p = sub.add_parser(
-        "predict",
-        help="segment a volume, or a cohort of volumes, with a saved model",
-        description="Predict every slice of IMAGE with MODEL and write NIfTI on IMAGE's grid "
-        "(--mask, --prob, --uncertainty). With --out DIR, IMAGE may be many files, folders or "
-        "globs (a DICOM folder is one volume): one mask each, DIR/<name>_mask.nii.gz, predicted "
-        "on Dask workers (a local cluster unless --scheduler); masks present are skipped unless "
-        "--overwrite; a volume that fails does not stop the others (exit status 1 at the end).",
-    )
-    p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
-    p.add_argument("image", nargs="+", help="image volume(s): files, folders, DICOM folders, globs")
-    support.add_series_arg(p)
-    support.add_output_args(p, mask_required=False)
-    p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    c = p.add_argument_group("cohort (--out)")
-    c.add_argument("--out", type=Path, metavar="DIR", help="write one mask per input volume here")
-    c.add_argument("--overwrite", action="store_true", help="redo masks already present in DIR")
-    c.add_argument(
-        "--workers", type=int, metavar="N",
-        help="local Dask workers (default: one per GPU, else min(4, CPU cores))",
-    )  # fmt: skip
-    c.add_argument(
-        "--threads", type=int, metavar="N",
-        help="torch threads per worker (default: CPU cores / workers; with --scheduler, each "
-        "worker's thread count)",
-    )  # fmt: skip
-    c.add_argument("--scheduler", metavar="ADDRESS", help="this Dask cluster (tcp://host:8786)")
-    c.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def predict_command(args: argparse.Namespace) -> int:
-    """``segpl predict``: the single-volume form in this process, or a cohort with --out."""
-    from .engine import TrainedModel
-
-    if args.out is None:
-        if args.mask is None or len(args.image) > 1:
-            raise ValueError("give one image with --mask OUT.nii.gz, or images with --out DIR")
-        image_path = Path(args.image[0])
-        support.check_outputs(args, {"image": image_path})
-        model = TrainedModel.load(args.model)
-        support.check_uncertainty(args, model.config.method)
-        args.axis_predict = args.axis
-        support.write_outputs(args, model, support.read_image(image_path, args.series))
-        return 0
-    for flag in ("mask", "prob", "uncertainty"):
-        if getattr(args, flag) is not None:
-            raise ValueError(f"--{flag} is for one image; with --out only masks are written")
-    for flag in ("workers", "threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise ValueError(f"--{flag} must be at least 1")
-    support.check_outputs(args, {})  # the numbers shared with the one-volume form
-    names = [f.name for f in fields(Settings) if hasattr(args, f.name)]
-    settings = Settings(**{n: getattr(args, n) for n in names}, batch_size=args.batch_slices,
-                        progress=not args.quiet)  # fmt: skip
-    report = run_cohort(args.model, args.image, args.out, settings)
-    print(report.summary())
-    return 1 if report.count("failed") else 0
 
 
 @dataclass(frozen=True)
