@@ -4,7 +4,8 @@ twin's, as a candidate safeguard that cannot lose as much as either member.
 For every SegPL or SegPL-VI row whose run saved probabilities (``SEGPL_SAVE_PROB``) and whose
 supervised twin (same dataset, K and seed) did too: the two probability volumes averaged and
 cut as the engine cuts a prediction (``labels_from_probabilities`` at 0.5, the prior's mean),
-then scored as the user exports (whole volume but the painted slices). The raw semi's own
+then scored as the user exports (whole volume but the painted slices), alone and behind the
+default safeguard (the twin where a class is lost, the average otherwise). The raw semi's own
 probabilities cut the same way are scored beside it, as a check against the row.
 
     python -m benchmarks twin_average --rows ROWS.json [...] --probs DIR
@@ -22,6 +23,7 @@ import numpy as np
 from napari_segpl.engine import exported_scores, labels_from_probabilities
 
 from .accuracy import load_case
+from .paired import kept_iou, painted_areas
 
 SEMI = ("segpl", "segpl-vi")
 
@@ -71,9 +73,12 @@ def evaluate(rows: list[dict], probs: Path) -> list[dict]:
         mean = whole_iou(averaged_labels(semi, twin, nested), case.truth, case.chosen, row["axis"])
         sup = statistics.mean(twins[0]["whole_iou"].values())
         row_raw = statistics.mean(row["whole_iou"].values())
+        # the default safeguard first (the twin where a class is lost), the average otherwise
+        _, choice = kept_iou(row, twins[0], painted_areas(row["dataset"], row["k"], case.chosen))
         out.append(
             dict(dataset=row["dataset"], k=row["k"], seed=row["seed"], method=row["method"],
-                 supervised=sup, raw=row_raw, raw_at_half=raw, average=mean)
+                 supervised=sup, raw=row_raw, raw_at_half=raw, average=mean,
+                 guarded=sup if choice == "supervised" else mean)
         )  # fmt: skip
     return out
 
@@ -85,13 +90,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     results = evaluate(rows_of(args.rows), args.probs)
     print("| dataset | K | seed | method | supervised | semi (row) | semi cut at 0.5 | average "
-          "| average - sup | semi - sup |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| average - sup | semi - sup | safeguard, then average - sup |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['dataset']} | {r['k']} | {r['seed']} | {r['method']} | {r['supervised']:.3f} "
             f"| {r['raw']:.3f} | {r['raw_at_half']:.3f} | {r['average']:.3f} "
             f"| {100 * (r['average'] - r['supervised']):+.1f} "
-            f"| {100 * (r['raw'] - r['supervised']):+.1f} |"
+            f"| {100 * (r['raw'] - r['supervised']):+.1f} "
+            f"| {100 * (r['guarded'] - r['supervised']):+.1f} |"
         )
     return 0
