@@ -1,5 +1,6 @@
 """Issue 23, (ee) rule 2: a semi-supervised model's probabilities averaged with its supervised
-twin's, as a candidate safeguard that cannot lose as much as either member.
+twin's, as a candidate safeguard: does it lose less where the semi model loses, and keep most
+of its gain elsewhere?
 
 For every SegPL or SegPL-VI row whose run saved probabilities (``SEGPL_SAVE_PROB``) and whose
 supervised twin (same dataset, K and seed) did too: the two probability volumes averaged and
