@@ -21,19 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segpl.engine import exported_scores, labels_from_probabilities
+from napari_segpl.engine import labels_from_probabilities
 
 from .accuracy import load_case
 from .paired import kept_iou, painted_areas
+from .safeguard import _whole as whole_iou
 
 SEMI = ("segpl", "segpl-vi")
-
-
-def whole_iou(labels: np.ndarray, truth: np.ndarray, painted: list[int], axis: int) -> float:
-    """Mean over the truth's classes of the exported IoU."""
-    classes = [int(c) for c in np.unique(truth) if c]
-    scores = exported_scores(labels, truth, painted, axis=axis, classes=classes)
-    return float(statistics.mean(s["iou"] for s in scores.values()))
 
 
 def averaged_labels(semi: np.ndarray, twin: np.ndarray, nested: bool) -> np.ndarray:
