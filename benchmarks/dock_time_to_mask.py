@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segpl.engine import exported_scores
 from napari_segpl.volume import read_volume
 
-from .time_to_mask import RESOURCES
+from .time_to_mask import RESOURCES, mask_ious
 
 SAMPLE = "lungs_ct"
 
@@ -76,9 +75,7 @@ def one_run(seed: int, steps: int) -> dict:
         exported = time.perf_counter() - t0
         mask = read_volume(out).array
     truth = read_volume(RESOURCES / f"{SAMPLE}_label_full.nii.gz").array
-    classes = [int(c) for c in np.unique(truth) if c]
-    scores = exported_scores(mask, truth, painted, axis=dock.state.axis, classes=classes)
-    iou = float(np.nanmean([scores[c]["iou"] for c in classes]))
+    iou = float(np.nanmean(mask_ious(mask, truth, painted, dock.state.axis)))
     row = dict(
         case=SAMPLE, seed=seed, steps=dock.model.steps_done, threads=int(os.environ.get(
             "OMP_NUM_THREADS", "0")), trained=trained, predicted=predicted, exported=exported,

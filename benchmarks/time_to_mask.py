@@ -128,6 +128,13 @@ def parse_phases(out: str) -> dict:
     }
 
 
+def mask_ious(pred: np.ndarray, truth: np.ndarray, painted: list[int], axis: int) -> list[float]:
+    """IoU per class of the truth on every slice but the painted ones (what a user exports)."""
+    classes = [int(c) for c in np.unique(truth) if c]
+    scores = exported_scores(pred, truth, painted, axis=axis, classes=classes)
+    return [scores[c]["iou"] for c in classes]
+
+
 def run_one(case: dict, method: str, extra: str, seed: int, threads: int, work: Path) -> dict:
     """One ``segpl train ... --mask`` process, timed, and its mask scored."""
     model, mask = work / "model.pt", work / "mask.nii.gz"
@@ -143,10 +150,7 @@ def run_one(case: dict, method: str, extra: str, seed: int, threads: int, work: 
     if done.returncode != 0 or not mask.exists():
         raise RuntimeError(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr}")
     truth = read_volume(case["label_full"]).array
-    pred = read_volume(mask).array
-    classes = [int(c) for c in np.unique(truth) if c]
-    scores = exported_scores(pred, truth, case["painted"], axis=case["axis"], classes=classes)
-    ious = [scores[c]["iou"] for c in classes]
+    ious = mask_ious(read_volume(mask).array, truth, case["painted"], case["axis"])
     phases = parse_phases(done.stdout)
     known = sum(phases[k] or 0.0 for k in ("train_s", "safeguard_s", "predict_s"))
     return {
