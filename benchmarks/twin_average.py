@@ -9,6 +9,9 @@ then scored as the user exports (whole volume but the painted slices), alone and
 default safeguard (the twin where a class is lost, the average otherwise). The raw semi's own
 probabilities cut the same way are scored beside it, as a check against the row.
 
+Below the table, (ee) rule 4's verdict per set and method (``rule4``): the lever against the
+default safeguard on the same runs.
+
     python -m benchmarks twin_average --rows ROWS.json [...] --probs DIR
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 
 from napari_segpl.engine import labels_from_probabilities
 
-from .accuracy import load_case
+from .accuracy import TUNING, load_case
 from .paired import kept_iou, painted_areas
 from .safeguard import _whole as whole_iou
 
@@ -69,13 +72,44 @@ def evaluate(rows: list[dict], probs: Path) -> list[dict]:
         sup = statistics.mean(twins[0]["whole_iou"].values())
         row_raw = statistics.mean(row["whole_iou"].values())
         # the default safeguard first (the twin where a class is lost), the average otherwise
-        _, choice = kept_iou(row, twins[0], painted_areas(row["dataset"], row["k"], case.chosen))
+        kept, choice = kept_iou(row, twins[0], painted_areas(row["dataset"], row["k"], case.chosen))
         out.append(
             dict(dataset=row["dataset"], k=row["k"], seed=row["seed"], method=row["method"],
-                 supervised=sup, raw=row_raw, raw_at_half=raw, average=mean,
+                 supervised=sup, raw=row_raw, raw_at_half=raw, average=mean, safeguard=kept,
                  guarded=sup if choice == "supervised" else mean)
         )  # fmt: skip
     return out
+
+
+def rule4(results: list[dict], floor: float = -2.0, mean_at_least: float = 3.0,
+          min_runs: int = 12) -> list[dict]:  # fmt: skip
+    """(ee) rule 4 per set and method, in IoU points against supervised training: the
+    twin average behind the safeguard (``guarded``) against the default safeguard alone on
+    the same runs: (a) no more runs below ``floor``, (b) a worst run no lower, (c) a mean of
+    at least ``mean_at_least``; fewer than ``min_runs`` runs decide nothing."""
+    verdicts = []
+    for group in sorted({(r["dataset"] in TUNING, r["method"]) for r in results}, reverse=True):
+        runs = [r for r in results if (r["dataset"] in TUNING, r["method"]) == group]
+        lever = [100 * (r["guarded"] - r["supervised"]) for r in runs]
+        default = [100 * (r["safeguard"] - r["supervised"]) for r in runs]
+        checks = {
+            "a": sum(v < floor for v in lever) <= sum(v < floor for v in default),
+            "b": min(lever) >= min(default),
+            "c": statistics.mean(lever) >= mean_at_least,
+        }
+        if len(runs) < min_runs:
+            verdict = f"nothing decided ({len(runs)} runs, fewer than {min_runs})"
+        else:
+            failed = [k for k, ok in checks.items() if not ok]
+            verdict = "passes (a), (b), (c)" if not failed else f"fails ({', '.join(failed)})"
+        verdicts.append(
+            dict(set="tuning" if group[0] else "validation", method=group[1], runs=len(runs),
+                 lever_mean=statistics.mean(lever), lever_worst=min(lever),
+                 lever_below=sum(v < floor for v in lever),
+                 default_mean=statistics.mean(default), default_worst=min(default),
+                 default_below=sum(v < floor for v in default), verdict=verdict)
+        )  # fmt: skip
+    return verdicts
 
 
 def main(argv: list[str]) -> int:
@@ -85,14 +119,24 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     results = evaluate(rows_of(args.rows), args.probs)
     print("| dataset | K | seed | method | supervised | semi (row) | semi cut at 0.5 | average "
-          "| average - sup | semi - sup | safeguard, then average - sup |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| average - sup | semi - sup | safeguard - sup "
+          "| safeguard, then average - sup |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['dataset']} | {r['k']} | {r['seed']} | {r['method']} | {r['supervised']:.3f} "
             f"| {r['raw']:.3f} | {r['raw_at_half']:.3f} | {r['average']:.3f} "
             f"| {100 * (r['average'] - r['supervised']):+.1f} "
             f"| {100 * (r['raw'] - r['supervised']):+.1f} "
+            f"| {100 * (r['safeguard'] - r['supervised']):+.1f} "
             f"| {100 * (r['guarded'] - r['supervised']):+.1f} |"
+        )
+    print("\n(ee) rule 4, per set and method (IoU points against supervised training):")
+    for v in rule4(results):
+        print(
+            f"- {v['set']}, {v['method']}: {v['runs']} runs; twin average behind the safeguard "
+            f"{v['lever_mean']:+.1f} (worst {v['lever_worst']:+.1f}, {v['lever_below']} below "
+            f"-2), the default safeguard {v['default_mean']:+.1f} (worst "
+            f"{v['default_worst']:+.1f}, {v['default_below']} below -2): {v['verdict']}"
         )
     return 0

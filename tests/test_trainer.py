@@ -95,6 +95,17 @@ def test_same_seed_same_model_on_cpu(toy_volume):
     assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
+@pytest.mark.parametrize("method", ["segpl", "segpl-vi"])
+def test_previews_do_not_change_the_run(toy_volume, method):
+    # the dock previews every 5 steps, the CLI every 10: the same seed must train the same model
+    runs = []
+    for every in (0, 1, 3):
+        cfg, data = _data(toy_volume, method=method, steps=4, preview_every=every, seed=5)
+        runs.append(_weights(train(cfg, data)))
+    for other in runs[1:]:
+        assert all(torch.equal(x, y) for x, y in zip(runs[0], other, strict=True))
+
+
 def test_devices():
     assert "cpu" in available_devices()
     assert resolve_device("cpu").type == "cpu"

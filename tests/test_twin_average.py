@@ -3,7 +3,7 @@ probabilities, cut as the engine cuts a prediction (hand examples)."""
 
 import numpy as np
 
-from benchmarks.twin_average import averaged_labels
+from benchmarks.twin_average import averaged_labels, rule4
 
 
 def test_average_of_two_members_cut_at_half():
@@ -17,3 +17,27 @@ def test_average_of_two_members_cut_at_half():
     # a voxel only one member calls foreground at full confidence sits at 0.5: not kept
     only_one = averaged_labels(np.array([[1.0]]), np.array([[0.0]]), nested=False)
     assert only_one.tolist() == [0]
+
+
+def _run(dataset, guarded, safeguard, method="segpl"):
+    return dict(dataset=dataset, method=method, supervised=0.5, guarded=0.5 + guarded / 100,
+                safeguard=0.5 + safeguard / 100)  # fmt: skip
+
+
+def test_rule4_compares_the_lever_with_the_default_on_the_same_runs():
+    # tuning set, 12 runs: the lever lifts the one losing run (-3 -> -1) and keeps a +4 mean
+    tuning = [_run("lungs_ct", 4.5, 5.0) for _ in range(11)] + [_run("lungs_ct", -1.0, -3.0)]
+    # validation set: the lever adds a run below -2 and a lower worst run
+    validation = [_run("abdomen_organs_ct", 5.0, 5.0) for _ in range(11)]
+    validation.append(_run("abdomen_organs_ct", -2.5, -1.0))
+    got = {(v["set"], v["method"]): v for v in rule4(tuning + validation)}
+    tune, val = got["tuning", "segpl"], got["validation", "segpl"]
+    assert tune["verdict"] == "passes (a), (b), (c)"
+    assert tune["runs"] == 12 and tune["lever_below"] == 0 and tune["default_below"] == 1
+    assert abs(tune["lever_mean"] - (11 * 4.5 - 1.0) / 12) < 1e-9
+    assert abs(tune["lever_worst"] + 1.0) < 1e-9 and abs(tune["default_worst"] + 3.0) < 1e-9
+    assert val["verdict"] == "fails (a, b)"
+    # a mean under the 3-point floor fails (c); fewer than 12 runs decide nothing
+    low = [_run("lungs_ct", 2.0, 2.0, "segpl-vi") for _ in range(12)]
+    assert rule4(low)[0]["verdict"] == "fails (c)"
+    assert rule4(low[:11])[0]["verdict"].startswith("nothing decided (11 runs")
