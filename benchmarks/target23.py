@@ -9,7 +9,10 @@ the engine's decision on the rows' voxels per slice) and the kept model minus su
 training. Then, per set and method, the issue's target: never more than 2 points below
 supervised training, at least 3 above on average, and the grid's cells still missing.
 
-    python -m benchmarks target23 FILE.json [FILE.json ...]
+With ``--reruns``, rows that re-ran cells of the grid are set beside the first recorded run
+of each (how far a re-run moves a cell).
+
+    python -m benchmarks target23 FILE.json [FILE.json ...] [--reruns FILE.json ...]
 """
 
 from __future__ import annotations
@@ -109,10 +112,52 @@ def report(grid: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reruns(first: list[dict], again: list[dict]) -> str:
+    """How far a re-run moves a cell: each re-run beside the first recorded run of the same
+    cell and method (IoU points), and the mean absolute move of each column."""
+    before = {(c["dataset"], c["k"], c["seed"], c["method"]): c for c in first if c["semi"]}
+    lines = [
+        "| dataset | K | seed | method | supervised: first, re-run | semi: first, re-run "
+        "| kept - sup: first, re-run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    moves: dict[str, list[float]] = {"supervised": [], "semi": [], "gain": []}
+    for c in again:
+        b = before.get((c["dataset"], c["k"], c["seed"], c["method"]))
+        if c["semi"] is None or b is None:
+            continue
+        gain_b, gain_c = (100 * (x["kept"] - x["supervised"]) for x in (b, c))
+        moves["supervised"].append(abs(c["supervised"] - b["supervised"]) * 100)
+        moves["semi"].append(abs(c["semi"] - b["semi"]) * 100)
+        moves["gain"].append(abs(gain_c - gain_b))
+        lines.append(
+            f"| {c['dataset']} | {c['k']} | {c['seed']} | {c['method']} "
+            f"| {b['supervised']:.3f}, {c['supervised']:.3f} | {b['semi']:.3f}, {c['semi']:.3f} "
+            f"| {gain_b:+.1f}, {gain_c:+.1f} |"
+        )
+    if moves["gain"]:
+        lines.append(
+            f"\n{len(moves['gain'])} re-run cells; mean absolute move (points): supervised "
+            f"{statistics.mean(moves['supervised']):.1f}, semi {statistics.mean(moves['semi']):.1f}"
+            f", kept - sup {statistics.mean(moves['gain']):.1f} (largest {max(moves['gain']):.1f})"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks target23")
     parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument(
+        "--reruns", nargs="+", type=Path, default=[],
+        help="rows re-running cells of FILES: each beside the first recorded run of its cell",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    rows = [r for f in args.files for r in json.loads(f.read_text(encoding="utf-8"))]
-    print(report(cells(rows, painted_areas)))
+
+    def load(files: list[Path]) -> list[dict]:
+        return [r for f in files for r in json.loads(f.read_text(encoding="utf-8"))]
+
+    grid = cells(load(args.files), painted_areas)
+    print(report(grid))
+    if args.reruns:
+        print(reruns(grid, cells(load(args.reruns), painted_areas)))
     return 0

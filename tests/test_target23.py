@@ -72,3 +72,14 @@ def test_a_missing_run_or_a_loss_is_not_met() -> None:
     assert "target not met; missing 6" in segpl and "brain_tissue_mri K1 s2" in segpl
     vi = next(x for x in lines if x.startswith("- tuning, segpl-vi"))
     assert "1 more than 2 below" in vi and "target not met" in vi
+
+
+def test_reruns_set_beside_the_first_run() -> None:
+    first = target23.cells(full_tuning_grid(segpl_vi_lost=False), areas)
+    again_rows = [
+        row("lungs_ct", 3, 2, "supervised", [0.45], GOOD),
+        row("lungs_ct", 3, 2, "segpl", [0.65], GOOD),  # semi +5 points, gain +10 -> +20
+    ]
+    text = target23.reruns(first, target23.cells(again_rows, areas))
+    assert "| lungs_ct | 3 | 2 | segpl | 0.500, 0.450 | 0.600, 0.650 | +10.0, +20.0 |" in text
+    assert "1 re-run cells" in text and "supervised 5.0, semi 5.0, kept - sup 10.0" in text
