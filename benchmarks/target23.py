@@ -115,7 +115,9 @@ def report(grid: list[dict]) -> str:
 def reruns(first: list[dict], again: list[dict]) -> str:
     """How far a re-run moves a cell: each re-run beside the first recorded run of the same
     cell and method (IoU points), and the mean absolute move of each column."""
-    before = {(c["dataset"], c["k"], c["seed"], c["method"]): c for c in first if c["semi"]}
+    before = {
+        (c["dataset"], c["k"], c["seed"], c["method"]): c for c in first if c["semi"] is not None
+    }
     lines = [
         "| dataset | K | seed | method | supervised: first, re-run | semi: first, re-run "
         "| kept - sup: first, re-run |",

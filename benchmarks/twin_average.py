@@ -27,8 +27,9 @@ import numpy as np
 from napari_segpl.engine import labels_from_probabilities
 
 from .accuracy import TUNING, load_case
-from .paired import kept_iou, painted_areas
+from .paired import LOSS_POINTS, kept_iou, painted_areas
 from .safeguard import _whole as whole_iou
+from .target23 import MEAN_POINTS
 
 SEMI = ("segpl", "segpl-vi")
 
@@ -81,21 +82,22 @@ def evaluate(rows: list[dict], probs: Path) -> list[dict]:
     return out
 
 
-def rule4(results: list[dict], floor: float = -2.0, mean_at_least: float = 3.0,
-          min_runs: int = 12) -> list[dict]:  # fmt: skip
+def rule4(results: list[dict], min_runs: int = 12) -> list[dict]:
     """(ee) rule 4 per set and method, in IoU points against supervised training: the
     twin average behind the safeguard (``guarded``) against the default safeguard alone on
-    the same runs: (a) no more runs below ``floor``, (b) a worst run no lower, (c) a mean of
-    at least ``mean_at_least``; fewer than ``min_runs`` runs decide nothing."""
+    the same runs, with the issue's bounds: (a) no more runs more than ``LOSS_POINTS`` below,
+    (b) a worst run no lower, (c) a mean of at least ``MEAN_POINTS``; fewer than ``min_runs``
+    runs decide nothing."""
     verdicts = []
     for group in sorted({(r["dataset"] in TUNING, r["method"]) for r in results}, reverse=True):
         runs = [r for r in results if (r["dataset"] in TUNING, r["method"]) == group]
         lever = [100 * (r["guarded"] - r["supervised"]) for r in runs]
         default = [100 * (r["safeguard"] - r["supervised"]) for r in runs]
+        below = [sum(v < -LOSS_POINTS for v in part) for part in (lever, default)]
         checks = {
-            "a": sum(v < floor for v in lever) <= sum(v < floor for v in default),
+            "a": below[0] <= below[1],
             "b": min(lever) >= min(default),
-            "c": statistics.mean(lever) >= mean_at_least,
+            "c": statistics.mean(lever) >= MEAN_POINTS,
         }
         if len(runs) < min_runs:
             verdict = f"nothing decided ({len(runs)} runs, fewer than {min_runs})"
@@ -104,10 +106,9 @@ def rule4(results: list[dict], floor: float = -2.0, mean_at_least: float = 3.0,
             verdict = "passes (a), (b), (c)" if not failed else f"fails ({', '.join(failed)})"
         verdicts.append(
             dict(set="tuning" if group[0] else "validation", method=group[1], runs=len(runs),
-                 lever_mean=statistics.mean(lever), lever_worst=min(lever),
-                 lever_below=sum(v < floor for v in lever),
+                 lever_mean=statistics.mean(lever), lever_worst=min(lever), lever_below=below[0],
                  default_mean=statistics.mean(default), default_worst=min(default),
-                 default_below=sum(v < floor for v in default), verdict=verdict)
+                 default_below=below[1], verdict=verdict)
         )  # fmt: skip
     return verdicts
 
@@ -136,7 +137,8 @@ def main(argv: list[str]) -> int:
         print(
             f"- {v['set']}, {v['method']}: {v['runs']} runs; twin average behind the safeguard "
             f"{v['lever_mean']:+.1f} (worst {v['lever_worst']:+.1f}, {v['lever_below']} below "
-            f"-2), the default safeguard {v['default_mean']:+.1f} (worst "
-            f"{v['default_worst']:+.1f}, {v['default_below']} below -2): {v['verdict']}"
+            f"-{LOSS_POINTS:g}), the default safeguard {v['default_mean']:+.1f} (worst "
+            f"{v['default_worst']:+.1f}, {v['default_below']} below -{LOSS_POINTS:g}): "
+            f"{v['verdict']}"
         )
     return 0
