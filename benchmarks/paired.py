@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segpl.engine.safeguard import decide
+from napari_segpl.engine.safeguard import BAND, decide
 
 VALIDATION = ("abdomen_organs_ct", "abdomen_organs_mri")
 #: how far below supervised training a run may fall before it counts as a loss (issue 23)
@@ -52,16 +52,22 @@ def index(rows: list[dict]) -> dict[tuple, dict]:
 Areas = Callable[[str, int, list[int]], list[float]]
 
 
-def kept_iou(row: dict, sup: dict, areas: list[float]) -> tuple[float, str]:
+def kept_iou(
+    row: dict, sup: dict, areas: list[float], symmetric: bool = False
+) -> tuple[float, str]:
     """(whole-volume IoU, kept method) of what the default safeguard keeps: the semi-supervised
     row unless a class's volume outside the painted slices falls below 1/BAND of the
-    supervised twin's (the same decision ``engine.safeguard`` makes on the labels)."""
+    supervised twin's (the same decision ``engine.safeguard`` makes on the labels).
+    ``symmetric``: (gg) rule 4's candidate, no fallback while the twin itself lost a class
+    against the semi-supervised model (some ratio above BAND)."""
     painted = set(row["labelled"])
     keep = [i for i in range(len(row["slice_voxels"])) if i not in painted]
     semi = np.asarray(row["slice_voxels"], float)[keep].sum(axis=0)
     twin = np.asarray(sup["slice_voxels"], float)[keep].sum(axis=0)
     ratios = [float((a + c) / (b + c)) for a, b, c in zip(semi, twin, areas, strict=True)]
     kept, _ = decide(row["method"], ratios)
+    if symmetric and kept == "supervised" and max(ratios) > BAND:
+        kept = row["method"]
     return mean_whole_iou(sup if kept == "supervised" else row), kept
 
 

@@ -33,8 +33,9 @@ SEEDS = (0, 1, 2)
 MEAN_POINTS = 3.0
 
 
-def cells(rows: list[dict], areas: Areas) -> list[dict]:
-    """One dict per grid cell and default method; ``semi`` None where the run is missing."""
+def cells(rows: list[dict], areas: Areas, symmetric: bool = False) -> list[dict]:
+    """One dict per grid cell and default method; ``semi`` None where the run is missing.
+    ``symmetric``: the safeguard of (gg) rule 4 (``paired.kept_iou``)."""
     runs = index(rows)
     out = []
     for name in (*sorted(TUNING), *sorted(VALIDATION)):
@@ -47,7 +48,9 @@ def cells(rows: list[dict], areas: Areas) -> list[dict]:
                             "set": "validation" if name in VALIDATION else "tuning",
                             "semi": None, "supervised": None}  # fmt: skip
                     if row is not None and sup is not None:
-                        kept, choice = kept_iou(row, sup, areas(name, k, row["labelled"]))
+                        kept, choice = kept_iou(
+                            row, sup, areas(name, k, row["labelled"]), symmetric
+                        )
                         cell.update(
                             semi=mean_whole_iou(row), supervised=mean_whole_iou(sup),
                             semi_fg=statistics.mean(row["iou"].values()),
@@ -146,12 +149,51 @@ def reruns(first: list[dict], again: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _stats(part: list[dict]) -> tuple[int, float, float]:
+    gains = [100 * (c["kept"] - c["supervised"]) for c in part]
+    return sum(g < -LOSS_POINTS for g in gains), min(gains), statistics.mean(gains)
+
+
+def compare_rules(default: list[dict], lever: list[dict]) -> str:
+    """(gg) rule 4's reading: per set and method, the lever's safeguard against the default on
+    the same runs (runs more than 2 below, worst, mean of kept minus supervised), the
+    decisions it changed, and whether (a), (b) and (c) hold."""
+    lines = []
+    for label in ("tuning", "validation"):
+        for method in DEFAULTS:
+            pick = [
+                (a, b)
+                for a, b in zip(default, lever, strict=True)
+                if a["set"] == label and a["method"] == method and a["semi"] is not None
+            ]
+            if not pick:
+                continue
+            (nd, wd, md), (nl, wl, ml) = (_stats([p[i] for p in pick]) for i in (0, 1))
+            changed = [
+                f"{a['dataset']} K{a['k']} s{a['seed']}"
+                for a, b in pick
+                if a["choice"] != b["choice"]
+            ]
+            ok = nl <= nd and wl >= wd - 1e-9 and ml >= md - 1e-9
+            lines.append(
+                f"- {label}, {method}, {len(pick)} runs: default {nd} below, worst {wd:+.1f}, "
+                f"mean {md:+.1f}; lever {nl} below, worst {wl:+.1f}, mean {ml:+.1f}; changed "
+                f"{len(changed)}{': ' + ', '.join(changed) if changed else ''}; (a)-(c) "
+                f"{'hold' if ok else 'fail'}"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks target23")
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument(
         "--reruns", nargs="+", type=Path, default=[],
         help="rows re-running cells of FILES: each beside the first recorded run of its cell",
+    )  # fmt: skip
+    parser.add_argument(
+        "--symmetric", action="store_true",
+        help="(gg) rule 4: the default safeguard against one that ignores a twin that lost a class",
     )  # fmt: skip
     args = parser.parse_args(argv)
 
@@ -162,4 +204,10 @@ def main(argv: list[str]) -> int:
     print(report(grid))
     if args.reruns:
         print(reruns(grid, cells(load(args.reruns), painted_areas)))
+    if args.symmetric:
+        for name, files in (("S1, the grid", args.files), ("S2, the re-runs", args.reruns)):
+            if files:
+                rows = load(files)
+                print(f"\n{name}:")
+                print(compare_rules(cells(rows, painted_areas), cells(rows, painted_areas, True)))
     return 0

@@ -83,3 +83,32 @@ def test_reruns_set_beside_the_first_run() -> None:
     text = target23.reruns(first, target23.cells(again_rows, areas))
     assert "| lungs_ct | 3 | 2 | segpl | 0.500, 0.450 | 0.600, 0.650 | +10.0, +20.0 |" in text
     assert "1 re-run cells" in text and "supervised 5.0, semi 5.0, kept - sup 10.0" in text
+
+
+def test_symmetric_lever_keeps_the_semi_model_when_the_twin_lost_a_class_too() -> None:
+    # two classes; the twin gives class 2 to class 1 (class 1 doubled, class 2 gone), so the
+    # semi model's class 1 looks lost (ratio (30 + 2) / (80 + 2) < 1/2) while the twin's class 2
+    # is lost against the semi model's (ratio (30 + 2) / (0 + 2) > 2)
+    swapped = [[40, 0], [999, 999], [40, 0]]
+    right = [[15, 15], [999, 999], [15, 15]]
+    rows = [
+        row("lungs_ct", 3, 2, "supervised", [0.2, 0.0], swapped),
+        row("lungs_ct", 3, 2, "segpl", [0.9, 0.9], right),
+        row("lungs_ct", 3, 1, "supervised", [0.5, 0.5], swapped),
+        row("lungs_ct", 3, 1, "segpl", [0.1, 0.1], [[5, 0], [999, 999], [1, 0]]),
+    ]
+    two = lambda name, k, painted: [2.0, 2.0]  # noqa: E731
+    default = target23.cells(rows, two)
+    lever = target23.cells(rows, two, symmetric=True)
+
+    def pick(grid: list[dict], seed: int) -> dict:
+        key = ("lungs_ct", 3, seed, "segpl")
+        return next(c for c in grid if (c["dataset"], c["k"], c["seed"], c["method"]) == key)
+
+    assert pick(default, 2)["choice"] == "supervised"
+    assert pick(lever, 2)["choice"] == "segpl" and pick(lever, 2)["kept"] == pytest.approx(0.9)
+    # a semi model that lost class 1 while the twin lost nothing still falls back
+    assert pick(lever, 1)["choice"] == "supervised"
+    text = target23.compare_rules(default, lever)
+    line = next(x for x in text.splitlines() if x.startswith("- tuning, segpl,"))
+    assert "changed 1: lungs_ct K3 s2" in line and "(a)-(c) hold" in line
