@@ -52,22 +52,22 @@ def index(rows: list[dict]) -> dict[tuple, dict]:
 Areas = Callable[[str, int, list[int]], list[float]]
 
 
-def kept_iou(
-    row: dict, sup: dict, areas: list[float], symmetric: bool = False
-) -> tuple[float, str]:
+def kept_iou(row: dict, sup: dict, areas: list[float], lever: str = "") -> tuple[float, str]:
     """(whole-volume IoU, kept method) of what the default safeguard keeps: the semi-supervised
     row unless a class's volume outside the painted slices falls below 1/BAND of the
     supervised twin's (the same decision ``engine.safeguard`` makes on the labels).
-    ``symmetric``: (gg) rule 4's candidate, no fallback while the twin itself lost a class
-    against the semi-supervised model (some ratio above BAND)."""
+    ``lever``: a candidate of RESULTS.md (gg) for when the twin itself lost a class against
+    the semi-supervised model (some ratio above BAND): ``symmetric`` (rule 4) never falls back
+    then; ``deeper`` (rule 5) keeps the model whose worst class ratio is milder."""
     painted = set(row["labelled"])
     keep = [i for i in range(len(row["slice_voxels"])) if i not in painted]
     semi = np.asarray(row["slice_voxels"], float)[keep].sum(axis=0)
     twin = np.asarray(sup["slice_voxels"], float)[keep].sum(axis=0)
     ratios = [float((a + c) / (b + c)) for a, b, c in zip(semi, twin, areas, strict=True)]
     kept, _ = decide(row["method"], ratios)
-    if symmetric and kept == "supervised" and max(ratios) > BAND:
-        kept = row["method"]
+    if kept == "supervised" and max(ratios) > BAND:
+        if lever == "symmetric" or (lever == "deeper" and max(ratios) * min(ratios) > 1):
+            kept = row["method"]
     return mean_whole_iou(sup if kept == "supervised" else row), kept
 
 

@@ -33,9 +33,9 @@ SEEDS = (0, 1, 2)
 MEAN_POINTS = 3.0
 
 
-def cells(rows: list[dict], areas: Areas, symmetric: bool = False) -> list[dict]:
+def cells(rows: list[dict], areas: Areas, lever: str = "") -> list[dict]:
     """One dict per grid cell and default method; ``semi`` None where the run is missing.
-    ``symmetric``: the safeguard of (gg) rule 4 (``paired.kept_iou``)."""
+    ``lever``: a candidate safeguard of RESULTS.md (gg) (``paired.kept_iou``)."""
     runs = index(rows)
     out = []
     for name in (*sorted(TUNING), *sorted(VALIDATION)):
@@ -48,9 +48,7 @@ def cells(rows: list[dict], areas: Areas, symmetric: bool = False) -> list[dict]
                             "set": "validation" if name in VALIDATION else "tuning",
                             "semi": None, "supervised": None}  # fmt: skip
                     if row is not None and sup is not None:
-                        kept, choice = kept_iou(
-                            row, sup, areas(name, k, row["labelled"]), symmetric
-                        )
+                        kept, choice = kept_iou(row, sup, areas(name, k, row["labelled"]), lever)
                         cell.update(
                             semi=mean_whole_iou(row), supervised=mean_whole_iou(sup),
                             semi_fg=statistics.mean(row["iou"].values()),
@@ -192,8 +190,12 @@ def main(argv: list[str]) -> int:
         help="rows re-running cells of FILES: each beside the first recorded run of its cell",
     )  # fmt: skip
     parser.add_argument(
-        "--symmetric", action="store_true",
+        "--symmetric", action="store_const", const="symmetric", dest="lever",
         help="(gg) rule 4: the default safeguard against one that ignores a twin that lost a class",
+    )  # fmt: skip
+    parser.add_argument(
+        "--deeper", action="store_const", const="deeper", dest="lever",
+        help="(gg) rule 5: where both models lost a class, the milder worst ratio is kept",
     )  # fmt: skip
     args = parser.parse_args(argv)
 
@@ -204,10 +206,11 @@ def main(argv: list[str]) -> int:
     print(report(grid))
     if args.reruns:
         print(reruns(grid, cells(load(args.reruns), painted_areas)))
-    if args.symmetric:
+    if args.lever:
         for name, files in (("S1, the grid", args.files), ("S2, the re-runs", args.reruns)):
             if files:
                 rows = load(files)
                 print(f"\n{name}:")
-                print(compare_rules(cells(rows, painted_areas), cells(rows, painted_areas, True)))
+                lever = cells(rows, painted_areas, args.lever)
+                print(compare_rules(cells(rows, painted_areas), lever))
     return 0

@@ -99,7 +99,7 @@ def test_symmetric_lever_keeps_the_semi_model_when_the_twin_lost_a_class_too() -
     ]
     two = lambda name, k, painted: [2.0, 2.0]  # noqa: E731
     default = target23.cells(rows, two)
-    lever = target23.cells(rows, two, symmetric=True)
+    lever = target23.cells(rows, two, "symmetric")
 
     def pick(grid: list[dict], seed: int) -> dict:
         key = ("lungs_ct", 3, seed, "segpl")
@@ -112,3 +112,19 @@ def test_symmetric_lever_keeps_the_semi_model_when_the_twin_lost_a_class_too() -
     text = target23.compare_rules(default, lever)
     line = next(x for x in text.splitlines() if x.startswith("- tuning, segpl,"))
     assert "changed 1: lungs_ct K3 s2" in line and "(a)-(c) hold" in line
+
+
+def test_deeper_lever_keeps_the_model_whose_worst_class_loss_is_milder() -> None:
+    # twin: class 1 doubled, class 2 nearly gone; semi A is right (its worst ratio 32/82 is
+    # milder than the twin's 3/32): kept. Semi B lost class 1 outright and grew class 2: its
+    # worst ratio 2/82 is deeper than the twin's 3/62, so the twin is kept.
+    twin = [[40, 1], [999, 999], [40, 0]]
+    rows = [
+        row("lungs_ct", 3, 0, "supervised", [0.2, 0.0], twin),
+        row("lungs_ct", 3, 0, "segpl", [0.9, 0.9], [[15, 15], [999, 999], [15, 15]]),
+        row("lungs_ct", 3, 1, "supervised", [0.5, 0.5], twin),
+        row("lungs_ct", 3, 1, "segpl", [0.1, 0.1], [[0, 30], [999, 999], [0, 30]]),
+    ]
+    grid = target23.cells(rows, lambda name, k, painted: [2.0, 2.0], "deeper")
+    kept = {c["seed"]: c["choice"] for c in grid if c["semi"] is not None}
+    assert kept == {0: "segpl", 1: "supervised"}
