@@ -56,10 +56,22 @@ def test_decide_falls_back_only_when_a_class_is_lost():
     assert kept == "segpl" and "none below 1/1.5" in reason
     kept, reason = decide("segpl", [5.2, 37.0], band=2)  # growth: kept
     assert kept == "segpl" and "none below 1/2" in reason
+    kept, reason = decide("segpl-vi", [0.3, 1.9, 0.04], band=2)
+    assert kept == "supervised" and "class 3 0.04x (class lost?); class 1 0.30x" in reason
+    assert "class 2" not in reason and "below 1/2" in reason and "trade" not in reason
+    assert decide("segpl", [0.51, 1.0], band=2)[0] == "segpl"
+
+
+def test_a_fallback_says_when_the_twin_lost_a_class_too():
+    # (gg): the lungs' twin gave the second lung to the first; the decision stays the twin,
+    # and the reason names the twin's lost class with its own ratio (1 / 3.9)
     kept, reason = decide("segpl-vi", [0.3, 3.9, 0.04], band=2)
     assert kept == "supervised" and "class 3 0.04x (class lost?); class 1 0.30x" in reason
-    assert "class 2" not in reason and "below 1/2" in reason
-    assert decide("segpl", [0.51, 1.0], band=2)[0] == "segpl"
+    assert "supervised training's volume against segpl-vi's is below 1/2 too (class 2 0.26x)" in (
+        reason
+    )
+    assert "trade classes" in reason and "safeguard off shows segpl-vi's" in reason
+    assert "trade" not in decide("segpl", [5.2, 37.0], band=2)[1]  # growth alone: kept, quiet
 
 
 def test_decide_with_held_out_slices():
@@ -115,7 +127,9 @@ def test_twin_is_the_supervised_run_and_over_growth_keeps_it(toy_volume):
     verdict = events[-2]
     assert isinstance(verdict, SafeguardEvent) and verdict.kept == "supervised"
     assert verdict.ratios[1] > 10 and verdict.ratios[0] < 0.5 and "class 1" in verdict.message
-    assert "class 2" not in verdict.message and "class lost" in verdict.message
+    lost, _, twin = verdict.message.partition(". But ")
+    assert "class 2" not in lost and "class lost" in lost  # class 2 grew: not a loss of SegPL's
+    assert "(class 2 " in twin and "trade classes" in twin  # but the twin lost it: said so
     assert verdict.message.startswith("safeguard kept supe")
     assert isinstance(events[-1], FinishedEvent) and not events[-1].stopped
     assert guarded.model is guarded.twin.model and guarded.model.config.method == "supervised"

@@ -174,14 +174,25 @@ def decide(
 ) -> tuple[str, str]:
     """(kept method, reason): the semi-supervised ``method`` unless a class's volume ratio is
     below 1/band (a class lost against the twin) or, with held-out scores, it loses there by
-    over HELDOUT_MARGIN."""
+    over HELDOUT_MARGIN. A fallback where the twin lost a class against ``method`` too says
+    so: the kept mask is then no safer than the other."""
     out = sorted((r, c) for c, r in enumerate(ratios, start=1) if r < 1 / band)
     if out:
         parts = [f"class {c} {r:.2f}x (class lost?)" for r, c in out]
-        return "supervised", (
-            f"{method}'s volume against supervised training's, below 1/{band:g}: "
-            + "; ".join(parts)
+        reason = f"{method}'s volume against supervised training's, below 1/{band:g}: " + "; ".join(
+            parts
         )
+        # the twin lost a class too: the two traded classes, and volumes cannot tell which
+        # model is right (benchmarks/RESULTS.md (u), (gg) rules 4-5), so the user must look
+        lost = sorted(((1 / r, c) for c, r in enumerate(ratios, start=1) if r > band))
+        if lost:
+            twin = "; ".join(f"class {c} {r:.2f}x" for r, c in lost)
+            reason += (
+                f". But supervised training's volume against {method}'s is below 1/{band:g} "
+                f"too ({twin}): the two models trade classes and either may be wrong; check "
+                f"the mask (the safeguard off shows {method}'s)"
+            )
+        return "supervised", reason
     ratio_text = ", ".join(f"{r:.2f}" for r in ratios)
     agree = f"none below 1/{band:g}"
     if heldout:
