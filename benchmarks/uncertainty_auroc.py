@@ -47,9 +47,11 @@ SHORT = {
 
 
 def saved_arrays(pred: Prediction) -> dict[str, np.ndarray]:
-    """What a run saves for this benchmark (float16, ``np.savez_compressed``): the
-    probabilities and every uncertainty the prediction holds beyond the entropy of p."""
-    arrays = {"probabilities": pred.probabilities.astype(np.float16)}
+    """What a run saves for this benchmark (``np.savez_compressed``): the probabilities
+    (float32: in float16 two organs' p near 1 tie, and a cut then picks another class than the
+    engine did, RESULTS.md (gg)) and every uncertainty the prediction holds beyond the entropy
+    of p (float16)."""
+    arrays = {"probabilities": pred.probabilities.astype(np.float32)}
     for name in SAVED.values():  # (the no-flip TTA is a second prediction's tta_std)
         if getattr(pred, name, None) is not None:
             arrays[name] = getattr(pred, name).astype(np.float16)
