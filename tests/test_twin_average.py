@@ -3,7 +3,7 @@ probabilities, cut as the engine cuts a prediction (hand examples)."""
 
 import numpy as np
 
-from benchmarks.twin_average import averaged_labels, rule4
+from benchmarks.twin_average import averaged_labels, reproduced, rule4
 
 
 def test_average_of_two_members_cut_at_half():
@@ -41,3 +41,10 @@ def test_rule4_compares_the_lever_with_the_default_on_the_same_runs():
     low = [_run("lungs_ct", 2.0, 2.0, "segpl-vi") for _ in range(12)]
     assert rule4(low)[0]["verdict"] == "fails (c)"
     assert rule4(low[:11])[0]["verdict"].startswith("nothing decided (11 runs")
+
+
+def test_a_run_is_reliable_only_when_both_members_reproduce_their_rows():
+    assert reproduced(0.511, 0.511, 0.492, 0.492)
+    assert reproduced(0.511, 0.507, 0.492, 0.496)  # within half a point
+    assert not reproduced(0.511, 0.396, 0.492, 0.492)  # (gg): organs CT K1 s0, SegPL's ties
+    assert not reproduced(0.5, 0.5, 0.49, 0.50)  # the twin's own ties count too
