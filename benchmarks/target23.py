@@ -202,15 +202,16 @@ def main(argv: list[str]) -> int:
     def load(files: list[Path]) -> list[dict]:
         return [r for f in files for r in json.loads(f.read_text(encoding="utf-8"))]
 
-    grid = cells(load(args.files), painted_areas)
+    first, again = load(args.files), load(args.reruns)
+    grid = cells(first, painted_areas)
     print(report(grid))
-    if args.reruns:
-        print(reruns(grid, cells(load(args.reruns), painted_areas)))
-    if args.lever:
-        for name, files in (("S1, the grid", args.files), ("S2, the re-runs", args.reruns)):
-            if files:
-                rows = load(files)
+    rerun_grid = cells(again, painted_areas) if again else []
+    if again:
+        print(reruns(grid, rerun_grid))
+    if args.lever:  # each sample's default cells are the ones printed above
+        for name, rows, default in (("S1, the grid", first, grid),
+                                    ("S2, the re-runs", again, rerun_grid)):  # fmt: skip
+            if rows:
                 print(f"\n{name}:")
-                lever = cells(rows, painted_areas, args.lever)
-                print(compare_rules(cells(rows, painted_areas), lever))
+                print(compare_rules(default, cells(rows, painted_areas, args.lever)))
     return 0

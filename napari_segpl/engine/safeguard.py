@@ -178,13 +178,11 @@ def decide(
     so: the kept mask is then no safer than the other."""
     out = sorted((r, c) for c, r in enumerate(ratios, start=1) if r < 1 / band)
     if out:
-        parts = [f"class {c} {r:.2f}x (class lost?)" for r, c in out]
-        reason = f"{method}'s volume against supervised training's, below 1/{band:g}: " + "; ".join(
-            parts
-        )
+        parts = "; ".join(f"class {c} {r:.2f}x (class lost?)" for r, c in out)
+        reason = f"{method}'s volume against supervised training's, below 1/{band:g}: {parts}"
         # the twin lost a class too: the two traded classes, and volumes cannot tell which
         # model is right (benchmarks/RESULTS.md (u), (gg) rules 4-5), so the user must look
-        lost = sorted(((1 / r, c) for c, r in enumerate(ratios, start=1) if r > band))
+        lost = sorted((1 / r, c) for c, r in enumerate(ratios, start=1) if r > band)
         if lost:
             twin = "; ".join(f"class {c} {r:.2f}x" for r, c in lost)
             reason += (
