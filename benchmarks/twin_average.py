@@ -10,9 +10,10 @@ default safeguard (the twin where a class is lost, the average otherwise). The r
 probabilities cut the same way are scored beside it, as a check against the row.
 
 Below the table, (ee) rule 4's verdict per set and method (``rule4``): the lever against the
-default safeguard on the same runs.
+default safeguard on the same runs; with ``--alone``, (hh) rule 1's lever instead, the average
+without the class-lost check in front of it, and ``--min-runs`` for its fresh sample.
 
-    python -m benchmarks twin_average --rows ROWS.json [...] --probs DIR
+    python -m benchmarks twin_average --rows ROWS.json [...] --probs DIR [--alone --min-runs 3]
 """
 
 from __future__ import annotations
@@ -99,16 +100,16 @@ def evaluate(rows: list[dict], probs: Path) -> list[dict]:
     return out
 
 
-def rule4(results: list[dict], min_runs: int = 12) -> list[dict]:
+def rule4(results: list[dict], min_runs: int = 12, lever_key: str = "guarded") -> list[dict]:
     """(ee) rule 4 per set and method, in IoU points against supervised training: the
-    twin average behind the safeguard (``guarded``) against the default safeguard alone on
-    the same runs, with the issue's bounds: (a) no more runs more than ``LOSS_POINTS`` below,
-    (b) a worst run no lower, (c) a mean of at least ``MEAN_POINTS``; fewer than ``min_runs``
-    runs decide nothing."""
+    twin average behind the safeguard (``guarded``; ``average`` for (hh) rule 1's average
+    alone) against the default safeguard alone on the same runs, with the issue's bounds: (a)
+    no more runs more than ``LOSS_POINTS`` below, (b) a worst run no lower, (c) a mean of at
+    least ``MEAN_POINTS``; fewer than ``min_runs`` runs decide nothing."""
     verdicts = []
     for group in sorted({(r["dataset"] in TUNING, r["method"]) for r in results}, reverse=True):
         runs = [r for r in results if (r["dataset"] in TUNING, r["method"]) == group]
-        lever = [100 * (r["guarded"] - r["supervised"]) for r in runs]
+        lever = [100 * (r[lever_key] - r["supervised"]) for r in runs]
         default = [100 * (r["safeguard"] - r["supervised"]) for r in runs]
         below = [sum(v < -LOSS_POINTS for v in part) for part in (lever, default)]
         checks = {
@@ -134,6 +135,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks twin_average")
     parser.add_argument("--rows", type=Path, nargs="+", required=True)
     parser.add_argument("--probs", type=Path, required=True)
+    parser.add_argument("--alone", action="store_true", help="(hh) rule 1: the average alone")
+    parser.add_argument("--min-runs", type=int, default=12)
     args = parser.parse_args(argv)
     results = evaluate(rows_of(args.rows), args.probs)
     print("| dataset | K | seed | method | supervised | semi (row) | semi cut at 0.5 "
@@ -150,19 +153,21 @@ def main(argv: list[str]) -> int:
             f"| {100 * (r['safeguard'] - r['supervised']):+.1f} "
             f"| {100 * (r['guarded'] - r['supervised']):+.1f} |"
         )
-    print("\n(ee) rule 4, per set and method (IoU points against supervised training):")
+    rule = "(hh) rule 1" if args.alone else "(ee) rule 4"
+    print(f"\n{rule}, per set and method (IoU points against supervised training):")
     reliable = [r for r in results if r["reliable"]]
     for label, part in (("all runs", results), ("reliable runs only ((gg) rule 1)", reliable)):
         if part:
             print(f"\n{label}:")
-            _print_rule4(part)
+            _print_rule4(part, args.min_runs, args.alone)
     return 0
 
 
-def _print_rule4(results: list[dict]) -> None:
-    for v in rule4(results):
+def _print_rule4(results: list[dict], min_runs: int, alone: bool) -> None:
+    lever = "twin average alone" if alone else "twin average behind the safeguard"
+    for v in rule4(results, min_runs, "average" if alone else "guarded"):
         print(
-            f"- {v['set']}, {v['method']}: {v['runs']} runs; twin average behind the safeguard "
+            f"- {v['set']}, {v['method']}: {v['runs']} runs; {lever} "
             f"{v['lever_mean']:+.1f} (worst {v['lever_worst']:+.1f}, {v['lever_below']} below "
             f"-{LOSS_POINTS:g}), the default safeguard {v['default_mean']:+.1f} (worst "
             f"{v['default_worst']:+.1f}, {v['default_below']} below -{LOSS_POINTS:g}): "

@@ -48,3 +48,12 @@ def test_a_run_is_reliable_only_when_both_members_reproduce_their_rows():
     assert reproduced(0.511, 0.507, 0.492, 0.496)  # within half a point
     assert not reproduced(0.511, 0.396, 0.492, 0.492)  # (gg): organs CT K1 s0, SegPL's ties
     assert not reproduced(0.5, 0.5, 0.49, 0.50)  # the twin's own ties count too
+
+
+def test_rule4_scores_the_average_alone_when_asked():
+    # (hh) rule 1: the average without the class-lost check; the default fell back to +0.0
+    runs = [dict(_run("abdomen_organs_ct", 0.0, 0.0), average=0.5 + 0.4) for _ in range(3)]
+    alone = rule4(runs, min_runs=3, lever_key="average")[0]
+    assert alone["verdict"] == "passes (a), (b), (c)" and abs(alone["lever_mean"] - 40) < 1e-9
+    assert rule4(runs, min_runs=3)[0]["verdict"] == "fails (c)"  # behind the safeguard: +0.0
+    assert rule4(runs[:2], min_runs=3, lever_key="average")[0]["verdict"].startswith("nothing")
