@@ -11,9 +11,11 @@ probabilities cut the same way are scored beside it, as a check against the row.
 
 Below the table, (ee) rule 4's verdict per set and method (``rule4``): the lever against the
 default safeguard on the same runs; with ``--alone``, (hh) rule 1's lever instead, the average
-without the class-lost check in front of it, and ``--min-runs`` for its fresh sample.
+without the class-lost check in front of it, and ``--min-runs`` for its fresh sample;
+``--floor`` for (ii) rule 1's (b).
 
     python -m benchmarks twin_average --rows ROWS.json [...] --probs DIR [--alone --min-runs 3]
+        [--floor]
 """
 
 from __future__ import annotations
@@ -100,12 +102,16 @@ def evaluate(rows: list[dict], probs: Path) -> list[dict]:
     return out
 
 
-def rule4(results: list[dict], min_runs: int = 12, lever_key: str = "guarded") -> list[dict]:
+def rule4(
+    results: list[dict], min_runs: int = 12, lever_key: str = "guarded", floor: bool = False
+) -> list[dict]:
     """(ee) rule 4 per set and method, in IoU points against supervised training: the
     twin average behind the safeguard (``guarded``; ``average`` for (hh) rule 1's average
     alone) against the default safeguard alone on the same runs, with the issue's bounds: (a)
     no more runs more than ``LOSS_POINTS`` below, (b) a worst run no lower, (c) a mean of at
-    least ``MEAN_POINTS``; fewer than ``min_runs`` runs decide nothing."""
+    least ``MEAN_POINTS``; fewer than ``min_runs`` runs decide nothing. With ``floor`` ((ii)
+    rule 1), (b) is a worst run no lower than the default's or -``LOSS_POINTS``, whichever is
+    lower: two gains are not compared."""
     verdicts = []
     for group in sorted({(r["dataset"] in TUNING, r["method"]) for r in results}, reverse=True):
         runs = [r for r in results if (r["dataset"] in TUNING, r["method"]) == group]
@@ -114,7 +120,7 @@ def rule4(results: list[dict], min_runs: int = 12, lever_key: str = "guarded") -
         below = [sum(v < -LOSS_POINTS for v in part) for part in (lever, default)]
         checks = {
             "a": below[0] <= below[1],
-            "b": min(lever) >= min(default),
+            "b": min(lever) >= (min(min(default), -LOSS_POINTS) if floor else min(default)),
             "c": statistics.mean(lever) >= MEAN_POINTS,
         }
         if len(runs) < min_runs:
@@ -137,6 +143,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--probs", type=Path, required=True)
     parser.add_argument("--alone", action="store_true", help="(hh) rule 1: the average alone")
     parser.add_argument("--min-runs", type=int, default=12)
+    parser.add_argument("--floor", action="store_true", help="(ii) rule 1's (b)")
     args = parser.parse_args(argv)
     results = evaluate(rows_of(args.rows), args.probs)
     print("| dataset | K | seed | method | supervised | semi (row) | semi cut at 0.5 "
@@ -153,19 +160,19 @@ def main(argv: list[str]) -> int:
             f"| {100 * (r['safeguard'] - r['supervised']):+.1f} "
             f"| {100 * (r['guarded'] - r['supervised']):+.1f} |"
         )
-    rule = "(hh) rule 1" if args.alone else "(ee) rule 4"
+    rule = "(ii) rule 1" if args.floor else "(hh) rule 1" if args.alone else "(ee) rule 4"
     print(f"\n{rule}, per set and method (IoU points against supervised training):")
     reliable = [r for r in results if r["reliable"]]
     for label, part in (("all runs", results), ("reliable runs only ((gg) rule 1)", reliable)):
         if part:
             print(f"\n{label}:")
-            _print_rule4(part, args.min_runs, args.alone)
+            _print_rule4(part, args.min_runs, args.alone, args.floor)
     return 0
 
 
-def _print_rule4(results: list[dict], min_runs: int, alone: bool) -> None:
+def _print_rule4(results: list[dict], min_runs: int, alone: bool, floor: bool) -> None:
     lever = "twin average alone" if alone else "twin average behind the safeguard"
-    for v in rule4(results, min_runs, "average" if alone else "guarded"):
+    for v in rule4(results, min_runs, "average" if alone else "guarded", floor):
         print(
             f"- {v['set']}, {v['method']}: {v['runs']} runs; {lever} "
             f"{v['lever_mean']:+.1f} (worst {v['lever_worst']:+.1f}, {v['lever_below']} below "

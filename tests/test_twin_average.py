@@ -57,3 +57,12 @@ def test_rule4_scores_the_average_alone_when_asked():
     assert alone["verdict"] == "passes (a), (b), (c)" and abs(alone["lever_mean"] - 40) < 1e-9
     assert rule4(runs, min_runs=3)[0]["verdict"] == "fails (c)"  # behind the safeguard: +0.0
     assert rule4(runs[:2], min_runs=3, lever_key="average")[0]["verdict"].startswith("nothing")
+
+
+def test_the_floor_compares_worst_runs_only_below_minus_two():
+    # (ii) rule 1: the default fell back to +0.0, the average -0.8: inside the floor
+    runs = [dict(_run("abdomen_organs_ct", 0.0, 0.0), average=0.5 + d / 100) for d in (9, 9, -0.8)]
+    assert rule4(runs, 3, "average")[0]["verdict"] == "fails (b)"  # (hh)'s (b)
+    assert rule4(runs, 3, "average", floor=True)[0]["verdict"] == "passes (a), (b), (c)"
+    runs[2]["average"] = 0.5 - 0.025  # -2.5: below both the default's worst and -2
+    assert rule4(runs, 3, "average", floor=True)[0]["verdict"] == "fails (a, b)"
