@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,18 +104,24 @@ class FakeTrainer:
         self.stopped += 1
 
 
+def _wait(done, seconds: float = 10.0) -> None:
+    """Sleep in short steps until ``done()`` or ``seconds`` pass (a signal's handler runs)."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def test_first_ctrl_c_stops_the_trainer_second_quits():
     before = signal.getsignal(signal.SIGINT)
     trainer = FakeTrainer()
     with pytest.raises(KeyboardInterrupt), Interrupt(trainer) as interrupt:
         os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):  # the handler runs between two bytecodes of the main thread
-            if interrupt.received:
-                break
+        # the handler runs in the main thread once it holds the GIL again: on a loaded machine
+        # that took more than 1000 bytecodes (CI, 2026-12-03), so wait on time, sleeping
+        _wait(lambda: interrupt.received)
         assert interrupt.received and trainer.stopped == 1
         os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):
-            pass
+        _wait(lambda: False)  # the handler's KeyboardInterrupt ends this wait
     assert trainer.stopped == 1
     assert signal.getsignal(signal.SIGINT) is before
 
