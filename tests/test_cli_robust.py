@@ -115,17 +115,18 @@ def test_first_ctrl_c_stops_the_trainer_second_quits():
     # as in a terminal: a run started in the background (``cmd &``) inherits SIGINT ignored,
     # where Interrupt rightly stays out (its docstring), and this test would then fail
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)
-    before = signal.getsignal(signal.SIGINT)
-    trainer = FakeTrainer()
-    with pytest.raises(KeyboardInterrupt), Interrupt(trainer) as interrupt:
-        os.kill(os.getpid(), signal.SIGINT)
-        _wait(lambda: interrupt.received)  # the handler runs once the main thread holds the GIL
-        assert interrupt.received and trainer.stopped == 1
-        os.kill(os.getpid(), signal.SIGINT)
-        _wait(lambda: False)  # the handler's KeyboardInterrupt ends this wait
-    assert trainer.stopped == 1
-    assert signal.getsignal(signal.SIGINT) is before
-    signal.signal(signal.SIGINT, outer)
+    try:
+        trainer = FakeTrainer()
+        with pytest.raises(KeyboardInterrupt), Interrupt(trainer) as interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            _wait(lambda: interrupt.received)  # the handler runs once the main thread runs
+            assert interrupt.received and trainer.stopped == 1
+            os.kill(os.getpid(), signal.SIGINT)
+            _wait(lambda: False)  # the handler's KeyboardInterrupt ends this wait
+        assert trainer.stopped == 1
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:  # even when an assertion fails, the suite's own SIGINT handling comes back
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_ctrl_c_before_training_exits_130(case, tmp_path, monkeypatch, capsys):
