@@ -15,6 +15,7 @@ painted slices, ``spread_slices``; needs ``SEGPL_DATA``). Rows are appended to `
 
     python -m benchmarks settle --cases ct mri generated --seeds 0 1 2 --settle 0.02
         [--threads 1] [--out FILE.json]
+    python -m benchmarks settle --explore --out FILE.json   # other values' stopping steps
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from benchmarks.time_to_mask import (
 from napari_segpl.engine import TrainConfig, Trainer, predict_volume, prepare_data
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.safeguard import BAND, _mask, decide, volume_ratios
-from napari_segpl.engine.settle import SettleEvent
+from napari_segpl.engine.settle import SettleEvent, SettleMonitor
 from napari_segpl.volume import read_labels, read_volume
 
 
@@ -170,6 +171,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def would_stop(checks: list, settle: float, tolerance: float) -> int | None:
+    """Where a run would have settled with other values, its recorded checks replayed through
+    the engine's own monitor (where it would stop, not what it would score)."""
+    monitor = SettleMonitor(settle, loss_tolerance=tolerance)
+    for step, change, moved, _ in checks:
+        monitor.record(step, change, moved)
+    return monitor.settled_at
+
+
+def explore(rows: list[dict], values=(0.02, 0.05, 0.1), tolerances=(0.05, 0.25)) -> str:
+    """Per run and network, the settled step under each (settle, loss tolerance) pair."""
+    pairs = [(v, t) for v in values for t in tolerances]
+    head = "| case | seed | network | steps | " + " | ".join(f"{v:g} / {t:g}" for v, t in pairs)
+    lines = [head + " |", "|" + "---|" * (4 + len(pairs))]
+    for r in rows:
+        for name in ("segpl", "supervised"):
+            run = r[name]
+            stops = [would_stop(run["checks"], v, t) or "-" for v, t in pairs]
+            lines.append(f"| {r['case']} | {r['seed']} | {name} | {run['steps']} | "
+                         + " | ".join(str(x) for x in stops) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks settle")
     parser.add_argument("--cases", nargs="+", default=list(CASES))
@@ -177,7 +201,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--settle", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--explore", action="store_true", help="replay --out's checks only")
     args = parser.parse_args(argv)
+    if args.explore:
+        print(explore(json.loads(args.out.read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     rows = json.loads(args.out.read_text()) if args.out and args.out.exists() else []

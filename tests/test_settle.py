@@ -104,3 +104,13 @@ def test_checks_leave_the_run_as_it_was(toy_volume):
         weights.append(trainer.model.method.model.state_dict())
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
+
+
+def test_a_recorded_series_replays_through_the_monitor():
+    from benchmarks.settle import would_stop
+
+    checks = [[180, None, 0.3, False], [200, 0.03, 0.01, False], [220, 0.01, 0.2, False],
+              [240, 0.01, 0.01, False], [260, 0.015, 0.04, False]]  # fmt: skip
+    assert would_stop(checks, 0.02, 0.05) == 260  # 240 and 260 pass
+    assert would_stop(checks, 0.05, 0.25) == 220  # 200 and 220 pass
+    assert would_stop(checks, 0.005, 1.0) is None

@@ -68,8 +68,15 @@ def loss_change(losses: list[float], window: int) -> float | None:
 class SettleMonitor:
     """The checks of one run (see the module's docstring)."""
 
-    def __init__(self, threshold: float, every: int = SETTLE_EVERY) -> None:
-        self.threshold, self.every = threshold, every
+    def __init__(
+        self,
+        threshold: float,
+        every: int = SETTLE_EVERY,
+        loss_tolerance: float | None = None,
+        patience: int = PATIENCE,
+    ) -> None:
+        self.threshold, self.every, self.patience = threshold, every, patience
+        self.loss_tolerance = LOSS_TOLERANCE if loss_tolerance is None else loss_tolerance
         self._labels: np.ndarray | None = None
         self._passed = 0
         self.settled_at: int | None = None
@@ -79,12 +86,16 @@ class SettleMonitor:
         return earliest is not None and step >= earliest and step % self.every == 0
 
     def check(self, step: int, labels: np.ndarray, losses: list[float]) -> SettleEvent:
+        """The probe's labels now and the run's losses so far."""
         change = None if self._labels is None else label_change(self._labels, labels)
-        moved = loss_change(losses, self.every)
         self._labels = labels
+        return self.record(step, change, loss_change(losses, self.every))
+
+    def record(self, step: int, change: float | None, moved: float | None) -> SettleEvent:
+        """A check from its two measures (``check``; or a recorded series replayed)."""
         ok = change is not None and moved is not None
-        ok = ok and change <= self.threshold and moved <= LOSS_TOLERANCE
+        ok = ok and change <= self.threshold and moved <= self.loss_tolerance
         self._passed = self._passed + 1 if ok else 0
-        if self._passed >= PATIENCE and self.settled_at is None:
+        if self._passed >= self.patience and self.settled_at is None:
             self.settled_at = step
         return SettleEvent(step, change, moved, self.settled_at is not None)
