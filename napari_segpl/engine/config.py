@@ -172,6 +172,7 @@ REMOVED: dict[str, Any] = {
     "span": 1.0,
     "threshold_weight": 1.0,
     "threshold_fit": "dice",
+    "settle": 0.0,
 }
 
 
@@ -248,9 +249,6 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: stop once the probe slices' pseudo labels change by less than this share of their
-    #: foreground between checks, and the loss has settled (``settle.py``; 0: every step)
-    settle: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -301,7 +299,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
-            (0 <= self.settle < 1, "settle must lie in [0, 1) (0: off)"),
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",

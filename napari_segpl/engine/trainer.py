@@ -28,7 +28,6 @@ from .methods import Batch, get_method
 from .model import TrainedModel
 from .networks import memory_format
 from .sampling import Sampler, TrainingData, encode_target, slice_batch
-from .settle import SettleEvent, SettleMonitor, probe_slices
 
 
 @dataclass
@@ -72,7 +71,7 @@ class FinishedEvent:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-Event = StepEvent | PreviewEvent | CollapseWarning | SettleEvent | FinishedEvent
+Event = StepEvent | PreviewEvent | CollapseWarning | FinishedEvent
 
 
 class FillStopped(Exception):
@@ -122,9 +121,6 @@ class Trainer:
         unlabelled = [s for v, s in data.unlabelled if v == 0]
         middle = data.image.shape[0] // 2
         self.preview_slice = min(unlabelled or [middle], key=lambda s: abs(s - middle))
-        #: with ``config.settle``: end the run (as finished, not stopped) once it has settled
-        self.stop_when_settled = True
-        self._probes = probe_slices(unlabelled)
 
     def stop(self) -> None:
         """Ask the loop to end before its next step."""
@@ -144,7 +140,8 @@ class Trainer:
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
         fmt = memory_format(config.dims)
         history: list[dict[str, float]] = []
-        guard = CollapseGuard(self.painted) if method.uses_unlabelled else None
+        painted = self.painted
+        guard = CollapseGuard(painted) if method.uses_unlabelled else None
         # The gate: after the burn-in, a class's pseudo labels enter the loss only once the
         # teacher's pseudo labels of it are plausible (inside the guard's bands), and alpha
         # ramps in from the first class let in: a teacher still far off when the burn-in ends
@@ -156,11 +153,10 @@ class Trainer:
         gate = None
         opened: int | None = config.burn_in_steps
         if guard is not None and config.gate:
-            gate, opened = CollapseGuard(self.painted), None
+            gate, opened = CollapseGuard(painted), None
             method.pseudo_classes = [False] * self.data.num_classes
         start = time.perf_counter()
-        steps_done, settled = 0, False
-        monitor = SettleMonitor(config.settle) if config.settle > 0 and self._probes else None
+        steps_done = 0
 
         def alpha_fn(step: int) -> float:
             if opened is None:
@@ -200,8 +196,16 @@ class Trainer:
                     spatial = (0, *range(2, out.pseudo.ndim))
                     fg = out.pseudo.float().mean(dim=spatial).tolist()
                 mu, sigma = out.threshold or (None, None)
-                seconds = time.perf_counter() - t0
-                yield StepEvent(steps_done, self.total_steps, out.logs, lr, seconds, mu, sigma, fg)
+                yield StepEvent(
+                    steps_done,
+                    self.total_steps,
+                    out.logs,
+                    lr,
+                    time.perf_counter() - t0,
+                    mu,
+                    sigma,
+                    fg,
+                )
                 if guard is not None and fg is not None and out.logs.get("alpha", 0.0) > 0:
                     yield from guard.update(steps_done, fg)
                 if gate is not None and fg is not None and not all(method.pseudo_classes):
@@ -217,19 +221,8 @@ class Trainer:
                 if every and method.uses_unlabelled and steps_done % every == 0:
                     yield self.preview(steps_done)
                     method.train()
-                earliest = None if opened is None else opened + config.warmup_steps
-                if monitor is not None and monitor.due(steps_done, earliest):
-                    prob, pseudo, _ = self._e_step(self._probes)
-                    probe = np.stack([labels_from_pseudo(q, p, config.nested)
-                                      for p, q in zip(prob, pseudo, strict=True)])  # fmt: skip
-                    method.train()
-                    event = monitor.check(steps_done, probe, [h["loss"] for h in history])
-                    yield event
-                    if event.settled and self.stop_when_settled:
-                        settled = True
-                        break
         finally:
-            stopped = steps_done < self.total_steps and not settled
+            stopped = steps_done < self.total_steps
             let_in = method.pseudo_classes or []
             method.pseudo_classes = None  # the gate belongs to this run only
             if steps_done:
