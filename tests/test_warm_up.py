@@ -4,6 +4,7 @@ does not exist")."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -30,14 +31,23 @@ def test_a_worker_waits_for_the_warm_up_under_way(monkeypatch):
     assert time.perf_counter() - start < 0.1
 
 
-def test_a_failing_warm_up_still_lets_workers_run(monkeypatch):
+def test_a_failing_warm_up_still_lets_workers_run(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("no torch today")
 
     monkeypatch.setattr(torch.optim, "Adam", broken)
+    escaped: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
     done = threading.Event()
-    session.start_warm_up(done)
-    assert done.wait(5)
+    with caplog.at_level(logging.WARNING, logger=session.__name__):
+        session.start_warm_up(done)
+        assert done.wait(5)
+        session.torch_ready(timeout=5)
+        for thread in threading.enumerate():
+            if "warm_up_torch" in thread.name:
+                thread.join(5)
+    assert escaped == []  # logged, not an unhandled exception in a thread
+    assert "no torch today" in caplog.text
     session.torch_ready(timeout=5)
     assert session._WARMING.acquire(timeout=1)  # released, not left held
     session._WARMING.release()

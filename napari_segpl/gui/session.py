@@ -10,6 +10,7 @@ the dock can wait for it when the window closes. "Mask now" works the same way: 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -290,6 +291,8 @@ def warm_up_torch(done: threading.Event | None = None, holds_lock: bool = False)
         optimiser = torch.optim.Adam([weight], lr=0.01)
         (weight * 2.0).sum().backward()
         optimiser.step()
+    except Exception as error:  # harmless: the first training step pays the set-up instead
+        logging.getLogger(__name__).warning("torch warm-up failed: %s", error)
     finally:
         if done is not None:
             done.set()
