@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_segpl.engine.metrics import exported_scores
-from napari_segpl.engine.safeguard import BAND
+from napari_segpl.engine.safeguard import decide, volume_ratios
 
 NAME = re.compile(r"(.+)-k(\d+)-(segpl-vi|segpl)-s(\d+)\.npz")
 TUNING = ("lungs_ct", "abdomen_vessels_ct", "brain_tissue_mri")
@@ -47,18 +47,15 @@ def one_run(semi: np.ndarray, twin: np.ndarray, truth: np.ndarray, painted: list
     for name, pred in (("semi", semi), ("twin", twin)):
         scores = exported_scores(pred, truth, painted, axis=0, classes=classes)
         iou[name] = float(np.nanmean([scores[c]["iou"] for c in classes]))
-    keep = [i for i in range(truth.shape[0]) if i not in painted]
-    area = [(truth[painted] == c).sum() / len(painted) for c in classes]
-    ratios = [
-        ((semi[keep] == c).sum() + a) / ((twin[keep] == c).sum() + a)
-        for c, a in zip(classes, area, strict=True)
-    ]
+    # the default rule exactly as the engine's safeguard applies it (classes 1..n)
+    areas = [(truth[painted] == c).sum() / len(painted) for c in range(1, max(classes) + 1)]
+    kept, _ = decide("semi", volume_ratios(semi, twin, painted, 0, areas))
     gap = max(
         neighbour_dice(twin, truth, painted, c, reach)
         - neighbour_dice(semi, truth, painted, c, reach)
         for c in classes
     )
-    return 100 * (iou["semi"] - iou["twin"]), min(ratios) < 1 / BAND, gap
+    return 100 * (iou["semi"] - iou["twin"]), kept == "supervised", gap
 
 
 def collect(folders: list[Path], reach: int) -> list[dict]:
