@@ -42,26 +42,14 @@ _PAPER_BASE: dict[str, Any] = {
 #: engine's recipe (the dataclass defaults) for each modality; ``suggest_preset`` picks one of
 #: the two from the intensities, so a user who only paints and presses Train gets the right one.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The network from the painted slices (dims 0, see ``choose_dims``): 3-slice 3D for the
-    # brain (SegPL +6.3 / +3.7 IoU points over 2D at K = 1 / 3, supervised training +13.7 /
-    # +11.6, 5 seeds) and the lungs (SegPL +9.5 / +16.6), 2D for the thin abdominal vessels
-    # (3D cost SegPL 17.7 points at K = 3 and lost the veins); benchmarks/RESULTS.md (c''),
-    # (g). A 3D step costs 2.2x a 2D one on a CPU.
-    # MRI also mixes the unlabelled images (CutMix, ``mix`` 0.5): on the brain, 5 CPU seeds
-    # (RESULTS.md (m)), SegPL +3.6 IoU points at K = 1 (every seed up) and +2.3 at K = 3 over
-    # the same recipe without it, SegPL-VI 0.0 (every seed now above supervised training) and
-    # +1.0. Not for CT: not measured there, where the recipe without it clears the target.
-    # And MRI weighs the painted slices' intensities in the E-step (``intensity`` 2, see
-    # ``intensity.py``): on the brain at K = 3, 5 CPU seeds (RESULTS.md (n)), SegPL +2.5 IoU
-    # points and SegPL-VI +2.2 over the recipe without it (K = 1, 4 seeds: +9.8 and +13.7). Not
-    # for CT: not measured there, and air inside and outside the body (or contrast and bone)
-    # share intensities.
-    # And MRI trains 600 steps: with the evidence, on the brain (RESULTS.md (o), CPU seeds)
-    # SegPL +1.6 / SegPL-VI +1.8 IoU points at K = 3 (5 seeds, every seed up), +0.6 / +0.6 at
-    # K = 1 (4 / 3 seeds, none down); supervised training stops gaining after 600 steps.
+    # dims 0: the network chosen from the painted slices (``choose_dims``). MRI adds CutMix on
+    # the unlabelled images, the painted slices' intensities in the E-step (``intensity.py``)
+    # and 600 steps: each gained on the brain (benchmarks/RESULTS.md (m), (n), (o)); none was
+    # measured on CT, where air inside and outside the body, contrast and bone share
+    # intensities.
     "mri": {"dims": 0, "mix": 0.5, "intensity": 2.0, "steps": 600},
-    # Labelled slices moved by random affine maps helped on the brain at K = 1 (+6 to +8
-    # points) but cost the lungs 6 points at K = 3 and the vessels 10 at K = 5 (RESULTS.md, (c))
+    # No affine maps of the labelled slices: they helped the brain but cost the lungs and the
+    # vessels (RESULTS.md (c)).
     "ct": {"dims": 0, "normalisation": "ct", "affine": 0.0},
     "paper-mri": {
         **_PAPER_BASE,
@@ -115,25 +103,17 @@ THIN_STRUCTURE = 0.01
 
 def choose_dims(painted: list[float]) -> int:
     """The network for ``dims`` 0: 2 (2D U-net) when a painted class covers less than
-    ``THIN_STRUCTURE`` of the labelled slices, else 3 (3-slice 3D).
-
-    Measured on three volumes (benchmarks/RESULTS.md (c''), (g)): 3D gained SegPL 4 to 17 IoU
-    points on the lungs and the brain. On the abdominal vessels, a few pixels wide, it cost
-    SegPL 17.7 points at K = 3; there the 3D network (8 channels) lost a class (IoU < 0.05) in
-    4 of 16 SegPL and SegPL-VI runs on the GPU and in both CPU runs after the centre-slice
-    fix, and supervised 3D training kept 0.06 IoU of the arteries in 1 of 8."""
+    ``THIN_STRUCTURE`` of the labelled slices, else 3 (3-slice 3D): 3D gained on the lungs and
+    the brain and cost SegPL 18 IoU points on the thin abdominal vessels (benchmarks/RESULTS.md
+    (c''), (g))."""
     present = [f for f in painted if f > 0]
     return 2 if present and min(present) < THIN_STRUCTURE else 3
 
 
 #: With ``dims`` 0, one painted slice of a thin structure (``choose_dims`` picked 2D) trains
 #: with random affine maps of the labelled slice, CutMix on the unlabelled images and twice
-#: the steps (supervised training: the affine maps only, since it sees no unlabelled images
-#: and gained nothing from more steps). On the abdominal vessels with one slice (5 CPU seeds,
-#: benchmarks/RESULTS.md (i)) this raised SegPL from 0.110 (3 seeds) to 0.195 mean IoU and
-#: supervised training from 0.064 to 0.145; affine maps alone, or with CutMix at 300 steps,
-#: gave SegPL 0.164 and 0.175. Measured on that one volume only: the lungs and the brain
-#: (3D) and three or more slices are untouched.
+#: the steps (supervised training: the affine maps only, since it sees no unlabelled images).
+#: Measured on the abdominal vessels only (benchmarks/RESULTS.md (i)).
 ONE_THIN_SLICE = {"affine": 0.2, "mix": 0.5, "steps_factor": 2}
 
 

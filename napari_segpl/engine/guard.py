@@ -7,19 +7,13 @@ class, with the fraction on the labelled slices. The bands are wide on purpose: 
 may legitimately hold less of a structure than the slices a user chose to label (a tumour on 20
 of 150 slices), so only a fall to a fiftieth, or a rise to five times and by 5 points, warns.
 
-A class can also be taken over by another while the foreground as a whole looks sane: on the
-lungs in 3D, one lung's pseudo labels spread into the other until the model called both lungs
-one class (IoU 0.007 for the lost class), with neither band crossed. So a class that falls
-below half its painted fraction while another rises above one and a half times its own warns
-too, as long as the classes together keep between half and twice their painted fraction.
-Applied to the final predictions of the GPU grid, those bands fire on all four such takeovers
-and on none of its 318 runs that kept every class above 0.3 IoU (benchmarks/RESULTS.md, (c'')).
-On pseudo labels they missed one while each class channel had its own threshold: in a CPU run
-with that takeover (right lung IoU 0.078) both lungs' channels claimed both lungs, each at 18
-to 19 % of the pixels against 10.7 % and 9.3 % painted, so no class looked lost. With
-exclusive pseudo labels (one class per pixel, TrainConfig.exclusive) the same run showed the
-right lung at 0.3 %, the check fired at step 131, the gate kept the right lung's pseudo labels
-out, and the run ended at 0.91 IoU (benchmarks/RESULTS.md (g)).
+A class can also be taken over by another while the foreground as a whole looks sane (on the
+lungs in 3D, one lung's pseudo labels spread into the other with neither band crossed). So a
+class that falls below half its painted fraction while another rises above one and a half
+times its own warns too, as long as the classes together keep between half and twice their
+painted fraction. With a threshold per class channel both lungs' channels could claim both
+lungs, so that no class looked lost; exclusive pseudo labels (one class per pixel,
+TrainConfig.exclusive) make such a takeover visible (benchmarks/RESULTS.md (c''), (g)).
 """
 
 from __future__ import annotations

@@ -145,10 +145,7 @@ class Trainer:
         # The gate: after the burn-in, a class's pseudo labels enter the loss only once the
         # teacher's pseudo labels of it are plausible (inside the guard's bands), and alpha
         # ramps in from the first class let in: a teacher still far off when the burn-in ends
-        # would otherwise have its errors locked in. On most runs checked the teacher was
-        # plausible by then and the schedule is the ungated one; on the lungs (3D, K = 3,
-        # seed 1) it gave both lungs to one class until about step 200, and holding both
-        # classes back raised the run from 0.746 to 0.881 IoU (benchmarks/RESULTS.md (g)).
+        # would otherwise have its errors locked in (benchmarks/RESULTS.md (g)).
         # ``opened``: the step the ramp starts from (None: not yet).
         gate = None
         opened: int | None = config.burn_in_steps

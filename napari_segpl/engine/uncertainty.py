@@ -6,13 +6,14 @@ A method that learns a threshold (SegPL-VI) also has the Monte-Carlo standard de
 ``1(p > T_k)`` over K thresholds drawn from its learnt distribution, and a method that averages
 members (the deep ensemble) the spread of its members' probabilities. The default kind is the
 one that finds wrong voxels best where that was measured: the entropy of p for SegPL-VI too
-(benchmarks/RESULTS.md (t)); the ensemble's own spread stays its default (three runs in (aa):
-AUROC 0.75-0.89, the entropy of its mean 0.76-0.91, too few to reorder them).
+(benchmarks/RESULTS.md (t)); the ensemble's own spread stays its default (too few runs in
+(aa) to reorder them).
 Any method can also be asked for test-time augmentation (``tta``): the standard deviation of p
 over M augmented copies of each slice (small rotations and scalings, each prediction mapped
 back onto the original grid), a cheap uncertainty that costs M - 1 extra forward passes; the
-dock predicts it by default, since it found wrong voxels better than the entropy of p on every
-run where both were measured (benchmarks/RESULTS.md (x); see ``tta_transforms``).
+dock predicts it by default, since it found wrong voxels better than the entropy of p on most
+runs where both were measured (benchmarks/RESULTS.md (x), (ee), (ff), (gg); see
+``tta_transforms``).
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 ``Prediction.probabilities``. Front ends that show one layer take the maximum over classes
@@ -85,9 +86,9 @@ def _method_class(method: str | type[Method] | Method) -> type[Method]:
 
 
 def _ordered(mc: bool, spread: bool) -> list[str]:
-    """The default first: the entropy of p before the MC std, since for SegPL-VI it finds wrong
-    voxels far better in every run (AUROC 0.58-0.84 against 0.51-0.58, RESULTS.md (t)); the
-    ensemble's spread before the entropy (three runs, RESULTS.md (aa): too few to reorder)."""
+    """The default first: the entropy of p before the MC std, since for SegPL-VI it found wrong
+    voxels better on average (RESULTS.md (t)); the ensemble's spread before the entropy (too
+    few runs in RESULTS.md (aa) to reorder them)."""
     kinds = [SPREAD] if spread else []
     return [*kinds, ENTROPY, *([MC] if mc else [])]
 

@@ -7,7 +7,7 @@ ensemble: its members' spread; any other, SegPL-VI too: the entropy of p; see
 The "uncertainty" combo redraws it as another kind the last prediction holds (SegPL-VI's
 MC std; "TTA std of p" when the prediction was made with test-time augmentation). The dock
 predicts TTA by default (*TTA samples* 8) and shows it first: it found wrong voxels better than
-the entropy of p on every run where both were measured (benchmarks/RESULTS.md (x)), at the
+the entropy of p on most runs where both were measured (benchmarks/RESULTS.md (x), (ff)), at the
 cost of 7 more forward passes per slice; set the box to off for a quick prediction."""
 
 from __future__ import annotations

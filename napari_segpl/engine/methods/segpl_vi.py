@@ -29,7 +29,7 @@ off, so the view always differs), their labels moved by the same map, pixels bro
 outside left out. The E-step's probabilities of that view (no gradient) are meant to be less
 sure, as on slices it never saw, so that T is fitted where the model hesitates; whether they
 are on real data is what ``python -m benchmarks threshold_signal`` measures (benchmarks/
-RESULTS.md (x); not shown yet, so this is not a default). The head
+RESULTS.md (z'); not shown yet, so this is not a default). The head
 reads the clean labelled images' features, as it reads the unlabelled images' own; the cost
 is one forward pass without gradient of the labelled images, as "labelled" with a teacher.
 T is used differently: on unlabelled images it cuts the E-step of the clean images, which
