@@ -177,6 +177,33 @@ def test_no_gradient_reaches_fixmatch_pseudo_labels():
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
 
 
+def _sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+def test_masked_dice_bce_by_hand():
+    # three pixels, the middle one unsure (dropped): Dice over pixels 1 and 3 (smooth 1), BCE
+    # summed over them and divided by all three
+    logits = torch.tensor([0.3, -0.2, 0.1]).view(1, 1, 3)
+    target = torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 3)
+    keep = torch.tensor([1.0, 0.0, 1.0]).view(1, 1, 3)
+    p1, p3 = _sigmoid(0.3), _sigmoid(0.1)
+    dice = 1 - (2 * p1 + 1) / (p1 + p3 + 1 + 1)
+    bce = (-math.log(p1) - math.log(1 - p3)) / 3
+    got = masked_dice_bce(logits, target, keep, None)
+    assert got.item() == pytest.approx(0.5 * dice + 0.5 * bce, rel=1e-6)
+    # 3D stacks: only the centre slice counts (``valid``), and the BCE is over its pixels
+    logits3 = torch.tensor([[2.0, -1.0], [0.5, -0.4], [1.5, 3.0]]).view(1, 1, 3, 1, 2)
+    target3 = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).view(1, 1, 3, 1, 2)
+    keep3 = torch.ones_like(target3)
+    valid = torch.tensor([0.0, 1.0, 0.0]).view(1, 1, 3, 1, 1)
+    q1, q2 = _sigmoid(0.5), _sigmoid(-0.4)  # the centre slice's two pixels, labels 1 and 0
+    dice3 = 1 - (2 * q1 + 1) / (q1 + q2 + 1 + 1)
+    bce3 = (-math.log(q1) - math.log(1 - q2)) / 2
+    got3 = masked_dice_bce(logits3, target3, keep3, valid)
+    assert got3.item() == pytest.approx(0.5 * dice3 + 0.5 * bce3, rel=1e-6)
+
+
 @pytest.mark.parametrize("name", ["mean-teacher", "fixmatch"])
 def test_runs_in_3d(name):
     method = _method(name, classes=2, dims=3, extra={"tau": 0.5} if name == "fixmatch" else None)

@@ -14,6 +14,7 @@ from conftest import make_toy_volume
 from napari_segpl import compare_cli
 from napari_segpl.engine import TrainConfig, TrainedModel, robustness
 from napari_segpl.engine import compare as compare_module
+from napari_segpl.engine.losses import segmentation_loss
 from napari_segpl.engine.metrics import calibration_bins, expected_calibration_error
 
 SHAPE = (32, 28, 12)
@@ -132,6 +133,41 @@ def test_fgsm_moves_the_image_by_epsilon_and_raises_the_loss(toy, dims):
     for p, w, g in zip(params, weights, grads, strict=True):  # the weights get no gradient
         assert torch.equal(p, w)
         assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+
+    # the step's direction: where the loss is steepest, a central difference of the loss
+    # itself (no autograd) agrees in sign with the move FGSM made
+    def loss_at(v: torch.Tensor) -> float:
+        with torch.no_grad():
+            logits = model.method.logits(v)
+            return float(segmentation_loss(logits, target, model.config.loss, loss_mask))
+
+    step = (x_adv - x).flatten()
+    assert loss_at(x) == pytest.approx(clean, rel=1e-6)
+    x_req = x.detach().clone().requires_grad_(True)
+    slope = torch.autograd.grad(
+        segmentation_loss(model.method.logits(x_req), target, model.config.loss, loss_mask), x_req
+    )[0].flatten()
+    agree = 0
+    for i in torch.topk(slope.abs(), 20).indices.tolist():
+        h = torch.zeros_like(x).flatten()
+        h[i] = 0.05
+        h = h.view_as(x)
+        finite = loss_at(x + h) - loss_at(x - h)
+        agree += (finite > 0) == (float(step[i]) > 0)
+    assert agree >= 19  # a float32 difference of one voxel may tie once; chance: 2e-5
+
+
+def test_ood_x_prime_is_a_per_slice_contrast_change_plus_noise():
+    volume = np.random.default_rng(2).normal(size=(3, 40, 50)).astype(np.float32) * 3 + 1
+    m = volume.mean(axis=(1, 2), keepdims=True)
+    scaled = robustness.ood_volume(volume, 1.0, seed=4, noise=0.0)  # contrast alone
+    ratio = (scaled - m) / (volume - m)
+    for s in range(3):  # one factor per slice, around the slice's own mean
+        assert np.ptp(ratio[s]) < 1e-3 and 0.5 <= ratio[s].mean() <= 1.5
+    assert np.ptp(ratio.mean(axis=(1, 2))) > 1e-3  # drawn per slice
+    noisy = robustness.ood_volume(volume, 1.0, seed=4, contrast=(1.0, 1.0))  # noise alone
+    delta = noisy - volume
+    assert abs(delta.mean()) < 0.05 and delta.std() == pytest.approx(robustness.NOISE, rel=0.05)
 
 
 def test_ood_mix_is_x_at_zero_and_x_prime_at_one():

@@ -269,3 +269,22 @@ def test_a_stopped_run_is_not_judged(toy_volume):
         events.append(event)
         trainer.stop()
     assert events[-1].stopped and not [e for e in events if isinstance(e, CollapseWarning)]
+
+
+def test_running_average_by_hand():
+    guard = CollapseGuard([0.1], decay=0.9)
+    assert guard.track([0.1])[0] == pytest.approx(0.1)  # the first step starts the average
+    assert guard.track([0.5])[0] == pytest.approx(0.9 * 0.1 + 0.1 * 0.5)  # 0.14
+    assert guard.track([0.5])[0] == pytest.approx(0.9 * 0.14 + 0.1 * 0.5)  # 0.176
+
+
+def test_everything_needs_five_times_and_five_points():
+    guard = CollapseGuard([0.001])
+    # a tiny structure at six times its painted share is 0.5 points more: not a collapse
+    assert guard.judge(0.006, 0.001) is None
+    assert guard.judge(0.02, 0.001) is None  # 20x but 1.9 points
+    assert guard.judge(0.06, 0.001) == "everything"  # 60x and 5.9 points
+    assert guard.judge(0.12, 0.03) is None  # 6.3 points but 4x
+    assert guard.judge(0.16, 0.03) == "everything"
+    assert guard.judge(0.00001, 0.001) == "nothing"  # below 1/50
+    assert guard.judge(0.5, 0.0) is None  # an unpainted class is never judged
