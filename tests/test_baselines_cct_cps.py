@@ -109,9 +109,13 @@ def test_cps_weight_ramps_up_and_ema_averages_the_first_network_only():
     assert burnt.weight(39) == 0.0 and burnt.weight(40) == pytest.approx(1.5 * np.exp(-5))
     assert burnt.weight(60) == 1.5
     second = {k: v.clone() for k, v in method.model2.state_dict().items()}
+    first = [p.detach().clone() for p in method.model.parameters()]
     for p in method.parameters():
         p.data.add_(1.0)
     method.after_step()
+    # the first update's decay is min(0.5, 1 / 10) = 0.1: 0.1 w + 0.9 (w + 1) = w + 0.9
+    for t, w in zip(method.teacher.parameters(), first, strict=True):
+        torch.testing.assert_close(t, w + 0.9)
     method.finish()
     torch.testing.assert_close(method.model.state_dict(), method.teacher.state_dict())
     torch.testing.assert_close(method.model2.state_dict(), {k: v + 1 for k, v in second.items()})

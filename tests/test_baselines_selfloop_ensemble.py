@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import make_toy_volume
 
 from napari_segpl.engine import (
@@ -16,6 +17,7 @@ from napari_segpl.engine import (
     predict_volume,
     prepare_data,
 )
+from napari_segpl.engine.losses import segmentation_loss
 from napari_segpl.engine.methods import Batch, Param, get_method
 from napari_segpl.engine.methods.ensemble import SEED_STRIDE, Ensemble
 from napari_segpl.engine.methods.selfloop import SelfLoop, encode, permutations, tile_index
@@ -246,6 +248,31 @@ def test_no_gradient_reaches_the_pseudo_labels():
     assert set(out.logs) >= {"sup", "ss", "unsup", "kept", "loss"}
     ss = out.logs["loss"] - out.logs["sup"] - out.logs["unsup"]
     assert ss == pytest.approx(0.1 * out.logs["ss"], rel=1e-4)  # ss_weight's default
+
+
+def test_selfloop_loss_is_supervised_plus_weighted_pretext_plus_alpha_unsupervised():
+    """Rebuilt from its parts with alpha 0.3 and ss_weight 0.25, in the step's own order of
+    random draws (the pretext shuffle, then the self-loop's looks)."""
+    method = _method("selfloop", classes=1, ss_weight=0.25)
+    g = torch.Generator().manual_seed(4)
+    batch = Batch(_x(n=2), (torch.rand(2, 1, 16, 16, generator=g) > 0.6).float(), None, _x(n=3))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = method.compute_loss(batch, 0, lambda s: 0.3)
+        torch.manual_seed(0)
+        x = torch.cat([batch.x_l, batch.x_u])
+        logits = method.model(x)[0]
+        sup = segmentation_loss(logits[:2], batch.y_l, method.config.loss)
+        shuffled, targets, _ = method.shuffle(x)
+        ss = F.cross_entropy(method.head(encode(method.model, shuffled)), targets)
+        pseudo, mask = method.pseudo_targets(batch.x_u)
+        unsup = segmentation_loss(
+            logits[2:], pseudo, method.config.loss, mask,
+            per_image=method.config.unsup_dice == "image",
+        )  # fmt: skip
+    assert float(unsup) > 0 and float(ss) > 0
+    expected = float(sup) + 0.25 * float(ss) + 0.3 * float(unsup)
+    assert float(out.loss) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
