@@ -14,6 +14,7 @@ from conftest import make_toy_volume
 from napari_segpl import compare_cli
 from napari_segpl.engine import TrainConfig, TrainedModel, robustness
 from napari_segpl.engine import compare as compare_module
+from napari_segpl.engine.inference import Prediction
 from napari_segpl.engine.losses import segmentation_loss
 from napari_segpl.engine.metrics import calibration_bins, expected_calibration_error
 
@@ -155,6 +156,31 @@ def test_fgsm_moves_the_image_by_epsilon_and_raises_the_loss(toy, dims):
         finite = loss_at(x + h) - loss_at(x - h)
         agree += (finite > 0) == (float(step[i]) > 0)
     assert agree >= 19  # a float32 difference of one voxel may tie once; chance: 2e-5
+
+
+def test_score_reads_calibration_on_the_held_out_slices_along_the_axis(toy):
+    """A prediction made by hand (p = (s + 1) / 13 on slice s, class c scaled by c / K):
+    Brier and ECE recomputed slice by slice with numpy equal what ``score`` reports."""
+    image, truth = toy
+    model = _trained(toy)
+    k, axis = model.num_classes, model.config.axis
+    assert axis == 2 and not model.config.nested and k == int(truth.max())
+    prob = np.zeros((k, *truth.shape), np.float32)
+    for c in range(k):
+        for s in range(truth.shape[2]):
+            prob[c, :, :, s] = (s + 1) / 13 * (c + 1) / k
+    pred = Prediction((prob > 0.5).argmax(0).astype(np.uint8), prob)
+    got = compare_module.score(
+        model, image, truth, HOLDOUT, gammas=(0.0,), epsilons=(0.0,), surface=False,
+        prediction=pred,
+    )  # fmt: skip
+    p = np.stack([prob[c, :, :, s] for s in HOLDOUT for c in range(k)])
+    y = np.stack([(truth[:, :, s] == c + 1) for s in HOLDOUT for c in range(k)])
+    assert got["brier"] == pytest.approx(float(np.mean((p - y) ** 2)), rel=1e-6)
+    assert got["ece"] == pytest.approx(expected_calibration_error(p, y), rel=1e-6)
+    # a slice off along the axis would read other probabilities and other truth
+    off = np.stack([prob[c, :, :, s + 1] for s in HOLDOUT for c in range(k)])
+    assert got["brier"] != pytest.approx(float(np.mean((off - y) ** 2)), rel=1e-3)
 
 
 def test_ood_x_prime_is_a_per_slice_contrast_change_plus_noise():
