@@ -46,6 +46,7 @@ def test_normaliser_zscore_and_ct_window():
     vol = rng.normal(300, 50, (10, 10, 10))
     z = Normaliser("zscore")(vol)
     assert abs(z.mean()) < 1e-4 and abs(z.std() - 1) < 1e-4
+    np.testing.assert_allclose(z, (vol - vol.mean()) / vol.std(), rtol=1e-4, atol=1e-5)
     ct = np.array([-1000.0, 0.0, 40.0, 3000.0])
     clipped = Normaliser("ct", (40.0, 400.0))(ct)
     # -1000 and 0 clip to -160 and stay apart; 3000 clips to 240: the order survives
