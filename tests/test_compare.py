@@ -211,6 +211,9 @@ def test_hd95_is_monai_with_the_spacing():
     pred[0, 6:12, 5:10] = 1  # two rows further, rows 2 mm apart: 4 mm
     means, counts = compare_module.hd95(pred, truth, 1, (2.0, 1.0))
     assert counts == [1] and means[0] == pytest.approx(4.0)  # slice 1: nothing predicted
+    pred[1, 5:10, 5:10] = 1  # slice 1 now exact (0 mm): the mean over both slices is 2 mm
+    means, counts = compare_module.hd95(pred, truth, 1, (2.0, 1.0))
+    assert counts == [1 + 1] and means[0] == pytest.approx(2.0)
 
 
 def _nifti(path, array):
