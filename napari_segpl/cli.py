@@ -300,6 +300,7 @@ def _train(args: argparse.Namespace) -> int:
         bar = tqdm(total=trainer.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
     say = bar.write if bar is not None else print
     finished = verdict = check = heldout = None
+    unsaved: OSError | None = None
     post: dict[str, str] = {}
     with Interrupt(trainer) as interrupt:  # held until the model is saved
         for event in trainer.run():
@@ -346,13 +347,19 @@ def _train(args: argparse.Namespace) -> int:
         trained = getattr(trainer, "trainer", trainer)  # the safeguard's run, or the run
         if finished is not None and (learnt := learnt_threshold(trained.model, trained.data)):
             print(learnt.line())
-        print(f"model       -> {trainer.model.save(args.model)}")
+        try:
+            print(f"model       -> {trainer.model.save(args.model)}")
+        except OSError as exc:  # the masks are still written: the run is not lost
+            unsaved = exc
+            print(f"segpl train: error: {exc}; writing the masks asked for", file=sys.stderr)
     args.axis_predict = None
     model, reuse = trainer.model, getattr(trainer, "kept_labels", None)
     del trainer, data, extra, labels, train_labels  # the training copies (525 MB on a big CT)
     if line := uncertainty_for_kept(args, model, config.method):
         print(line, file=sys.stderr)  # the safeguard kept another method: another kind
     write_outputs(args, model, image, reuse)  # a mask alone: the check's labels
+    if unsaved is not None:
+        return 2
     return 130 if interrupt.received else 0
 
 

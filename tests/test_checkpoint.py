@@ -161,3 +161,14 @@ def test_failed_save_keeps_the_old_model_and_no_temporary_file(tmp_path, monkeyp
         TrainedModel.new(SMALL, 1).save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_torch_writer_error_becomes_a_one_line_oserror(tmp_path, monkeypatch):
+    # torch.save's C++ writer raises RuntimeError (no access, a full disk), not OSError
+    def failing_save(obj, target):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="cannot write the model file .*file write failed"):
+        TrainedModel.new(SMALL, 1).save(tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []

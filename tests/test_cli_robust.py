@@ -198,3 +198,21 @@ def test_predict_never_writes_over_its_input(case, tmp_path, capsys):
     assert cli.main(["predict", str(path), str(img), "--mask", str(img)]) == 2
     assert "input image" in capsys.readouterr().err
     assert img.read_bytes() == before
+
+
+def test_a_model_that_cannot_be_saved_still_gets_its_mask_written(case, tmp_path, monkeypatch,
+                                                                   capsys):  # fmt: skip
+    img, lab = case
+    model, mask = tmp_path / "m.pt", tmp_path / "mask.nii.gz"
+
+    def full_disk(self, path):
+        raise OSError(f"{path}: cannot write the model file (no space left on device)")
+
+    monkeypatch.setattr(TrainedModel, "save", full_disk)
+    args = ["train", str(img), str(lab), "--model", str(model), "--mask", str(mask)]
+    code = cli.main([*args, "--steps", "2", "--quiet", "--no-safeguard", *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "no space left on device" in err and "writing the masks" in err
+    assert not model.exists()
+    written = read_volume(mask)
+    assert written.array.shape == SHAPE and set(np.unique(written.array)) <= {0, 1}

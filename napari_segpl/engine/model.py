@@ -120,7 +120,14 @@ class TrainedModel:
             "steps_done": self.steps_done,
             "state": state,
         }
-        return write_atomically(path, lambda tmp: torch.save(payload, tmp))
+
+        def write(tmp: Path) -> None:
+            try:
+                torch.save(payload, tmp)
+            except RuntimeError as exc:  # torch's C++ writer: no such folder, no space, no access
+                raise OSError(f"{path}: cannot write the model file ({exc})") from None
+
+        return write_atomically(path, write)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainedModel:
