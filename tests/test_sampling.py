@@ -91,6 +91,18 @@ def test_background_only_and_foreground_only_are_errors():
         prepare_data(image, full, cfg)
 
 
+def test_a_mask_saved_as_0_and_255_is_refused_before_anything_is_built():
+    image, labels, cfg = _data()
+    binary = np.where(labels > 0, 255, 0).astype(np.uint8)
+    with pytest.raises(DataError, match=r"classes \[255\] but no others up to 255.*0 and 1"):
+        prepare_data(image, binary, cfg)
+    with pytest.raises(DataError, match="at most 255"):
+        prepare_data(image, np.where(labels > 0, 300, 0).astype(np.int16), cfg)
+    # a class left out of a short numbering is still a numbering (1 and 3 of 3)
+    gap = np.where(labels == 2, 3, labels)
+    assert prepare_data(image, gap, cfg).num_classes == 3
+
+
 def test_classes_and_unlabelled_pool():
     image, labels, cfg = _data(axis=2)
     data = prepare_data(image, labels, cfg)

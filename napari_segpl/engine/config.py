@@ -134,6 +134,9 @@ def one_thin_slice_note(config: TrainConfig, uses_unlabelled: bool) -> str:
     return f"one thin slice: {' and '.join(parts)}"
 
 
+#: The most classes a network (and a labels file) may have: one byte of labels.
+MAX_CLASSES = 255
+
 #: The segmentation losses (see ``losses.segmentation_loss``), for validation and front ends.
 LOSSES = ("dice", "dice+bce", "bce")
 

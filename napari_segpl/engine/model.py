@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..atomic import write_atomically
-from .config import ConfigError, TrainConfig
+from .config import MAX_CLASSES, ConfigError, TrainConfig
 from .methods import METHODS, Method, get_method
 
 FORMAT = "napari-segpl/1"
@@ -26,7 +26,7 @@ FORMAT = "napari-segpl/1"
 #: Upper bounds on what a network may be asked to be, checked before one is built (when
 #: training and when loading). Headroom over the presets (16 or 8 channels, depth 4, patch
 #: 176, a few classes) and over the dock's fields (channels up to 128, patch up to 1024).
-LIMITS = {"base_channels": 128, "depth": 6, "patch": 1024, "num_classes": 255}
+LIMITS = {"base_channels": 128, "depth": 6, "patch": 1024, "num_classes": MAX_CLASSES}
 #: The deepest encoder's width, base_channels * 2**depth (the presets: 256 at most).
 MAX_WIDTH = 2048
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import MAX_CLASSES, TrainConfig
 
 
 class DataError(ValueError):
@@ -224,6 +224,16 @@ def prepare_data(
     num_classes = config.num_classes or int(seen.max())
     if seen.max() > num_classes:
         raise DataError(f"labels hold class {int(seen.max())} but num_classes is {num_classes}")
+    if num_classes > MAX_CLASSES:
+        raise DataError(f"labels hold class {num_classes}; at most {MAX_CLASSES} are supported")
+    present = [int(c) for c in seen if c]
+    if not config.num_classes and 2 * len(present) < num_classes:
+        # one network channel per number up to the largest: most would never see a label
+        raise DataError(
+            f"the labelled slices hold classes {present[:5]}{' ...' if len(present) > 5 else ''}"
+            f" but no others up to {num_classes}: number the classes 1 to {len(present)} (a "
+            "mask saved as 0 and 255 should hold 0 and 1)"
+        )
     normalise = Normaliser.from_config(config)
     extra = []
     for i, vol in enumerate(unlabelled):
