@@ -173,6 +173,15 @@ def test_monte_carlo_needs_a_learnt_threshold(toy_volume):
         predict_volume(model, image, mc_samples=3)
 
 
+def test_nan_voxels_are_refused_not_predicted_as_an_empty_mask(vi_model):
+    model, image = vi_model
+    image = image.astype(np.float32)  # a copy
+    image[3, 4, 2] = np.nan
+    image[5, 5, 5] = np.inf
+    with pytest.raises(ValueError, match="2 NaN or infinite voxels"):
+        predict_volume(model, image)
+
+
 def test_checkpoint_round_trip_loads_weights_only(vi_model, tmp_path, monkeypatch):
     model, image = vi_model
     path = model.save(tmp_path / "sub" / "model.pt")

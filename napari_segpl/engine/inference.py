@@ -131,6 +131,10 @@ def predict_volume(
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be 3D, got shape {image.shape}")
+    if image.dtype.kind in "fc":  # slice by slice: no volume-sized mask on a big scan
+        bad = sum(int((~np.isfinite(s)).sum()) for s in image)
+        if bad:  # they would make every probability NaN: an empty mask, without a word
+            raise ValueError(f"the image holds {bad} NaN or infinite voxels")
     if cut not in CUTS:
         raise ValueError(f"cut must be one of {', '.join(CUTS)}, got {cut!r}")
     for asked, what in ((mc_samples, "Monte-Carlo uncertainty"), (cut == "mu", "cut='mu'")):
