@@ -89,3 +89,26 @@ def test_a_second_dock_leaves_the_first_docks_layers_alone(make_napari_viewer):
     assert second.layers.get(PREDICTION) is theirs and first.layers.get(PREDICTION) is mine
     again = first.layers.ensure(PREDICTION, image)  # its own layer: reused and cleared
     assert again is mine and not mine.data.any()
+
+
+def test_a_duplicate_of_a_result_and_a_result_trained_on_are_the_users(make_napari_viewer):
+    """napari's Duplicate copies the metadata that marks a result layer; the copy is still the
+    user's. And a result layer the user chose as the labels to train on (their corrections of
+    the pseudo labels) is theirs from then on: the dock makes a new one."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    image = viewer.layers["lungs_ct"]
+    pred = dock.layers.ensure(PREDICTION, image)
+    copy = viewer.add_labels(np.full(SHAPE, 2, np.uint8), metadata=dict(pred.metadata))
+    assert role_of(copy, dock.state.owner) == PREDICTION  # marked alike, as Duplicate does
+    assert dock.layers.get(PREDICTION) is pred and not dock.layers.is_own(copy)
+    again = dock.layers.ensure(PREDICTION, image)
+    assert again is pred and (copy.data == 2).all() and copy.name != PREDICTION
+    pseudo = dock.layers.ensure(PSEUDO, image)
+    pseudo.data[5, 5, 5] = 1  # the user corrects it, and trains on it
+    dock.state.labels = pseudo
+    fresh = dock.layers.ensure(PSEUDO, image)
+    assert fresh is not pseudo and pseudo in viewer.layers and pseudo.data[5, 5, 5] == 1
+    assert role_of(pseudo, dock.state.owner) is None and dock.layers.get(PSEUDO) is fresh
+    dock.shutdown()

@@ -52,7 +52,7 @@ class SegPLDock(QWidget):
         self.viewer = napari_viewer
         self.state = DockState(napari_viewer)
         self.view = ViewFollower(self.state)
-        self.layers = ResultLayers(napari_viewer, self.state.owner)
+        self.layers = ResultLayers(napari_viewer, self.state.owner, lambda: self.state.labels)
         self.method = MethodPanel(self.state)
         self.params = self.method.form
         self.runner = Runner(

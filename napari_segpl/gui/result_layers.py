@@ -1,11 +1,15 @@
 """The layers the dock makes (pseudo labels, prediction, probability, uncertainty, the mask of
-a run still training), and only
-those: each is marked in its metadata with its role and this dock's id, and a user's layer is
-never modified or removed, whatever its name. A name already taken gets napari's next free
-name ("prediction [1]")."""
+a run still training), and only those: each is marked in its metadata with its role and this
+dock's id, and a user's layer is never modified or removed, whatever its name. The dock also
+remembers which layer objects it made, since napari's Duplicate copies the metadata: a copy is
+the user's. A layer the user trains on (``in_use``, their own pseudo-label layer corrected
+by hand) becomes theirs too, and the dock makes a new one. A name already taken gets napari's
+next free name ("prediction [1]")."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,15 +49,26 @@ def role_of(layer: Layer, owner: str) -> str | None:
 class ResultLayers:
     """Finds, makes and resets the dock's own result layers in one viewer."""
 
-    def __init__(self, viewer: napari.Viewer, owner: str) -> None:
+    def __init__(
+        self, viewer: napari.Viewer, owner: str, in_use: Callable[[], Layer | None] | None = None
+    ) -> None:
         self.viewer, self.owner = viewer, owner
+        self._in_use = in_use or (lambda: None)
+        self._made: dict[str, weakref.ReferenceType] = {}
 
     def get(self, role: str) -> Layer | None:
-        """The dock's layer for ``role`` that is still in the viewer (the newest one)."""
-        for layer in reversed(list(self.viewer.layers)):
-            if role_of(layer, self.owner) == role:
-                return layer
-        return None
+        """The layer this dock made for ``role``, while it is in the viewer and still marked."""
+        ref = self._made.get(role)
+        layer = ref() if ref is not None else None
+        if layer is None or role_of(layer, self.owner) != role:
+            return None
+        return layer if any(other is layer for other in self.viewer.layers) else None
+
+    def release(self, layer: Layer) -> None:
+        """``layer`` is no longer the dock's: unmarked and forgotten, its data kept."""
+        layer.metadata.pop(ROLE_KEY, None)
+        layer.metadata.pop(OWNER_KEY, None)
+        self._made = {r: ref for r, ref in self._made.items() if ref() is not layer}
 
     def ensure(
         self, role: str, like: Layer, data: np.ndarray | None = None, **kwargs: object
@@ -68,22 +83,27 @@ class ResultLayers:
         shape = like.data.shape
         name = str(kwargs.pop("name", role))
         layer = self.get(role)
+        if layer is not None and layer is self._in_use():  # the user trains on it: theirs now
+            self.release(layer)
+            layer = None
         if layer is not None and layer.data.shape == shape:
             layer.data = np.zeros(shape, layer.data.dtype) if data is None else data
             if layer.name != name and not layer.name.startswith(f"{name} ["):
                 layer.name = name  # napari adds " [1]" when another layer has the name
             return layer
         if layer is not None:
-            layer.metadata.pop(ROLE_KEY, None)
-            layer.metadata.pop(OWNER_KEY, None)
+            self.release(layer)
         geometry = same_grid_kwargs(like, name)
         metadata = dict(geometry.pop("metadata", None) or {})
         metadata.update({ROLE_KEY: role, OWNER_KEY: self.owner})
         if kind == "labels":
             initial = np.zeros(shape, np.uint8) if data is None else data
-            return self.viewer.add_labels(initial, metadata=metadata, **geometry, **kwargs)
-        initial = np.zeros(shape, np.float32) if data is None else data
-        return self.viewer.add_image(initial, metadata=metadata, **geometry, **kwargs)
+            made = self.viewer.add_labels(initial, metadata=metadata, **geometry, **kwargs)
+        else:
+            initial = np.zeros(shape, np.float32) if data is None else data
+            made = self.viewer.add_image(initial, metadata=metadata, **geometry, **kwargs)
+        self._made[role] = weakref.ref(made)
+        return made
 
     def is_own(self, layer: Layer | None) -> bool:
-        return layer is not None and role_of(layer, self.owner) is not None
+        return layer is not None and any(ref() is layer for ref in self._made.values())
