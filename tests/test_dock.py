@@ -188,6 +188,34 @@ def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
     assert not dock.is_training
 
 
+def test_removing_the_dock_mid_run_stops_the_run(make_napari_viewer, qtbot):
+    """napari's remove_dock_widget (the dock's own close button) sends no close event: the
+    run must stop anyway rather than go on with no Stop button left."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    dock.params.steps.value = 10_000
+    dock.params.patch.value = 64
+    dock.params.channels.value = 4
+    assert dock.start_training()
+    control = dock.runner.control
+    qtbot.waitUntil(lambda: dock.training.progress.value() >= 1, timeout=60_000)
+    viewer.window.remove_dock_widget(dock)
+    assert control.done.is_set() and not dock.is_training
+
+
+def test_a_shown_dock_watches_its_window_before_any_worker_starts(make_napari_viewer, qtbot):
+    """So that a Predict or a Compare started from their own panels stops when the window
+    closes, not only a training started by the dock."""
+    viewer = make_napari_viewer(show=True)
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    qtbot.waitUntil(dock.isVisible, timeout=10_000)
+    assert dock.window() is viewer.window._qt_window and dock.window() in dock._watched
+    dock.shutdown()
+
+
 def test_closing_during_a_prediction_stops_it(dock, qtbot, monkeypatch, errors):
     """A whole-volume pass (the pseudo-label fill after training, or Predict) still running
     when the window closes used to outlive the dock and abort the process."""

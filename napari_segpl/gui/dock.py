@@ -19,6 +19,7 @@ baseline's options, a comparison) is one new file and one line in ``SegPLDock.__
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QEvent, QObject, Qt
@@ -67,7 +68,7 @@ class SegPLDock(QWidget):
         self.training = TrainingPanel(self.state, self.start_training, self.runner.stop_training)
         self.plots = PlotsPanel(self.state)
         self.training.layout().addWidget(self.plots)
-        self._watching_window = False
+        self._watched: weakref.WeakSet[QObject] = weakref.WeakSet()
         self.compare = ComparePanel(self.state, self.params.config, self.data)
 
         inner = QWidget()
@@ -118,12 +119,25 @@ class SegPLDock(QWidget):
 
     # --------------------------------------------------------------- closing
     def _watch_window(self) -> None:
-        """Catch the main window's close to stop training first. No reference to the window
-        is kept: holding it would keep napari's whole QtViewer alive after the viewer closes."""
+        """Catch the close of the window the dock is in (napari's, or the dock floating on its
+        own) to stop every worker first: watched from when the dock is shown, so a Predict or
+        a Compare started from their panels is covered too. Only weak references are kept:
+        holding the window would keep napari's whole QtViewer alive after the viewer closes."""
         window = self.window()
-        if window is not None and window is not self and not self._watching_window:
+        if window is not None and window is not self and window not in self._watched:
             window.installEventFilter(self)
-            self._watching_window = True
+            self._watched.add(window)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self._watch_window()
+        super().showEvent(event)
+
+    def event(self, event: QEvent) -> bool:
+        # napari's remove_dock_widget (the dock's own close button too) takes the dock out of
+        # its window with setParent(None) and no close event: the workers must stop then
+        if event.type() == QEvent.ParentChange and self.parent() is None and len(self._watched):
+            self.shutdown()
+        return super().event(event)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
         if event.type() == QEvent.Close and obj.isWidgetType() and obj.isWindow():
