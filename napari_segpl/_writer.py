@@ -25,6 +25,18 @@ class SegplWriteError(RuntimeError):
     ValueError from a writer as "no writer found" and would hide the reason."""
 
 
+def _viewer_layers() -> list[Any]:
+    """The layers of napari's current viewer (none without one): a layer napari's own New
+    labels made has no grid of its own, the image it overlays has."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 (no napari, no Qt: a headless writer call)
+        return []
+    return list(viewer.layers) if viewer is not None else []
+
+
 def _grid(data: Any, meta: dict[str, Any], name: str) -> Volume:
     """The layer's data on its source grid (from the layer state napari hands writers)."""
     try:
@@ -37,6 +49,7 @@ def _grid(data: Any, meta: dict[str, Any], name: str) -> Volume:
             rotate=meta.get("rotate"),
             shear=meta.get("shear"),
             affine=meta.get("affine"),
+            others=_viewer_layers(),
         )
     except VolumeError as exc:
         raise SegplWriteError(str(exc)) from exc

@@ -27,11 +27,13 @@ can share this module.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .orientation import axis_directions, radiological_view
 from .volume import NIFTI_EXTENSIONS, Volume, VolumeError, write_nifti
 
 __all__ = [
@@ -53,9 +55,6 @@ __all__ = [
 GRID_KEY = "segpl_grid"
 HEADER_KEY = "segpl_header"
 DEFAULT_SUFFIX = ".nii.gz"
-#: RAS+ letters of each world axis, and the letters of the opposite directions.
-_POSITIVE = "RAS"
-_NEGATIVE = "LPI"
 
 
 def grid_metadata(volume: Volume) -> dict[str, Any]:
@@ -70,17 +69,6 @@ def grid_metadata(volume: Volume) -> dict[str, Any]:
     }
 
 
-def _axis_directions(affine: Any) -> tuple[list[int], list[float]] | None:
-    """For each array axis, the RAS axis it runs nearest to and whether it runs towards
-    R/A/S (+1) or L/P/I (-1); None when two array axes run nearest the same RAS axis."""
-    linear = np.asarray(affine, dtype=float)[:3, :3]
-    nearest = [int(np.argmax(np.abs(linear[:, d]))) for d in range(3)]
-    if len(set(nearest)) != 3:
-        return None
-    signs = [1.0 if linear[nearest[d], d] > 0 else -1.0 for d in range(3)]
-    return nearest, signs
-
-
 def world_placement(affine: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """napari ``scale`` and ``translate`` that put a grid's voxels at their RAS position.
 
@@ -90,7 +78,7 @@ def world_placement(affine: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     grids (flipped or not); the nearest axis-aligned grid for oblique ones."""
     affine = np.asarray(affine, dtype=float)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    directions = _axis_directions(affine)
+    directions = axis_directions(affine)
     if directions is None:  # degenerate: unsigned spacing, world axes = array axes
         return tuple(float(s) for s in spacing), tuple(float(t) for t in affine[:3, 3])
     nearest, signs = directions
@@ -176,6 +164,28 @@ def _layer_affine(
     return outer @ inner
 
 
+def _overlaid(shape: tuple[int, ...], matrix: np.ndarray, others: Iterable[Any]) -> Any:
+    """The first layer of ``others`` with a recorded grid whose voxels coincide with a layer
+    of ``shape`` placed by ``matrix`` (same shape, same napari transform), or None."""
+    for other in others:
+        data = getattr(other, "data", None)
+        if data is None or np.shape(data) != shape:
+            continue
+        if _stored_grid(getattr(other, "metadata", None), shape) is None:
+            continue
+        try:
+            theirs = _layer_affine(
+                getattr(other, "scale", None), getattr(other, "translate", None),
+                _layer_name(other), getattr(other, "rotate", None),
+                getattr(other, "shear", None), getattr(other, "affine", None),
+            )  # fmt: skip
+        except VolumeError:
+            continue
+        if np.allclose(theirs, matrix, rtol=0, atol=1e-6):
+            return other
+    return None
+
+
 def grid_from_parts(
     data: Any,
     metadata: Any,
@@ -186,6 +196,7 @@ def grid_from_parts(
     rotate: Any = None,
     shear: Any = None,
     affine: Any = None,
+    others: Iterable[Any] = (),
 ) -> Volume:
     """:func:`grid_of` from a layer's parts, for npe2 writers that get ``(data, meta)``
     (pass ``meta``'s rotate, shear and affine too, so a layer placed with them exports
@@ -204,12 +215,18 @@ def grid_from_parts(
     matrix = _layer_affine(scale, translate, name, rotate, shear, affine)
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
         raise VolumeError(f"{name}: the layer's transform is singular; cannot place it on a grid")
+    # napari's own New labels copies an image's transform but not its metadata: over an
+    # oblique or permuted scan the transform is not the scan's grid, the image's record is
+    image = _overlaid(array.shape, matrix, others)
+    if image is not None:
+        return Volume(array, grid_of(image).affine, None, image.metadata.get(HEADER_KEY))
     return Volume(array, matrix)
 
 
-def grid_of(layer: Any) -> Volume:
+def grid_of(layer: Any, others: Iterable[Any] = ()) -> Volume:
     """The layer's data on its grid: the recorded source grid when it still fits the data,
-    else the grid napari's transform of the layer gives (voxel -> world, read as RAS)."""
+    else that of a layer in ``others`` it overlays voxel for voxel (an image the plugin
+    opened), else the grid napari's transform of the layer gives (voxel -> world, as RAS)."""
     return grid_from_parts(
         layer.data,
         getattr(layer, "metadata", None),
@@ -219,51 +236,8 @@ def grid_of(layer: Any) -> Volume:
         rotate=getattr(layer, "rotate", None),
         shear=getattr(layer, "shear", None),
         affine=getattr(layer, "affine", None),
+        others=[o for o in others if o is not layer],
     )
-
-
-#: Radiological convention, per slicing direction: which anatomical direction the screen's
-#: vertical axis shows going up, and which its horizontal axis shows going right (axial and
-#: coronal: the patient's left on the screen's right; sagittal: posterior on the right).
-_SCREEN = {
-    "axial": {"up": "A", "right": "L"},
-    "coronal": {"up": "S", "right": "L"},
-    "sagittal": {"up": "S", "right": "P"},
-}
-_PLANE = {0: "sagittal", 1: "coronal", 2: "axial"}  # by the RAS axis the slices run along
-
-
-def radiological_view(
-    affine: Any, axis: int, scale: Any = None
-) -> tuple[tuple[int, int, int], tuple[str, str]] | None:
-    """How to show slices along array ``axis`` as a radiologist reads them: napari's
-    ``dims.order`` (the sliced axis first, then the screen's vertical axis, then its
-    horizontal one) and ``camera.orientation2d`` (whether each world axis runs up or down,
-    left or right on screen).
-
-    ``scale`` is the layer's napari scale, whose signs say which way each world axis runs;
-    by default the placement :func:`layer_kwargs` gives (every world axis growing towards
-    R, A or S, so axial slices show ``("up", "left")``). None when two array axes of the grid
-    run nearest the same anatomical axis."""
-    directions = _axis_directions(affine)
-    if directions is None:
-        return None
-    nearest, signs = directions
-    # Which way each world axis runs: R, A or S for layer_kwargs' placement; else the array
-    # axis's own direction, reversed where the layer's scale is negative.
-    runs = [1.0] * 3 if scale is None else [signs[d] * float(scale[d]) for d in range(3)]
-    world = [(_POSITIVE if runs[d] > 0 else _NEGATIVE)[nearest[d]] for d in range(3)]
-    screen = _SCREEN[_PLANE[nearest[axis]]]
-    others = [a for a in range(3) if a != axis]
-    vertical = next(a for a in others if screen["up"] in _letters(nearest[a]))
-    horizontal = next(a for a in others if a != vertical)
-    up = "up" if world[vertical] == screen["up"] else "down"
-    right = "right" if world[horizontal] == screen["right"] else "left"
-    return (axis, vertical, horizontal), (up, right)
-
-
-def _letters(ras_axis: int) -> str:
-    return _POSITIVE[ras_axis] + _NEGATIVE[ras_axis]
 
 
 def _extra_transforms(layer: Any) -> dict[str, Any]:
@@ -360,9 +334,11 @@ def write_on_grid(grid: Volume, path: str | Path, *, labels: bool) -> Path:
     return write_nifti(array, grid, path, dtype=np.float32)
 
 
-def export_layer(layer: Any, path: str | Path, overwrite: bool = False, like: Any = None) -> Path:
-    """Write the layer to NIfTI on its source grid, or on layer `like`'s grid (moved there by
-    RAS position, see :func:`on_grid`); returns the path written.
+def export_layer(
+    layer: Any, path: str | Path, overwrite: bool = False, like: Any = None, others: Any = ()
+) -> Path:
+    """Write the layer to NIfTI on its source grid (see :func:`grid_of` for ``others``), or on
+    layer `like`'s grid (moved there by RAS position, see :func:`on_grid`); returns the path.
 
     A path without a suffix gets ``.nii.gz``. Existing files are kept unless `overwrite`,
     so a click cannot silently replace someone's segmentation.
@@ -370,7 +346,7 @@ def export_layer(layer: Any, path: str | Path, overwrite: bool = False, like: An
     out = _nifti_path(path)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or allow overwrite")
-    grid = grid_of(layer)
+    grid = grid_of(layer, others)
     if like is not None:
-        grid = on_grid(grid, grid_of(like))
+        grid = on_grid(grid, grid_of(like, others))
     return write_on_grid(grid, out, labels=is_labels_layer(layer))

@@ -286,3 +286,41 @@ def test_dicom_series_overlays_the_nifti_and_is_named(phantom_files, tmp_path: P
     np.testing.assert_allclose(
         dicom.data_to_world(_marked_index(dicom)), nifti.data_to_world(MARK), atol=0.01
     )
+
+
+def _permuted_and_oblique() -> list[np.ndarray]:
+    permuted = np.zeros((4, 4))
+    permuted[1, 0], permuted[2, 1], permuted[0, 2] = -0.5, 1.2, -3.0  # i -> P, j -> S, k -> L
+    permuted[:, 3] = [40.0, 25.0, -60.0, 1.0]
+    oblique = np.eye(4)
+    oblique[:3, :3] = _rotation(20.0, -12.0) @ np.diag(SPACING)
+    oblique[:3, 3] = [-41.5, 17.25, -63.0]
+    return [permuted, oblique]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["permuted", "oblique"])
+def test_a_plain_labels_layer_over_an_image_exports_on_the_images_grid(which, tmp_path, qtbot):
+    """napari's own New labels copies the image's scale and translate but not its metadata:
+    over a permuted or oblique scan that transform is not the scan's grid. The dock's export
+    and File > Save Layer borrow the grid of the image the layer overlays voxel for voxel."""
+    import napari
+
+    affine = _permuted_and_oblique()[which]
+    volume = Volume(_phantom(), affine)
+    image = Image(volume.array, **layer_kwargs(volume, "scan"))
+    plain = Labels(np.ones(SHAPE, np.uint8), scale=image.scale, translate=image.translate)
+    assert GRID_KEY not in plain.metadata
+    alone = export_layer(plain, tmp_path / "alone")  # no image to go by: napari's transform
+    assert not np.allclose(nib.load(alone).affine, affine, atol=1e-3)
+    out = export_layer(plain, tmp_path / "m", others=[image])
+    np.testing.assert_allclose(nib.load(out).affine, affine, atol=1e-5)
+    moved = Labels(plain.data, scale=image.scale, translate=np.add(image.translate, 1.0))
+    assert not np.allclose(grid_of(moved, [image]).affine, affine, atol=1e-3)  # not overlaid
+    viewer = napari.Viewer(show=False)
+    try:
+        viewer.add_layer(image)
+        viewer.add_layer(plain)
+        saved = _writer.write_labels(str(tmp_path / "w.nii.gz"), plain.data, plain._get_state())
+        np.testing.assert_allclose(nib.load(saved[0]).affine, affine, atol=1e-5)
+    finally:
+        viewer.close()

@@ -239,7 +239,8 @@ class ResultsPanel(QGroupBox):
                 return None
             overwrite = True
         try:
-            out = export_layer(layer, path, overwrite=overwrite)
+            image = self.state.image  # a layer from napari's own New labels has no grid
+            out = export_layer(layer, path, overwrite=overwrite, others=[image] if image else [])
         except (OSError, ValueError) as exc:
             notify.error(f"Export failed: {exc}")
             return None
