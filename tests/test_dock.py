@@ -172,7 +172,8 @@ def test_error_in_worker_is_reported_and_dock_stays_usable(dock, qtbot, errors):
     np.testing.assert_array_equal(viewer.layers["lungs_ct labels"].data, before)
 
 
-def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
+def _docked_long_run(make_napari_viewer, qtbot):
+    """A viewer with the dock in its window, training a run far too long to end by itself."""
     viewer = make_napari_viewer()
     viewer.open_sample("napari-segpl", "lungs_ct")
     dock = SegPLDock(viewer)
@@ -181,8 +182,12 @@ def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
     dock.params.patch.value = 64
     dock.params.channels.value = 4
     assert dock.start_training()
-    control = dock.runner.control
     qtbot.waitUntil(lambda: dock.training.progress.value() >= 1, timeout=60_000)
+    return viewer, dock, dock.runner.control
+
+
+def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
+    viewer, dock, control = _docked_long_run(make_napari_viewer, qtbot)
     viewer.close()
     assert control.done.is_set()  # the worker ended before close returned
     assert not dock.is_training
@@ -191,16 +196,7 @@ def test_closing_the_viewer_mid_run(make_napari_viewer, qtbot):
 def test_removing_the_dock_mid_run_stops_the_run(make_napari_viewer, qtbot):
     """napari's remove_dock_widget (the dock's own close button) sends no close event: the
     run must stop anyway rather than go on with no Stop button left."""
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-segpl", "lungs_ct")
-    dock = SegPLDock(viewer)
-    viewer.window.add_dock_widget(dock)
-    dock.params.steps.value = 10_000
-    dock.params.patch.value = 64
-    dock.params.channels.value = 4
-    assert dock.start_training()
-    control = dock.runner.control
-    qtbot.waitUntil(lambda: dock.training.progress.value() >= 1, timeout=60_000)
+    viewer, dock, control = _docked_long_run(make_napari_viewer, qtbot)
     viewer.window.remove_dock_widget(dock)
     assert control.done.is_set() and not dock.is_training
 
