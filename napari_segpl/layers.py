@@ -164,14 +164,15 @@ def _layer_affine(
     return outer @ inner
 
 
-def _overlaid(shape: tuple[int, ...], matrix: np.ndarray, others: Iterable[Any]) -> Any:
-    """The first layer of ``others`` with a recorded grid whose voxels coincide with a layer
-    of ``shape`` placed by ``matrix`` (same shape, same napari transform), or None."""
+def _overlaid(
+    shape: tuple[int, ...], matrix: np.ndarray, others: Iterable[Any]
+) -> tuple[dict[str, Any], Any] | None:
+    """(recorded grid, header) of the first layer of ``others`` whose voxels coincide with a
+    layer of ``shape`` placed by ``matrix`` (same shape, same napari transform), or None."""
     for other in others:
-        data = getattr(other, "data", None)
-        if data is None or np.shape(data) != shape:
-            continue
-        if _stored_grid(getattr(other, "metadata", None), shape) is None:
+        data, metadata = getattr(other, "data", None), getattr(other, "metadata", None)
+        grid = None if data is None or np.shape(data) != shape else _stored_grid(metadata, shape)
+        if grid is None:
             continue
         try:
             theirs = _layer_affine(
@@ -182,7 +183,7 @@ def _overlaid(shape: tuple[int, ...], matrix: np.ndarray, others: Iterable[Any])
         except VolumeError:
             continue
         if np.allclose(theirs, matrix, rtol=0, atol=1e-6):
-            return other
+            return grid, metadata.get(HEADER_KEY)
     return None
 
 
@@ -217,9 +218,10 @@ def grid_from_parts(
         raise VolumeError(f"{name}: the layer's transform is singular; cannot place it on a grid")
     # napari's own New labels copies an image's transform but not its metadata: over an
     # oblique or permuted scan the transform is not the scan's grid, the image's record is
-    image = _overlaid(array.shape, matrix, others)
-    if image is not None:
-        return Volume(array, grid_of(image).affine, None, image.metadata.get(HEADER_KEY))
+    borrowed = _overlaid(array.shape, matrix, others)
+    if borrowed is not None:  # the image's grid and header (its source file is the image's)
+        grid, header = borrowed
+        return Volume(array, np.asarray(grid["affine"], dtype=float), None, header)
     return Volume(array, matrix)
 
 

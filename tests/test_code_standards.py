@@ -26,6 +26,9 @@ def test_no_engine_module_pulls_in_a_gui():
 
 def test_no_module_of_the_package_is_over_400_lines():
     package = Path(__file__).resolve().parents[1] / "napari_segpl"
-    sizes = {p.relative_to(package): len(p.read_text().splitlines()) for p in package.rglob("*.py")}
+    sizes = {
+        p.relative_to(package): len(p.read_text(encoding="utf-8").splitlines())
+        for p in package.rglob("*.py")
+    }
     assert len(sizes) > 40
     assert {name: n for name, n in sizes.items() if n > 400} == {}

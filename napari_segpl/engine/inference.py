@@ -22,7 +22,7 @@ from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Normaliser, pad_in_plane, stack_indices
+from .sampling import Normaliser, non_finite, pad_in_plane, stack_indices
 from .uncertainty import TTATransform, tta_transforms
 
 if TYPE_CHECKING:
@@ -131,10 +131,8 @@ def predict_volume(
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be 3D, got shape {image.shape}")
-    if image.dtype.kind in "fc":  # slice by slice: no volume-sized mask on a big scan
-        bad = sum(int((~np.isfinite(s)).sum()) for s in image)
-        if bad:  # they would make every probability NaN: an empty mask, without a word
-            raise ValueError(f"the image holds {bad} NaN or infinite voxels")
+    if bad := non_finite(image):  # every probability would be NaN: an empty mask, no word
+        raise ValueError(f"the image holds {bad} NaN or infinite voxels")
     if cut not in CUTS:
         raise ValueError(f"cut must be one of {', '.join(CUTS)}, got {cut!r}")
     for asked, what in ((mc_samples, "Monte-Carlo uncertainty"), (cut == "mu", "cut='mu'")):

@@ -180,11 +180,18 @@ class TrainingData:
         return self.image if index == 0 else self.unlabelled_volumes[index - 1]
 
 
+def non_finite(volume: np.ndarray) -> int:
+    """How many voxels are NaN or infinite (integers never are), counted slice by slice so
+    that no volume-sized mask is made on a big scan."""
+    if volume.dtype.kind not in "fc":
+        return 0
+    return sum(int((~np.isfinite(s)).sum()) for s in volume)
+
+
 def _check_image(name: str, volume: np.ndarray) -> None:
     if volume.ndim != 3:
         raise DataError(f"{name} must be 3D, got shape {volume.shape}")
-    if volume.dtype.kind in "fc" and not np.isfinite(volume).all():  # (integers are)
-        count = int((~np.isfinite(volume)).sum())
+    if count := non_finite(volume):
         raise DataError(f"{name} holds {count} NaN or infinite voxels")
 
 
