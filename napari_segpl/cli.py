@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ema": "EMA of the weights: makes pseudo labels, becomes the model (decay, {})",
         "perturb": "intensity change of the unlabelled images the network trains on ({})",
         "warp": "random affine map of the unlabelled images the network trains on ({})",
-        "affine": "random affine map of the labelled slices, every method ({})",
+        "affine": "random affine map of the labelled slices, every method (ct 0, else {})",
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
         "mix": "probability of a CutMix box from another unlabelled image (mri 0.5, else {})",
         "intensity": "weight of the painted slices' intensities in the E-step (mri 2, else {})",

@@ -200,3 +200,18 @@ def test_one_thin_slice_recipe_needs_dims_from_the_data():
     trainer = _small_trainer(cfg, [2])
     assert trainer.config == cfg  # nothing changed
     assert not trainer.one_thin_slice
+
+
+def test_cli_help_names_each_presets_own_lever_values():
+    """`segpl train --help` prints a lever's default; where the ct or mri preset sets another
+    value, the help must name it (it once said 0.2 for --affine, which ct sets to 0)."""
+    from napari_segpl.cli import build_parser
+    from napari_segpl.engine.config import PRESETS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help or "" for a in train._actions}
+    default = TrainConfig()
+    for preset in ("ct", "mri"):
+        for key, value in PRESETS[preset].items():
+            if key in helps and isinstance(value, float) and value != getattr(default, key):
+                assert f"{preset} {value:g}" in helps[key], (preset, key, helps[key])
