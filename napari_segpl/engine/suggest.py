@@ -19,9 +19,9 @@ Rules (``RULES``), each choosing among slices that are not labelled:
 - ``uncertainty``: the unlabelled slice with the highest score.
 - ``random``: uniformly among unlabelled slices (a seeded generator).
 
-``DEFAULT_RULE`` is ``gap-middle`` until the simulation of issue 25 (adding the suggested slice,
-retraining, IoU on the rest, against (a) and (b)) says which rule is best: published work found
-uncertainty picks no better than fixed spacing for slices.
+``DEFAULT_RULE`` is ``gap-middle``, fixed spacing: the simulation of issue 25 (add the suggested
+slice, retrain, score the rest; ``benchmarks/suggest_sim.py``) has not found a rule that beats it
+on every volume measured, and published work found uncertainty picks no better for slices.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 
 GAP, UNCERTAINTY, RANDOM = "gap-middle", "uncertainty", "random"
 RULES = (GAP, UNCERTAINTY, RANDOM)
-#: not measured yet (issue 25): fixed spacing, the published baseline
+#: fixed spacing, the published baseline; no simulated rule beat it on every volume
 DEFAULT_RULE = GAP
 #: voxels the predicted structure grows by, in-plane, before its uncertainty is averaged
 RADIUS = 3
