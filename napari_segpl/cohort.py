@@ -77,10 +77,15 @@ class CohortReport:
         return text + ("; --overwrite redoes present masks" if skipped else "")
 
 
-def find_volumes(patterns: Sequence[str | Path]) -> tuple[list[Path], list[Outcome]]:
+def find_volumes(
+    patterns: Sequence[str | Path], exclude: Path | None = None
+) -> tuple[list[Path], list[Outcome]]:
     """Each volume the arguments name, in order, once: a file, a DICOM folder, and inside other
     folders (recursively) and glob matches the NIfTI, MHA/MHD, NRRD files and DICOM folders.
-    Arguments that name nothing come back as failed outcomes, to be reported."""
+    A search skips hidden names (a killed write's ``.part`` file) and the ``exclude`` folder
+    (the masks of an earlier run, when ``--out`` lies among the inputs). Arguments that name
+    nothing come back as failed outcomes, to be reported."""
+    skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
     missing: list[Outcome] = []
     for text in map(str, patterns):
@@ -95,15 +100,22 @@ def find_volumes(patterns: Sequence[str | Path]) -> tuple[list[Path], list[Outco
         before = len(found)
         for match in matches:
             if match.is_dir():
-                found.extend(_volumes_in_folder(match))
-            elif named or is_supported(match):  # a file named outright is tried whatever it is
-                found.append(match)
+                found.extend(v for v in _volumes_in_folder(match) if not _skipped(v, skip))
+            elif named or (is_supported(match) and not _skipped(match, skip)):
+                found.append(match)  # a file named outright is tried whatever it is
         if len(found) == before:
             missing.append(Outcome(text, None, "failed", "no volume found there"))
     unique: dict[Path, Path] = {}
     for p in found:
         unique.setdefault(p.resolve(), p)
     return list(unique.values()), missing
+
+
+def _skipped(path: Path, skip: Path | None) -> bool:
+    """A search result left out: a hidden name, or one inside the ``skip`` folder."""
+    if path.name.startswith("."):
+        return True
+    return skip is not None and path.resolve().is_relative_to(skip)
 
 
 def _volumes_in_folder(folder: Path) -> list[Path]:
@@ -113,7 +125,7 @@ def _volumes_in_folder(folder: Path) -> list[Path]:
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         kept = []
-        for d in dirs:
+        for d in (d for d in dirs if not d.startswith(".")):
             (volumes if is_supported(Path(root, d)) else kept).append(Path(root, d))
         dirs[:] = [d.name for d in kept]  # do not walk into a DICOM folder
         volumes += [Path(root, f) for f in sorted(files) if is_supported(Path(root, f))]
@@ -127,26 +139,28 @@ def mask_names(sources: Sequence[Path]) -> list[str]:
     for p in sources:  # the name without its format's extension (a folder: its name)
         ext = next((e for e in SUFFIXES if not p.is_dir() and p.name.lower().endswith(e)), "")
         names.append(p.name[: len(p.name) - len(ext)] or p.name)
+    # names compared without case: Scan and scan are one file on macOS and Windows
     groups: dict[str, list[int]] = defaultdict(list)
     for i, name in enumerate(names):
-        groups[name].append(i)
-    for name, members in groups.items():
+        groups[name.casefold()].append(i)
+    for members in groups.values():
         if len(members) == 1:
             continue
         parents = {i: sources[i].resolve().parent.parts[1:] for i in members}
+        folders = {tuple(part.casefold() for part in p) for p in parents.values()}
         for depth in range(1, max(len(p) for p in parents.values()) + 2):
-            trial = {i: "_".join([*parents[i][-depth:], name]) for i in members}
-            if len(set(trial.values())) == len(set(parents.values())):  # as apart as folders go
-                break
+            trial = {i: "_".join([*parents[i][-depth:], names[i]]) for i in members}
+            if len({v.casefold() for v in trial.values()}) == len(folders):  # as apart as
+                break  # folders go
         for i in members:
             names[i] = trial[i]
     seen: set[str] = set()
     for i, name in enumerate(names):
         n = 1
-        while names[i] in seen:  # the same name in the same folder (scan.nii, scan.nrrd)
+        while names[i].casefold() in seen:  # the same name in one folder (scan.nii, scan.nrrd)
             n += 1
             names[i] = f"{name}-{n}"
-        seen.add(names[i])
+        seen.add(names[i].casefold())
     return [name + MASK_SUFFIX for name in names]
 
 
@@ -244,7 +258,7 @@ def run_cohort(
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: cannot write in this folder")
-    sources, report_list = find_volumes(images)
+    sources, report_list = find_volumes(images, exclude=out)
     inputs = {p.resolve() for p in sources}
     jobs: list[tuple[Path, Path]] = []
     for source, name in zip(sources, mask_names(sources), strict=True):
@@ -291,10 +305,10 @@ def _run_jobs(
             if settings.threads is None:  # each worker's thread count: one prediction at a time
                 client.run(lambda dask_worker: torch.set_num_threads(dask_worker.state.nthreads))
         model_future = send_model(client, model)
-        futures = {
-            client.submit(predict_one, model_future, str(s), str(t), settings, pure=False): (s, t)
-            for s, t in jobs
-        }
+        futures = {}
+        for s, t in jobs:  # absolute paths: a cluster's workers may run in another folder
+            paths = (str(s.absolute()), str(t.absolute()))
+            futures[client.submit(predict_one, model_future, *paths, settings, pure=False)] = s, t
         bar = tqdm(total=len(jobs), unit="volume", file=sys.stderr, dynamic_ncols=True,
                    disable=not settings.progress, desc="predict")  # fmt: skip
         say = bar.write if settings.progress else echo

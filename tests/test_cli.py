@@ -64,6 +64,10 @@ def test_predict_and_evaluate(trained, capsys):
         assert scores[str(c)]["true_voxels"] == np.sum(truth == c)
     assert main(["evaluate", str(mask), str(CT_FULL)]) == 0
     assert "IoU" in capsys.readouterr().out
+    for outside in ("34", "-1", "5,40"):  # the CT sample has 34 slices along axis 2
+        assert main(["evaluate", str(mask), str(CT_FULL), "--slices", outside]) == 2
+        err = capsys.readouterr().err
+        assert "outside 0..33 along axis 2" in err and "Traceback" not in err
 
 
 def _error(args, capsys) -> str:

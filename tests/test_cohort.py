@@ -189,3 +189,42 @@ def test_the_single_image_form_and_its_errors(cohort, tmp_path, capsys):
     assert main(["predict", str(model_path), image, "--mask", str(tmp_path / "m.nii.gz")]) == 0
     expected = predict_volume(TrainedModel.load(model_path), read_volume(image).array).labels
     np.testing.assert_array_equal(_labels(tmp_path / "m.nii.gz"), expected)
+
+
+def test_names_differing_only_in_case_get_different_masks():
+    """Scan and scan are one file on macOS and Windows: their masks must not collide."""
+    same_folder = mask_names([Path("/d/x/Scan.nii.gz"), Path("/d/x/scan.nrrd")])
+    assert [n.casefold() for n in same_folder] == ["x_scan_mask.nii.gz", "x_scan-2_mask.nii.gz"]
+    two_folders = mask_names([Path("/d/x/Scan.nii.gz"), Path("/d/y/scan.nii.gz")])
+    assert two_folders == ["x_Scan_mask.nii.gz", "y_scan_mask.nii.gz"]
+
+
+def test_a_search_skips_the_out_folder_and_hidden_files(tmp_path):
+    scans = tmp_path / "scans"
+    (scans / "masks").mkdir(parents=True)
+    for path in (scans / "a.nii.gz", scans / "masks" / "a_mask.nii.gz",
+                 scans / ".a_mask.nii.gz.part.nii.gz"):  # fmt: skip
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), np.eye(4)), path)
+    for pattern in ([scans], [str(scans / "**" / "*.nii.gz")], [str(scans / ".*")]):
+        found, _ = find_volumes(pattern, exclude=scans / "masks")
+        assert [p.name for p in found] == ([] if ".*" in str(pattern[0]) else ["a.nii.gz"])
+    named, _ = find_volumes([scans / "masks" / "a_mask.nii.gz"], exclude=scans / "masks")
+    assert [p.name for p in named] == ["a_mask.nii.gz"]  # a file named outright is tried
+
+
+def test_out_inside_the_inputs_resumes_and_relative_paths_reach_the_workers(
+    cohort, cluster, tmp_path, monkeypatch
+):
+    """A second run with --out under the input folder skips the masks (it once read them as
+    inputs), and relative paths work though the cluster's workers run in another folder."""
+    model_path, inputs = cohort
+    monkeypatch.chdir(tmp_path)  # the workers were started elsewhere
+    Path("scans").mkdir()
+    for name in ("a.nii.gz", "b.nii.gz"):
+        Path("scans", name).write_bytes((inputs / name).read_bytes())
+    settings = Settings(scheduler=cluster, threads=1, progress=False)
+    first = run_cohort(model_path, ["scans"], "scans/masks", settings)
+    assert (first.count("written"), first.count("failed")) == (2, 0)
+    assert sorted(p.name for p in Path("scans/masks").iterdir()) == NAMES[:2]
+    again = run_cohort(model_path, ["scans"], "scans/masks", settings)
+    assert (again.count("skipped"), again.count("failed"), again.count("written")) == (2, 0, 0)
