@@ -287,7 +287,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{config.axis}, {n_unlab} unlabelled, {data.num_classes} class(es), {config.dims}D, "
         f"{config.steps} steps"
         + (
-            f" ({one_thin_slice_note(config, trainer.model.method.uses_unlabelled)})"
+            f" ({one_thin_slice_note(config, trainer.model.method.mixes)})"
             if trainer.one_thin_slice
             else ""
         )

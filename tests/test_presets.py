@@ -156,7 +156,7 @@ def test_trainer_resolves_dims_zero_from_the_painted_slices():
 @pytest.mark.parametrize(
     ("method", "labelled", "recipe"),
     [("segpl", [2], True), ("segpl-vi", [2], True), ("supervised", [2], True),
-     ("segpl", [1, 2], False)],  # two slices: the preset as it is
+     ("mean-teacher", [2], True), ("segpl", [1, 2], False)],  # two slices: the preset as is
 )  # fmt: skip
 def test_one_thin_slice_recipe(monkeypatch, method, labelled, recipe):
     """One painted slice of a thin structure (an 8 x 1 line): the labelled slice is moved by
@@ -174,11 +174,11 @@ def test_one_thin_slice_recipe(monkeypatch, method, labelled, recipe):
     assert trainer.config.dims == 2
     assert trainer.one_thin_slice == recipe
     assert bool(moved) == recipe
-    assert bool(mixed) == (recipe and uses_unlabelled)
+    assert bool(mixed) == (recipe and trainer.model.method.mixes)
     assert len(steps) == (8 if recipe and uses_unlabelled else 4)
     assert trainer.model.config.steps == len(steps)  # what a checkpoint stores
     # what the dock and the CLI show: CutMix named only where it is on
-    note = one_thin_slice_note(trainer.config, uses_unlabelled)
+    note = one_thin_slice_note(trainer.config, trainer.model.method.mixes)
     assert ("CutMix" in note) == bool(mixed)
 
 

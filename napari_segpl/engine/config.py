@@ -127,10 +127,11 @@ def one_thin_slice(config: TrainConfig, uses_unlabelled: bool) -> TrainConfig:
     return dataclasses.replace(config, **values)
 
 
-def one_thin_slice_note(config: TrainConfig, uses_unlabelled: bool) -> str:
-    """What ``one_thin_slice`` changed in ``config``, for front ends to show (supervised
-    training gets the affine maps only: it never mixes, even where the preset sets ``mix``)."""
-    parts = ["affine maps"] + (["CutMix"] if uses_unlabelled and config.mix > 0 else [])
+def one_thin_slice_note(config: TrainConfig, mixes: bool) -> str:
+    """What ``one_thin_slice`` changed in ``config``, for front ends to show; CutMix only for a
+    method that ``mixes`` (SegPL, SegPL-VI): the others never read ``mix``, even where the
+    recipe or the preset sets it."""
+    parts = ["affine maps"] + (["CutMix"] if mixes and config.mix > 0 else [])
     return f"one thin slice: {' and '.join(parts)}"
 
 

@@ -149,7 +149,7 @@ class TrainingPanel(QGroupBox):
         if config.steps != self.progress.maximum():  # the trainer chose more steps
             self.state.run_reset.emit(config)
         n = len(event.labelled)
-        note = one_thin_slice_note(config, event.model.method.uses_unlabelled)
+        note = one_thin_slice_note(config, event.model.method.mixes)
         recipe = f", {note}" if event.one_thin_slice else ""
         self.status.setText(
             f"{n} labelled slice{'s' if n != 1 else ''}, {event.unlabelled} unlabelled, "

@@ -124,6 +124,8 @@ class Method(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     uses_unlabelled: ClassVar[bool] = False
+    #: reads ``config.mix``: CutMix boxes between its unlabelled images
+    mixes: ClassVar[bool] = False
     learns_threshold: ClassVar[bool] = False
     #: the method's own parameters, by name (values in ``config.extra``)
     params: ClassVar[dict[str, Param]] = {}

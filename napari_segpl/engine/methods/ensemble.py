@@ -83,6 +83,7 @@ class Ensemble(Method):
                 self.members.append(member_cls(member_config, num_classes))
         #: the trainer reads this to decide whether batches hold unlabelled images
         self.uses_unlabelled = member_cls.uses_unlabelled
+        self.mixes = member_cls.mixes
         self.model = self.members[0].model
         self._trained = _Trained(len(self.members))
         self._current, self._local_step = 0, 0

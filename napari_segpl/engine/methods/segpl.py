@@ -107,6 +107,7 @@ class SegPL(Method):
     name = "segpl"
     title = "SegPL"
     uses_unlabelled = True
+    mixes = True
 
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, View]:
         """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats,
