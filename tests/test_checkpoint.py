@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,22 @@ def test_text_file_is_refused_in_one_line(tmp_path, capsys):
 def test_damaged_model_is_refused_in_one_line(tmp_path):
     path = TrainedModel.new(SMALL, 1).save(tmp_path / "m.pt")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert "damaged" in assert_refused_in_one_line(path)
+
+
+def test_model_with_damaged_weights_is_refused(tmp_path):
+    """Bytes changed inside a weight tensor leave a valid archive that torch.load reads without
+    complaint; the archive's CRC catches them."""
+    path = TrainedModel.new(SMALL, 1).save(tmp_path / "m.pt")
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)
+        assert entry.compress_type == zipfile.ZIP_STORED  # torch stores tensors uncompressed
+        start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra)
+    raw = bytearray(path.read_bytes())
+    raw[start + entry.file_size // 2 : start + entry.file_size // 2 + 8] = bytes(8)
+    path.write_bytes(bytes(raw))
+    assert zipfile.is_zipfile(path)
+    torch.load(path, map_location="cpu", weights_only=True)  # torch itself reads it fine
     assert "damaged" in assert_refused_in_one_line(path)
 
 

@@ -143,6 +143,13 @@ class TrainedModel:
         )
         if not zipfile.is_zipfile(path):  # torch.save has written zip archives since 1.6
             raise unreadable
+        try:  # torch.load does not check the archive's CRCs: damaged weights would load
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except Exception:  # a damaged directory or entry header
+            raise unreadable from None
+        if damaged is not None:
+            raise unreadable
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # torch raises many types for a damaged or foreign file
