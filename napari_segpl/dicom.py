@@ -15,6 +15,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from .itk_messages import itk_reason
+
 __all__ = ["DicomError", "DicomSeries", "list_series", "read_series"]
 
 _DESCRIPTION_TAG = "0008|103e"
@@ -63,7 +65,7 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
             if files:
                 series.append(DicomSeries(uid, files, _description(files[0])))
     except Exception as exc:
-        raise DicomError(f"{folder}: cannot scan folder for DICOM ({exc})") from exc
+        raise DicomError(f"{folder}: cannot scan folder for DICOM ({itk_reason(exc)})") from exc
     if not series:
         raise DicomError(f"{folder}: no DICOM series found in folder")
     return series
@@ -90,7 +92,9 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
         reader.SetFileNames(list(chosen.files))
         image = reader.Execute()
     except Exception as exc:
-        raise DicomError(f"{folder}: cannot read DICOM series {chosen.uid} ({exc})") from exc
+        raise DicomError(
+            f"{folder}: cannot read DICOM series {chosen.uid} ({itk_reason(exc)})"
+        ) from exc
     note = ""
     if len(series) > 1:
         others = "; ".join(str(s) for s in series if s is not chosen)

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from .atomic import write_atomically
 from .dicom import DicomError, read_series
+from .itk_messages import itk_reason
 
 __all__ = [
     "NIFTI_EXTENSIONS",
@@ -197,7 +198,7 @@ def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         img = sitk.ReadImage(str(path))
     except Exception as exc:
-        raise VolumeError(f"{path}: cannot read image file ({exc})") from exc
+        raise VolumeError(f"{path}: cannot read image file ({itk_reason(exc)})") from exc
     return _sitk_to_numpy(img, path)
 
 

@@ -284,6 +284,30 @@ def test_corrupt_file(tmp_path, name):
     assert_volume_error(path, "cannot read")
 
 
+@pytest.mark.parametrize(
+    ("name", "damage", "reason"),
+    [("t.nrrd", "truncate", "fread got only"), ("t.mha", "truncate", "truncated MetaImage"),
+     ("t.nhdr", "no data file", "couldn't open"), ("t.mhd", "no data file", "data file"),
+     ("t.nrrd", "empty", "not an image file")],
+)  # fmt: skip
+def test_a_damaged_itk_file_is_named_in_one_line_with_its_reason(tmp_path, name, damage, reason):
+    """ITK's text runs over several lines (its source path, an address, a chain of calls); the
+    user gets one line with the reason."""
+    path = tmp_path / name
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 6, 5), np.float32)), str(path))
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        next(tmp_path.glob("*.raw")).unlink()
+    with pytest.raises(VolumeError) as info:
+        read_volume(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot read image file (") and reason in message
+    assert "\n" not in message and "0x" not in message and ".cxx" not in message
+
+
 def test_two_d_nifti_and_mha(tmp_path):
     path = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 5), np.float32), np.eye(4)), str(path))
