@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from .itk_messages import itk_reason
@@ -88,6 +89,7 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
     series = list_series(folder)
     chosen = choose_series(folder, series, uid)
     reader = sitk.ImageSeriesReader()
+    reader.MetaDataDictionaryArrayUpdateOn()  # each file's position, for check_even_spacing
     try:
         reader.SetFileNames(list(chosen.files))
         image = reader.Execute()
@@ -95,6 +97,7 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
         raise DicomError(
             f"{folder}: cannot read DICOM series {chosen.uid} ({itk_reason(exc)})"
         ) from exc
+    check_even_spacing(folder, chosen, reader, image)
     note = ""
     if len(series) > 1:
         others = "; ".join(str(s) for s in series if s is not chosen)
@@ -104,3 +107,37 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
             f"{others} (the segpl command reads another with --series UID)"
         )
     return image, chosen.uid, note
+
+
+#: How far a slice may lie from the regular grid ITK puts the series on, in slice spacings.
+SPACING_TOLERANCE = 0.1
+
+
+def check_even_spacing(
+    folder: str | Path, chosen: DicomSeries, reader: sitk.ImageSeriesReader, image: sitk.Image
+) -> None:
+    """Refuse a series whose slices are not evenly spaced (a slice missing, a change of
+    spacing): ITK places it on a regular grid anyway, with only a warning on the terminal, and
+    every mask exported on that grid would lie off the scan's slices."""
+    n = len(chosen.files)
+    if n < 3 or image.GetDimension() != 3 or image.GetSize()[2] != n:
+        return  # one file, or a multi-frame file: no per-slice positions to compare
+    try:
+        positions = [
+            [float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")] for i in range(n)
+        ]
+    except (RuntimeError, ValueError):  # a file without a readable position: ITK's grid stands
+        return
+    normal = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)[:, 2]
+    along = (np.array(positions) - positions[0]) @ normal
+    along *= -1.0 if along[-1] < 0 else 1.0  # files in either order along the normal
+    spacing = image.GetSpacing()[2]
+    off = float(np.max(np.abs(along - spacing * np.arange(n))))
+    if off > SPACING_TOLERANCE * spacing:
+        gaps = np.abs(np.diff(along))
+        raise DicomError(
+            f"{folder}: DICOM series {chosen.uid}: slices are not evenly spaced (gaps of "
+            f"{gaps.min():.2f} to {gaps.max():.2f} mm between neighbours: a slice missing?); on "
+            f"a regular grid a mask would lie up to {off:.2f} mm off the scan's slices, so it "
+            "was not read"
+        )

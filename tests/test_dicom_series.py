@@ -127,3 +127,18 @@ def test_cli_names_the_series_and_lets_the_user_choose(two_series, tmp_path, cap
     assert not (tmp_path / "p.nii.gz").exists()
     assert main([*predict, "--series", SHORT]) == 0
     assert read_volume(tmp_path / "p.nii.gz").shape == (21, 20, 3)
+
+
+def test_a_series_with_a_missing_slice_is_refused(tmp_path):
+    """ITK puts unevenly spaced slices on a regular grid with only a terminal warning: a mask
+    exported there would lie off the scan's slices (here by up to 1 mm)."""
+    folder = tmp_path / "gap"
+    volume = (np.arange(6 * 8 * 9, dtype=np.int16).reshape(6, 8, 9) % 50) - 20
+    write_series(folder, "1.2.3.9", volume, "gap")
+    assert read_volume(folder).shape == (9, 8, 6)  # evenly spaced: read
+    sorted(folder.iterdir())[2].unlink()
+    with pytest.raises(VolumeError) as info:
+        read_volume(folder)
+    message = str(info.value)
+    assert "not evenly spaced" in message and "2.00 to 4.00 mm" in message
+    assert "1.00 mm off" in message and "\n" not in message
