@@ -135,6 +135,7 @@ def is_supported(path: str | Path) -> bool:
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
+    img = None
     try:
         # mmap=False: never hand out a memmap tied to a file we may later overwrite.
         img = nib.load(str(path), mmap=False)
@@ -143,7 +144,12 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
         array = _nifti_voxels(img)
         affine = np.array(img.affine, dtype=np.float64)
     except Exception as exc:  # nibabel raises many unrelated types for corrupt files
-        raise VolumeError(f"{path}: cannot read NIfTI file ({exc})") from exc
+        reason = str(exc)
+        if isinstance(exc, MemoryError):  # often a damaged header's shape
+            reason = f"not enough memory for its shape {getattr(img, 'shape', '')}"
+        raise VolumeError(
+            f"{path}: cannot read NIfTI file ({reason or type(exc).__name__})"
+        ) from exc
     return array, affine, img.header.copy()
 
 

@@ -308,6 +308,17 @@ def test_a_damaged_itk_file_is_named_in_one_line_with_its_reason(tmp_path, name,
     assert "\n" not in message and "0x" not in message and ".cxx" not in message
 
 
+def test_a_nifti_header_with_an_impossible_shape_says_so(tmp_path):
+    """A damaged header claiming 30000^3 voxels: the reason names the shape (a bare
+    MemoryError has no text, and the message said "()")."""
+    path = tmp_path / "huge.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), str(path))
+    raw = bytearray(path.read_bytes())
+    raw[40:56] = np.array([3, 30000, 30000, 30000, 1, 1, 1, 1], "<i2").tobytes()  # dim[8]
+    path.write_bytes(bytes(raw))
+    assert_volume_error(path, "cannot read NIfTI file (not enough memory for its shape (30000,")
+
+
 def test_two_d_nifti_and_mha(tmp_path):
     path = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 5), np.float32), np.eye(4)), str(path))
