@@ -127,7 +127,8 @@ def is_supported(path: str | Path) -> bool:
     path = Path(path)
     if path.is_dir():
         try:
-            entries = sorted(path.iterdir())[:_DICOM_SNIFF_LIMIT]
+            visible = (e for e in path.iterdir() if not e.name.startswith("."))  # macOS ._ files
+            entries = sorted(visible)[:_DICOM_SNIFF_LIMIT]
         except OSError:
             return False
         return any(entry.is_file() and _looks_like_dicom(entry) for entry in entries)

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from napari_segpl.cli import main
-from napari_segpl.volume import VolumeError, read_volume, write_nifti
+from napari_segpl.volume import VolumeError, is_supported, read_volume, write_nifti
 
 STUDY = "1.2.826.0.1.3680043.2.1125.7"
 # GDCM lists series in UID order: the short series comes first, so a reader taking the
@@ -142,3 +142,15 @@ def test_a_series_with_a_missing_slice_is_refused(tmp_path):
     message = str(info.value)
     assert "not evenly spaced" in message and "2.00 to 4.00 mm" in message
     assert "1.00 mm off" in message and "\n" not in message
+
+
+def test_a_dicom_folder_is_found_behind_many_hidden_files(tmp_path):
+    """macOS leaves a ._ file beside each file copied to some drives; they sort first."""
+    folder = tmp_path / "series"
+    write_series(folder, "1.2.3.7", np.zeros((3, 8, 9), np.int16), "copied")
+    for k, path in enumerate(sorted(folder.iterdir())):  # scanner names: IM0000, no extension
+        path.rename(folder / f"IM{k:04d}")
+    for k in range(70):  # AppleDouble files are no DICOM
+        (folder / f"._IM{k:04d}").write_bytes(bytes(256))
+    assert is_supported(folder)
+    assert read_volume(folder).shape == (9, 8, 3)
