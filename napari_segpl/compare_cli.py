@@ -260,7 +260,8 @@ def markdown(result: Any, command: str, timing: str = "") -> str:
         f"s/step: median step time; x supervised: over supervised training's in this run"
         f"{reference}." + (f" {timing}" if timing else ""),
         "HD95: MONAI, per held-out slice in 2D with the in-plane spacing, mean over slices "
-        "holding the class in both." + (f" {result.hd95_note}." if result.hd95_note else ""),
+        "holding the class in either (in one only: the slice's diagonal)."
+        + (f" {result.hd95_note}." if result.hd95_note else ""),
         f"Curves (mean IoU over classes): out of distribution at gamma {result.gammas}, "
         f"FGSM at epsilon {result.epsilons} (normalised units): ood.png, adversarial.png.",
         "",

@@ -19,7 +19,7 @@ from napari_segpl.engine import (
 )
 from napari_segpl.engine.losses import segmentation_loss
 from napari_segpl.engine.methods import Batch, Param, get_method
-from napari_segpl.engine.methods.ensemble import SEED_STRIDE, Ensemble
+from napari_segpl.engine.methods.ensemble import SEED_STRIDE, Ensemble, logit_of_mean
 from napari_segpl.engine.methods.selfloop import SelfLoop, encode, permutations, tile_index
 from napari_segpl.engine.model import TrainedModel
 
@@ -56,6 +56,24 @@ def _save_load_predicts_the_same(trainer, image, tmp_path):
 
 
 # --- the ensemble -------------------------------------------------------------------------
+
+
+def test_logit_of_the_mean_is_exact_and_has_a_gradient_where_it_saturates():
+    """FGSM on an ensemble differentiates this; a clamp at 1e-6 gave a zero gradient (and a
+    zero FGSM step) wherever the members agree strongly."""
+    z = torch.tensor([[-40.0, -3.0, 0.5, 8.0], [-35.0, 2.0, 0.1, 45.0]], dtype=torch.float64)
+    z.requires_grad_(True)
+    out = logit_of_mean(z)
+    p = torch.sigmoid(z).mean(0)  # independently: the logit of the mean probability
+    expected = torch.log(p) - torch.log1p(-p)
+    torch.testing.assert_close(out, expected.detach(), rtol=1e-9, atol=1e-9)
+    (grad,) = torch.autograd.grad(out.sum(), z)
+    # saturated at 0: logit(mean p) ~ log mean exp(z), whose gradient is a softmax (sums to 1)
+    assert (grad[:, 0] > 0).all() and float(grad[:, 0].sum()) == pytest.approx(1.0, abs=1e-6)
+    assert (grad[:, 3] > 0).all()
+    clamped = torch.logit(torch.sigmoid(z).mean(0), eps=1e-6)
+    (old,) = torch.autograd.grad(clamped.sum(), z)
+    assert (old[:, 0] == 0).all()  # the control: the clamp kills the saturated column
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -209,11 +209,20 @@ def test_hd95_is_monai_with_the_spacing():
     truth[:, 5:10, 5:10] = 1
     pred = np.zeros_like(truth)
     pred[0, 6:12, 5:10] = 1  # two rows further, rows 2 mm apart: 4 mm
+    diagonal = np.hypot(20 * 2.0, 20 * 1.0)  # a 20 x 20 slice, rows 2 mm and columns 1 mm apart
     means, counts = compare_module.hd95(pred, truth, 1, (2.0, 1.0))
-    assert counts == [1] and means[0] == pytest.approx(4.0)  # slice 1: nothing predicted
+    assert counts == [2] and means[0] == pytest.approx((4.0 + diagonal) / 2)  # slice 1 missed
     pred[1, 5:10, 5:10] = 1  # slice 1 now exact (0 mm): the mean over both slices is 2 mm
     means, counts = compare_module.hd95(pred, truth, 1, (2.0, 1.0))
     assert counts == [1 + 1] and means[0] == pytest.approx(2.0)
+    # a structure invented on a slice without it costs the diagonal too
+    truth3, pred3 = np.concatenate([truth, truth[:1] * 0]), np.concatenate([pred, pred[:1]])
+    means, counts = compare_module.hd95(pred3, truth3, 1, (2.0, 1.0))
+    assert counts == [3] and means[0] == pytest.approx((4.0 + 0.0 + diagonal) / 3)
+    assert compare_module.hd95(pred3 * 0, truth3 * 0, 1, (2.0, 1.0)) == (
+        [pytest.approx(np.nan, nan_ok=True)],
+        [0],
+    )
 
 
 def _nifti(path, array):

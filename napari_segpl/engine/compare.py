@@ -17,8 +17,8 @@ export would, and on the held-out slices along the training axis:
 - ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm
   (``monai.metrics.compute_hausdorff_distance(..., percentile=95, spacing=...)``) on each held-out
   slice in 2D with the in-plane voxel spacing (held-out slices are not neighbours, so no 3D
-  surface joins them), averaged over the slices where prediction and truth both hold the class
-  (``hd95_slices`` counts them); NaN where none does;
+  surface joins them), averaged over the slices where either holds the class, a slice where
+  only one does scoring its diagonal (``hd95_slices`` counts them); NaN where none does;
 - ``seconds_per_step``: the median of the run's step times (the median, because the first steps
   and a busy machine's pauses skew a mean); ``cost_ratio``: that over the median of supervised
   training's in the same compare (the mean over its seeds). When the compare has no supervised
@@ -237,30 +237,30 @@ def hd95(
     pred: np.ndarray, truth: np.ndarray, classes: int, spacing: Sequence[float]
 ) -> tuple[list[float], list[int]]:
     """Per class: MONAI's HD95 (mm) of (S, h, w) predicted against true labels, slice by slice
-    in 2D with in-plane ``spacing``, averaged over the slices where both hold the class; and
-    how many such slices there were. ImportError without MONAI."""
+    in 2D with in-plane ``spacing``, averaged over the slices where either holds the class; a
+    slice where only one does scores its diagonal, the largest distance within it (a missed or
+    invented structure is the worst error, not none); and how many slices were scored.
+    ImportError without MONAI."""
     import torch
     from monai.metrics import compute_hausdorff_distance
 
+    diagonal = float(np.hypot(pred.shape[1] * spacing[0], pred.shape[2] * spacing[1]))
     means, counts = [], []
     for c in range(1, classes + 1):
         p, t = pred == c, truth == c
-        both = [i for i in range(len(p)) if p[i].any() and t[i].any()]
-        if not both:
-            means.append(float("nan"))
-            counts.append(0)
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # MONAI's deprecation notes
-            d = compute_hausdorff_distance(
-                torch.from_numpy(p[both, None]),
-                torch.from_numpy(t[both, None]),
-                include_background=True,
-                percentile=95,
-                spacing=list(spacing),
-            )
-        means.append(float(d.float().mean()))
-        counts.append(len(both))
+        has_p, has_t = p.any(axis=(1, 2)), t.any(axis=(1, 2))
+        both = np.flatnonzero(has_p & has_t)
+        values = [diagonal] * int(np.count_nonzero(has_p ^ has_t))
+        if len(both):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MONAI's deprecation notes
+                d = compute_hausdorff_distance(
+                    torch.from_numpy(p[both, None]), torch.from_numpy(t[both, None]),
+                    include_background=True, percentile=95, spacing=list(spacing),
+                )  # fmt: skip
+            values += d.float().flatten().tolist()
+        means.append(float(np.mean(values)) if values else float("nan"))
+        counts.append(len(values))
     return means, counts
 
 

@@ -33,6 +33,7 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
@@ -46,6 +47,13 @@ SEED_STRIDE = 1000
 def member_choices() -> list[str]:
     """Every registered method that can be a member (all but the ensemble itself)."""
     return [name for name in METHODS if name != "ensemble"]
+
+
+def logit_of_mean(z: torch.Tensor) -> torch.Tensor:
+    """logit(mean_m sigmoid(z_m)) over axis 0, as log(mean p) - log(mean (1 - p)) by
+    log-sum-exp: no clamp, so FGSM on an ensemble gets a gradient where its mean probability
+    saturates (clamping the mean at 1e-6 zeroed it there)."""
+    return torch.logsumexp(F.logsigmoid(z), 0) - torch.logsumexp(F.logsigmoid(-z), 0)
 
 
 class _Trained(nn.Module):
@@ -181,8 +189,8 @@ class Ensemble(Method):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logit of the mean of the members' probabilities, so that a sigmoid downstream
-        gives that mean (to within 1e-6: the mean is kept inside [1e-6, 1 - 1e-6])."""
-        return torch.logit(self.member_probabilities(x).mean(0), eps=1e-6)
+        gives that mean (``logit_of_mean``: exact and with a gradient where it saturates)."""
+        return logit_of_mean(torch.stack([m.logits(x).float() for m in self._active()]))
 
     def e_step_probabilities(
         self, x: torch.Tensor, logits: torch.Tensor | None = None
