@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from napari_segpl.gui.state import DockState
 
 
@@ -43,3 +45,23 @@ def test_current_slice_follows_the_axis_and_needs_a_volume():
     dims.ndim = 2
     assert state.current_slice() is None
     assert DockState(viewer=SimpleNamespace()).owner != state.owner  # one id per dock
+
+
+def test_slice_numbers_are_the_layers_data_index_not_napari_s_slider():
+    """An LPS file opens with a negative scale, and a second scan widens the world: napari's
+    slider step is then not the data slice (step k showed slice n - 1 - k). Mark, Hold out,
+    Accept slice and the jumps all use these two."""
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    ramp = np.broadcast_to(np.arange(6.0)[:, None, None], (6, 5, 4))
+    layer = viewer.add_image(ramp, scale=(-2.0, 1.0, 1.0), translate=(10.0, 0.0, 0.0))
+    viewer.add_image(np.zeros((30, 5, 4)), translate=(-20.0, 0.0, 0.0))  # another scan
+    state = DockState(viewer=viewer)
+    state.image, state.axis = layer, 0
+    for k in range(6):
+        state.go_to_slice(k)
+        assert viewer.dims.point[0] == 10.0 - 2.0 * k  # where data slice k lies in the world
+        assert state.current_slice() == k
+    viewer.dims.set_point(0, -15.0)  # on the other scan only
+    assert state.current_slice() is None

@@ -235,7 +235,7 @@ class DataPanel(QGroupBox):
         self.refresh_slices()
 
     def _go_to_slice(self, item: QListWidgetItem) -> None:
-        self.viewer.dims.set_current_step(self.state.axis, int(item.data(Qt.UserRole)))
+        self.state.go_to_slice(int(item.data(Qt.UserRole)))
 
     def mark_current(self, labelled: bool) -> None:
         labels, axis, s = self.state.labels, self.state.axis, self.state.current_slice()

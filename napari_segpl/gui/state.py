@@ -131,11 +131,33 @@ class DockState:
             setattr(self, name, value)
         self.busy_changed.emit()
 
+    def _grid_layer(self) -> Image | Labels | None:
+        """The layer whose voxels slice numbers count: the labels, else the image."""
+        return self._labels if self._labels is not None else self._image
+
     def current_slice(self) -> int | None:
-        """The slice on screen along the slicing axis (None when the viewer is not 3D)."""
+        """The slice on screen along the slicing axis, as an index into the chosen layers'
+        data (None when the viewer is not 3D or the slice lies outside them). napari's slider
+        counts steps of the world grid, which runs backwards where a layer's scale is negative
+        (LPS files) and spans every open layer: it is not the data's slice number."""
         try:
             if self.viewer.dims.ndim != 3:
                 return None
-            return int(self.viewer.dims.current_step[self._axis])
+            layer = self._grid_layer()
+            if layer is None:
+                return int(self.viewer.dims.current_step[self._axis])
+            index = round(float(layer.world_to_data(self.viewer.dims.point)[self._axis]))
+            return index if 0 <= index < layer.data.shape[self._axis] else None
         except Exception:  # the viewer is closing
             return None
+
+    def go_to_slice(self, index: int) -> None:
+        """Show data slice ``index`` of the chosen layers along the slicing axis."""
+        layer = self._grid_layer()
+        if layer is None:
+            self.viewer.dims.set_current_step(self._axis, int(index))
+            return
+        position = [0.0] * layer.ndim
+        position[self._axis] = float(index)
+        world = layer.data_to_world(position)  # scale and translate: axes stay aligned
+        self.viewer.dims.set_point(self._axis, float(world[self._axis]))

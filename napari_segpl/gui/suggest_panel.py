@@ -225,7 +225,7 @@ class SuggestPanel(QGroupBox):
             notify.info(str(exc))
             return None
         self.suggestion = suggestion
-        self.state.viewer.dims.set_current_step(self.state.axis, suggestion.slice)
+        self.state.go_to_slice(suggestion.slice)
         unit = KINDS[self.kind].unit if self.kind in KINDS else ""
         self.status.setText(describe(suggestion, unit))
         self.status.setVisible(True)
