@@ -25,6 +25,7 @@ from napari_segpl.engine.safeguard import (
     withhold,
 )
 from napari_segpl.engine.sampling import DataError
+from napari_segpl.engine.snapshot import frozen_copy
 
 LABELLED = [5, 10, 15]
 SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "lr": 0.01, "preview_every": 0}
@@ -189,21 +190,25 @@ def test_the_twin_drops_the_methods_own_parameters(toy_volume):
 
 def test_held_out_slices_are_scored_while_training_without_the_check(toy_volume):
     """The validation curve: Dice on a held-out slice every few steps, equal to scoring the
-    network's own prediction of that slice at that moment; training is not changed by it."""
+    prediction of the model a Stop would leave at that moment (the averaged weights, as Mask
+    now and Predict use; not the raw network); training is not changed by it."""
     image, labels = toy_volume
     cfg = TrainConfig(**{**SMALL, "method": "segpl", "dims": 2, "steps": 8})
     train_labels, labelled = withhold(labels, 2, [10], LABELLED)
     data = prepare_data(image, train_labels, cfg, labelled=labelled)
     guarded = GuardedTrainer(cfg, data, image, truth=labels, holdout=[10], check=False,
                              holdout_every=4)  # fmt: skip
-    scores = []
+    scores, raw_differs = [], []
     for event in guarded.run():
         if isinstance(event, HeldoutEvent):
-            method = guarded.trainer.model.method
-            pred = predict_volume(guarded.trainer.model, image, device="cpu").labels
-            method.train()
+            model = guarded.trainer.model
+            kept = predict_volume(frozen_copy(model), image, device="cpu")
+            pred = kept.labels
             scores.append((event.step, event.dice, heldout_dice(pred, labels, [10], 2, 2)))
-    assert [s for s, _, _ in scores] == [4, 8]
+            raw = predict_volume(model, image, device="cpu")  # the control: another model
+            raw_differs.append(not np.allclose(raw.probabilities, kept.probabilities))
+            model.method.train()
+    assert [s for s, _, _ in scores] == [4, 8] and all(raw_differs)
     for _, dice, independent in scores:
         assert dice == pytest.approx(independent, abs=1e-9) and len(dice) == 2
     assert guarded.twin is None and not guarded.active

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .config import TrainConfig
 from .device import resolve_device
@@ -29,6 +30,7 @@ from .inference import labels_from_probabilities, predict_volume
 from .methods import get_method
 from .model import TrainedModel
 from .sampling import DataError, TrainingData, labelled_slices
+from .snapshot import frozen_copy
 from .trainer import FinishedEvent, StepEvent, Trainer
 
 #: a class whose semi-supervised volume is below 1/BAND of the twin's counts as lost; 2 was
@@ -299,19 +301,22 @@ class GuardedTrainer:
             yield finished
 
     def heldout_now(self, step: int) -> HeldoutEvent:
-        """Dice per class on the held-out slices of the network being trained, as a
-        prediction cuts it (between two steps; the network goes back to training mode)."""
+        """Dice per class on the held-out slices of the model a Stop now would leave (the
+        averaged weights: what Mask now, Predict and the safeguard's own score use), as a
+        prediction cuts it; the run's network is not touched."""
         assert self.truth is not None
         trainer, config = self.trainer, self.trainer.config
+        cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            frozen = frozen_copy(trainer.model).method
         pred = np.stack(
             [
                 labels_from_probabilities(
-                    trainer._probabilities(s), config.threshold, config.nested
+                    trainer._probabilities(s, frozen), config.threshold, config.nested
                 )
                 for s in self.holdout
             ]
         )
-        trainer.model.method.train()
         truth = np.stack([np.take(self.truth, s, axis=config.axis) for s in self.holdout])
         classes = trainer.data.num_classes
         return HeldoutEvent(step, heldout_dice(pred, truth, range(len(pred)), 0, classes))

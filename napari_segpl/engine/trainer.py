@@ -24,7 +24,7 @@ from .guard import CollapseGuard, CollapseWarning, labelled_fractions
 from .inference import label_dtype, labels_from_pseudo
 from .intensity import IntensityEvidence
 from .losses import alpha_at
-from .methods import Batch, get_method
+from .methods import Batch, Method, get_method
 from .model import TrainedModel
 from .networks import memory_format
 from .sampling import Sampler, TrainingData, encode_target, slice_batch
@@ -353,11 +353,11 @@ class Trainer:
         if self.config.intensity > 0 and method.uses_unlabelled:
             method.evidence = IntensityEvidence.from_painted(self.data).to(self.device)
 
-    def _probabilities(self, s: int) -> np.ndarray:
+    def _probabilities(self, s: int, method: Method | None = None) -> np.ndarray:
         """(K, h, w) class probabilities of slice ``s`` of the training volume from the
-        network being trained (what prediction would give), in eval mode."""
+        network being trained, or from ``method`` (what prediction would give), in eval mode."""
         x, (h, w) = self._slices([s])
-        method = self.model.method
+        method = self.model.method if method is None else method
         method.train(False)
         with torch.no_grad(), self._autocast():
             prob = torch.sigmoid(method.logits(x.to(self.device)).float())
