@@ -344,6 +344,8 @@ def _train(args: argparse.Namespace) -> int:
         if finished is not None:
             state = "stopped early" if finished.stopped else "done"
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")
+            if finished.note:
+                print(f"warning: {finished.note}")
         trained = getattr(trainer, "trainer", trainer)  # the safeguard's run, or the run
         if finished is not None and (learnt := learnt_threshold(trained.model, trained.data)):
             print(learnt.line())

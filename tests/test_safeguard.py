@@ -215,3 +215,23 @@ def test_held_out_slices_are_scored_while_training_without_the_check(toy_volume)
     alone = Trainer(cfg, data)
     list(alone.run())
     _assert_same_weights(alone.model, guarded.model)
+
+
+@pytest.mark.parametrize("when", ["during the check", "during the run"])
+def test_a_stop_before_the_verdict_says_the_model_is_unchecked(toy_volume, when):
+    """Stop during the twin gave a plain "done": nothing said the kept model was unchecked."""
+    _, _, guarded = _guarded(toy_volume, method="segpl", dims=2, steps=4)
+    events = []
+    for event in guarded.run():
+        events.append(event)
+        if (when == "during the check" and isinstance(event, SafeguardProgress)) or (
+            when == "during the run" and isinstance(event, StepEvent) and event.step == 2
+        ):
+            guarded.stop()
+    finished = events[-1]
+    assert isinstance(finished, FinishedEvent)
+    assert not any(isinstance(e, SafeguardEvent) for e in events)
+    assert "segpl model is kept unchecked" in finished.note
+    assert finished.stopped == (when == "during the run")
+    _, _, whole = _guarded(toy_volume, method="segpl", dims=2, steps=2)
+    assert list(whole.run())[-1].note == ""  # a check that ran adds nothing

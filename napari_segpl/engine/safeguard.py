@@ -297,6 +297,10 @@ class GuardedTrainer:
                 if self.verdict.kept == "supervised":
                     self.model = self.twin.model
                 yield self.verdict
+        if finished is not None and self.active and self.verdict is None:
+            method = self.trainer.config.method
+            note = f"Stop came before the safeguard's check: the {method} model is kept unchecked"
+            finished = dataclasses.replace(finished, note=note)
         if finished is not None:
             yield finished
 

@@ -69,6 +69,8 @@ class FinishedEvent:
     stopped: bool
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    #: what a front end must add to "done" (the safeguard's check stopped: model unchecked)
+    note: str = ""
 
 
 Event = StepEvent | PreviewEvent | CollapseWarning | FinishedEvent

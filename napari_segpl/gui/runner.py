@@ -132,8 +132,11 @@ class Runner:
         elif isinstance(event, (SnapshotEvent, SnapshotFailed)):
             self._snapshot(event)
         elif isinstance(event, FinishedEvent):
-            how = "stopped" if event.stopped else "done"
+            how = "stopped" if event.stopped or event.note else "done"
             self._finish_text = f"{how}: {event.steps_done} steps"
+            if event.note:
+                self._finish_text += f"; {event.note}"
+                notify.warning(f"SegPL: {event.note}")
             state.progress_text.emit(self._finish_text)
             state.finished.emit(event)
             state.model_changed.emit(state.model)
