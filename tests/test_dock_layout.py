@@ -92,6 +92,28 @@ def test_progress_of_a_long_run_fits(docked, qtbot):
     _settle(qtbot)
     assert docked.training.progress.text().endswith("12.52 s/step · 6 h 15 min left")
     assert cut_off(docked) == []
+    docked.training._twin_after = True  # the safeguard's twin trains after the run
+    docked.state.step.emit(StepEvent(1200, 3000, {"sup": 0.5}, 0.003, seconds_per_step=12.52))
+    _settle(qtbot)
+    assert docked.training.progress.text().endswith("12.52 s/step · 6 h 15 min + check")
+    assert cut_off(docked) == []
+
+
+def test_the_safeguards_check_shows_its_own_time_left(docked, qtbot, monkeypatch):
+    """The twin's rate, measured over its own steps: 10 steps in 5 s, 89 to go, 44 s."""
+    from types import SimpleNamespace
+
+    from napari_segpl.engine import SafeguardProgress
+    from napari_segpl.gui import training_panel
+
+    clock = iter([100.0, 105.0])
+    monkeypatch.setattr(training_panel, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    docked.state.safeguard_step.emit(SafeguardProgress(1, 100))
+    assert docked.training.progress.text() == "safeguard: supervised check, step 1/100"
+    docked.state.safeguard_step.emit(SafeguardProgress(11, 100))
+    _settle(qtbot)
+    assert docked.training.progress.text().endswith("step 11/100 · 44 s left")
+    assert cut_off(docked) == []
 
 
 @pytest.mark.parametrize("warning", WARNINGS, ids=lambda w: w.source)

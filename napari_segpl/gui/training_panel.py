@@ -4,6 +4,7 @@ threshold the pseudo-label preview shows, and the run's warnings."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QLabel, QProgressBar, QVBoxLayout
@@ -44,6 +45,8 @@ class TrainingPanel(QGroupBox):
         #: the current run's mask requests (from its Started event); None between runs
         self._snapshots: Snapshots | None = None
         self._checking = False  # the safeguard's twin trains: the run's network is done
+        self._twin_after = False
+        self._check_start = (0.0, 0)
         v = QVBoxLayout(self)
         self.train_button = button("Train", train)
         self.stop_button = button("Stop", stop)
@@ -141,6 +144,8 @@ class TrainingPanel(QGroupBox):
 
     def _started(self, event: Started) -> None:
         config = event.model.config
+        #: the safeguard's twin trains after the run: "time left" is the run's alone
+        self._twin_after = bool(getattr(event.trainer, "active", False))
         self._snapshots = getattr(event, "snapshots", None)
         if self._snapshots is not None:
             self._snapshots.shown.connect(self._snapshot_shown)
@@ -166,8 +171,14 @@ class TrainingPanel(QGroupBox):
             self.progress.setRange(0, event.total)
             self._run_steps = event.total
         self.progress.setValue(event.step)
+        then = " + check" if self._twin_after else " left"  # the twin's time is not known yet
         self.progress.setFormat(
-            f"{event.step}/{event.total} · {per_step:.2f} s/step · {format_seconds(left)} left"
+            f"{event.step}/{event.total} · {per_step:.2f} s/step · {format_seconds(left)}{then}"
+        )
+        self.progress.setToolTip(
+            "time left in this run; the safeguard's supervised check trains after it"
+            if self._twin_after
+            else ""
         )
 
     def _safeguard_step(self, event: SafeguardProgress) -> None:
@@ -175,10 +186,16 @@ class TrainingPanel(QGroupBox):
         if not self._checking:
             self._checking = True
             self._update_buttons()
+            self._check_start = (time.perf_counter(), event.step)
         if self.progress.maximum() != event.total:
             self.progress.setRange(0, event.total)
         self.progress.setValue(event.step)
-        self.progress.setFormat(f"safeguard: supervised check, step {event.step}/{event.total}")
+        text = f"safeguard: supervised check, step {event.step}/{event.total}"
+        start, first = self._check_start
+        if event.step > first:  # the twin's own rate, measured from its first step
+            per_step = (time.perf_counter() - start) / (event.step - first)
+            text += f" · {format_seconds(per_step * (event.total - event.step))} left"
+        self.progress.setFormat(text)
 
     def _finished(self, event: FinishedEvent) -> None:
         """Back to the run's own steps after the safeguard's twin sized the bar to its own."""
