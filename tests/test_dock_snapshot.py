@@ -142,3 +142,12 @@ def test_closing_the_dock_during_a_mask_ends_it_at_once(dock, qtbot, monkeypatch
     assert time.monotonic() - start < 5
     assert not dock.state.training and dock.layers.get(SNAPSHOT) is None
     assert not dock.seen["error"] and not dock.seen["warning"], dock.seen
+
+
+def test_a_mask_asked_for_and_not_made_says_so_when_the_run_ends(dock, qtbot):
+    """Mask now, then Stop before the next step: the 'asked for' line stayed forever."""
+    dock.training.train_button.click()
+    qtbot.waitUntil(lambda: len(dock.steps) >= 2, timeout=120_000)
+    dock.training.snapshot_note.setText("mask of the whole volume asked for: after this step…")
+    _stop_and_wait(dock, qtbot)
+    assert dock.training.snapshot_note.text() == "the run ended before the mask asked for was made"

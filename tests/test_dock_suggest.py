@@ -143,3 +143,4 @@ def test_curve_and_button_use_the_same_scores(make_napari_viewer, qtbot, monkeyp
 
     dock.state.axis = 0  # another axis: scores along it, never stale ones
     assert panel.scores is not None and len(panel.scores) == 48
+    assert panel.status.text() == "" and panel.suggestion is None  # nor a stale suggestion

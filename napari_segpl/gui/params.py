@@ -83,16 +83,17 @@ class ParameterForm(QWidget):
             "from the preset: CT and MRI train the 3D network (3 slices), or the 2D U-net when "
             "a painted class covers under 1 % of its slices (thin structures such as vessels); "
             "the paper presets as in the paper. With one painted slice of a thin structure, "
-            "every method moves that slice by affine maps, and SegPL and SegPL-VI also mix "
-            "boxes between unlabelled images (CutMix) and train twice the steps"
+            "every method moves that slice by affine maps, every method that trains on "
+            "unlabelled images trains twice the steps, and SegPL and SegPL-VI also mix boxes "
+            "between unlabelled images (CutMix)"
         )
         #: 0: the preset's steps (auto's CT and MRI recipes differ in them)
         self.steps = SpinBox(label="steps (0 = preset)", value=0, min=0, max=100_000, step=50)
         self.steps.tooltip = (
             f"optimiser steps; 0: the preset's (auto: {TrainConfig.from_preset('ct').steps} "
-            f"for CT, {TrainConfig.from_preset('mri').steps} for MRI). SegPL and SegPL-VI "
-            "double them when the network comes from the preset and one slice of a thin "
-            "structure is painted (the status line says so)"
+            f"for CT, {TrainConfig.from_preset('mri').steps} for MRI). Methods that train on "
+            "unlabelled images double them when the network comes from the preset and one "
+            "slice of a thin structure is painted (the status line says so)"
         )
         self.lr = FloatSpinBox(label="learning rate", value=d.lr, min=1e-5, max=1.0, step=0.005)
         self.lr.native.setDecimals(4)

@@ -189,6 +189,8 @@ class SuggestPanel(QGroupBox):
         unc, pred = self.layers.get(UNCERTAINTY), self.layers.get(PREDICTION)
         image = self.state.image
         self.scores, self.kind, self.suggestion = None, "", None
+        self.status.setText("")  # a suggestion from the last scores no longer holds
+        self.status.setVisible(False)
         shape = None if image is None else image.data.shape
         if unc is not None and pred is not None and unc.data.shape == pred.data.shape == shape:
             data = np.asarray(unc.data)

@@ -98,6 +98,8 @@ class TrainingPanel(QGroupBox):
         self.stop_button.setEnabled(self.state.training)
         if not self.state.training:
             self._snapshots = None
+            if self.snapshot_note.text().startswith("mask of the whole volume asked for"):
+                self.snapshot_note.setText("the run ended before the mask asked for was made")
         live = self._snapshots is not None and not self._checking
         self.snapshot_button.setEnabled(live)
 
