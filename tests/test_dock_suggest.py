@@ -9,7 +9,7 @@ import torch
 from conftest import add_toy_layers
 from qtpy.QtCore import Qt
 
-from napari_segpl.engine import TrainConfig, TrainedModel
+from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume
 from napari_segpl.engine.suggest import GAP, UNCERTAINTY, largest_gap_middle, slice_scores
 from napari_segpl.engine.uncertainty import (
     ENTROPY,
@@ -144,3 +144,21 @@ def test_curve_and_button_use_the_same_scores(make_napari_viewer, qtbot, monkeyp
     dock.state.axis = 0  # another axis: scores along it, never stale ones
     assert panel.scores is not None and len(panel.scores) == 48
     assert panel.status.text() == "" and panel.suggestion is None  # nor a stale suggestion
+
+
+def test_predict_slices_along_the_axis_the_model_trained_on(make_napari_viewer, qtbot, monkeypatch):
+    """Another slicing axis chosen after training: the network still reads the slices it
+    learnt (as Mask now and `segpl predict` do), and the user is told."""
+    infos: list[str] = []
+    monkeypatch.setattr(notify, "show_info", infos.append)
+    viewer, dock, errors = _dock(make_napari_viewer, monkeypatch, "segpl")
+    try:
+        dock.state.axis = 0
+        shown = _predict(dock, qtbot)
+    finally:
+        dock.shutdown()
+    assert not errors and any("axis 2, the axis the model trained on" in i for i in infos)
+    image = np.asarray(viewer.layers["toy"].data)
+    expected = predict_volume(dock.state.model, image, axis=2, device="cpu").labels
+    assert not np.array_equal(expected, predict_volume(dock.state.model, image, axis=0).labels)
+    np.testing.assert_array_equal(shown.labels, expected)

@@ -227,8 +227,11 @@ class Runner:
             return False
         self._image = image
         self.predict_control = RunControl.new()
+        axis = state.model.config.axis  # the slices the network learnt, as Mask now and the CLI
+        if axis != state.axis:
+            notify.info(f"SegPL: predicting along axis {axis}, the axis the model trained on")
         worker = create_worker(
-            predict, state.model, np.asarray(image.data), state.axis, mc_samples, self.device(),
+            predict, state.model, np.asarray(image.data), axis, mc_samples, self.device(),
             self.predict_control, tta_samples, _start_thread=False, _ignore_errors=True,
         )  # fmt: skip
         self._run_predict_worker(worker, "predicting the volume…", predicting=True)
