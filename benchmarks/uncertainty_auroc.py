@@ -58,13 +58,10 @@ def saved_arrays(pred: Prediction) -> dict[str, np.ndarray]:
     return arrays
 
 
-def auroc(score: np.ndarray, wrong: np.ndarray, rng: np.random.Generator) -> float:
+def auroc(score: np.ndarray, wrong: np.ndarray) -> float:
     """ROC AUC of ``score`` separating ``wrong`` voxels from right ones (NaN if one kind)."""
     if wrong.all() or not wrong.any():
         return float("nan")
-    if score.size > SAMPLE:
-        pick = rng.choice(score.size, SAMPLE, replace=False)
-        score, wrong = score[pick], wrong[pick]
     y_pred = torch.from_numpy(score.astype(np.float64))
     return float(compute_roc_auc(y_pred, torch.from_numpy(wrong.astype(np.int64))))
 
@@ -82,7 +79,9 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
             maps[kind] = per_class.max(axis=0)
     band = grow_in_plane((truth > 0) | (pred > 0), BAND)
     wrong = pred[band] != truth[band]
+    # one subsample of the band for every kind: the kinds are compared on the same voxels
     rng = np.random.default_rng(0)
+    pick = rng.choice(wrong.size, SAMPLE, replace=False) if wrong.size > SAMPLE else slice(None)
     onehot = np.stack([truth == c for c in range(1, prob.shape[0] + 1)]).astype(np.float32)
     out = {
         "dataset": row["dataset"], "k": row["k"], "seed": row["seed"], "method": row["method"],
@@ -92,7 +91,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
     }  # fmt: skip
     for kind, volume in maps.items():
         score = volume[band]
-        out[f"auroc_{kind}"] = auroc(score, wrong, rng)
+        out[f"auroc_{kind}"] = auroc(score[pick], wrong[pick])
         top = KINDS[TTA if kind == TTA_NOFLIP else kind].upper
         out[f"confident_{kind}"] = float((score[wrong] < 0.1 * top).mean()) if wrong.any() else 0
     return out

@@ -283,3 +283,20 @@ def test_the_auroc_benchmark_measures_tta_beside_the_others():
     flipless = evaluate(row, pred.labels, {**arrays, "tta_noflip_std": 0.4 - perfect}, case)
     assert flipless["auroc_tta-noflip"] == pytest.approx(0.0)  # exactly the wrong way round
     assert "AUROC TTA no flip" in table([flipless]).splitlines()[0]
+
+
+def test_every_uncertainty_kind_is_scored_on_the_same_voxels(monkeypatch):
+    """Above SAMPLE band voxels the AUROC subsamples: one draw for every kind, so two kinds
+    holding the same map score the same (each kind drew its own before)."""
+    import benchmarks.uncertainty_auroc as bench
+
+    image, truth = make_toy_volume(SHAPE, classes=1)
+    pred = predict_volume(_model(classes=1), image, tta_samples=3)
+    arrays = bench.saved_arrays(pred)
+    row = {"dataset": "toy", "k": 1, "seed": 0, "method": "segpl", "axis": 2}
+    case = SimpleNamespace(chosen=[2], truth=truth)
+    monkeypatch.setattr(bench, "SAMPLE", 200)
+    same = {**arrays, "tta_noflip_std": arrays["tta_std"]}
+    record = bench.evaluate(row, pred.labels, same, case)
+    assert record["band_voxels"] > 200
+    assert record["auroc_tta"] == record["auroc_tta-noflip"]
