@@ -311,7 +311,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     outside = [s for s in args.slices or [] if not 0 <= s < depth]
     if outside:  # np.take would raise on some and count from the end on negative ones
         raise ValueError(f"--slices {outside} lie outside 0..{depth - 1} along axis {args.axis}")
-    scores = overlap_scores(pred.array, truth.array, axis=args.axis, slices=args.slices)
+    scores = overlap_scores(
+        pred.array, truth.array, axis=args.axis, slices=args.slices, nested=args.nested
+    )
     if args.json:
         print(json.dumps({str(c): s for c, s in scores.items()}, indent=2))
         return 0

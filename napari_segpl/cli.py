@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--slices", type=slice_list, metavar="3,40,77", help="score only these slices")
     e.add_argument("--axis", type=int, default=2, choices=(0, 1, 2), help="axis of --slices")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.add_argument("--nested", action="store_true", help="BRATS classes: class c is label >= c")
     add_compare_parser(sub)
     add_suggest_parser(sub)
     return parser

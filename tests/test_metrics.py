@@ -23,6 +23,19 @@ def test_iou_and_dice_per_class_by_hand():
     assert 0 not in scores  # background is never scored
 
 
+def test_nested_classes_are_scored_as_regions_by_hand():
+    """BRATS-style: 1 whole tumour, 2 core inside it. The whole tumour is exact and the core
+    shifted by one voxel: region 1 (label >= 1) is perfect; region 2 overlaps on 1 of 3."""
+    truth = np.array([[[0, 1, 2, 2, 1, 0]]])
+    pred = np.array([[[0, 1, 1, 2, 2, 0]]])
+    regions = overlap_scores(pred, truth, nested=True)
+    assert regions[1]["iou"] == 1.0 and regions[1]["true_voxels"] == 4
+    assert regions[2]["iou"] == pytest.approx(1 / 3)
+    assert overlap_scores(pred, truth)[1]["iou"] == pytest.approx(1 / 3)  # exclusive: the ring
+    exported = exported_scores(pred, truth, [], axis=0, nested=True)
+    assert exported[1]["iou"] == 1.0 and exported[1]["volume_ratio"] == 1.0
+
+
 def test_absent_class_is_nan_not_perfect():
     scores = overlap_scores(np.zeros((2, 2, 2), int), np.zeros((2, 2, 2), int), classes=[1])
     assert math.isnan(scores[1]["iou"]) and math.isnan(scores[1]["dice"])

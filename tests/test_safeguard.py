@@ -235,3 +235,10 @@ def test_a_stop_before_the_verdict_says_the_model_is_unchecked(toy_volume, when)
     assert finished.stopped == (when == "during the run")
     _, _, whole = _guarded(toy_volume, method="segpl", dims=2, steps=2)
     assert list(whole.run())[-1].note == ""  # a check that ran adds nothing
+
+
+def test_held_out_dice_of_nested_classes_scores_regions():
+    truth = np.array([[[0, 1, 2, 2, 1, 0]]])  # (1, 1, 6): one slice along axis 0
+    pred = np.array([[[0, 1, 1, 2, 2, 0]]])
+    assert heldout_dice(pred, truth, [0], 0, 2, nested=True) == [1.0, pytest.approx(0.5)]
+    assert heldout_dice(pred, truth, [0], 0, 2) == [pytest.approx(0.5), pytest.approx(0.5)]

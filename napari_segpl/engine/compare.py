@@ -234,20 +234,24 @@ def _train(
 
 
 def hd95(
-    pred: np.ndarray, truth: np.ndarray, classes: int, spacing: Sequence[float]
+    pred: np.ndarray,
+    truth: np.ndarray,
+    classes: int,
+    spacing: Sequence[float],
+    nested: bool = False,
 ) -> tuple[list[float], list[int]]:
     """Per class: MONAI's HD95 (mm) of (S, h, w) predicted against true labels, slice by slice
     in 2D with in-plane ``spacing``, averaged over the slices where either holds the class; a
     slice where only one does scores its diagonal, the largest distance within it (a missed or
     invented structure is the worst error, not none); and how many slices were scored.
-    ImportError without MONAI."""
+    ``nested``: class c is the region label >= c. ImportError without MONAI."""
     import torch
     from monai.metrics import compute_hausdorff_distance
 
     diagonal = float(np.hypot(pred.shape[1] * spacing[0], pred.shape[2] * spacing[1]))
     means, counts = [], []
     for c in range(1, classes + 1):
-        p, t = pred == c, truth == c
+        p, t = (pred >= c, truth >= c) if nested else (pred == c, truth == c)
         has_p, has_t = p.any(axis=(1, 2)), t.any(axis=(1, 2))
         both = np.flatnonzero(has_p & has_t)
         values = [diagonal] * int(np.count_nonzero(has_p ^ has_t))
@@ -283,7 +287,7 @@ def score(
     pred = prediction or predict_volume(model, image, device=config.device)
     labels_h = np.moveaxis(np.take(pred.labels, holdout, axis=axis), axis, 0)
     truth_h = np.moveaxis(np.take(truth, holdout, axis=axis), axis, 0)
-    scores = overlap_scores(labels_h, truth_h, range(1, k + 1), axis=0)
+    scores = overlap_scores(labels_h, truth_h, range(1, k + 1), axis=0, nested=config.nested)
     prob_h = np.moveaxis(np.take(pred.probabilities, holdout, axis=axis + 1), axis + 1, 1)
     target = encode_target(truth_h, k, config.nested)
     count, mean_p, freq = calibration_bins(prob_h, target)
@@ -297,7 +301,7 @@ def score(
     }  # fmt: skip
     if surface:
         plane = [s for a, s in enumerate(spacing or (1.0, 1.0, 1.0)) if a != axis]
-        out["hd95"], out["hd95_slices"] = hd95(labels_h, truth_h, k, plane)
+        out["hd95"], out["hd95_slices"] = hd95(labels_h, truth_h, k, plane, config.nested)
     volume = robustness.normalised_volume(model, image)
     curve = robustness.ood_curve(model, volume, truth_h, holdout, gammas)
     out["ood"] = [mean for mean, _ in curve]

@@ -24,9 +24,12 @@ def overlap_scores(
     *,
     axis: int = 2,
     slices: Sequence[int] | None = None,
+    nested: bool = False,
 ) -> dict[int, dict[str, float]]:
     """Per-class {"iou", "dice", "pred_voxels", "true_voxels"} over the whole volume, or over
-    ``slices`` along ``axis``. A class absent from both gives NaN (undefined, not perfect)."""
+    ``slices`` along ``axis``. A class absent from both gives NaN (undefined, not perfect).
+    ``nested`` (BRATS-style classes): class c is the region label >= c, as training's targets
+    and the calibration scores take it."""
     if pred.shape != truth.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
     pred, truth = _select(pred, axis, slices), _select(truth, axis, slices)
@@ -34,7 +37,7 @@ def overlap_scores(
         classes = [int(c) for c in np.union1d(np.unique(pred), np.unique(truth)) if c != 0]
     scores = {}
     for c in classes:
-        p, t = pred == c, truth == c
+        p, t = (pred >= c, truth >= c) if nested else (pred == c, truth == c)
         inter = float(np.logical_and(p, t).sum())
         union = float(np.logical_or(p, t).sum())
         total = float(p.sum() + t.sum())
@@ -99,13 +102,14 @@ def exported_scores(
     *,
     axis: int = 2,
     classes: Sequence[int] | None = None,
+    nested: bool = False,
 ) -> dict[int, dict[str, float]]:
     """Scores of what the user exports: every slice along ``axis`` except the painted ones,
     empty slices included, so a mask drawn where the structure does not exist costs IoU.
     Adds ``volume_ratio`` (predicted / true voxels; inf when the class is absent from the
     truth but predicted)."""
     keep = [s for s in range(pred.shape[axis]) if s not in set(painted)]
-    scores = overlap_scores(pred, truth, classes, axis=axis, slices=keep)
+    scores = overlap_scores(pred, truth, classes, axis=axis, slices=keep, nested=nested)
     for s in scores.values():
         true, predicted = s["true_voxels"], s["pred_voxels"]
         s["volume_ratio"] = predicted / true if true else (float("inf") if predicted else 1.0)

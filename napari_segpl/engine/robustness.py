@@ -87,7 +87,7 @@ def heldout_iou(
     labels = labels_from_probabilities(
         np.moveaxis(prob, 1, 0), model.config.threshold, model.config.nested
     )
-    scores = overlap_scores(labels, truth, range(1, k + 1), axis=0)
+    scores = overlap_scores(labels, truth, range(1, k + 1), axis=0, nested=model.config.nested)
     per_class = [scores[c]["iou"] for c in range(1, k + 1)]
     finite = [v for v in per_class if np.isfinite(v)]
     return (float(np.mean(finite)) if finite else float("nan")), per_class

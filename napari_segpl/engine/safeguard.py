@@ -129,14 +129,16 @@ def heldout_dice(
     slices: Sequence[int],
     axis: int,
     classes: int | None = None,
+    nested: bool = False,
 ) -> list:
     """Dice per class 1..``classes`` (default max(truth)) on ``slices`` (1.0 where a class is
-    absent from both)."""
+    absent from both); ``nested``: class c is the region label >= c."""
     p, t = np.take(pred, list(slices), axis=axis), np.take(truth, list(slices), axis=axis)
     out = []
     for c in range(1, (classes or int(truth.max(initial=0))) + 1):
-        total = (p == c).sum() + (t == c).sum()
-        out.append(float(2 * np.logical_and(p == c, t == c).sum() / total) if total else 1.0)
+        pc, tc = (p >= c, t >= c) if nested else (p == c, t == c)
+        total = pc.sum() + tc.sum()
+        out.append(float(2 * np.logical_and(pc, tc).sum() / total) if total else 1.0)
     return out
 
 
@@ -323,7 +325,8 @@ class GuardedTrainer:
         )
         truth = np.stack([np.take(self.truth, s, axis=config.axis) for s in self.holdout])
         classes = trainer.data.num_classes
-        return HeldoutEvent(step, heldout_dice(pred, truth, range(len(pred)), 0, classes))
+        scores = heldout_dice(pred, truth, range(len(pred)), 0, classes, config.nested)
+        return HeldoutEvent(step, scores)
 
     def _check(self, seconds: float) -> SafeguardEvent:
         config, data = self.trainer.config, self.trainer.data
@@ -346,7 +349,8 @@ class GuardedTrainer:
         if self.holdout and self.truth is not None:
             n = data.num_classes
             heldout = {
-                m: heldout_dice(p, self.truth, self.holdout, axis, n) for m, p in preds.items()
+                m: heldout_dice(p, self.truth, self.holdout, axis, n, config.nested)
+                for m, p in preds.items()
             }
         kept, reason = decide(config.method, ratios, self.band, heldout)
         if self.keep_labels:  # the kept model's labels only: the other's go with ``preds``
