@@ -108,6 +108,7 @@ def test_a_duplicate_of_a_result_and_a_result_trained_on_are_the_users(make_napa
     pseudo = dock.layers.ensure(PSEUDO, image)
     pseudo.data[5, 5, 5] = 1  # the user corrects it, and trains on it
     dock.state.labels = pseudo
+    assert dock.layers.get(PSEUDO) is None  # a preview of a run going on must not write on it
     fresh = dock.layers.ensure(PSEUDO, image)
     assert fresh is not pseudo and pseudo in viewer.layers and pseudo.data[5, 5, 5] == 1
     assert role_of(pseudo, dock.state.owner) is None and dock.layers.get(PSEUDO) is fresh

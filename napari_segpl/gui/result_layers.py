@@ -57,10 +57,15 @@ class ResultLayers:
         self._made: dict[str, weakref.ReferenceType] = {}
 
     def get(self, role: str) -> Layer | None:
-        """The layer this dock made for ``role``, while it is in the viewer and still marked."""
+        """The layer this dock made for ``role``, while it is in the viewer, still marked and
+        not the one the user trains on (that one is theirs: released, so previews and the
+        fill of a run already going never write over their corrections)."""
         ref = self._made.get(role)
         layer = ref() if ref is not None else None
         if layer is None or role_of(layer, self.owner) != role:
+            return None
+        if layer is self._in_use():
+            self.release(layer)
             return None
         return layer if any(other is layer for other in self.viewer.layers) else None
 
