@@ -22,6 +22,7 @@ from .engine.uncertainty import (
     ENTROPY,
     KINDS,
     MC,
+    MC_SAMPLES,
     TTA,
     TTA_DEGREES,
     TTA_SAMPLES,
@@ -257,9 +258,9 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
     p.add_argument(
         "--mc-samples",
         type=int,
-        default=5,
+        default=MC_SAMPLES,
         metavar="K",
-        help="thresholds drawn for --uncertainty-kind mc (default 5, as in the paper)",
+        help=f"thresholds drawn for --uncertainty-kind mc (default {MC_SAMPLES}, as in the paper)",
     )
     p.add_argument(
         "--tta-samples",

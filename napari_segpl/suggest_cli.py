@@ -23,6 +23,7 @@ from .engine.uncertainty import (
     ENTROPY,
     KINDS,
     MC,
+    MC_SAMPLES,
     TTA,
     TTA_SAMPLES,
     resolve_kind,
@@ -60,8 +61,8 @@ def add_suggest_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--tta-samples", type=int, default=TTA_SAMPLES, metavar="M",
                    help=f"predictions for tta (default {TTA_SAMPLES})")  # fmt: skip
-    p.add_argument("--mc-samples", type=int, default=5, metavar="K",
-                   help="thresholds drawn for mc (default 5)")  # fmt: skip
+    p.add_argument("--mc-samples", type=int, default=MC_SAMPLES, metavar="K",
+                   help=f"thresholds drawn for mc (default {MC_SAMPLES})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="for --rule random (default 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")

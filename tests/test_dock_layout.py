@@ -166,3 +166,15 @@ def test_plots_are_in_view_while_training_at_1600_by_1000(make_napari_viewer, qt
         assert _wholly_visible(dock.training.progress)
     finally:
         dock.shutdown()
+
+
+def test_the_docks_sample_counts_are_the_commands_defaults(docked):
+    """The same uncertainty in the dock as from `segpl predict` and `segpl suggest` (the dock
+    drew 8 thresholds, the commands 5)."""
+    from napari_segpl.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("train", "predict", "suggest"):
+        defaults = {a.dest: a.default for a in commands[name]._actions}
+        assert defaults["mc_samples"] == docked.results.mc_spin.value() == 5, name
+        assert defaults["tta_samples"] == docked.results.tta_spin.value() == 8, name

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 ENTROPY, MC, SPREAD, TTA = "entropy", "mc", "spread", "tta"
 #: TTA's default number of augmented predictions M (the first is the unaugmented one)
 TTA_SAMPLES = 8
+#: thresholds drawn for SegPL-VI's Monte-Carlo uncertainty by default (the paper's 5), in the
+#: dock and every command alike
+MC_SAMPLES = 5
 #: TTA's small affine maps: a rotation drawn in +-TTA_DEGREES and a scale in 1 +- TTA_SCALE
 TTA_DEGREES, TTA_SCALE = 5.0, 0.05
 

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 from ..engine import Prediction, SafeguardEvent, TrainedModel
 from ..engine.uncertainty import (
     KINDS,
+    MC_SAMPLES,
     TTA,
     TTA_SAMPLES,
     kinds_in,
@@ -54,7 +55,7 @@ class ResultsPanel(QGroupBox):
         v = QVBoxLayout(self)
         self.mc_spin = QSpinBox()
         self.mc_spin.setRange(1, 100)
-        self.mc_spin.setValue(8)
+        self.mc_spin.setValue(MC_SAMPLES)  # as the commands' default
         self.mc_spin.setToolTip("Thresholds drawn for the Monte-Carlo uncertainty (SegPL-VI)")
         #: test-time augmentation: 0 off, else M predictions (the slice and small affine maps)
         #: and their std, the uncertainty shown by default, for any method
