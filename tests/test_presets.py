@@ -215,3 +215,19 @@ def test_cli_help_names_each_presets_own_lever_values():
         for key, value in PRESETS[preset].items():
             if key in helps and isinstance(value, float) and value != getattr(default, key):
                 assert f"{preset} {value:g}" in helps[key], (preset, key, helps[key])
+
+
+@pytest.mark.parametrize(
+    ("method", "uses"),
+    [("supervised", False), ("mean-teacher", False), ("cct", False), ("segpl", True),
+     ("fixmatch", True), ("cps", True), ("selfloop", True)],
+)  # fmt: skip
+def test_the_preview_says_when_the_method_trains_on_no_pseudo_labels(method, uses):
+    """The dock's "pseudo labels" of supervised training or a consistency method are shown
+    for comparison only: the note says so, and only for them."""
+    cfg = TrainConfig(method=method, dims=2, axis=0, steps=1, patch=32, depth=2,
+                      base_channels=4, preview_every=0)  # fmt: skip
+    trainer = _small_trainer(cfg, [2], height=12, width=12)
+    note = trainer.preview(0).threshold_note
+    assert note.startswith("T = 0.5 (fixed)")
+    assert ("trains on no such labels" in note) == (not uses)

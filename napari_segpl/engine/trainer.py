@@ -281,6 +281,8 @@ class Trainer:
         else:  # the configuration's value, not its float32 copy
             threshold = [float(self.config.threshold)] * len(t[0])
             note = f"T = {self.config.threshold:g} (fixed)"
+        if not self.model.method.cuts_pseudo_labels:
+            note += f"; {self.config.method} trains on no such labels: shown for comparison"
         return PreviewEvent(step, s, labels, prob[0], threshold, note)
 
     def pseudo_label_volume(

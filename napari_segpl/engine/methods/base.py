@@ -126,6 +126,9 @@ class Method(ABC):
     uses_unlabelled: ClassVar[bool] = False
     #: reads ``config.mix``: CutMix boxes between its unlabelled images
     mixes: ClassVar[bool] = False
+    #: its loss trains on hard labels cut as ``pseudo_labels`` cuts them (the dock's preview
+    #: shows what it uses); others (supervised, consistency methods) are shown for comparison
+    cuts_pseudo_labels: ClassVar[bool] = False
     learns_threshold: ClassVar[bool] = False
     #: the method's own parameters, by name (values in ``config.extra``)
     params: ClassVar[dict[str, Param]] = {}

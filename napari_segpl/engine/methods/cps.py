@@ -53,6 +53,7 @@ class CPS(Method):
     name = "cps"
     title = "CPS"
     uses_unlabelled = True
+    cuts_pseudo_labels = True
     params = {
         "cps_weight": Param(1.5, "weight lambda of the cross pseudo supervision", 0.0, 100.0),
     }

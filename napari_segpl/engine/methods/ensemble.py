@@ -92,6 +92,7 @@ class Ensemble(Method):
         #: the trainer reads this to decide whether batches hold unlabelled images
         self.uses_unlabelled = member_cls.uses_unlabelled
         self.mixes = member_cls.mixes
+        self.cuts_pseudo_labels = member_cls.cuts_pseudo_labels
         self.model = self.members[0].model
         self._trained = _Trained(len(self.members))
         self._current, self._local_step = 0, 0

@@ -77,6 +77,7 @@ class FixMatch(Method):
     name = "fixmatch"
     title = "FixMatch"
     uses_unlabelled = True
+    cuts_pseudo_labels = True
     params = {
         "tau": Param(0.95, "confidence a pixel's weak prediction needs to be a pseudo label",
                      0.0, 1.0),

@@ -107,6 +107,7 @@ class SegPL(Method):
     name = "segpl"
     title = "SegPL"
     uses_unlabelled = True
+    cuts_pseudo_labels = True
     mixes = True
 
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, View]:

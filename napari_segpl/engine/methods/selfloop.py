@@ -121,6 +121,7 @@ class SelfLoop(Method):
     name = "selfloop"
     title = "Self-loop uncertainty"
     uses_unlabelled = True
+    cuts_pseudo_labels = True
     params = {
         "views": Param(4, "shuffled looks Q at each unlabelled image a step", 2, 16),
         "grid": Param(2, "jigsaw tiles per side (2: 4 tiles, 24 orders)", 2, 4),
