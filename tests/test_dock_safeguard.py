@@ -176,3 +176,15 @@ def test_the_safeguard_is_on_in_a_new_form(qtbot):
     assert not form.safeguard.enabled and not form.safeguard.value
     form.method.value = "segpl-vi"
     assert form.safeguard.enabled and form.safeguard.value
+
+
+def test_an_ensembles_status_line_counts_its_members_steps(dock):
+    """The bar counts every member's steps; the status line said the steps of one."""
+    from napari_segpl.engine import TrainConfig, TrainedModel
+    from napari_segpl.gui.session import Started
+
+    config = TrainConfig(method="ensemble", dims=2, steps=4, base_channels=4, depth=2,
+                         extra={"members": 3})  # fmt: skip
+    model = TrainedModel.new(config.validate(), 2)
+    dock.training._started(Started(model, [1], 3, 2, "cpu"))
+    assert "3 members x 4 steps, on cpu" in dock.training.status.text()

@@ -158,10 +158,12 @@ class TrainingPanel(QGroupBox):
         n = len(event.labelled)
         note = one_thin_slice_note(config, event.model.method.mixes)
         recipe = f", {note}" if event.one_thin_slice else ""
+        members = len(getattr(event.model.method, "members", [])) or 1
+        steps = f"{members} members x {config.steps}" if members > 1 else f"{config.steps}"
         self.status.setText(
             f"{n} labelled slice{'s' if n != 1 else ''}, {event.unlabelled} unlabelled, "
             f"{event.num_classes} class(es), {config.dims}D network{recipe}, "
-            f"{config.steps} steps, on {event.device}"
+            f"{steps} steps, on {event.device}"
         )
 
     def _step(self, event: StepEvent) -> None:
