@@ -303,3 +303,28 @@ def test_selfloop_trains_predicts_and_reloads(tmp_path, dims):
     assert prediction.labels.shape == image.shape
     fill = trainer.pseudo_label_volume()
     assert fill.shape == image.shape
+
+
+def test_each_member_of_a_pseudo_label_ensemble_has_its_own_gate_and_burn_in(monkeypatch):
+    """The trainer's gate and ramp counted the run's steps while a member counts its own:
+    a gate opened in member 0 let member 1 use pseudo labels without a gate of its own (and one
+    opened in member 1 kept alpha at 0 there). Each member now waits as a lone run does."""
+    from napari_segpl.engine.methods.segpl import SegPL
+
+    seen: list[tuple[int, list[bool] | None, float]] = []
+    real = SegPL.compute_loss
+
+    def spy(self, batch, step, alpha_fn):
+        seen.append((step, list(self.pseudo_classes or []), alpha_fn(step)))
+        return real(self, batch, step, alpha_fn)
+
+    monkeypatch.setattr(SegPL, "compute_loss", spy)
+    steps = 10
+    trainer, _, _ = _run("ensemble", steps, members=2, member="segpl")
+    burn_in = trainer.config.burn_in_steps
+    assert trainer.config.gate and 0 < burn_in < steps and len(seen) == 2 * steps
+    first, second = seen[:steps], seen[steps:]
+    assert any(any(classes) for _, classes, _ in first)  # member 0's gate opened
+    assert [s for s, _, _ in second] == list(range(steps))  # member 1's own steps
+    assert not any(second[0][1])  # and it starts with its own closed gate
+    assert all(alpha == 0 for s, _, alpha in second if s < burn_in)  # and its own burn-in

@@ -144,16 +144,21 @@ class Trainer:
         history: list[dict[str, float]] = []
         painted = self.painted
         guard = CollapseGuard(painted) if method.uses_unlabelled else None
+
         # The gate: after the burn-in, a class's pseudo labels enter the loss only once the
         # teacher's pseudo labels of it are plausible (inside the guard's bands), and alpha
         # ramps in from the first class let in: a teacher still far off when the burn-in ends
         # would otherwise have its errors locked in (benchmarks/RESULTS.md (g)).
-        # ``opened``: the step the ramp starts from (None: not yet).
-        gate = None
-        opened: int | None = config.burn_in_steps
-        if guard is not None and config.gate:
-            gate, opened = CollapseGuard(painted), None
-            method.pseudo_classes = [False] * self.data.num_classes
+        # ``opened``: the step the ramp starts from (None: not yet). Steps count from the start
+        # of the run, or of each member's ``config.steps`` in an ensemble (its own gate, as if
+        # trained alone: the ensemble hands its member the member's own step).
+        def new_gate() -> tuple[CollapseGuard | None, int | None]:
+            if guard is not None and config.gate:
+                method.pseudo_classes = [False] * self.data.num_classes
+                return CollapseGuard(painted), None
+            return None, config.burn_in_steps
+
+        gate, opened = new_gate()
         start = time.perf_counter()
         steps_done = 0
 
@@ -167,6 +172,9 @@ class Trainer:
             for step in range(self.total_steps):
                 if self._stop:
                     break
+                local = step % config.steps  # the member's own step in an ensemble
+                if step and not local:
+                    gate, opened = new_gate()
                 t0 = time.perf_counter()
                 x_l, y_l, mask = sampler.labelled_batch(config.batch)
                 x_u = sampler.unlabelled_batch(n_unlabelled)
@@ -209,13 +217,13 @@ class Trainer:
                     yield from guard.update(steps_done, fg)
                 if gate is not None and fg is not None and not all(method.pseudo_classes):
                     gate.track(fg)
-                    if steps_done >= config.burn_in_steps:
+                    if local + 1 >= config.burn_in_steps:
                         allowed = gate.plausible_classes()
                         method.pseudo_classes = [
                             a or b for a, b in zip(method.pseudo_classes, allowed, strict=True)
                         ]
                         if opened is None and any(method.pseudo_classes):
-                            opened = steps_done
+                            opened = local + 1
                 every = config.preview_every
                 if every and method.uses_unlabelled and steps_done % every == 0:
                     yield self.preview(steps_done)
