@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="NAME=VALUE",
         help="a parameter of the chosen method itself (e.g. FixMatch's tau); repeatable",
     )  # fmt: skip
-    t.add_argument("--patch", type=int, help=f"in-plane patch size (default {D.patch})")
+    t.add_argument("--patch", type=int, help=f"in-plane patch, a multiple of 16 ({D.patch})")
     t.add_argument("--channels", type=int, dest="base_channels", help="first encoder width")
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     t.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast on CUDA")

@@ -267,7 +267,10 @@ class TrainConfig:
             (0 < self.prior_mu < 1, "prior_mu must lie inside (0, 1)"),
             (self.prior_sigma > 0, "prior_sigma must be positive"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
-            (self.patch >= 2**self.depth, f"patch must be at least {2**self.depth}"),
+            (  # the U-net halves the patch depth times; a crop of another size cannot rejoin
+                self.patch >= 2**self.depth and self.patch % 2**self.depth == 0,
+                f"patch must be a multiple of {2**self.depth} (2 to the depth)",
+            ),
             (self.depth >= 1, "depth must be at least 1"),
             (self.normalisation in ("zscore", "ct"), "normalisation must be 'zscore' or 'ct'"),
             (self.ct_window[1] > 0, "ct_window width must be positive"),
