@@ -29,7 +29,10 @@ Where ours differs:
 - in 3D (3-slice stacks) only the centre slice's pseudo labels count, as only the centre slice
   of a labelled stack is supervised and only the centre slice is predicted;
 - the engine's schedule for pseudo labels (``alpha``, warm-up, burn-in, gate) and SegPL's levers
-  (perturb, warp, mix, confidence, intensity, exclusive) do not apply; ``tau`` is its gate.
+  (perturb, warp, mix, confidence, intensity, exclusive) do not apply; ``tau`` is its gate;
+- with ``config.ema > 0`` (the presets' 0.99) the weights' moving average becomes the model
+  that predicts and is saved, as for every method (``Method.finish``); UniMatch evaluates the
+  live network. The pseudo labels come from the live network's weak pass, as in UniMatch.
 """
 
 from __future__ import annotations

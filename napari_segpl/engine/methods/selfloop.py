@@ -29,7 +29,9 @@ What we had to guess (every number is a Param with its default below):
 - ``views`` Q = 4 looks a step, made without gradient by the network being trained (no EMA
   teacher and no intensity evidence, which are this project's levers, not the paper's).
 Where ours differs otherwise: sigmoid channels, our U-nets, our step counts; in 3D only the
-centre slice of an unlabelled stack enters the loss, as for SegPL.
+centre slice of an unlabelled stack enters the loss, as for SegPL; with ``config.ema > 0`` (the
+presets' 0.99) the weights' moving average becomes the model that predicts and is saved, as
+for every method (``Method.finish``).
 """
 
 from __future__ import annotations
