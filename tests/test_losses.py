@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from napari_segpl.engine.losses import (
@@ -171,3 +172,21 @@ def test_sampled_threshold_is_reparameterised():
     eps = ((t - mu) / sigma).detach()
     assert eps.abs().min() > 0  # a draw of exactly mu would make the check below empty
     torch.testing.assert_close(sigma.grad, eps)
+
+
+def test_masked_bce_weighs_each_channel_alike_and_a_closed_one_as_zero():
+    """With the gate holding class 2 back (its channel's mask all 0), class 1 keeps the weight
+    it has with both open (half), as in the Dice; it counted fully before."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 2, 6, 6), (torch.rand(2, 2, 6, 6) > 0.5).float()
+    per_voxel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    open_both = torch.ones(2, 2, 6, 6)
+    class_1 = per_voxel[:, 0].mean()
+    both = segmentation_loss(logits, target, "bce", open_both)
+    torch.testing.assert_close(both, per_voxel.mean())  # one mask for all: the plain mean
+    gated = open_both.clone()
+    gated[:, 1] = 0
+    torch.testing.assert_close(segmentation_loss(logits, target, "bce", gated), class_1 / 2)
+    band = (torch.rand(2, 2, 6, 6) > 0.3).float()  # a confidence band: per channel's own mean
+    expected = torch.stack([per_voxel[:, c][band[:, c] > 0].mean() for c in range(2)]).mean()
+    torch.testing.assert_close(segmentation_loss(logits, target, "bce", band), expected)

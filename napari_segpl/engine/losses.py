@@ -65,7 +65,9 @@ def segmentation_loss(
     per_image: bool = True,
 ) -> torch.Tensor:
     """Dice on sigmoid probabilities, the authors' 0.5 Dice + 0.5 binary cross-entropy, or the
-    binary cross-entropy alone (averaged over the voxels ``mask`` keeps)."""
+    binary cross-entropy alone (per channel, averaged over the voxels ``mask`` keeps in it,
+    then over the channels, a channel with none kept counting 0: as the Dice counts a channel
+    the gate closed, so one class's weight does not grow while another is held back)."""
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}")
     with _float32(logits.device):
@@ -79,8 +81,9 @@ def segmentation_loss(
             bce = F.binary_cross_entropy_with_logits(logits, target)
         else:
             weight = mask.expand_as(logits).float()
-            bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
-            bce = bce / weight.sum().clamp_min(1.0)
+            each = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight
+            dims = [d for d in range(logits.ndim) if d != 1]  # all but the channel
+            bce = (each.sum(dims) / weight.sum(dims).clamp_min(1.0)).mean()
         return bce if kind == "bce" else 0.5 * loss + 0.5 * bce
 
 
