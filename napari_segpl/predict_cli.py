@@ -62,6 +62,9 @@ def predict_command(args: argparse.Namespace) -> int:
     for flag in ("mask", "prob", "uncertainty"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag} is for one image; with --out only masks are written")
+    if args.series is not None:  # one UID names one series: every other input would fail
+        raise ValueError("--series picks a series of one DICOM folder; with --out each folder's "
+                         "series with the most slices is read")  # fmt: skip
     for flag in ("workers", "threads"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be at least 1")

@@ -183,6 +183,7 @@ def test_the_single_image_form_and_its_errors(cohort, tmp_path, capsys):
         [image, image, "--mask", str(tmp_path / "m.nii.gz")],  # two images, one mask
         [image, "--out", str(tmp_path), "--prob", str(tmp_path / "p.nii.gz")],
         [image, "--out", str(tmp_path), "--workers", "0"],
+        [image, "--out", str(tmp_path), "--series", "1.2.3"],  # one series: not for a cohort
     ):
         assert main(["predict", str(model_path), *wrong]) == 2
     assert "error:" in capsys.readouterr().err
