@@ -112,3 +112,18 @@ def test_a_prior_only_segpl_vi_reads_keeps_the_other_methods_of_that_folder(tmp_
     assert len(notes) == 1 and "prior_sigma 0.1 against 0.05" in notes[0]
     with pytest.raises(ValueError, match="steps"):  # any other option still refuses
         compare_merge.merge([new, _folder(tmp_path, "x", [_run("cps", 0.8, 5.0)], steps=9)])
+
+
+def test_runs_scored_under_the_old_hd95_rule_are_named_in_the_merged_note(tmp_path):
+    """Before 0f6b8b7 HD95 counted only slices holding the class in both: a merged table must
+    not print the new rule's text over such runs without saying so."""
+    new = _folder(tmp_path, "new", [_run("supervised", 0.6, 1.0), _run("segpl", 0.9, 3.0)])
+    assert {r["hd95_rule"] for r in new["runs"]} == {"either"}
+    assert compare_merge.merge([new])[0].hd95_note == ""
+    old = _folder(tmp_path, "old", [_run("supervised", 0.6, 1.0), _run("cps", 0.8, 5.0)])
+    for run in old["runs"]:
+        del run["hd95_rule"]  # as the run files written before the marker
+    merged, _ = compare_merge.merge([new, old])
+    assert merged.hd95_note == (
+        "HD95 of cps s0, supervised s0 counts only slices holding the class in both"
+    )

@@ -15,7 +15,7 @@ export would, and on the held-out slices along the training axis:
 - ``ece``: expected calibration error over the same voxels and channels, 15 equal bins
   (``metrics.expected_calibration_error``), and the bins for a reliability diagram;
 - ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm
-  (``monai.metrics.compute_hausdorff_distance(..., percentile=95, spacing=...)``) on each held-out
+  (``metrics.hd95``, MONAI's ``compute_hausdorff_distance``, percentile 95) on each held-out
   slice in 2D with the in-plane voxel spacing (held-out slices are not neighbours, so no 3D
   surface joins them), averaged over the slices where either holds the class, a slice where
   only one does scoring its diagonal (``hd95_slices`` counts them); NaN where none does;
@@ -44,11 +44,18 @@ from typing import Any
 import numpy as np
 
 from . import robustness
+from .compare_store import HD95_RULE
 from .compare_store import plain as _plain
 from .config import TrainConfig
 from .inference import Prediction, predict_volume
 from .methods import get_method
-from .metrics import brier_score, calibration_bins, expected_calibration_error, overlap_scores
+from .metrics import (
+    brier_score,
+    calibration_bins,
+    expected_calibration_error,
+    hd95,
+    overlap_scores,
+)
 from .model import TrainedModel
 from .safeguard import withhold
 from .sampling import DataError, TrainingData, encode_target, prepare_data
@@ -141,7 +148,10 @@ class CompareResult:
         names = [f.name for f in dataclasses.fields(self)][1:-1]  # not runs (last) nor stopped
         data = {name: getattr(self, name) for name in names}
         data["summary"] = self.summary()
-        data["runs"] = [dataclasses.asdict(r) | {"mean_iou": r.mean_iou} for r in self.runs]
+        data["runs"] = [
+            dataclasses.asdict(r) | {"mean_iou": r.mean_iou, "hd95_rule": HD95_RULE}
+            for r in self.runs
+        ]
         if self.stopped:  # only then, so a whole compare's file is as it always was
             data["stopped"] = True
         return _plain(data)
@@ -231,41 +241,6 @@ def _train(
         elif hasattr(event, "message"):
             notes.append(str(event.message))
     return times, seconds, notes, stopped
-
-
-def hd95(
-    pred: np.ndarray,
-    truth: np.ndarray,
-    classes: int,
-    spacing: Sequence[float],
-    nested: bool = False,
-) -> tuple[list[float], list[int]]:
-    """Per class: MONAI's HD95 (mm) of (S, h, w) predicted against true labels, slice by slice
-    in 2D with in-plane ``spacing``, averaged over the slices where either holds the class; a
-    slice where only one does scores its diagonal, the largest distance within it (a missed or
-    invented structure is the worst error, not none); and how many slices were scored.
-    ``nested``: class c is the region label >= c. ImportError without MONAI."""
-    import torch
-    from monai.metrics import compute_hausdorff_distance
-
-    diagonal = float(np.hypot(pred.shape[1] * spacing[0], pred.shape[2] * spacing[1]))
-    means, counts = [], []
-    for c in range(1, classes + 1):
-        p, t = (pred >= c, truth >= c) if nested else (pred == c, truth == c)
-        has_p, has_t = p.any(axis=(1, 2)), t.any(axis=(1, 2))
-        both = np.flatnonzero(has_p & has_t)
-        values = [diagonal] * int(np.count_nonzero(has_p ^ has_t))
-        if len(both):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # MONAI's deprecation notes
-                d = compute_hausdorff_distance(
-                    torch.from_numpy(p[both, None]), torch.from_numpy(t[both, None]),
-                    include_background=True, percentile=95, spacing=list(spacing),
-                )  # fmt: skip
-            values += d.float().flatten().tolist()
-        means.append(float(np.mean(values)) if values else float("nan"))
-        counts.append(len(values))
-    return means, counts
 
 
 def score(

@@ -67,16 +67,22 @@ def _nan(values: Sequence[Any] | None) -> list[float] | None:
     return None if values is None else [float("nan") if v is None else float(v) for v in values]
 
 
+#: how HD95 counted slices when a run was scored: "either" (a slice holding the class in the
+#: prediction or the truth; in one only, its diagonal). Runs without it (before 0f6b8b7)
+#: counted only slices holding it in both.
+HD95_RULE = "either"
+
+
 def run_to_json(run: RunResult) -> dict[str, Any]:
     """A run's fields in plain JSON, without the cost ratio (it depends on the other runs)."""
-    return plain(dataclasses.asdict(run) | {"cost_ratio": None})
+    return plain(dataclasses.asdict(run) | {"cost_ratio": None, "hd95_rule": HD95_RULE})
 
 
 def run_from_json(data: Mapping[str, Any]) -> RunResult:
     """Inverse of ``run_to_json``: None back to NaN where a number was not finite."""
     from .compare import RunResult  # here: compare imports this module
 
-    values = dict(data)
+    values = {k: v for k, v in data.items() if k != "hd95_rule"}
     for key in _FLOATS:
         values[key] = float("nan") if values[key] is None else float(values[key])
     for key in _FLOAT_LISTS:
