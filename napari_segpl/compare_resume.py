@@ -59,6 +59,10 @@ def open_store(
                 finished[c.method, seed] = run
                 print(f"method {c.method} seed {seed}: loaded from {store.path(c.method, seed)}",
                       file=sys.stderr)  # fmt: skip
+    if store.old_hd95:  # the table's HD95 line states the new rule
+        print(f"note: the HD95 of {', '.join(store.old_hd95)} (run files from before its rule "
+              "was recorded) counts only slices holding the class in both",
+              file=sys.stderr)  # fmt: skip
     if not args.no_supervised_timing and all(c.method != "supervised" for c in configs):
         reference = store.load_reference(seeds[0])
         if reference is not None:

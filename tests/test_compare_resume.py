@@ -174,3 +174,20 @@ def test_first_seed_runs_the_later_seeds_of_a_compare_alone(volumes, tmp_path, t
     assert a["seeds"] == [0, 1] and b["seeds"] == [1]
     assert _timeless(b["runs"][0]) == _timeless(a["runs"][1])  # the same run as in the pair
     assert compare_cli.run([*_args(volumes, tmp_path / "x"), "--first-seed", "-1"]) == 2
+
+
+def test_resuming_run_files_without_their_hd95_rule_says_so(volumes, tmp_path, trained, capsys):
+    """Run files from before 0f6b8b7 scored HD95 over slices holding the class in both; the
+    table states the new rule, so the terminal names those runs."""
+    out = tmp_path / "out"
+    assert compare_cli.run(_args(volumes, out)) == 0
+    path = out / "runs" / "supervised-s0.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["run"]["hd95_rule"] == "either"
+    capsys.readouterr()
+    assert compare_cli.run([*_args(volumes, out), "--resume"]) == 0
+    assert "the HD95 of" not in capsys.readouterr().err
+    del data["run"]["hd95_rule"]  # as written before the rule was recorded
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert compare_cli.run([*_args(volumes, out), "--resume"]) == 0
+    assert "note: the HD95 of supervised s0 (run files" in capsys.readouterr().err

@@ -155,6 +155,8 @@ class RunStore:
         self.process = uuid.uuid4().hex[:12]
         #: the process that timed each run used (loaded or saved), by file name
         self.timed_by: dict[str, str] = {}
+        #: loaded runs scored before run files said their HD95 rule (``HD95_RULE``)
+        self.old_hd95: list[str] = []
 
     def path(self, method: str, seed: int) -> Path:
         return self.folder / f"{method}-s{seed}.json"
@@ -210,6 +212,8 @@ class RunStore:
         made for another request or cannot be read."""
         config = dataclasses.replace(self.configs[method], seed=seed)
         data = self._read(self.path(method, seed), config)
+        if data is not None and data["run"].get("hd95_rule") != HD95_RULE:
+            self.old_hd95.append(f"{method} s{seed}")
         return None if data is None else run_from_json(data["run"])
 
     def _reference_config(self, seed: int) -> TrainConfig:
