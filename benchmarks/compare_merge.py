@@ -33,7 +33,12 @@ import numpy as np
 
 from napari_segpl.compare_cli import result_files, write_atomic
 from napari_segpl.engine.compare import CompareResult, RunResult
-from napari_segpl.engine.compare_store import HD95_RULE, completed, run_from_json
+from napari_segpl.engine.compare_store import (
+    completed,
+    old_hd95_note,
+    run_from_json,
+    scored_before_hd95_rule,
+)
 
 #: what every folder must share for its numbers to compare
 SHARED = ("holdout", "axis", "num_classes", "gammas", "epsilons")
@@ -96,14 +101,11 @@ def merge(results: list[dict[str, Any]]) -> tuple[CompareResult, list[str]]:
             elif not np.allclose(run.iou, runs[key].iou, equal_nan=True):
                 notes.append(f"{run.method} seed {run.seed} in folder {i} scored IoU "
                              f"{run.iou} against {runs[key].iou} kept")  # fmt: skip
-    runs_data = [d for r in results for d in r["runs"]]
-    old_rule = sorted({f"{d['method']} s{d['seed']}" for d in runs_data
-                       if d.get("hd95_rule") != HD95_RULE})  # fmt: skip
+    old_rule = sorted({f"{d['method']} s{d['seed']}" for r in results for d in r["runs"]
+                       if scored_before_hd95_rule(d)})  # fmt: skip
     hd95_note = first.get("hd95_note", "")
     if old_rule:  # scored before the rule changed: their HD95 skips missed or invented slices
-        hd95_note = (f"{hd95_note}; " if hd95_note else "") + (
-            f"HD95 of {', '.join(old_rule)} counts only slices holding the class in both"
-        )
+        hd95_note = (f"{hd95_note}; " if hd95_note else "") + old_hd95_note(old_rule)
     methods = list(dict.fromkeys(m for m, _ in runs))
     ordered = [r for m in methods for r in runs.values() if r.method == m]
     sup = [r.seconds_per_step for r in ordered if r.method == "supervised"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .engine.compare import CompareResult, RunDone, RunResult
-from .engine.compare_store import REFERENCE, RunStore, volume_identity
+from .engine.compare_store import REFERENCE, RunStore, old_hd95_note, volume_identity
 from .engine.config import TrainConfig
 
 
@@ -60,9 +60,8 @@ def open_store(
                 print(f"method {c.method} seed {seed}: loaded from {store.path(c.method, seed)}",
                       file=sys.stderr)  # fmt: skip
     if store.old_hd95:  # the table's HD95 line states the new rule
-        print(f"note: the HD95 of {', '.join(store.old_hd95)} (run files from before its rule "
-              "was recorded) counts only slices holding the class in both",
-              file=sys.stderr)  # fmt: skip
+        why = " (run files from before its rule was recorded)"
+        print(f"note: the {old_hd95_note(store.old_hd95, why)}", file=sys.stderr)
     if not args.no_supervised_timing and all(c.method != "supervised" for c in configs):
         reference = store.load_reference(seeds[0])
         if reference is not None:

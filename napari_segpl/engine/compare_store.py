@@ -73,6 +73,16 @@ def _nan(values: Sequence[Any] | None) -> list[float] | None:
 HD95_RULE = "either"
 
 
+def scored_before_hd95_rule(run: Mapping[str, Any]) -> bool:
+    """A run record (JSON) scored before records carried ``HD95_RULE``."""
+    return run.get("hd95_rule") != HD95_RULE
+
+
+def old_hd95_note(runs: Sequence[str], why: str = "") -> str:
+    """What a table over ``runs`` (named "method sSEED") scored under the old rule must say."""
+    return f"HD95 of {', '.join(runs)}{why} counts only slices holding the class in both"
+
+
 def run_to_json(run: RunResult) -> dict[str, Any]:
     """A run's fields in plain JSON, without the cost ratio (it depends on the other runs)."""
     return plain(dataclasses.asdict(run) | {"cost_ratio": None, "hd95_rule": HD95_RULE})
@@ -212,7 +222,7 @@ class RunStore:
         made for another request or cannot be read."""
         config = dataclasses.replace(self.configs[method], seed=seed)
         data = self._read(self.path(method, seed), config)
-        if data is not None and data["run"].get("hd95_rule") != HD95_RULE:
+        if data is not None and scored_before_hd95_rule(data["run"]):
             self.old_hd95.append(f"{method} s{seed}")
         return None if data is None else run_from_json(data["run"])
 

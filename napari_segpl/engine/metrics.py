@@ -18,6 +18,12 @@ def _select(array: np.ndarray, axis: int, slices: Sequence[int] | None) -> np.nd
     return array if slices is None else np.take(array, list(slices), axis=axis)
 
 
+def class_mask(labels: np.ndarray, c: int, nested: bool = False) -> np.ndarray:
+    """Where ``labels`` hold class ``c``; ``nested`` (BRATS-style classes): the region
+    label >= c, as training's targets take it (``sampling.encode_target``)."""
+    return labels >= c if nested else labels == c
+
+
 def overlap_scores(
     pred: np.ndarray,
     truth: np.ndarray,
@@ -38,7 +44,7 @@ def overlap_scores(
         classes = [int(c) for c in np.union1d(np.unique(pred), np.unique(truth)) if c != 0]
     scores = {}
     for c in classes:
-        p, t = (pred >= c, truth >= c) if nested else (pred == c, truth == c)
+        p, t = class_mask(pred, c, nested), class_mask(truth, c, nested)
         inter = float(np.logical_and(p, t).sum())
         union = float(np.logical_or(p, t).sum())
         total = float(p.sum() + t.sum())
@@ -135,7 +141,7 @@ def hd95(
     diagonal = float(np.hypot(pred.shape[1] * spacing[0], pred.shape[2] * spacing[1]))
     means, counts = [], []
     for c in range(1, classes + 1):
-        p, t = (pred >= c, truth >= c) if nested else (pred == c, truth == c)
+        p, t = class_mask(pred, c, nested), class_mask(truth, c, nested)
         has_p, has_t = p.any(axis=(1, 2)), t.any(axis=(1, 2))
         both = np.flatnonzero(has_p & has_t)
         values = [diagonal] * int(np.count_nonzero(has_p ^ has_t))

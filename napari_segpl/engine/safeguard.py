@@ -28,6 +28,7 @@ from .device import resolve_device
 from .guard import CollapseWarning
 from .inference import labels_from_probabilities, predict_volume
 from .methods import get_method
+from .metrics import class_mask
 from .model import TrainedModel
 from .sampling import DataError, TrainingData, labelled_slices
 from .snapshot import frozen_copy
@@ -136,7 +137,7 @@ def heldout_dice(
     p, t = np.take(pred, list(slices), axis=axis), np.take(truth, list(slices), axis=axis)
     out = []
     for c in range(1, (classes or int(truth.max(initial=0))) + 1):
-        pc, tc = (p >= c, t >= c) if nested else (p == c, t == c)
+        pc, tc = class_mask(p, c, nested), class_mask(t, c, nested)
         total = pc.sum() + tc.sum()
         out.append(float(2 * np.logical_and(pc, tc).sum() / total) if total else 1.0)
     return out
