@@ -113,7 +113,8 @@ def merge(results: list[dict[str, Any]]) -> tuple[CompareResult, list[str]]:
     merged = CompareResult(
         ordered, methods, config=first["config"] | {"method": methods[0]},
         supervised_seconds_per_step=float(np.mean(sup)) if sup else None,
-        reference_trained=False, hd95_note=hd95_note, **base,
+        reference_trained=False, hd95_note=hd95_note,
+        hd95_unit=first.get("hd95_unit", "mm"), **base,
     )  # fmt: skip
     return merged, notes
 

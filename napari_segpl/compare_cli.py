@@ -222,7 +222,8 @@ def table_rows(result: Any) -> tuple[list[str], list[list[str]]]:
     """The table's header and one row of text per method (mean ± SD over the seeds)."""
     k = result.num_classes
     head = ["method", "seeds"] + [f"IoU {c}" for c in range(1, k + 1)]
-    head += [f"Dice {c}" for c in range(1, k + 1)] + [f"HD95 {c} (mm)" for c in range(1, k + 1)]
+    head += [f"Dice {c}" for c in range(1, k + 1)]
+    head += [f"HD95 {c} ({result.hd95_unit})" for c in range(1, k + 1)]
     head += ["Brier", "ECE", "s/step", "x supervised", "params"]
     rows = []
     for r in result.summary():
@@ -259,7 +260,8 @@ def markdown(result: Any, command: str, timing: str = "") -> str:
         "",
         f"s/step: median step time; x supervised: over supervised training's in this run"
         f"{reference}." + (f" {timing}" if timing else ""),
-        "HD95: MONAI, per held-out slice in 2D with the in-plane spacing, mean over slices "
+        f"HD95 ({result.hd95_unit}): MONAI, per held-out slice in 2D with the in-plane spacing, "
+        "mean over slices "
         "holding the class in either (in one only: the slice's diagonal)."
         + (f" {result.hd95_note}." if result.hd95_note else ""),
         f"Curves (mean IoU over classes): out of distribution at gamma {result.gammas}, "

@@ -45,6 +45,7 @@ __all__ = [
     "grid_of",
     "is_labels_layer",
     "layer_kwargs",
+    "mm_spacing",
     "on_grid",
     "radiological_view",
     "same_grid_kwargs",
@@ -96,6 +97,18 @@ def layer_kwargs(volume: Volume, name: str) -> dict[str, Any]:
         "translate": translate,
         "metadata": grid_metadata(volume),
     }
+
+
+def mm_spacing(layer: Any) -> list[float] | None:
+    """The voxel size in mm per array axis of a layer on a recorded source grid (read from a
+    file, or made on such a layer's grid); None for any other layer (e.g. an array added with
+    napari's scale 1, whose spacing is unknown), so distances are then given in voxels rather
+    than called mm."""
+    grid = _stored_grid(getattr(layer, "metadata", None), np.shape(layer.data))
+    if grid is None:
+        return None
+    affine = np.asarray(grid["affine"], dtype=float)
+    return [float(n) for n in np.linalg.norm(affine[:3, :3], axis=0)]
 
 
 def _layer_name(layer: Any) -> str:

@@ -249,8 +249,10 @@ def test_command_writes_its_files_whole_and_refuses_bad_requests(tmp_path, toy, 
                                                           "mean-teacher-s0.json"}  # fmt: skip
     table = (out / "table.md").read_text(encoding="utf-8")
     assert "| supervised |" in table and "| mean-teacher |" in table
+    assert "HD95 1 (mm)" in table  # a file has a spacing: mm (a dock layer may not)
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in results["summary"]] == ["supervised", "mean-teacher"]
+    assert results["hd95_unit"] == "mm"
     for png in ("ood.png", "adversarial.png", "reliability.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     err = capsys.readouterr().err

@@ -161,6 +161,8 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
     sup = result.runs[0].seconds_per_step
     table = panel.table
     assert table.rowCount() == 2 and table.isVisibleTo(dock) and table.isColumnHidden(2)
+    # the toy layer has napari's scale 1 and no mm units: distances are voxels, said so
+    assert result.hd95_unit == "voxels" and table.horizontalHeaderItem(2).text() == "HD95 vox"
     for i, run in enumerate(result.runs):
         cells = [table.item(i, c).text() for c in range(table.columnCount())]
         assert cells[0] == run.method
@@ -191,6 +193,7 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
     assert [r["method"] for r in data["summary"]] == METHODS
     assert math.isclose(data["runs"][1]["ece"], result.runs[1].ece)
     assert "| segpl |" in (tmp_path / "out" / "table.md").read_text()
+    assert "HD95 1 (voxels)" in (tmp_path / "out" / "table.csv").read_text()
     # each run's prediction is a layer: the one it was scored on (its held-out Dice), on the
     # image's grid; the user's layer of the same name and the painted labels are untouched
     ours = {run.method: viewer.layers[f"compare: {run.method} s0" + (" [1]" if run.method ==

@@ -18,6 +18,7 @@ from napari_segpl.layers import (
     export_layer,
     grid_of,
     layer_kwargs,
+    mm_spacing,
     same_grid_kwargs,
 )
 from napari_segpl.volume import VolumeError, read_volume
@@ -223,6 +224,19 @@ def test_round_trip_nrrd(oblique_nrrd: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(saved.GetSpacing(), source.GetSpacing(), atol=1e-5)
     np.testing.assert_allclose(saved.GetDirection(), source.GetDirection(), atol=1e-5)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(saved).transpose(2, 1, 0), painted)
+
+
+def test_read_layers_have_a_mm_spacing_and_a_plain_array_has_none(oblique_nifti) -> None:
+    """HD95 in the dock is in mm only for layers on a recorded grid (the reader's, and labels
+    made on their grid); an array added with napari's default scale 1 has no known spacing,
+    and neither has a layer whose data no longer fits its recorded grid."""
+    image = _open_image(oblique_nifti[0])
+    np.testing.assert_allclose(mm_spacing(image), SPACING, rtol=1e-5)
+    labels = Labels(np.zeros(SHAPE, np.uint8), **same_grid_kwargs(image, "case labels"))
+    np.testing.assert_allclose(mm_spacing(labels), SPACING, rtol=1e-5)
+    assert mm_spacing(Image(_image())) is None
+    cropped = Image(_image()[:4], metadata=image.metadata)
+    assert mm_spacing(cropped) is None
 
 
 def test_same_grid_kwargs_copies_metadata_and_keeps_header(oblique_nifti) -> None:

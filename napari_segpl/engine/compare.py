@@ -114,6 +114,8 @@ class CompareResult:
     supervised_seconds_per_step: float | None
     reference_trained: bool
     hd95_note: str = ""
+    #: HD95's unit: "mm" with a voxel spacing, "voxels" without one
+    hd95_unit: str = "mm"
     #: ``should_stop`` ended the compare before every run finished: ``runs`` are those that did
     stopped: bool = False
 
@@ -323,11 +325,11 @@ def compare(
 ) -> CompareResult:
     """Train and score every (method, seed) in turn (module docstring). ``labels`` holds the
     truth of the held-out slices; ``params``: each method's own parameters by method name;
-    ``spacing``: voxel size (mm) per array axis, for HD95; ``surface`` False (or MONAI
-    missing) leaves HD95 out. ``on_run``, ``should_stop``: the module docstring. A resumed
-    compare (``compare_store``) gives the runs already scored by (method, seed) in
-    ``finished``, taken as they are, and the supervised s/step timed for the ratio alone in
-    ``reference``: neither trains again."""
+    ``spacing``: voxel size (mm) per array axis, for HD95 (None: HD95 in voxels); ``surface``
+    False (or MONAI missing) leaves HD95 out. ``on_run``, ``should_stop``: the module
+    docstring. A resumed compare (``compare_store``) gives the runs already scored by (method,
+    seed) in ``finished``, taken as they are, and the supervised s/step timed for the ratio
+    alone in ``reference``: neither trains again."""
     configs = check_request(config, methods, holdout, seeds, params)
     holdout = sorted(set(int(s) for s in holdout))
     data = training_data(image, labels, config, holdout, labelled)
@@ -339,7 +341,8 @@ def compare(
             surface, note = False, "HD95 left out: MONAI is not installed"
     base = CompareResult([], list(methods), [int(s) for s in seeds], holdout, config.axis,
                          data.num_classes, [float(g) for g in gammas], [float(e) for e in
-                         epsilons], config.to_dict(), None, False, note)  # fmt: skip
+                         epsilons], config.to_dict(), None, False, note,
+                         "mm" if spacing is not None else "voxels")  # fmt: skip
     todo = [(cfg, int(seed)) for cfg in configs for seed in seeds]
     runs: list[RunResult] = []
     stop, stopped, done = should_stop or (lambda: False), False, finished or {}

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 from ..engine import METHODS, TrainConfig
 from ..engine.compare import CompareResult, RunDone
 from ..engine.robustness import EPSILONS, GAMMAS
+from ..layers import mm_spacing
 from . import notify
 from .compare_plots import ComparePlots
 from .compare_runner import CompareRunner, Step, show_prediction
@@ -54,7 +55,11 @@ DEFAULT_METHODS = ("supervised", "segpl", "segpl-vi")
 COLUMNS = (
     ("method", "one row per method; several seeds: their mean"),
     ("Dice", "mean Dice over the classes on the held-out slices"),
-    ("HD95", "95th-percentile Hausdorff distance (mm, MONAI), mean over the classes"),
+    (
+        "HD95",
+        "95th-percentile Hausdorff distance (MONAI), mean over the classes: in mm for "
+        "an image read from a file, in voxels for a layer whose units are not millimetres",
+    ),
     ("ECE", "expected calibration error on the held-out slices (15 bins)"),
     ("× sup.", "median seconds per step over supervised training's in this compare"),
 )
@@ -236,7 +241,7 @@ class ComparePanel(QGroupBox):
             np.asarray(image.data), np.array(labels.data, copy=True), config, methods, holdout,
             seeds=seeds, labelled=sorted(set(self.labelled()) | set(holdout)),
             params={config.method: dict(config.extra)},  # the form's method's own values
-            spacing=[abs(float(s)) for s in image.scale], gammas=self.gammas,
+            spacing=mm_spacing(image), gammas=self.gammas,
             epsilons=self.epsilons, surface=self.hd95.isChecked(),
         )  # fmt: skip
         return True
@@ -302,6 +307,8 @@ class ComparePanel(QGroupBox):
                 )
                 self.table.setItem(r, c, item)
         self.table.setColumnHidden(2, result is None or not any(r.hd95 for r in result.runs))
+        unit = {"mm": " mm", "voxels": " vox"}.get(result.hd95_unit, "") if result else ""
+        self.table.horizontalHeaderItem(2).setText(f"HD95{unit}")
         self.table.setVisible(bool(rows))
         self.plots.show_result(result)
         self.plots.setVisible(bool(rows))
