@@ -162,7 +162,7 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
     table = panel.table
     assert table.rowCount() == 2 and table.isVisibleTo(dock) and table.isColumnHidden(2)
     # the toy layer has napari's scale 1 and no mm units: distances are voxels, said so
-    assert result.hd95_unit == "voxels" and table.horizontalHeaderItem(2).text() == "HD95 vox"
+    assert result.hd95_unit == "voxels" and table.horizontalHeaderItem(2).text() == "HD95\nvoxels"
     for i, run in enumerate(result.runs):
         cells = [table.item(i, c).text() for c in range(table.columnCount())]
         assert cells[0] == run.method

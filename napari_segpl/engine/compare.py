@@ -14,7 +14,8 @@ export would, and on the held-out slices along the training axis:
 - ``brier``: mean over held-out voxels and class channels of (p - y)^2;
 - ``ece``: expected calibration error over the same voxels and channels, 15 equal bins
   (``metrics.expected_calibration_error``), and the bins for a reliability diagram;
-- ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm
+- ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm (in voxels when no
+  spacing is given: ``CompareResult.hd95_unit``)
   (``metrics.hd95``, MONAI's ``compute_hausdorff_distance``, percentile 95) on each held-out
   slice in 2D with the in-plane voxel spacing (held-out slices are not neighbours, so no 3D
   surface joins them), averaged over the slices where either holds the class, a slice where
@@ -147,7 +148,8 @@ class CompareResult:
 
     def to_json(self) -> dict[str, Any]:
         """Plain types for ``results.json`` (NaN and inf become None)."""
-        names = [f.name for f in dataclasses.fields(self)][1:-1]  # not runs (last) nor stopped
+        # every field but runs (the first) and stopped (the last)
+        names = [f.name for f in dataclasses.fields(self)][1:-1]
         data = {name: getattr(self, name) for name in names}
         data["summary"] = self.summary()
         data["runs"] = [

@@ -130,10 +130,11 @@ def hd95(
     spacing: Sequence[float],
     nested: bool = False,
 ) -> tuple[list[float], list[int]]:
-    """Per class: MONAI's HD95 (mm) of (S, h, w) predicted against true labels, slice by slice
-    in 2D with in-plane ``spacing``, averaged over the slices where either holds the class; a
-    slice where only one does scores its diagonal, the largest distance within it (a missed or
-    invented structure is the worst error, not none); and how many slices were scored.
+    """Per class: MONAI's HD95 of (S, h, w) predicted against true labels, in ``spacing``'s
+    unit, slice by slice in 2D with in-plane ``spacing``, averaged over the slices where either
+    holds the class; a slice where only one does scores its diagonal, the largest distance
+    within it (a missed or invented structure is the worst error, not none); and how many
+    slices were scored.
     ``nested``: class c is the region label >= c. ImportError without MONAI."""
     import torch
     from monai.metrics import compute_hausdorff_distance

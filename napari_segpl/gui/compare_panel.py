@@ -57,8 +57,9 @@ COLUMNS = (
     ("Dice", "mean Dice over the classes on the held-out slices"),
     (
         "HD95",
-        "95th-percentile Hausdorff distance (MONAI), mean over the classes: in mm for "
-        "an image read from a file, in voxels for a layer whose units are not millimetres",
+        "95th-percentile Hausdorff distance (MONAI), mean over the classes: in mm for an "
+        "image on a file's recorded grid, in voxels for any other layer (its napari scale "
+        "is not read as mm)",
     ),
     ("ECE", "expected calibration error on the held-out slices (15 bins)"),
     ("× sup.", "median seconds per step over supervised training's in this compare"),
@@ -307,7 +308,8 @@ class ComparePanel(QGroupBox):
                 )
                 self.table.setItem(r, c, item)
         self.table.setColumnHidden(2, result is None or not any(r.hd95 for r in result.runs))
-        unit = {"mm": " mm", "voxels": " vox"}.get(result.hd95_unit, "") if result else ""
+        # the unit on a second line, so the header does not take the method names' width
+        unit = {"mm": "\nmm", "voxels": "\nvoxels"}.get(result.hd95_unit, "") if result else ""
         self.table.horizontalHeaderItem(2).setText(f"HD95{unit}")
         self.table.setVisible(bool(rows))
         self.plots.show_result(result)
