@@ -1,4 +1,5 @@
-"""The SegPL engine: torch and numpy only. Nothing below this package imports Qt or napari."""
+"""The SegPL engine: torch and numpy (MONAI for HD95, imported only when asked). Nothing below
+this package imports Qt or napari."""
 
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device

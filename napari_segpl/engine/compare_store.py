@@ -18,7 +18,7 @@ the process that timed it (``process``), because step times measured in differen
 (another day, another machine load) are less comparable: ``processes`` counts them for the
 table's footnote.
 
-Stdlib and NumPy only, like the rest of the engine (no Qt, napari or torch here).
+Stdlib and NumPy only (no Qt, napari or torch here).
 """
 
 from __future__ import annotations

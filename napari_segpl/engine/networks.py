@@ -2,10 +2,11 @@
 
 Both return logits, one channel per class (the paper's "multi-channel sigmoid"), and the last
 decoder's feature map, which the SegPL-VI threshold head reads. Instance normalisation is used
-rather than batch normalisation because a batch mixes 2 labelled and 8-10 unlabelled images of
-different statistics and inference runs on other batch sizes; per-image statistics behave the same
-in training and inference. The 3D network convolves across its 3 slices but pools in-plane only,
-so a 3-slice stack stays 3 slices deep at every level.
+rather than batch normalisation because a batch mixes labelled and unlabelled images (2 and 4 by
+default, up to 2 and 10 in the paper presets) of different statistics and inference runs on other
+batch sizes; per-image statistics behave the same in training and inference. The 3D network
+convolves across its 3 slices but pools in-plane only, so a 3-slice stack stays 3 slices deep at
+every level.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The safeguard: a semi-supervised run checked against supervised training on the same slices.
 
 Pseudo labels can over-grow (a structure painted onto slices beyond its ends) or lose a class,
-and a user pressing Train on a new scan cannot tell. So after SegPL or SegPL-VI trains, a
-supervised twin trains on the same painted slices with the same seed and preset, both predict
+and a user pressing Train on a new scan cannot tell. So after a method that trains on unlabelled
+images (``uses_unlabelled``: not supervised training, not an ensemble) trains, a supervised twin
+trains on the same painted slices with the same seed and preset, both predict
 the whole volume as an export would, and the semi-supervised model is kept unless it lost a
 class the twin found: some class's predicted volume outside the painted slices is below
 1/``band`` of the twin's. Growth is no reason to fall back: on the validation volumes a
@@ -235,7 +236,8 @@ class GuardedTrainer:
         keep_labels: bool = False,
     ) -> None:
         self.trainer = Trainer(config, data)
-        #: the supervised twin and the choice run (``check``; SegPL-like methods only); without
+        #: the supervised twin and the choice run (``check``; methods that use unlabelled
+        #: images only); without
         #: it, held-out slices are still scored while training
         self.active = check and get_method(self.trainer.config.method).uses_unlabelled
         self.holdout_every = holdout_every

@@ -80,10 +80,10 @@ class FillStopped(Exception):
     """``Trainer.pseudo_label_volume`` was asked to stop before it finished."""
 
 
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed torch's generators and return the numpy generator the sampler uses."""
+def seed_everything(seed: int) -> None:
+    """Seed torch's generators (the initial weights); ``run`` makes the sampler's numpy
+    generator from the same seed."""
     torch.manual_seed(seed)
-    return np.random.default_rng(seed)
 
 
 class Trainer:

@@ -10,7 +10,8 @@ The dock only puts panels together; each panel has one job and its own file:
 - ``compare_panel.py``: methods trained and scored on the held-out slices (``segpl compare``).
 
 They share a ``DockState`` (``state.py``: the choices, the model, what is running, and a signal
-for each change) and never reference each other. ``runner.py`` runs the workers, and
+for each change); the few reads across panels (the data panel's slices, the form's config)
+are handed in as callables. ``runner.py`` runs the workers, and
 ``result_layers.py`` makes the dock's own layers and never touches a user's. The training part
 stays in view below the scrolling part, so the plots are seen while training. A new panel (a
 baseline's options, a comparison) is one new file and one line in ``SegPLDock.__init__``.

@@ -55,7 +55,7 @@ class Started:
     snapshots: Snapshots | None = None
 
 
-#: how many automatic masks a run with them makes (at each quarter of its steps, not the last)
+#: the parts an "auto" run is cut into: a mask at the end of each part but the last (3 masks)
 AUTO_SNAPSHOTS = 4
 
 
@@ -99,11 +99,12 @@ def training_events(
     """Prepare the data (in the worker: normalising a volume takes a moment), then train.
 
     ``labels`` must be the caller's own copy: training never touches the user's layer. With
-    ``safeguard`` the run is a ``GuardedTrainer`` (SegPL and SegPL-VI are checked against a
-    supervised twin; supervised runs are not). ``holdout``: slices along the axis never trained
-    on (zeroed here, left out of ``labelled``); any run with them is a ``GuardedTrainer``, so
-    they are scored while training (``HeldoutEvent``s, about ``HELDOUT_POINTS`` a run) whether
-    or not the safeguard checks, and the safeguard scores both models on them.
+    ``safeguard`` the run is a ``GuardedTrainer`` (every method that trains on unlabelled images
+    is checked against a supervised twin; supervised and ensemble runs are not). ``holdout``:
+    slices along the axis never trained on (zeroed here, left out of ``labelled``); any run with
+    them is a ``GuardedTrainer``, so they are scored while training (``HeldoutEvent``s, about
+    ``HELDOUT_POINTS`` a run) whether or not the safeguard checks, and the safeguard scores both
+    models on them.
 
     Between two steps, when ``control.snapshots`` asks, the network being trained predicts
     ``image`` (``snapshot_events``); the run itself is not changed by it.

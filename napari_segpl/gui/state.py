@@ -1,7 +1,8 @@
 """What the dock's panels share, kept apart from any widget: the chosen layers and axis, the
 model, whether a run is going on, and the signals that say when any of it changes.
 
-Panels read and write this object and listen to its signals; they never reference each other.
+Panels read and write this object and listen to its signals; what one panel reads from another
+(the data panel's slices, the form's config) is handed to it as a callable at construction.
 Everything here is changed on the GUI thread only (the workers' results arrive there first).
 """
 

@@ -61,7 +61,7 @@ from .segpl import SegPL, perturb_intensity
 SOFT_THRESHOLD_TEMPERATURE = 0.05
 
 #: Strength of the "augmented" view's affine map or intensity change where the config's
-#: ``warp`` or ``perturb`` is 0 (the engine's default for both).
+#: ``warp`` or ``perturb`` is 0 (the paper presets; the engine's default is 0.2 for both).
 AUGMENTED_STRENGTH = 0.2
 
 
