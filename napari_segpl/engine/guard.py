@@ -1,11 +1,11 @@
 """A collapse guard: warn when pseudo labels drift towards nothing or everything.
 
-Pseudo labelling can lock in its own mistakes: a prototype here saw the pseudo-label foreground
-reach half the pixels against 2.6 % true foreground, and on thin structures collapse to all
-background. The guard compares a running average of the pseudo labels' foreground fraction, per
-class, with the fraction on the labelled slices. The bands are wide on purpose: unlabelled slices
-may legitimately hold less of a structure than the slices a user chose to label (a tumour on 20
-of 150 slices), so only a fall to a fiftieth, or a rise to five times and by 5 points, warns.
+Pseudo labelling can lock in its own mistakes: its foreground can grow to many times the true one,
+or collapse to all background on thin structures (benchmarks/RESULTS.md (g)). The guard compares a
+running average of the pseudo labels' foreground fraction, per class, with the fraction on the
+labelled slices. The bands are wide on purpose: unlabelled slices may legitimately hold less of a
+structure than the slices a user chose to label (a tumour on 20 of 150 slices), so only a fall to a
+fiftieth, or a rise to five times and by 5 points, warns.
 
 A class can also be taken over by another while the foreground as a whole looks sane (on the
 lungs in 3D, one lung's pseudo labels spread into the other with neither band crossed). So a
@@ -177,9 +177,8 @@ class CollapseGuard:
     ) -> list[CollapseWarning]:
         """The trained model's foreground fractions on the labelled slices against the painted
         ones, with the same bands. Pseudo labels can look sane while the averaged weights that
-        become the model predict nothing at all (a GPU run on the abdominal vessels with one
-        slice ended with 0 voxels of either class and no warning), so the end result is
-        checked where the truth is known."""
+        become the model predict nothing at all, so the end result is checked where the truth
+        is known."""
         warnings = []
         for c, (fraction, ref) in enumerate(zip(predicted, painted, strict=True), start=1):
             direction = self.judge(fraction, ref)
@@ -201,8 +200,7 @@ class CollapseGuard:
             avg, ref = float(self.average[c - 1]), float(self.reference[c - 1])
             found.setdefault(c, ("taken over", avg, ref))
             # the class growing into another is no more trustworthy: its pseudo labels claim
-            # the other's pixels (lungs, K = 3, 3D, seed 1: let in, it ended 33 % over its true
-            # voxels, and the run at 0.75 IoU against 0.97 on seed 0)
+            # the other's pixels (RESULTS.md (g))
             avg, ref = float(self.average[other - 1]), float(self.reference[other - 1])
             found.setdefault(other, ("taking over", avg, ref))
         return found

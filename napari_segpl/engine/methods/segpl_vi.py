@@ -19,24 +19,14 @@ the prior unless the labels say otherwise. The term weighs as much as the KL: th
 prior N(0.5, 0.05) still dominates a Dice gain of less than about (mu - 0.5)^2 / 0.005 (the
 paper's N(0.5, 0.1): / 0.02), so T moves only where the labels disagree strongly.
 
-``threshold_signal="augmented"`` fits the head the same way on a view of the labelled images
-where the E-step is unsure: on real data the teacher has learnt the painted slices, so its
-probabilities there sit near 0 and 1, any T between them fits the labels, and "labelled"
-leaves mu at the prior (benchmarks/RESULTS.md (e)). Here the painted slices are first moved
-and changed as the student sees unlabelled images (a random affine map of strength ``warp``
-and an intensity change of strength ``perturb``; ``AUGMENTED_STRENGTH`` for a lever that is
-off, so the view always differs), their labels moved by the same map, pixels brought in from
-outside left out. The E-step's probabilities of that view (no gradient) are meant to be less
-sure, as on slices it never saw, so that T is fitted where the model hesitates; whether they
-are on real data is what ``python -m benchmarks threshold_signal`` measures (benchmarks/
-RESULTS.md (z'); not shown yet, so this is not a default). The head
-reads the clean labelled images' features, as it reads the unlabelled images' own; the cost
-is one forward pass without gradient of the labelled images, as "labelled" with a teacher.
-T is used differently: on unlabelled images it cuts the E-step of the clean images, which
-the augmented view only stands in for. CutMix is not applied to this view. With the term
-weighing as much as the KL, the prior still bounds how far mu goes: probabilities of 0.4 on
-the structure and 0.2 off it (the labels say 0.3) move mu only to about 0.48 under the
-paper's prior N(0.5, 0.1), less under the default N(0.5, 0.05).
+``threshold_signal="augmented"`` fits the head the same way on a view of the painted slices where
+the E-step is unsure (a teacher that has learnt the painted slices is sure there, so any T fits them
+and "labelled" leaves mu at the prior): the slices and their labels are moved by the student's
+random affine map (``warp``) and intensity change (``perturb``), ``AUGMENTED_STRENGTH`` where one is
+0, pixels brought in from outside left out, no CutMix. The head reads the clean images' features, as
+it does for unlabelled images; the cost is one forward pass without gradient. Not a default: not
+shown to move T on real data (benchmarks/RESULTS.md (z'); ``python -m benchmarks
+threshold_signal``).
 
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
 mu for each slice (``pseudo_labels``), so what they show does not change from one look to
