@@ -6,6 +6,9 @@ import csv
 import io
 import json
 import math
+import re
+import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -191,3 +194,100 @@ def test_resuming_run_files_without_their_hd95_rule_says_so(volumes, tmp_path, t
     path.write_text(json.dumps(data), encoding="utf-8")
     assert compare_cli.run([*_args(volumes, out), "--resume"]) == 0
     assert "note: the HD95 of supervised s0 (run files" in capsys.readouterr().err
+
+
+def _copies(volumes, folder):
+    """The image and labels copied into ``folder``: files a test may rewrite."""
+    folder.mkdir()
+    return [str(shutil.copy(path, folder)) for path in volumes]
+
+
+def _files(folder):
+    """Every file under ``folder`` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _one_voxel_changed(path, index):
+    """Rewrite the NIfTI at ``path`` with the voxel at ``index`` changed (header kept)."""
+    nifti = nib.load(path)
+    original = np.asanyarray(nifti.dataobj)
+    array = original.copy()
+    array[index] = array[index] + 1
+    nib.save(nib.Nifti1Image(array, nifti.affine, nifti.header), path)
+    back = np.asanyarray(nib.load(path).dataobj)
+    assert back.dtype == original.dtype
+    assert np.argwhere(back != original).tolist() == [list(index)]
+
+
+def _refusal(err, path):
+    """What ``--resume`` said differs for the run file at ``path`` (one error line)."""
+    found = re.findall(
+        rf"error: --resume: {re.escape(str(path))} was made for another request: (.*)\. "
+        "Give the same options, or choose another --out",
+        err,
+    )
+    assert len(found) == 1, err
+    return found[0]
+
+
+@pytest.mark.parametrize(("which", "index"), [("image", (5, 6, 7)), ("labels", (0, 0, 1))])
+def test_resume_refuses_run_files_of_another_image_or_labels(
+    volumes, tmp_path, trained, capsys, which, index
+):
+    """The same paths, one voxel changed: the run files answer another volume."""
+    paths = _copies(volumes, tmp_path / "volumes")
+    out = tmp_path / "out"
+    assert compare_cli.run(_args(paths, out)) == 0
+    assert trained == ["supervised", "segpl"]
+    before = _files(out)
+    request = json.loads(before["runs/supervised-s0.json"])["request"]
+    capsys.readouterr()
+    changed = paths[0] if which == "image" else paths[1]
+    original = Path(changed).read_bytes()
+    _one_voxel_changed(changed, index)
+
+    trained.clear()
+    assert compare_cli.run([*_args(paths, out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    differs = _refusal(err, out / "runs" / "supervised-s0.json")
+    saved = request[which]["digest"]
+    match = re.fullmatch(rf"{which}\.digest \(saved '{saved}', now '([0-9a-f]{{24}})'\)", differs)
+    assert match and match[1] != saved, differs  # the digest alone: same path and shape
+    assert trained == [] and "loaded from" not in err
+    assert _files(out) == before
+
+    # the voxel put back: the same request, every run loaded, none trained
+    Path(changed).write_bytes(original)
+    assert compare_cli.run([*_args(paths, out), "--resume"]) == 0
+    assert trained == []
+    assert _files(out)["runs/supervised-s0.json"] == before["runs/supervised-s0.json"]
+
+
+def test_resume_refuses_run_files_of_other_held_out_slices(
+    volumes, tmp_path, monkeypatch, trained, capsys
+):
+    out = tmp_path / "out"
+    real = compare_module._train  # the counting one
+
+    def interrupted(trainer, *args):
+        if trainer.config.method == "segpl":
+            raise KeyboardInterrupt
+        return real(trainer, *args)
+
+    monkeypatch.setattr(compare_module, "_train", interrupted)
+    assert compare_cli.run(_args(volumes, out)) == 130
+    monkeypatch.setattr(compare_module, "_train", real)
+    assert trained == ["supervised"]
+    before = _files(out)
+    assert list(before) == ["runs/supervised-s0.json"]
+    capsys.readouterr()
+
+    trained.clear()
+    args = _args(volumes, out)
+    args[args.index("--holdout-slices") + 1] = "3,10"
+    assert compare_cli.run([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    differs = _refusal(err, out / "runs" / "supervised-s0.json")
+    assert differs == "held-out slices (saved [3, 8], now [3, 10])"
+    assert trained == [] and "loaded from" not in err
+    assert _files(out) == before

@@ -15,8 +15,7 @@ import torch
 from conftest import make_toy_volume
 
 from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume, prepare_data, sampling
-from napari_segpl.engine.inference import _predict_batch, labels_from_probabilities
-from napari_segpl.engine.sampling import Normaliser, pad_in_plane, stack_indices
+from napari_segpl.engine.sampling import Normaliser
 
 SMALL = {"base_channels": 4, "depth": 2, "patch": 32, "device": "cpu", "preview_every": 0}
 
@@ -103,54 +102,81 @@ def test_prepare_data_holds_the_same_image(small_chunks) -> None:
 
 
 def old_predict(model: TrainedModel, image: np.ndarray, axis: int, batch: int, cut: str):
-    """The former ``predict_volume`` without Monte-Carlo samples: the whole volume normalised
-    and padded, whole probabilities, labels cut from them, then copied to the input's grid."""
-    config = model.config
+    """The former ``predict_volume`` without Monte-Carlo samples, restated with numpy and the
+    method's network alone (none of the package's inference helpers): the whole volume
+    normalised and padded at its far in-plane edges to a multiple of 2**depth with its minimum,
+    slices (3D: each one between its neighbours, clamped at the ends) batched through the
+    U-net, sigmoid, the centre slice of a 3D output, cropped back, labels cut, then copied to
+    the input's grid."""
+    config, method = model.config, model.method
     volume = np.moveaxis(old_normalise(image, config.normalisation, config.ct_window), axis, 0)
     n, h, w = volume.shape
-    padded = pad_in_plane(volume, 2**config.depth)
-    prob = np.empty((model.method.num_classes, n, h, w), np.float32)
-    mu = np.empty((model.method.num_classes, n), np.float32)
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
+    m = 2**config.depth
+    pad = ((0, 0), (0, (m - h % m) % m), (0, (m - w % m) % m))
+    padded = np.pad(volume, pad, mode="constant", constant_values=volume.min())
+    k = model.num_classes
+    prob = np.empty((k, n, h, w), np.float32)
+    mu = np.empty((k, n), np.float32)
     # the weights in the layout predict_volume puts them in (it calls method.to): kernels for
     # another layout may round differently in the last bit on some CPUs (an AMD EPYC here)
-    model.method.to(torch.device("cpu"))
-    model.method.train(False)
+    method.to(torch.device("cpu"))
+    method.train(False)
+    layout = torch.channels_last_3d if config.dims == 3 else torch.contiguous_format
     for start in range(0, n, batch):
-        stop = min(start + batch, n)
-        if config.dims == 2:
-            x = padded[start:stop, None]
-        else:
-            x = np.stack([padded[stack_indices(s, n, 3)] for s in range(start, stop)])[:, None]
-        want_mu = cut == "mu"
-        out = _predict_batch(model, x, torch.device("cpu"), (h, w), want_mu, 0, generator)
-        prob[:, start:stop] = out[0]
-        if want_mu:
-            mu[:, start:stop] = out[1]
-    threshold = mu[:, :, None, None] if cut == "mu" else config.threshold
-    labels = labels_from_probabilities(prob, threshold, config.nested)
+        slices = np.arange(start, min(start + batch, n))
+        if config.dims == 2:  # (b, 1, H, W)
+            x = padded[slices][:, None]
+        else:  # (b, 1, 3, H, W): slices s-1, s, s+1, clamped to the volume
+            rows = np.clip(slices[:, None] + np.array([-1, 0, 1]), 0, n - 1)
+            x = padded[rows][:, None]
+        with torch.no_grad():
+            logits, feats = method.model(torch.from_numpy(x).contiguous(memory_format=layout))
+            p = torch.sigmoid(logits.float())
+            if config.dims == 3:
+                p = p[:, :, 1]  # the centre slice of each stack
+            prob[:, slices] = p[..., :h, :w].numpy().transpose(1, 0, 2, 3)
+            if cut == "mu":  # SegPL-VI's threshold head on the same features
+                mu[:, slices] = method.head(feats)[0].float().numpy().T
+    # mu: a threshold for each class and slice; fixed: the configuration's, for every class
+    threshold = np.broadcast_to(
+        mu[:, :, None, None] if cut == "mu" else np.float32(config.threshold), prob.shape
+    )
+    labels = np.zeros((n, h, w), np.uint8)
+    if config.nested:  # the highest class above its threshold
+        for c in range(k):
+            labels[prob[c] > threshold[c]] = c + 1
+    else:  # the most probable class (the first of ties), if above its own threshold
+        best = np.full((n, h, w), -np.inf, np.float32)
+        for c in range(k):
+            better = prob[c] > best
+            best[better] = prob[c][better]
+            labels[better] = np.where(prob[c][better] > threshold[c][better], c + 1, 0)
     return (
         np.ascontiguousarray(np.moveaxis(labels, 0, axis)),
         np.ascontiguousarray(np.moveaxis(prob, 1, 1 + axis)),
+        mu if cut == "mu" else None,
     )
 
 
-CASES = [  # method, dims, normalisation, axis, cut; 50 x 44 is padded to 52 x 44
-    ("segpl", 3, "ct", 2, "fixed"),
-    ("segpl", 2, "zscore", 0, "fixed"),
-    ("segpl-vi", 3, "zscore", 1, "mu"),
+CASES = [  # method, dims, normalisation, axis, cut, nested; 50 x 44 is padded to 52 x 44
+    ("segpl", 3, "ct", 2, "fixed", False),
+    ("segpl", 2, "zscore", 0, "fixed", False),
+    ("segpl-vi", 3, "zscore", 1, "mu", False),
+    ("segpl-vi", 2, "ct", 0, "mu", True),
 ]
 
 
-@pytest.mark.parametrize(("method", "dims", "norm", "axis", "cut"), CASES)
-def test_prediction_is_bit_identical(small_chunks, method, dims, norm, axis, cut) -> None:
+@pytest.mark.parametrize(("method", "dims", "norm", "axis", "cut", "nested"), CASES)
+def test_prediction_is_bit_identical(small_chunks, method, dims, norm, axis, cut, nested) -> None:
     image, _ = make_toy_volume((50, 44, 22))
     image = np.asfortranarray((image * 4 - 400).astype(np.int16))
-    config = TrainConfig(method=method, dims=dims, normalisation=norm, axis=axis, **SMALL)
+    config = TrainConfig(
+        method=method, dims=dims, normalisation=norm, axis=axis, nested=nested, **SMALL
+    )
     torch.manual_seed(0)  # the weights must not depend on the tests run before
     model = TrainedModel.new(config, 2)  # random weights: probabilities on both sides of 0.5
+    if cut == "mu":  # the head starts at mu = 0.5 for all: random mu, per slice and class
+        torch.nn.init.normal_(model.method.head.mu.weight, std=0.3)
     # one thread: with two, oneDNN may pick another convolution algorithm for the old and the
     # new code's differently laid-out batches, and results then differ in the last bit
     threads = torch.get_num_threads()
@@ -163,9 +189,12 @@ def test_prediction_is_bit_identical(small_chunks, method, dims, norm, axis, cut
 
 def _check_bit_identical(image: np.ndarray, model: TrainedModel, cut: str) -> None:
     axis = model.config.axis
-    labels, prob = old_predict(model, image, axis, 5, cut)
+    labels, prob, mu = old_predict(model, image, axis, 5, cut)
     assert 0 < (labels > 0).mean() < 1
     full = predict_volume(model, image, batch_size=5, device="cpu", cut=cut)
+    if cut == "mu":  # a threshold of each slice and class, not the fixed one
+        assert (labels != old_predict(model, image, axis, 5, "fixed")[0]).any()
+        np.testing.assert_array_equal(full.mu, mu, strict=True)
     np.testing.assert_array_equal(full.labels, labels, strict=True)
     np.testing.assert_array_equal(full.probabilities, prob, strict=True)
     assert full.labels.flags.c_contiguous and full.probabilities.flags.c_contiguous
