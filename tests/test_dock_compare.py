@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 from test_dock_layout import _settle, cut_off, docked  # noqa: F401 (docked: the fixture)
 from test_dock_safeguard import dock as safeguard_dock  # noqa: F401 (the fixture, reused)
 
@@ -266,13 +266,19 @@ def test_shutting_the_dock_down_stops_a_compare(dock, qtbot):
     dock.params.steps.value = 400  # far longer than the wait below
     _hold_out(dock, 10)
     _run(dock, qtbot)
-    steps: list[Step] = []
-    panel.runner.stepped.connect(steps.append)
+    # in the compare's own thread, at each step: was the stop asked by then?
+    steps: list[bool] = []
+    stepped = panel.runner.stepped
+    stepped.connect(lambda step: steps.append(panel.runner.stopping), Qt.DirectConnection)
     qtbot.waitUntil(lambda: bool(steps), timeout=10_000)  # training has begun
-    t0 = time.monotonic()
+    assert True not in steps
     assert dock.shutdown(timeout=30)
-    assert time.monotonic() - t0 < 25  # not the 400 steps
     assert panel.runner.stopping
+    # the run under way ended after its step under way: not the 400 steps
+    assert steps.count(True) <= 1 and len(steps) < 400
+    ended = len(steps)
+    qtbot.wait(50)
+    assert len(steps) == ended  # and no step ran after shutdown returned
 
 
 def _made_up(methods: list[str]) -> CompareResult:

@@ -124,22 +124,27 @@ def test_closing_the_dock_during_a_mask_ends_it_at_once(dock, qtbot, monkeypatch
     """The window closes while a mask is predicted (a big volume takes a while): the mask
     gives up at its next batch of slices and the run ends, well within the wait."""
     inside = threading.Event()
+    checks: list[bool] = []  # each batch's progress check: was the stop asked by then?
 
     def slow(*args, progress, **kwargs):
         inside.set()
         for _ in range(600):  # 30 s unless the progress check stops it
+            checks.append(control.stop.is_set())
             progress(0, 20)
             time.sleep(0.05)
         raise AssertionError("the mask was not stopped")
 
     monkeypatch.setattr(snapshot_module, "predict_volume", slow)
     assert dock.start_training()
+    control = dock.runner.control  # the run's: shutdown sets its stop
     qtbot.waitUntil(lambda: len(dock.steps) >= 2, timeout=60_000)
     dock.training.snapshot_button.click()
     qtbot.waitUntil(inside.is_set, timeout=60_000)
-    start = time.monotonic()
+    assert not control.stop.is_set() and True not in checks
     assert dock.shutdown(timeout=20)
-    assert time.monotonic() - start < 5
+    # the mask gave up at its first batch after the stop was asked, not 600 batches later
+    assert checks.count(True) <= 1 and len(checks) < 600
+    assert control.done.is_set()
     assert not dock.state.training and dock.layers.get(SNAPSHOT) is None
     assert not dock.seen["error"] and not dock.seen["warning"], dock.seen
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import torch
 
@@ -15,20 +14,36 @@ from napari_segpl.gui import session
 
 def test_a_worker_waits_for_the_warm_up_under_way(monkeypatch):
     real = torch.optim.Adam
+    release = threading.Event()
+    entered = threading.Event()
 
     def slow_adam(*args, **kwargs):
-        time.sleep(0.5)
+        entered.set()
+        release.wait(30)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.optim, "Adam", slow_adam)
     done = threading.Event()
     session.start_warm_up(done)
-    start = time.perf_counter()
+    try:
+        assert session._WARMING.locked()  # taken before the warm-up thread starts
+        waiter = threading.Thread(target=session.torch_ready, daemon=True)
+        waiter.start()
+        assert entered.wait(30)  # the warm-up is under way, held in the fake Adam
+        waiter.join(0.2)
+        assert waiter.is_alive()  # the worker waits for it...
+        assert not done.is_set()
+        assert session._WARMING.locked()
+    finally:
+        release.set()
+    waiter.join(30)
+    assert not waiter.is_alive()  # ...and goes on once it ends
+    assert done.is_set()
+    # none under way now: the lock is free, so torch_ready takes it without waiting
+    assert not session._WARMING.locked()
+    assert session._WARMING.acquire(blocking=False)
+    session._WARMING.release()
     session.torch_ready()
-    assert done.is_set() and time.perf_counter() - start >= 0.4
-    start = time.perf_counter()
-    session.torch_ready()  # none under way now: at once
-    assert time.perf_counter() - start < 0.1
 
 
 def test_a_failing_warm_up_still_lets_workers_run(monkeypatch, caplog):
