@@ -228,6 +228,29 @@ def test_runs_in_3d(name):
     assert all(p.grad is not None for p in method.parameters())
 
 
+def test_cct_consistency_in_3d_is_the_centre_slice_only():
+    """In 3-slice stacks each auxiliary decoder is pulled towards the main decoder on the
+    centre slice only: the outer slices, unsupervised and never predicted, do not count."""
+    method = _method("cct", dims=3)
+    batch, n, step = _batch(dims=3), 2, 10**6
+    torch.manual_seed(5)
+    out = method.compute_loss(batch, step, lambda s: 0.0)
+    net = method.model
+    torch.manual_seed(5)  # the same perturbations
+    with torch.no_grad():
+        feats = net.trunk(torch.cat([batch.x_l, batch.x_u]))
+        logits = net.main(feats)[0]
+        target = torch.sigmoid(logits[n:])
+        aux = [torch.sigmoid(a) for a in net.auxiliary(feats[n:])]
+    assert len(aux) == 3 and all(a.shape == target.shape == (3, 2, 3, 16, 16) for a in aux)
+    centre = sum(((a[:, :, 1] - target[:, :, 1]) ** 2).mean() for a in aux) / 3
+    every = sum(((a - target) ** 2).mean() for a in aux) / 3
+    assert out.logs["unsup"] == pytest.approx(centre.item(), rel=1e-5)
+    assert abs(centre - every) > 1e-3 * centre  # so the two could not be confused
+    sup = segmentation_loss(logits[:n], batch.y_l, "dice", batch.mask_l)
+    assert out.loss.item() == pytest.approx((sup + 30.0 * centre).item(), rel=1e-5)
+
+
 def test_cps_in_3d_trains_the_centre_slice_on_pseudo_labels():
     method = _method("cps", dims=3)
     batch, n = _batch(dims=3), 2

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import make_batch, make_toy_volume
 
 from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume, prepare_data
@@ -211,6 +212,71 @@ def test_runs_in_3d(name):
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.logs["unsup"] > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters())
+
+
+def test_mean_teacher_consistency_in_3d_is_the_centre_slice_only():
+    """The consistency of 3-slice stacks is the MSE of the centre slices' probabilities: the
+    outer slices, which no label supervises and nothing predicts, do not count."""
+    method = _method("mean-teacher", dims=3, extra={"noise": 0.0})
+    batch = _batch(3)
+    torch.manual_seed(9)
+    with torch.no_grad():  # a teacher that differs from the network
+        for p in method.teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    out = method.compute_loss(batch, 7, lambda s: 1.0)
+    with torch.no_grad():
+        student = torch.sigmoid(method.model(batch.x_u)[0])
+        teacher = torch.sigmoid(method.teacher(batch.x_u)[0])
+    squared = (student - teacher) ** 2  # (N, C, 3, H, W)
+    centre, every = squared[:, :, 1].mean().item(), squared.mean().item()
+    assert out.logs["unsup"] == pytest.approx(centre, rel=1e-5)
+    assert abs(centre - every) > 1e-3 * centre  # so the two could not be confused
+    w = 0.1 * math.exp(-5 * (1 - 7 / 10) ** 2)
+    sup = segmentation_loss(method.model(batch.x_l)[0], batch.y_l, "dice", batch.mask_l)
+    assert out.loss.item() == pytest.approx(sup.item() + w * centre, rel=1e-5)
+
+
+def test_fixmatch_in_3d_trains_the_centre_slice_only(monkeypatch):
+    """The strong view's loss of 3-slice stacks counts the centre slice's pixels only (its
+    weights are 0 on the outer slices, though every pixel there is confident), and the
+    confident fraction logged is the centre slice's."""
+    import napari_segpl.engine.methods.fixmatch as fixmatch
+
+    calls = []
+
+    def spy(logits, target, keep, valid):
+        calls.append((logits.detach(), target, keep, valid))
+        return masked_dice_bce(logits, target, keep, valid)
+
+    monkeypatch.setattr(fixmatch, "masked_dice_bce", spy)
+    method = _method("fixmatch", dims=3, extra={"tau": 0.5})  # tau 0.5: every pixel is sure
+    batch = _batch(3)
+    torch.manual_seed(2)
+    out = method.compute_loss(batch, 0, lambda s: 1.0)
+    assert len(calls) == 1
+    logits, target, keep, valid = calls[0]
+    assert logits.shape == target.shape == keep.shape == batch.x_u.shape
+    assert (keep == 1).all()  # confident everywhere, outer slices included
+    assert valid is not None  # 3D: which slices count
+    weight = (keep * valid).expand_as(keep)  # what each pixel counts for
+    assert (weight[:, :, [0, 2]] == 0).all() and (weight[:, :, 1] == 1).all()
+    # by hand on the centre slice: Dice over the batch (smooth 1), BCE over its pixels
+    p, y = torch.sigmoid(logits[:, :, 1]), target[:, :, 1]
+    dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+    bce = F.binary_cross_entropy_with_logits(logits[:, :, 1], y)
+    assert out.logs["unsup"] == pytest.approx(0.5 * dice.item() + 0.5 * bce.item(), rel=1e-5)
+    q, z = torch.sigmoid(logits), target  # every slice: another value
+    every = 0.5 * (1 - (2 * (q * z).sum() + 1) / (q.sum() + z.sum() + 1))
+    every = every + 0.5 * F.binary_cross_entropy_with_logits(logits, z)
+    assert abs(out.logs["unsup"] - every.item()) > 1e-4
+    # the logged confident fraction: the weak view's centre slice, by hand
+    method2 = _method("fixmatch", dims=3, extra={"tau": 0.9})
+    out2 = method2.compute_loss(batch, 0, lambda s: 1.0)
+    with torch.no_grad():
+        p_w = torch.sigmoid(method2.model(batch.x_u)[0])
+    sure = torch.maximum(p_w, 1 - p_w) >= 0.9
+    assert out2.logs["confident"] == pytest.approx(sure[:, :, 1].float().mean().item(), rel=1e-6)
+    assert sure[:, :, 1].float().mean() != sure.float().mean()
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -114,10 +114,43 @@ def test_segpl_vi_adds_the_exact_kl_and_head_learns_only_from_it():
 
 def test_segpl_vi_threshold_is_per_image_and_class():
     method = _method("segpl-vi", classes=2)
-    batch = _batch(classes=2, n_u=3)
-    _, mu, sigma = method.threshold_distribution(batch.x_u)
+    # three unlike images (noise, sparse dots, a ramp), so their features differ
+    g = torch.Generator().manual_seed(2)
+    ramp = torch.linspace(-2, 2, 32).expand(32, 32)
+    x_u = torch.stack(
+        [
+            torch.randn(32, 32, generator=g),
+            3.0 * (torch.rand(32, 32, generator=g) > 0.9),
+            ramp + 0.1 * torch.randn(32, 32, generator=g),
+        ]
+    )[:, None]
+    head = method.head
+    torch.manual_seed(1)
+    with torch.no_grad():  # the convolutions start at zero (mu 0.5 everywhere): make them not
+        head.mu.weight.normal_(0, 0.5)
+        head.log_sigma.weight.normal_(0, 0.5)
+    with torch.no_grad():
+        _, mu, sigma = method.threshold_distribution(x_u)
+        # by hand: the 1x1 convolutions' spatial mean is the weights times the mean feature
+        h = head.body(method.model(x_u)[1]).mean(dim=(2, 3))  # (3, channels)
+        w_mu, w_sigma = head.mu.weight.flatten(1), head.log_sigma.weight.flatten(1)
+        expected_mu = torch.sigmoid(h @ w_mu.T + head.mu.bias)
+        expected_sigma = (h @ w_sigma.T + head.log_sigma.bias).clamp(-9.0, 2.0).exp()
     assert mu.shape == sigma.shape == (3, 2)
-    assert ((mu > 0) & (mu < 1)).all() and (sigma > 0).all()
+    torch.testing.assert_close(mu, expected_mu, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sigma, expected_sigma, rtol=1e-5, atol=1e-6)
+    # one threshold per image and per class: no two images, and no two classes, share one
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert (mu[a] - mu[b]).abs().min() > 1e-5 and (sigma[a] - sigma[b]).abs().min() > 1e-5
+    assert (mu[:, 0] - mu[:, 1]).abs().min() > 1e-5
+    assert (sigma[:, 0] - sigma[:, 1]).abs().min() > 1e-5
+    # each image's threshold is its own: the same when the image is run alone
+    for i in range(3):
+        with torch.no_grad():
+            _, mu_i, sigma_i = method.threshold_distribution(x_u[i : i + 1])
+        torch.testing.assert_close(mu_i[0], mu[i], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(sigma_i[0], sigma[i], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["supervised", "segpl", "segpl-vi"])

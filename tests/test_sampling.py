@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 from napari_segpl.engine.config import TrainConfig
 from napari_segpl.engine.sampling import (
@@ -159,3 +160,61 @@ def test_extra_unlabelled_volumes_of_another_size():
     sampler = Sampler(data, cfg, np.random.default_rng(1))
     xu = sampler.unlabelled_batch(64)
     assert xu.shape[-2:] == (48, 32)
+
+
+def test_random_crop_takes_image_and_labels_from_the_same_place():
+    """Slices larger than the patch are cropped at random offsets, the image and its labels at
+    the same one: each crop is found in its slice by its labels (random per pixel, so the place
+    is unique) and the image crop is the normalised image at that place."""
+    rng = np.random.default_rng(3)
+    shape = (90, 70, 6)
+    labels = np.zeros(shape, np.uint8)
+    labels[..., [1, 4]] = rng.integers(0, 3, (90, 70, 2))  # classes 0, 1, 2 pixel by pixel
+    image = (labels * 10.0 + rng.normal(0, 0.3, shape)).astype(np.float32)
+    cfg = TrainConfig(axis=2, patch=32)
+    data = prepare_data(image, labels, cfg)
+    sampler = Sampler(data, cfg, np.random.default_rng(0))
+    mean, std = float(image.mean(dtype=np.float64)), float(image.std(dtype=np.float64))
+    cut1, cut2 = (5.0 - mean) / std, (15.0 - mean) / std  # 5 and 15 once normalised
+    windows = {s: sliding_window_view(labels[..., s], (32, 32)) for s in (1, 4)}
+    places = set()
+    for _ in range(10):
+        x, y, mask = sampler.labelled_batch(4)
+        assert x.shape == (4, 1, 32, 32) and y.shape == (4, 2, 32, 32) and mask is None
+        for img, target in zip(x[:, 0], y, strict=True):
+            np.testing.assert_array_equal(img > cut1, target.any(axis=0))
+            np.testing.assert_array_equal(img > cut2, target[1] == 1)
+            crop = target[0] + 2 * target[1]  # back to 0, 1, 2
+            found = [
+                (s, i, j)
+                for s in (1, 4)
+                for i, j in np.argwhere((windows[s] == crop).all(axis=(2, 3)))
+            ]
+            assert len(found) == 1
+            s, i, j = found[0]
+            np.testing.assert_array_equal(img, data.image[s, i : i + 32, j : j + 32])
+            places.add((i, j))
+    assert len(places) > 30  # the offsets really are random
+
+
+def test_3d_stacks_read_the_neighbours_clamped_at_the_edges():
+    shape = (32, 32, 10)
+    image = np.broadcast_to(np.arange(10, dtype=np.float32), shape).copy()  # value = slice index
+    labels = np.zeros(shape, np.uint8)
+    labels[:16, :, [0, 5, 9]] = 1
+    cfg = TrainConfig(axis=2, dims=3, patch=32)
+    data = prepare_data(image, labels, cfg)
+    sampler = Sampler(data, cfg, np.random.default_rng(0))
+    index_of = {round(float(v), 4): i for i, v in enumerate(np.unique(data.image[:, 0, 0]))}
+    x, y, mask = sampler.labelled_batch(30)
+    assert x.shape == (30, 1, 3, 32, 32) and y.shape == (30, 1, 3, 32, 32)
+    assert mask[0, 0, :, 0, 0].tolist() == [0.0, 1.0, 0.0]
+    for stack in x[:, 0]:
+        assert all(np.all(sl == sl[0, 0]) for sl in stack)  # each slice whole
+    stacks = {tuple(index_of[round(float(v), 4)] for v in s[:, 0, 0]) for s in x[:, 0]}
+    assert stacks == {(0, 0, 1), (4, 5, 6), (8, 9, 9)}
+    np.testing.assert_array_equal(y[:, 0, :, :16], 1.0)  # the centre's labels, on all three
+    np.testing.assert_array_equal(y[:, 0, :, 16:], 0.0)
+    xu = sampler.unlabelled_batch(200)
+    stacks_u = {tuple(index_of[round(float(v), 4)] for v in s[:, 0, 0]) for s in xu[:, 0]}
+    assert stacks_u == {(c - 1, c, c + 1) for c in (1, 2, 3, 4, 6, 7)} | {(7, 8, 9)}

@@ -39,12 +39,39 @@ def _data(volume, **config):
 @pytest.mark.parametrize("dims", [2, 3])
 def test_events_in_order_with_previews(toy_volume, dims):
     cfg, data = _data(toy_volume, method="segpl-vi", dims=dims, steps=6, preview_every=3)
-    events = list(Trainer(cfg, data).run())
+    trainer = Trainer(cfg, data)
+    # every output of the threshold head, in order with the events
+    seen: list = []
+    trainer.model.method.head.register_forward_hook(
+        lambda m, a, out: seen.append((a[0].shape[0], *(v.detach() for v in out)))
+    )
+    for event in trainer.run():
+        seen.append(event)
+    events = [e for e in seen if not isinstance(e, tuple)]
     steps = [e for e in events if isinstance(e, StepEvent)]
     previews = [e for e in events if isinstance(e, PreviewEvent)]
     assert [e.step for e in steps] == [1, 2, 3, 4, 5, 6]
     assert all(e.total == 6 and e.seconds_per_step > 0 and e.lr == 0.01 for e in steps)
-    assert all(e.mu is not None and 0 < e.mu < 1 and e.sigma > 0 for e in steps)
+    # A step's mu and sigma are the means of the head's output on that step's 4 unlabelled
+    # images (batch 2, ratio 2), not on its 2 labelled ones (the fit of T); a preview's
+    # threshold is the head's mu on its one slice.
+    calls: list[tuple] = []
+    for item in seen:
+        if isinstance(item, tuple):
+            calls.append(item)
+        elif isinstance(item, StepEvent):
+            assert sorted(c[0] for c in calls) == [2, 4]
+            _, mu, sigma = next(c for c in calls if c[0] == 4)
+            assert mu.shape == sigma.shape == (4, 2)
+            assert item.mu == pytest.approx(mu.mean().item(), rel=1e-6)
+            assert item.sigma == pytest.approx(sigma.mean().item(), rel=1e-6)
+            calls = []
+        elif isinstance(item, PreviewEvent):
+            assert [c[0] for c in calls] == [1]
+            assert item.threshold == pytest.approx(calls[0][1][0].tolist(), rel=1e-6)
+            calls = []
+    assert steps[0].mu == pytest.approx(0.5)  # the head starts at mu = 0.5...
+    assert steps[-1].mu != pytest.approx(0.5, abs=1e-6)  # ...and learns
     assert all(len(e.fg_fraction) == 2 for e in steps)
     assert {"loss", "sup", "unsup", "kl", "alpha"} <= set(steps[-1].losses)
     assert [e.step for e in previews] == [3, 6]
