@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,29 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
 def channels_last(array: np.ndarray) -> np.ndarray:
     """(K, x, y, z) -> (x, y, z) for one class, else (x, y, z, K), the NIfTI 4D convention."""
     return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped by an unexpected error (out of memory, a driver fault): the message says
+    what, and where the model of the steps done was saved."""
+
+
+def saving_on_failure(trainer: Any, path: Path) -> Iterator[object]:
+    """``trainer.run()``'s events; on an unexpected error, the model of the steps done (the
+    trainer finishes it on the way out: averaged weights, on the CPU) is saved to ``path``
+    before one ``TrainingFailed`` line replaces the traceback. A second Ctrl-C
+    (KeyboardInterrupt) passes through: it means quit without saving."""
+    try:
+        yield from trainer.run()
+    except Exception as exc:
+        steps, what = trainer.model.steps_done, f"{type(exc).__name__}: {exc}"
+        if not steps:
+            raise TrainingFailed(f"training failed before its first step: {what}") from exc
+        try:
+            saved = f"the model of those steps -> {trainer.model.save(path)}"
+        except OSError as err:
+            saved = f"the model could not be saved either: {err}"
+        raise TrainingFailed(f"training failed after {steps} steps: {what}; {saved}") from exc
 
 
 class Interrupt:

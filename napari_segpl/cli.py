@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ._cli_support import (
     Interrupt,
+    TrainingFailed,
     add_output_args,
     add_series_arg,
     check_outputs,
@@ -25,6 +26,7 @@ from ._cli_support import (
     mask_only,
     read_image,
     safeguard_lines,
+    saving_on_failure,
     slice_list,
     uncertainty_for_kept,
     write_outputs,
@@ -304,7 +306,7 @@ def _train(args: argparse.Namespace) -> int:
     unsaved: OSError | None = None
     post: dict[str, str] = {}
     with Interrupt(trainer) as interrupt:  # held until the model is saved
-        for event in trainer.run():
+        for event in saving_on_failure(trainer, args.model):
             if isinstance(event, StepEvent) and bar is not None:
                 post.update(  # (the held-out Dice stays until the next score)
                     {
@@ -384,12 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nsegpl {args.command}: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, OSError, TrainingFailed) as exc:
         print(f"segpl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"segpl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, TrainingFailed) else 2
 
 
 if __name__ == "__main__":

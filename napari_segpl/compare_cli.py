@@ -134,7 +134,10 @@ def _value(text: str, default: Any) -> Any:
             return False
         raise ValueError(f"expected true or false, got {text!r}")
     if isinstance(default, tuple):
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
+        if len(values) != len(default):
+            raise ValueError(f"expected {len(default)} comma-separated numbers, got {text!r}")
+        return values
     return type(default)(text)
 
 

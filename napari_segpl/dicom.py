@@ -58,6 +58,8 @@ def _description(first_file: str) -> str:
 def list_series(folder: str | Path) -> list[DicomSeries]:
     """Every series in ``folder`` (not its subfolders), in the order GDCM reports them."""
     folder = str(folder)
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's multi-line "No Series were found"
     try:
         uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
         series = []
@@ -67,6 +69,8 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
                 series.append(DicomSeries(uid, files, _description(files[0])))
     except Exception as exc:
         raise DicomError(f"{folder}: cannot scan folder for DICOM ({itk_reason(exc)})") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
         raise DicomError(f"{folder}: no DICOM series found in folder")
     return series

@@ -166,6 +166,9 @@ def no_training(monkeypatch):
         (["--mask", "{d}/same.nii.gz", "--prob", "{d}/same.nii.gz"], "--mask output"),
         (["--mask", "{d}/notes.txt/mask.nii.gz"], "cannot write"),
         (["--mask", "{d}/dir.nii.gz"], "is a folder"),
+        # inf or NaN would train and write a model that no command can load
+        (["--lr", "inf"], "lr must be a finite number"),
+        (["--ct-window", "nan", "400"], "ct_window must be a finite number"),
     ],
 )
 def test_bad_arguments_stop_before_training(case, tmp_path, no_training, capsys, extra, fragment):
@@ -216,3 +219,46 @@ def test_a_model_that_cannot_be_saved_still_gets_its_mask_written(case, tmp_path
     assert not model.exists()
     written = read_volume(mask)
     assert written.array.shape == SHAPE and set(np.unique(written.array)) <= {0, 1}
+
+
+def test_slices_too_small_for_the_2d_unet_are_refused_before_training(tmp_path, no_training,
+                                                                       capsys):  # fmt: skip
+    """A 16 x 16 slice is one pixel at the 2D U-net's deepest level, where instance
+    normalisation fails part way into training: refused first, with what to do."""
+    image = np.random.default_rng(0).normal(size=(16, 16, 8)).astype(np.float32)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[4:9, 4:9, [2, 5]] = 1
+    grid = Volume(image, np.eye(4))
+    img = write_nifti(image, grid, tmp_path / "i.nii.gz")
+    lab = write_nifti(labels, grid, tmp_path / "l.nii.gz")
+    args = ["train", str(img), str(lab), "--model", str(tmp_path / "m.pt"), "--dims", "2"]
+    assert cli.main([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "16 x 16 pixels are too small for the 2D U-net" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_an_unexpected_error_saves_the_model_of_the_steps_done(case, tmp_path, monkeypatch,
+                                                               capsys):  # fmt: skip
+    """Out of memory (or any fault) part way: one line instead of a traceback, and the model of
+    the steps done saved as after a Ctrl-C; status 1."""
+    from napari_segpl.engine.methods.base import Method
+
+    img, lab = case
+    model = tmp_path / "m.pt"
+    real, calls = Method.after_step, []
+
+    def failing(self):
+        calls.append(1)
+        if len(calls) == 3:  # the third step's update fails: two steps done
+            raise RuntimeError("CUDA out of memory (simulated)")
+        real(self)
+
+    monkeypatch.setattr(Method, "after_step", failing)
+    args = ["train", str(img), str(lab), "--model", str(model), "--steps", "10", "--quiet"]
+    assert cli.main([*args, "--no-safeguard", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "training failed after 2 steps: RuntimeError: CUDA out of memory (simulated)" in err
+    assert f"the model of those steps -> {model}" in err
+    assert TrainedModel.load(model).steps_done == 2

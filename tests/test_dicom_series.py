@@ -154,3 +154,16 @@ def test_a_dicom_folder_is_found_behind_many_hidden_files(tmp_path):
         (folder / f"._IM{k:04d}").write_bytes(bytes(256))
     assert is_supported(folder)
     assert read_volume(folder).shape == (9, 8, 3)
+
+
+def test_a_folder_without_dicom_gives_one_line_and_no_itk_warning(tmp_path, capfd):
+    """GDCM's scan prints a multi-line C++ warning on standard error; only our line shows, and
+    ITK's warning setting is left as it was."""
+    from napari_segpl.dicom import DicomError, list_series
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    before = sitk.ProcessObject.GetGlobalWarningDisplay()
+    with pytest.raises(DicomError, match="no DICOM series found"):
+        list_series(tmp_path)
+    assert "No Series were found" not in capfd.readouterr().err
+    assert sitk.ProcessObject.GetGlobalWarningDisplay() == before

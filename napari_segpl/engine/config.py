@@ -8,6 +8,7 @@ own copy of the defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,6 +255,11 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError for a value no run can use; return self for chaining."""
+        for f in dataclasses.fields(self):  # inf or NaN would train, and the model not load
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         checks = [
             (self.dims in (0, 2, 3), "dims must be 2, 3 or 0 (from the painted slices)"),
             (self.axis in (0, 1, 2), "axis must be 0, 1 or 2"),

@@ -180,6 +180,18 @@ class TrainingData:
         return self.image if index == 0 else self.unlabelled_volumes[index - 1]
 
 
+def check_in_plane(plane: Sequence[int], config: TrainConfig) -> None:
+    """DataError when the 2D U-net's deepest level would be one pixel (instance normalisation
+    needs two): slices are trained at most ``patch`` wide, padded to a multiple of 2**depth."""
+    m = 2**config.depth
+    h, w = (-(-min(n, config.patch) // m) for n in plane)
+    if config.dims == 2 and h * w < 2:
+        raise DataError(
+            f"slices of {plane[0]} x {plane[1]} pixels are too small for the 2D U-net (its "
+            f"deepest level, 1/{m} of a slice, would be one pixel): choose the 3D network"
+        )
+
+
 def non_finite(volume: np.ndarray) -> int:
     """How many voxels are NaN or infinite (integers never are), counted slice by slice so
     that no volume-sized mask is made on a big scan."""

@@ -27,7 +27,7 @@ from .losses import alpha_at
 from .methods import Batch, Method, get_method
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Sampler, TrainingData, encode_target, slice_batch
+from .sampling import Sampler, TrainingData, check_in_plane, encode_target, slice_batch
 
 
 @dataclass
@@ -110,6 +110,7 @@ class Trainer:
                 uses_unlabelled = get_method(config.method).uses_unlabelled
                 config = one_thin_slice(config, uses_unlabelled)
                 self.one_thin_slice = True
+        check_in_plane(data.image.shape[1:], config)
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)
