@@ -337,6 +337,28 @@ def test_stop_after_the_first_run_keeps_it_and_its_files_are_whole(toy, tmp_path
     assert "stopped" not in _quick(toy, ["supervised"]).to_json()
 
 
+def test_stop_during_a_runs_prediction_drops_it_between_batches(toy, monkeypatch):
+    """The whole-volume prediction of a finished run takes minutes on a big scan: a Stop then
+    ends it at the next batch and the run is dropped, as one stopped while training."""
+    real, batches, predicting = compare_module.predict_volume, [], []
+
+    def watched(*args, progress=None, **kwargs):
+        predicting.append(True)
+
+        def hook(done: int, total: int) -> None:
+            batches.append(done)
+            progress(done, total)
+
+        return real(*args, progress=hook, **kwargs, batch_size=4)
+
+    monkeypatch.setattr(compare_module, "predict_volume", watched)
+    done = []
+    out = _quick(toy, ["supervised", "segpl"], on_run=done.append,
+                 should_stop=lambda: bool(predicting))  # fmt: skip
+    assert len(batches) == 1  # 12 slices in batches of 4: ended after the first
+    assert out.stopped and out.runs == [] and done == []
+
+
 def test_stop_while_timing_supervised_leaves_the_ratio_out(toy):
     seen = []
     out = _quick(toy, ["segpl"], progress=lambda m, *a: seen.append(m),

@@ -237,6 +237,32 @@ def test_a_stop_before_the_verdict_says_the_model_is_unchecked(toy_volume, when)
     assert list(whole.run())[-1].note == ""  # a check that ran adds nothing
 
 
+def test_a_stop_during_the_checks_predictions_ends_them_between_batches(toy_volume, monkeypatch):
+    """The check predicts the whole volume twice (minutes on a big CT): a Stop must end it at
+    the next batch, not after both predictions, and say the model is kept unchecked."""
+    from napari_segpl.engine import safeguard as safeguard_module
+
+    _, _, guarded = _guarded(toy_volume, method="segpl", dims=2, steps=3)
+    real, batches = safeguard_module.predict_volume, []
+
+    def pressing_stop(*args, progress=None, **kwargs):
+        def hook(done: int, total: int) -> None:
+            batches.append(done)
+            guarded.stop()  # the user presses Stop while the first batch is predicted
+            progress(done, total)
+
+        return real(*args, progress=hook, **kwargs)
+
+    monkeypatch.setattr(safeguard_module, "predict_volume", pressing_stop)
+    events = list(guarded.run())
+    finished = events[-1]
+    assert len(batches) == 1  # a prediction has 3 batches of 8 slices: it ended after one
+    assert not any(isinstance(e, SafeguardEvent) for e in events)
+    assert isinstance(finished, FinishedEvent) and not finished.stopped
+    assert "segpl model is kept unchecked" in finished.note
+    assert guarded.model is guarded.trainer.model
+
+
 def test_held_out_dice_of_nested_classes_scores_regions():
     truth = np.array([[[0, 1, 2, 2, 1, 0]]])  # (1, 1, 6): one slice along axis 0
     pred = np.array([[[0, 1, 1, 2, 2, 0]]])

@@ -224,6 +224,18 @@ def training_data(
     return prepare_data(image, train_labels, config, left)
 
 
+class _Stopped(Exception):
+    """``should_stop`` came true while a finished run's prediction was made."""
+
+
+def _stopper(stop: Callable[[], bool]) -> Callable[[int, int], None]:
+    def check(done: int, total: int) -> None:
+        if stop():
+            raise _Stopped
+
+    return check
+
+
 def _train(
     trainer: Trainer, progress: Progress | None, should_stop: Callable[[], bool] | None = None
 ) -> tuple[list[float], float, list[str], bool]:
@@ -357,7 +369,11 @@ def compare(
         if stopped:  # the run under way is dropped; the finished ones are kept
             break
         model = trainer.model
-        pred = predict_volume(model, image, device=cfg.device)
+        try:  # a whole-volume prediction takes minutes on a big scan: Stop ends it per batch
+            pred = predict_volume(model, image, device=cfg.device, progress=_stopper(stop))
+        except _Stopped:
+            stopped = True
+            break
         values = score(model, image, labels, holdout, spacing=spacing, gammas=gammas,
                        epsilons=epsilons, surface=surface, prediction=pred)  # fmt: skip
         values |= {"seconds": seconds, "steps": len(times), "warnings": notes,

@@ -101,6 +101,10 @@ class CheckedLabels:
         return model is self.model and axis == self.axis and same
 
 
+class _CheckStopped(Exception):
+    """Stop (or Ctrl-C) while the check's whole-volume predictions run: no verdict."""
+
+
 def _mask(labels: np.ndarray, c: int, nested: bool) -> np.ndarray:
     """Class c's voxels (nested classes: c and every class inside it)."""
     return labels >= c if nested else labels == c
@@ -297,8 +301,11 @@ class GuardedTrainer:
                     twin_done = not event.stopped
                 elif isinstance(event, CollapseWarning):
                     pass  # the twin's own checks are not the user's run
-            if twin_done:  # (the twin's time; _check adds its predictions')
-                self.verdict = self._check(time.perf_counter() - start)
+            try:  # (the twin's time; _check adds its predictions')
+                self.verdict = self._check(time.perf_counter() - start) if twin_done else None
+            except _CheckStopped:  # the note below says the model is kept unchecked
+                self.verdict = None
+            if self.verdict is not None:
                 if self.verdict.kept == "supervised":
                     self.model = self.twin.model
                 yield self.verdict
@@ -337,9 +344,18 @@ class GuardedTrainer:
         assert self.twin is not None
         start = time.perf_counter()
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
+
+        def stop_here(done: int, total: int) -> None:  # a Stop ends the check between batches
+            if self._stopped:
+                raise _CheckStopped
+
         # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
-        preds = {m: predict_volume(x, self.image, device=config.device, probabilities=False)
-                 .labels for m, x in models.items()}  # fmt: skip
+        preds = {
+            m: predict_volume(
+                x, self.image, device=config.device, probabilities=False, progress=stop_here
+            ).labels
+            for m, x in models.items()
+        }
         predicting = time.perf_counter() - start
         areas = [
             float(np.mean([_mask(data.labels[s], c, data.nested).sum() for s in painted]))
