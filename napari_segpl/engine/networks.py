@@ -115,7 +115,6 @@ class ThresholdHead(nn.Module):
 
 
 def memory_format(dims: int) -> torch.memory_format:
-    """The layout measured fastest on this project's 2-core CPU for these networks (instance
-    norm included): channels_last_3d for the 3D U-net (1.40 s against 1.75 s a step), plain
-    contiguous for the 2D one (0.63 s against 0.87 s; instance norm is slow in channels_last)."""
+    """The layout measured fastest on a 2-core CPU for these networks, instance norm included:
+    channels_last_3d for the 3D U-net, contiguous for the 2D one (benchmarks/RESULTS.md (z))."""
     return torch.contiguous_format if dims == 2 else torch.channels_last_3d

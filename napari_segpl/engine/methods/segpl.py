@@ -166,9 +166,8 @@ class SegPL(Method):
                 mask = sure if mask is None else mask * sure
             centre = None
             if pseudo.ndim == 5:  # 3-slice stacks: as on labelled stacks, only the centre
-                # slice is trained and used. The outer slices' outputs are never supervised: on
-                # the vessels at step 100, 44 % of a stack's pixels were pseudo-labelled artery,
-                # 0.8 % of its centre slices' (0.23 % painted)
+                # slice is trained and used; the outer slices' outputs are never supervised and
+                # drift (RESULTS.md (c'''))
                 centre = torch.zeros_like(pseudo[:1, :1, :, :1, :1])
                 centre[:, :, pseudo.shape[2] // 2] = 1
                 mask = centre if mask is None else mask * centre
