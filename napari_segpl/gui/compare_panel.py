@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -44,7 +44,7 @@ from ..engine.robustness import EPSILONS, GAMMAS
 from ..layers import mm_spacing
 from . import notify
 from .compare_plots import ComparePlots
-from .compare_runner import CompareRunner, Step, show_prediction
+from .compare_runner import CompareLayers, CompareRunner, Step
 from .preflight import run_inputs
 from .state import DockState
 from .widgets import button, row, status_label
@@ -94,15 +94,15 @@ class ComparePanel(QGroupBox):
         self.gammas: tuple[float, ...] = GAMMAS
         self.epsilons: tuple[float, ...] = EPSILONS
         self.runner = CompareRunner(self)
-        self.runner.stepped.connect(self._on_step)
-        self.runner.scored.connect(self._on_scored)
+        self._listening = False
+        self._listen(True)
         self.runner.ended.connect(self._on_ended)
+        self.layers = CompareLayers(state.viewer, state.owner)
         self.result: CompareResult | None = None
         self._like: Any = None  # the image layer compared: the prediction layers' grid
         self._request: dict[str, Any] = {}
         self._lines: list[str] = []
         self._current, self._started_at = "", 0.0
-        self._watching: QWidget | None = None
 
         outer = QVBoxLayout(self)
         self.toggle = QToolButton()
@@ -236,8 +236,8 @@ class ComparePanel(QGroupBox):
         self._started_at = time.monotonic()
         self._show_table(None)
         self._show_progress()
-        self._watch_window()
-        state.set_busy(comparing=True)
+        self._listen(True)
+        state.set_busy(comparing=True)  # the dock watches its window from here (dock.py)
         self.runner.start(
             np.asarray(image.data), np.array(labels.data, copy=True), config, methods, holdout,
             seeds=seeds, labelled=sorted(set(self.labelled()) | set(holdout)),
@@ -273,8 +273,7 @@ class ComparePanel(QGroupBox):
             self._current = ""
         self._show_progress()
         self._show_table(event.result)
-        show_prediction(self.state.viewer, self.state.owner, self._like, event.method,
-                        event.seed, event.labels)  # fmt: skip
+        self.layers.show(self._like, event.method, event.seed, event.labels)
 
     def _on_ended(self, result: CompareResult | None, error: BaseException | None) -> None:
         self.state.set_busy(comparing=False)
@@ -352,29 +351,29 @@ class ComparePanel(QGroupBox):
         return list(files)
 
     # ------------------------------------------------------------ closing
-    def _watch_window(self) -> None:
-        """Stop the compare when the window (or the dock on its own) closes."""
-        window = self.window()
-        if window is not None and window is not self._watching:
-            window.installEventFilter(self)
-            self._watching = window
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Close and obj is self._watching:
-            self.shutdown()
-        return False
+    def _listen(self, on: bool) -> None:
+        """Connect the runner's progress signals (``on``, once), or cut them: a shutdown cuts
+        them and a compare started after it must report again."""
+        if on == self._listening:
+            return
+        self._listening = on
+        for signal, slot in ((self.runner.stepped, self._on_step),
+                             (self.runner.scored, self._on_scored)):  # fmt: skip
+            if on:
+                signal.connect(slot)
+                continue
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):  # already gone (the panel is being deleted)
+                pass
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Stop the compare and wait for its thread (True when it ended in time); nothing it
-        still reports reaches the panel (the window is closing)."""
+        still reports reaches the panel (the window is closing) but its end, which frees
+        the dock. The dock calls it when its window has accepted a close."""
         if not self.runner.running:
             return True
-        for signal, slot in ((self.runner.stepped, self._on_step),
-                             (self.runner.scored, self._on_scored)):  # fmt: skip
-            try:
-                signal.disconnect(slot)
-            except (TypeError, RuntimeError):
-                pass
+        self._listen(False)
         return self.runner.shutdown(timeout)
 
 

@@ -6,15 +6,18 @@ step, ``scored`` after every run, ``ended`` once the thread is over. Stop is the
 ``should_stop``: checked after every step, so the run under way is dropped and the finished
 ones are returned.
 
-``show_prediction`` keeps a run's prediction as a labels layer named for it ("compare:
+``CompareLayers`` keeps a run's prediction as a labels layer named for it ("compare:
 fixmatch s0"), marked in its metadata as this dock's: a re-run replaces that layer's data
 instead of adding another, and a user's layer is never touched (a name already taken gets
-napari's next free one).
+napari's next free one). As in ``result_layers``, the layers are known by identity, not by
+their metadata: napari's Duplicate copies it, and the copy is the user's; and one the user
+paints on is theirs from then on (the next compare makes a new one).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,7 @@ from qtpy.QtCore import QObject, Signal
 from ..engine import TrainConfig
 from ..engine.compare import CompareResult, compare
 from ..layers import same_grid_kwargs
-from .result_layers import OWNER_KEY, ROLE_KEY
+from .result_layers import OWNER_KEY, ROLE_KEY, on_hand_edit
 from .session import torch_ready
 
 if TYPE_CHECKING:
@@ -137,40 +140,60 @@ def layer_name(method: str, seed: int) -> str:
     return f"compare: {method} s{seed}"
 
 
-def compare_layers(viewer: napari.Viewer, owner: str) -> list[Layer]:
-    """This dock's compare layers still in the viewer."""
-    return [
-        layer
-        for layer in viewer.layers
-        if (layer.metadata or {}).get(OWNER_KEY) == owner
-        and layer.metadata.get(ROLE_KEY) == COMPARE_ROLE
-    ]
+class CompareLayers:
+    """The compare's own prediction layers in one viewer: those it made, by identity."""
 
+    def __init__(self, viewer: napari.Viewer, owner: str) -> None:
+        self.viewer, self.owner = viewer, owner
+        self._made: list[weakref.ReferenceType] = []
 
-def show_prediction(
-    viewer: napari.Viewer, owner: str, like: Layer, method: str, seed: int, labels: np.ndarray
-) -> Layer:
-    """The run's labels in this dock's layer for (``method``, ``seed``), made on ``like``'s grid
-    when there is none of that shape; shown, the dock's other compare layers hidden, and the
-    user's selected layer left selected (adding a layer would select it)."""
-    name = layer_name(method, seed)
-    mine = compare_layers(viewer, owner)
-    layer = next((x for x in mine if x.metadata.get(RUN_KEY) == name), None)
-    if layer is not None and layer.data.shape != labels.shape:  # another image since: kept
+    def mine(self) -> list[Layer]:
+        """The layers it made still in the viewer and still marked (the user's copies of them,
+        marked alike, are not)."""
+        made = [layer for ref in self._made if (layer := ref()) is not None]
+        return [
+            layer
+            for layer in self.viewer.layers
+            if any(layer is m for m in made)
+            and (layer.metadata or {}).get(OWNER_KEY) == self.owner
+            and layer.metadata.get(ROLE_KEY) == COMPARE_ROLE
+        ]
+
+    def _hand_edited(self, event: object) -> None:
+        """The user painted on one of the compare's layers: theirs now, unmarked, kept."""
+        layer = getattr(event, "source", None)
+        if layer is None or not any(ref() is layer for ref in self._made):
+            return
+        self._made = [ref for ref in self._made if ref() is not layer]
         for key in (ROLE_KEY, OWNER_KEY, RUN_KEY):
             layer.metadata.pop(key, None)
-        layer = None
-    if layer is not None:
-        layer.data = labels
-    else:
-        active = viewer.layers.selection.active
-        geometry = same_grid_kwargs(like, name)
-        metadata = dict(geometry.pop("metadata", None) or {})
-        metadata.update({ROLE_KEY: COMPARE_ROLE, OWNER_KEY: owner, RUN_KEY: name})
-        layer = viewer.add_labels(labels, metadata=metadata, **geometry)
-        if active is not None and active in viewer.layers:
-            viewer.layers.selection.active = active
-    for other in mine:
-        other.visible = other is layer
-    layer.visible = True
-    return layer
+        on_hand_edit(layer, self._hand_edited, connect=False)
+
+    def show(self, like: Layer, method: str, seed: int, labels: np.ndarray) -> Layer:
+        """The run's labels in the layer for (``method``, ``seed``), made on ``like``'s grid
+        when there is none of that shape; shown, the compare's other layers hidden, and the
+        user's selected layer left selected (adding a layer would select it)."""
+        name = layer_name(method, seed)
+        mine = self.mine()
+        layer = next((x for x in mine if x.metadata.get(RUN_KEY) == name), None)
+        if layer is not None and layer.data.shape != labels.shape:  # another image since: kept
+            for key in (ROLE_KEY, OWNER_KEY, RUN_KEY):
+                layer.metadata.pop(key, None)
+            layer = None
+        if layer is not None:
+            layer.data = labels
+        else:
+            active = self.viewer.layers.selection.active
+            geometry = same_grid_kwargs(like, name)
+            metadata = dict(geometry.pop("metadata", None) or {})
+            metadata.update({ROLE_KEY: COMPARE_ROLE, OWNER_KEY: self.owner, RUN_KEY: name})
+            layer = self.viewer.add_labels(labels, metadata=metadata, **geometry)
+            self._made = [ref for ref in self._made if ref() is not None]
+            self._made.append(weakref.ref(layer))
+            on_hand_edit(layer, self._hand_edited)
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active
+        for other in mine:
+            other.visible = other is layer
+        layer.visible = True
+        return layer

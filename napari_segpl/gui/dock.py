@@ -23,10 +23,11 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from . import notify
+from .closing import watch_close
 from .compare_panel import ComparePanel
 from .data_panel import DataPanel
 from .method_panel import MethodPanel
@@ -69,8 +70,9 @@ class SegPLDock(QWidget):
         self.training = TrainingPanel(self.state, self.start_training, self.runner.stop_training)
         self.plots = PlotsPanel(self.state)
         self.training.layout().addWidget(self.plots)
-        self._watched: weakref.WeakSet[QObject] = weakref.WeakSet()
+        self._watched: weakref.WeakSet[QWidget] = weakref.WeakSet()
         self.compare = ComparePanel(self.state, self.params.config, self.data)
+        self.state.busy_changed.connect(self._on_busy)
 
         inner = QWidget()
         layout = QVBoxLayout(inner)
@@ -109,10 +111,7 @@ class SegPLDock(QWidget):
                 "Train on it), or paint another slice."
             )
             return False
-        started = self.runner.start_training(self.data.labelled(), holdout)
-        if started:
-            self._watch_window()
-        return started
+        return self.runner.start_training(self.data.labelled(), holdout)
 
     def start_prediction(self) -> bool:
         """Predict the chosen image (queued while the pseudo-label fill runs)."""
@@ -120,14 +119,20 @@ class SegPLDock(QWidget):
 
     # --------------------------------------------------------------- closing
     def _watch_window(self) -> None:
-        """Catch the close of the window the dock is in (napari's, or the dock floating on its
-        own) to stop every worker first: watched from when the dock is shown, so a Predict or
-        a Compare started from their panels is covered too. Only weak references are kept:
-        holding the window would keep napari's whole QtViewer alive after the viewer closes."""
+        """Stop every worker once the window the dock is in (napari's, or the dock floating on
+        its own) has accepted a close (``closing.py``: a close the user cancels changes
+        nothing). Watched from when the dock is shown and again whenever a run starts, so a
+        Predict or a Compare started from their panels is covered too. Only weak references
+        are kept: holding the window would keep napari's whole QtViewer alive after the
+        viewer closes."""
         window = self.window()
         if window is not None and window is not self and window not in self._watched:
-            window.installEventFilter(self)
+            watch_close(window, self.shutdown)
             self._watched.add(window)
+
+    def _on_busy(self) -> None:
+        if self.state.busy:  # a run starts: the window may have changed (floated) since
+            self._watch_window()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self._watch_window()
@@ -139,11 +144,6 @@ class SegPLDock(QWidget):
         if event.type() == QEvent.ParentChange and self.parent() is None and len(self._watched):
             self.shutdown()
         return super().event(event)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Close and obj.isWidgetType() and obj.isWindow():
-            self.shutdown()
-        return False
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Stop any training, prediction or compare and wait for their threads (see

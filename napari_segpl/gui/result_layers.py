@@ -3,8 +3,9 @@ a run still training), and only those: each is marked in its metadata with its r
 dock's id, and a user's layer is never modified or removed, whatever its name. The dock also
 remembers which layer objects it made, since napari's Duplicate copies the metadata: a copy is
 the user's. A layer the user trains on (``in_use``, their own pseudo-label layer corrected
-by hand) becomes theirs too, and the dock makes a new one. A name already taken gets napari's
-next free name ("prediction [1]")."""
+by hand) becomes theirs too, and the dock makes a new one, as does a labels layer of the dock's
+that the user paints on (their hand edits are never replaced by the next result). A name
+already taken gets napari's next free name ("prediction [1]")."""
 
 from __future__ import annotations
 
@@ -36,8 +37,20 @@ KINDS = {
     UNCERTAINTY: "image",
     SNAPSHOT: "labels",
 }
+#: napari Labels events of a hand edit: ``paint`` once a stroke, fill or polygon is done,
+#: ``labels_update`` while a stroke is still going on (both only from painting calls)
+EDIT_EVENTS = ("paint", "labels_update")
 #: metadata key of the uncertainty layer: which kind it shows (``engine.uncertainty.KINDS``)
 UNCERTAINTY_KIND_KEY = "segpl_uncertainty_kind"
+
+
+def on_hand_edit(layer: Layer, callback: Callable[[object], None], connect: bool = True) -> None:
+    """Connect (or disconnect) ``callback`` to the events of ``EDIT_EVENTS`` that ``layer``
+    has (napari keeps a bound method weakly: the layer never keeps its owner alive)."""
+    for name in EDIT_EVENTS:
+        emitter = getattr(layer.events, name, None)
+        if emitter is not None:
+            (emitter.connect if connect else emitter.disconnect)(callback)
 
 
 def role_of(layer: Layer, owner: str) -> str | None:
@@ -55,6 +68,9 @@ class ResultLayers:
         self.viewer, self.owner = viewer, owner
         self._in_use = in_use or (lambda: None)
         self._made: dict[str, weakref.ReferenceType] = {}
+        #: roles whose layer was released by a hand edit: the result of the run that was going
+        #: on then goes to a new layer (``edited``)
+        self._edited: set[str] = set()
 
     def get(self, role: str) -> Layer | None:
         """The layer this dock made for ``role``, while it is in the viewer, still marked and
@@ -74,6 +90,22 @@ class ResultLayers:
         layer.metadata.pop(ROLE_KEY, None)
         layer.metadata.pop(OWNER_KEY, None)
         self._made = {r: ref for r, ref in self._made.items() if ref() is not layer}
+        on_hand_edit(layer, self._hand_edited, connect=False)
+
+    def edited(self, role: str) -> bool:
+        """The user painted on the ``role`` layer since the dock last made one."""
+        return role in self._edited
+
+    def _hand_edited(self, event: object) -> None:
+        """A stroke, a fill or a polygon on one of the dock's labels layers: it is the
+        user's from now on (the dock never writes the dock's own layers through napari's
+        painting calls, so these events are always the user's)."""
+        layer = getattr(event, "source", None)
+        if layer is not None and self.is_own(layer):
+            role = role_of(layer, self.owner)
+            if role is not None:
+                self._edited.add(role)
+            self.release(layer)
 
     def ensure(
         self, role: str, like: Layer, data: np.ndarray | None = None, **kwargs: object
@@ -104,10 +136,12 @@ class ResultLayers:
         if kind == "labels":
             initial = np.zeros(shape, np.uint8) if data is None else data
             made = self.viewer.add_labels(initial, metadata=metadata, **geometry, **kwargs)
+            on_hand_edit(made, self._hand_edited)
         else:
             initial = np.zeros(shape, np.float32) if data is None else data
             made = self.viewer.add_image(initial, metadata=metadata, **geometry, **kwargs)
         self._made[role] = weakref.ref(made)
+        self._edited.discard(role)
         return made
 
     def is_own(self, layer: Layer | None) -> bool:

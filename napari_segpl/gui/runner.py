@@ -29,6 +29,7 @@ from ..engine import (
 )
 from ..engine.snapshot import SnapshotEvent, SnapshotFailed
 from . import notify
+from .closing import StopsBetweenSteps
 from .preflight import run_inputs
 from .result_layers import PREDICTION, PROBABILITY, PSEUDO, SNAPSHOT, ResultLayers
 from .session import RunControl, Started, fill_pseudo_labels, predict, training_events
@@ -89,7 +90,9 @@ class Runner:
             holdout=list(holdout or ()),
             _start_thread=False,
             _ignore_errors=True,  # reported by _on_training_error instead
+            _worker_class=StopsBetweenSteps,
         )
+        self.worker.control = self.control
         # Bound methods, not lambdas: Qt drops them by itself if the dock is deleted first.
         self.worker.yielded.connect(self._on_event)
         self.worker.errored.connect(self._on_training_error)
@@ -254,6 +257,11 @@ class Runner:
 
     def _show_fill(self, labels: np.ndarray) -> None:
         layer = self.layers.get(PSEUDO)
+        image = self._image
+        if layer is None and self.layers.edited(PSEUDO) and image is not None:
+            # painted on while the run trained: theirs, and the fill still shown, beside it
+            if image.data.shape == labels.shape:
+                layer = self.layers.ensure(PSEUDO, image)
         if layer is not None and layer.data.shape == labels.shape:
             data = np.array(labels, copy=True)
             np.moveaxis(data, self.state.run.axis, 0)[self.state.run.labelled] = 0
@@ -300,9 +308,9 @@ class Runner:
                 ("finished", self._on_training_finished),
             ]
             stopped = _stop_worker(self.worker, self.control, slots, deadline, "training")
-            if stopped:
-                self.worker = self.control = None
-                self.state.training = False
+            if stopped:  # through set_busy: Train and Stop follow (a dock taken out and
+                self.worker = self.control = None  # put back again is usable)
+                self.state.set_busy(training=False)
             ok = ok and stopped
         if self.predict_worker is not None and self.predict_control is not None:
             slots = [
@@ -314,7 +322,7 @@ class Runner:
             stopped = _stop_worker(worker, control, slots, deadline, "prediction")
             if stopped:
                 self.predict_worker = self.predict_control = None
-                self.state.filling = self.state.predicting = False
+                self.state.set_busy(filling=False, predicting=False)
             ok = ok and stopped
         if ok:  # "done" is set just before the worker's last signals: let them go out too
             QThreadPool.globalInstance().waitForDone(
