@@ -176,12 +176,9 @@ def test_cct_aux_decoders_see_perturbed_copies_of_the_shared_features():
         assert not z.any() or a[z].min() > a[~z].max() - 1e-6
 
 
-def test_cct_loss_and_no_gradient_to_the_main_prediction():
-    """The loss is sup + w * mean of the auxiliary MSEs; the main decoder's last block and
-    head get the supervised gradient only (their prediction is a detached target), the
-    auxiliary decoders the consistency's, the shared encoder both."""
-    method = _method("cct")
-    batch, n, step = _batch(), 2, 10**6
+def _cct_step_and_reference(method, batch, n: int, step: int):
+    """One CCT step (seeded) and, with the same perturbations, the main decoder's logits, its
+    detached probabilities of the unlabelled images and each auxiliary decoder's."""
     torch.manual_seed(5)
     out = method.compute_loss(batch, step, lambda s: 0.0)
     net = method.model
@@ -191,6 +188,17 @@ def test_cct_loss_and_no_gradient_to_the_main_prediction():
         logits = net.main(feats)[0]
         target = torch.sigmoid(logits[n:])
         aux = [torch.sigmoid(a) for a in net.auxiliary(feats[n:])]
+    return out, logits, target, aux
+
+
+def test_cct_loss_and_no_gradient_to_the_main_prediction():
+    """The loss is sup + w * mean of the auxiliary MSEs; the main decoder's last block and
+    head get the supervised gradient only (their prediction is a detached target), the
+    auxiliary decoders the consistency's, the shared encoder both."""
+    method = _method("cct")
+    batch, n, step = _batch(), 2, 10**6
+    out, logits, target, aux = _cct_step_and_reference(method, batch, n, step)
+    net = method.model
     cons = sum(F.mse_loss(a, target) for a in aux) / 3
     sup = segmentation_loss(logits[:n], batch.y_l, "dice")
     assert method.weight(step) == 30.0
@@ -233,15 +241,7 @@ def test_cct_consistency_in_3d_is_the_centre_slice_only():
     centre slice only: the outer slices, unsupervised and never predicted, do not count."""
     method = _method("cct", dims=3)
     batch, n, step = _batch(dims=3), 2, 10**6
-    torch.manual_seed(5)
-    out = method.compute_loss(batch, step, lambda s: 0.0)
-    net = method.model
-    torch.manual_seed(5)  # the same perturbations
-    with torch.no_grad():
-        feats = net.trunk(torch.cat([batch.x_l, batch.x_u]))
-        logits = net.main(feats)[0]
-        target = torch.sigmoid(logits[n:])
-        aux = [torch.sigmoid(a) for a in net.auxiliary(feats[n:])]
+    out, logits, target, aux = _cct_step_and_reference(method, batch, n, step)
     assert len(aux) == 3 and all(a.shape == target.shape == (3, 2, 3, 16, 16) for a in aux)
     centre = sum(((a[:, :, 1] - target[:, :, 1]) ** 2).mean() for a in aux) / 3
     every = sum(((a - target) ** 2).mean() for a in aux) / 3

@@ -85,14 +85,7 @@ def test_a_stopped_compare_keeps_its_runs_and_resume_trains_only_the_rest(
     ]
     capsys.readouterr()
 
-    real = compare_module._train  # the counting one
-
-    def interrupted(trainer, *args):
-        if trainer.config.method == "segpl":
-            raise KeyboardInterrupt
-        return real(trainer, *args)
-
-    monkeypatch.setattr(compare_module, "_train", interrupted)
+    real = _interrupt_at_segpl(monkeypatch)
     trained.clear()
     assert compare_cli.run(_args(volumes, parts)) == 130
     err = capsys.readouterr().err
@@ -196,6 +189,19 @@ def test_resuming_run_files_without_their_hd95_rule_says_so(volumes, tmp_path, t
     assert "note: the HD95 of supervised s0 (run files" in capsys.readouterr().err
 
 
+def _interrupt_at_segpl(monkeypatch):
+    """Ctrl-C as SegPL's run starts (after supervised's); returns the counting ``_train``."""
+    real = compare_module._train
+
+    def interrupted(trainer, *args):
+        if trainer.config.method == "segpl":
+            raise KeyboardInterrupt
+        return real(trainer, *args)
+
+    monkeypatch.setattr(compare_module, "_train", interrupted)
+    return real
+
+
 def _copies(volumes, folder):
     """The image and labels copied into ``folder``: files a test may rewrite."""
     folder.mkdir()
@@ -267,14 +273,7 @@ def test_resume_refuses_run_files_of_other_held_out_slices(
     volumes, tmp_path, monkeypatch, trained, capsys
 ):
     out = tmp_path / "out"
-    real = compare_module._train  # the counting one
-
-    def interrupted(trainer, *args):
-        if trainer.config.method == "segpl":
-            raise KeyboardInterrupt
-        return real(trainer, *args)
-
-    monkeypatch.setattr(compare_module, "_train", interrupted)
+    real = _interrupt_at_segpl(monkeypatch)
     assert compare_cli.run(_args(volumes, out)) == 130
     monkeypatch.setattr(compare_module, "_train", real)
     assert trained == ["supervised"]
