@@ -48,7 +48,7 @@ from . import robustness
 from .compare_store import HD95_RULE
 from .compare_store import plain as _plain
 from .config import TrainConfig
-from .inference import Prediction, predict_volume
+from .inference import Prediction, PredictionStopped, predict_volume, stop_between_batches
 from .methods import get_method
 from .metrics import (
     brier_score,
@@ -224,18 +224,6 @@ def training_data(
     return prepare_data(image, train_labels, config, left)
 
 
-class _Stopped(Exception):
-    """``should_stop`` came true while a finished run's prediction was made."""
-
-
-def _stopper(stop: Callable[[], bool]) -> Callable[[int, int], None]:
-    def check(done: int, total: int) -> None:
-        if stop():
-            raise _Stopped
-
-    return check
-
-
 def _train(
     trainer: Trainer, progress: Progress | None, should_stop: Callable[[], bool] | None = None
 ) -> tuple[list[float], float, list[str], bool]:
@@ -370,8 +358,10 @@ def compare(
             break
         model = trainer.model
         try:  # a whole-volume prediction takes minutes on a big scan: Stop ends it per batch
-            pred = predict_volume(model, image, device=cfg.device, progress=_stopper(stop))
-        except _Stopped:
+            pred = predict_volume(
+                model, image, device=cfg.device, progress=stop_between_batches(stop)
+            )
+        except PredictionStopped:
             stopped = True
             break
         values = score(model, image, labels, holdout, spacing=spacing, gammas=gammas,

@@ -92,6 +92,22 @@ def labels_from_pseudo(pseudo: np.ndarray, prob: np.ndarray, nested: bool) -> np
     return labels.astype(label_dtype(pseudo.shape[0]))
 
 
+class PredictionStopped(Exception):
+    """Raised by ``stop_between_batches``'s hook: the caller's stop came during a prediction."""
+
+
+def stop_between_batches(should_stop: Callable[[], bool]) -> Callable[[int, int], None]:
+    """A ``progress`` hook for ``predict_volume`` that raises ``PredictionStopped`` once
+    ``should_stop()`` is true: a whole-volume prediction (minutes on a big scan) then ends
+    after the batch under way."""
+
+    def check(done: int, total: int) -> None:
+        if should_stop():
+            raise PredictionStopped
+
+    return check
+
+
 def label_dtype(classes: int) -> type:
     """The smallest unsigned integer type that holds labels 0..classes."""
     return np.uint8 if classes < 256 else np.uint16

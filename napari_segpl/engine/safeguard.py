@@ -27,7 +27,12 @@ import torch
 from .config import TrainConfig
 from .device import resolve_device
 from .guard import CollapseWarning
-from .inference import labels_from_probabilities, predict_volume
+from .inference import (
+    PredictionStopped,
+    labels_from_probabilities,
+    predict_volume,
+    stop_between_batches,
+)
 from .methods import get_method
 from .metrics import class_mask
 from .model import TrainedModel
@@ -99,10 +104,6 @@ class CheckedLabels:
         axis = model.config.axis if axis is None else axis
         same = str(resolve_device(device)) == str(resolve_device(self.device))
         return model is self.model and axis == self.axis and same
-
-
-class _CheckStopped(Exception):
-    """Stop (or Ctrl-C) while the check's whole-volume predictions run: no verdict."""
 
 
 def _mask(labels: np.ndarray, c: int, nested: bool) -> np.ndarray:
@@ -303,7 +304,7 @@ class GuardedTrainer:
                     pass  # the twin's own checks are not the user's run
             try:  # (the twin's time; _check adds its predictions')
                 self.verdict = self._check(time.perf_counter() - start) if twin_done else None
-            except _CheckStopped:  # the note below says the model is kept unchecked
+            except PredictionStopped:  # the note below says the model is kept unchecked
                 self.verdict = None
             if self.verdict is not None:
                 if self.verdict.kept == "supervised":
@@ -344,11 +345,7 @@ class GuardedTrainer:
         assert self.twin is not None
         start = time.perf_counter()
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
-
-        def stop_here(done: int, total: int) -> None:  # a Stop ends the check between batches
-            if self._stopped:
-                raise _CheckStopped
-
+        stop_here = stop_between_batches(lambda: self._stopped)  # a Stop ends the check
         # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
         preds = {
             m: predict_volume(
