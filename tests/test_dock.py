@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segpl.engine import METHODS, TrainConfig, TrainedModel, Trainer, predict_volume
+from napari_segpl.engine import (
+    METHODS,
+    FillStopped,
+    PredictionStopped,
+    TrainConfig,
+    TrainedModel,
+    Trainer,
+    predict_volume,
+)
 from napari_segpl.engine.config import PRESETS
-from napari_segpl.gui import SegPLDock, notify, training_panel
+from napari_segpl.gui import SegPLDock, notify, session, training_panel
 from napari_segpl.gui.params import ParameterForm
 
 pytestmark = pytest.mark.gui
@@ -238,9 +246,9 @@ def test_closing_during_a_prediction_stops_it(dock, qtbot, monkeypatch, errors):
         for done in range(1, 1001):  # 1000 batches of 10 ms: 10 s unless stopped
             time.sleep(0.01)
             batches.append(done)
-            if should_stop():
+            if should_stop():  # as the engine's fill: it ends at the first check after
                 after_stop.append(done)
-            progress(done, 1000)
+                raise FillStopped(f"pseudo labels stopped after {done} of 1000 batches")
         raise AssertionError("the fill was not stopped")
 
     monkeypatch.setattr(Trainer, "pseudo_label_volume", slow_fill, raising=False)
@@ -257,6 +265,34 @@ def test_closing_during_a_prediction_stops_it(dock, qtbot, monkeypatch, errors):
     qtbot.wait(50)
     assert len(batches) == ended  # and no batch ran after shutdown returned
     assert not errors  # stopping is not reported as a failure
+
+
+def test_a_stopped_prediction_ends_after_its_batch_and_is_not_a_failure(dock, errors, monkeypatch):
+    """Predict's worker function stops at the first batch after the stop is asked (the window
+    closing); the dock then says "stopped", while a real failure is still reported."""
+    model = TrainedModel.new(TrainConfig(dims=2, base_channels=4, depth=2, patch=32), 1)
+    image = np.random.default_rng(0).normal(size=(24, 32, 32)).astype(np.float32)
+    control = session.RunControl.new()
+    batches: list[int] = []
+
+    def stop_after_first(*args, progress, **kwargs):
+        def hook(done, total):
+            batches.append(done)
+            control.stop.set()  # asked while the first batch ran
+            progress(done, total)
+
+        return predict_volume(*args, progress=hook, **kwargs)
+
+    monkeypatch.setattr(session, "predict_volume", stop_after_first)
+    with pytest.raises(PredictionStopped):
+        session.predict(model, image, 0, 0, "cpu", control)
+    assert len(batches) == 1 and batches[0] < 24 and control.done.is_set()
+    texts: list[str] = []
+    dock.state.progress_text.connect(texts.append)
+    dock.runner._on_predict_error(PredictionStopped())
+    assert texts[-1] == "prediction stopped" and not errors
+    dock.runner._on_predict_error(RuntimeError("out of memory"))
+    assert errors and "out of memory" in errors[-1] and texts[-1] == "prediction failed"
 
 
 def test_volume_is_shown_as_a_radiologist_reads_it(dock):

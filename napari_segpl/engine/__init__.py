@@ -4,7 +4,14 @@ this package imports Qt or napari."""
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device
 from .guard import CollapseWarning
-from .inference import Prediction, labels_from_probabilities, labels_from_pseudo, predict_volume
+from .inference import (
+    Prediction,
+    PredictionStopped,
+    labels_from_probabilities,
+    labels_from_pseudo,
+    predict_volume,
+    stop_between_batches,
+)
 from .methods import METHODS, Method, get_method
 from .metrics import brier_score, exported_scores, overlap_scores
 from .model import CheckpointError, TrainedModel
@@ -26,6 +33,7 @@ __all__ = [
     "HeldoutEvent",
     "Method",
     "Prediction",
+    "PredictionStopped",
     "PreviewEvent",
     "SafeguardEvent",
     "SafeguardProgress",
@@ -45,5 +53,6 @@ __all__ = [
     "predict_volume",
     "prepare_data",
     "resolve_device",
+    "stop_between_batches",
     "train",
 ]

@@ -19,8 +19,10 @@ from qtpy.QtCore import QThreadPool
 
 from ..engine import (
     CollapseWarning,
+    FillStopped,
     FinishedEvent,
     HeldoutEvent,
+    PredictionStopped,
     PreviewEvent,
     SafeguardEvent,
     SafeguardProgress,
@@ -283,6 +285,9 @@ class Runner:
 
     def _on_predict_error(self, exc: BaseException) -> None:
         what = "filling the pseudo labels" if self.state.filling else "prediction"
+        if isinstance(exc, PredictionStopped | FillStopped):  # a Stop or a closing window
+            self.state.progress_text.emit(f"{what} stopped")
+            return
         notify.error(f"SegPL {what} failed: {exc}")
         self.state.progress_text.emit(f"{what} failed")
 

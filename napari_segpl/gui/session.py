@@ -22,12 +22,14 @@ from ..engine import (
     FinishedEvent,
     GuardedTrainer,
     Prediction,
+    PredictionStopped,
     StepEvent,
     TrainConfig,
     TrainedModel,
     Trainer,
     predict_volume,
     prepare_data,
+    stop_between_batches,
 )
 from ..engine.snapshot import SnapshotFailed, take_snapshot
 
@@ -178,25 +180,18 @@ def snapshot_events(
         return
     asks.now.clear()
 
-    def check(done: int, total: int) -> None:
-        if control.stop.is_set():
-            raise Cancelled(f"mask stopped after {done} of {total} slices")
-
     run = getattr(trainer, "trainer", trainer)  # the network being trained
     result: object
     try:
         result = take_snapshot(
-            run.model, image, last.step, last.total, device=run.device, progress=check
-        )
-    except Cancelled:
+            run.model, image, last.step, last.total, device=run.device,
+            progress=stop_between_batches(control.stop.is_set),
+        )  # fmt: skip
+    except PredictionStopped:
         return  # Stop or a closing window: the run ends next, nothing to show
     except Exception as exc:  # any failure is reported; training goes on
         result = SnapshotFailed(last.step, last.total, f"{type(exc).__name__}: {exc}")
     yield result
-
-
-class Cancelled(Exception):
-    """Raised inside a prediction when the dock asked it to stop (the window is closing)."""
 
 
 def predict(
@@ -213,12 +208,9 @@ def predict(
 
     With ``control``, ``stop`` is checked after every batch of slices (a 3D prediction of a
     large volume on a CPU takes tens of seconds; closing the window must not wait for it, nor
-    leave it running while Qt is torn down) and ``done`` is set however it ends."""
-
-    def check(done: int, total: int) -> None:
-        if control is not None and control.stop.is_set():
-            raise Cancelled(f"prediction stopped after {done} of {total} slices")
-
+    leave it running while Qt is torn down: ``PredictionStopped``) and ``done`` is set however
+    it ends."""
+    check = stop_between_batches(lambda: control is not None and control.stop.is_set())
     k = mc_samples if model.method.learns_threshold else 0
     try:
         torch_ready()
@@ -238,22 +230,10 @@ def fill_pseudo_labels(
     """The E-step's pseudo labels of every unlabelled slice after a run (what training used:
     the teacher, the evidence and, for SegPL-VI, the head's mu), on the volume's layout.
 
-    ``stop`` is checked after every batch of slices, as for ``predict``, and ``done`` is set
-    however it ends."""
-
-    def check(done: int, total: int) -> None:
-        if control.stop.is_set():
-            raise Cancelled(f"pseudo labels stopped after {done} of {total} slices")
-
+    ``stop`` is checked after every batch of slices, as for ``predict`` (``FillStopped``),
+    and ``done`` is set however it ends."""
     try:
-        try:
-            return trainer.pseudo_label_volume(progress=check, should_stop=control.stop.is_set)
-        except Cancelled:
-            raise
-        except Exception as exc:
-            if control.stop.is_set():  # the engine's own "stopped" exception
-                raise Cancelled(str(exc)) from exc
-            raise
+        return trainer.pseudo_label_volume(should_stop=control.stop.is_set)
     finally:
         control.done.set()
 
