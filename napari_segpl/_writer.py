@@ -113,7 +113,10 @@ def write_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -
         for grid, out, labels in plans:
             part = temp_path(out, token)
             staged.append(part)
-            _write_grid(grid, part, labels)
+            try:
+                _write_grid(grid, part, labels)
+            except SegplWriteError as exc:  # named as the user will look for it, not hidden
+                raise SegplWriteError(str(exc).replace(str(part), str(out))) from exc
         for part, (_, out, _) in zip(staged, plans, strict=True):
             if out.exists():  # appeared while writing: still never replaced
                 raise SegplWriteError(f"{out} already exists; choose another folder")

@@ -145,7 +145,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
         array = _nifti_voxels(img)
         affine = np.array(img.affine, dtype=np.float64)
     except Exception as exc:  # nibabel raises many unrelated types for corrupt files
-        reason = str(exc)
+        reason = " ".join(str(exc).split())  # one line: nibabel's messages span several
         if isinstance(exc, MemoryError):  # often a damaged header's shape
             reason = f"not enough memory for its shape {getattr(img, 'shape', '')}"
         raise VolumeError(
@@ -246,6 +246,9 @@ def _check_values(array: np.ndarray, name: str) -> None:
         n_inf = int(np.count_nonzero(np.isinf(array)))
         if n_nan or n_inf:
             raise VolumeError(f"{name}: {n_nan} NaN and {n_inf} Inf voxels; all must be finite")
+        big = float(np.max(np.abs(array)))
+        if big > float(np.finfo(np.float32).max):  # inf once in float32, as every engine path casts
+            raise VolumeError(f"{name}: voxel values up to {big:.3g}, beyond float32's range")
 
 
 def read_volume(path: str | Path, series: str | None = None) -> Volume:
@@ -268,6 +271,8 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     else:
         supported = ", ".join(NIFTI_EXTENSIONS + SITK_EXTENSIONS)
         raise VolumeError(f"{path}: unsupported file type; expected {supported} or a DICOM folder")
+    if array.size == 0:  # before _to_3d: nibabel gives shape (0,) for some empty volumes
+        raise VolumeError(f"{path}: empty volume (no voxels)")
     array = _to_3d(array, path)
     _check_values(array, str(path))
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
@@ -304,6 +309,9 @@ def check_labels(labels: Volume, image: Volume) -> None:
         n_neg = int(np.count_nonzero(array < 0))
         if n_neg:
             raise VolumeError(f"{name}: {n_neg} voxels hold negative label values")
+    limit = np.iinfo(np.int32).max  # labels become int32 (read_labels, every export)
+    if array.dtype != np.bool_ and array.max() > limit:
+        raise VolumeError(f"{name}: label value {array.max():.6g} too large (max {limit})")
 
 
 _KEPT_LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.uint8), np.dtype(np.uint16))
@@ -316,10 +324,7 @@ def read_labels(path: str | Path, like: Volume) -> Volume:
     array = labels.array
     if array.dtype in _KEPT_LABEL_DTYPES:
         return labels
-    limit = np.iinfo(np.int32).max
-    if array.dtype != np.bool_ and array.max() > limit:
-        raise VolumeError(f"{labels.path}: label value {array.max()} too large (max {limit})")
-    return labels.with_array(array.astype(np.int32))
+    return labels.with_array(array.astype(np.int32))  # check_labels kept it in range
 
 
 def _choose_dtype(array: np.ndarray) -> np.dtype:

@@ -78,10 +78,14 @@ class Normaliser:
 
         def squares(chunk: np.ndarray) -> np.ndarray:
             x = self._float(chunk) - centre
-            return np.square(x, out=x)
+            with np.errstate(over="ignore"):  # an overflow is refused below, by name
+                return np.square(x, out=x)
 
         ss = _pairwise_sum(flat, squares)
         std = float(np.sqrt(ss.dtype.type(ss / count)))  # as numpy's std (ddof 0)
+        if not np.isfinite(mean + std):  # else every normalised voxel is NaN: an empty mask
+            raise DataError(f"intensities too large to normalise in float32 (mean {mean:.3g}, "
+                            f"std {std:.3g}); rescale the image")  # fmt: skip
         return mean, (std if std > 1e-8 else 1.0)
 
     def apply(self, values: np.ndarray, stats: tuple[float, float]) -> np.ndarray:
