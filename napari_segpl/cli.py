@@ -42,7 +42,7 @@ from .engine.config import (
 )
 from .engine.device import DeviceError
 from .engine.learnt_threshold import learnt_threshold
-from .engine.model import CheckpointError
+from .engine.model import CheckpointError, UnsavableModel
 from .engine.safeguard import BAND
 from .engine.sampling import DataError
 from .predict_cli import add_predict_parser, predict_command
@@ -354,6 +354,9 @@ def _train(args: argparse.Namespace) -> int:
             print(learnt.line())
         try:
             print(f"model       -> {trainer.model.save(args.model)}")
+        except UnsavableModel as exc:  # diverged: its masks would be empty, not a result
+            print(f"segpl train: error: {exc}; no masks written", file=sys.stderr)
+            return 1
         except OSError as exc:  # the masks are still written: the run is not lost
             unsaved = exc
             print(f"segpl train: error: {exc}; writing the masks asked for", file=sys.stderr)

@@ -193,6 +193,15 @@ def predict_one(model: Any, source: str, target: str, settings: Settings) -> dic
     return out
 
 
+def _as_typed(result: dict[str, Any], sent: str, source: Path) -> dict[str, Any]:
+    """The task's result with the absolute path it was sent (``sent``) written back as the
+    user named the input: _failure_line then sees the message name it, and names it once."""
+    message = result.get("message")
+    if isinstance(message, str) and sent != str(source):
+        result = {**result, "message": message.replace(sent, str(source))}
+    return result
+
+
 def _failure_line(outcome: Outcome) -> str:
     """``failed: <input>: <reason>``, the input named once (volume errors name it already)."""
     named = outcome.message.startswith(outcome.source)
@@ -319,6 +328,7 @@ def _run_jobs(
                     result = future.result()
                 except Exception as exc:  # the task never ran to its end: a worker died
                     result = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+                result = _as_typed(result, str(source.absolute()), source)
                 outcome = Outcome(str(source), target, **result)
                 report.outcomes.append(outcome)
                 if outcome.status == "failed":

@@ -17,6 +17,7 @@ import pytest
 
 from napari_segpl import cli
 from napari_segpl._cli_support import Interrupt
+from napari_segpl.engine import model as model_module
 from napari_segpl.engine.config import TrainConfig
 from napari_segpl.engine.model import TrainedModel
 from napari_segpl.engine.trainer import Trainer
@@ -219,6 +220,19 @@ def test_a_model_that_cannot_be_saved_still_gets_its_mask_written(case, tmp_path
     assert not model.exists()
     written = read_volume(mask)
     assert written.array.shape == SHAPE and set(np.unique(written.array)) <= {0, 1}
+
+
+def test_a_diverged_run_writes_no_mask_and_exits_1(case, tmp_path, monkeypatch, capsys):
+    """Weights that are not finite predict an empty mask, which a user could take for "no
+    structure": the refusal to save them ends the command before any mask is written."""
+    img, lab = case
+    model, mask = tmp_path / "m.pt", tmp_path / "mask.nii.gz"
+    monkeypatch.setattr(model_module, "non_finite", lambda state: "NaN or inf in model.x")
+    args = ["train", str(img), str(lab), "--model", str(model), "--mask", str(mask)]
+    code = cli.main([*args, "--steps", "2", "--quiet", "--no-safeguard", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and "not finite" in err and "no masks written" in err
+    assert not model.exists() and not mask.exists()
 
 
 def test_slices_too_small_for_the_2d_unet_are_refused_before_training(tmp_path, no_training,

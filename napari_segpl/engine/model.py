@@ -35,6 +35,68 @@ class CheckpointError(ValueError):
     """A model file that is missing, damaged or not made by this program."""
 
 
+class UnsavableModel(CheckpointError, OSError):
+    """A model :meth:`TrainedModel.save` refuses to write (weights that are not finite, from a
+    run that diverged). An OSError too: every caller already reports a failed save in one line
+    (the CLI, the dock), and a file no command could load is not written."""
+
+
+State = dict[str, dict[str, torch.Tensor]]
+
+
+def non_finite(state: State) -> str | None:
+    """Which tensors hold NaN or inf, the first named (None if all are finite): such weights
+    predict nothing (an empty mask) without any error, so they are refused, not used."""
+    bad = [
+        f"{module}.{name}"
+        for module, tensors in state.items()
+        for name, t in tensors.items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if not bad:
+        return None
+    total = sum(len(tensors) for tensors in state.values())
+    return f"NaN or inf in {bad[0]}" + (f", and {len(bad) - 1} more of {total}" if bad[1:] else "")
+
+
+def _shape(value: Any) -> str:
+    """A tensor's shape as ``4x1x3x3`` (one line, no commas), or what it is instead."""
+    if not isinstance(value, torch.Tensor):
+        return "not a tensor"
+    return "x".join(map(str, value.shape)) or "a scalar"
+
+
+def state_mismatch(expected: State, stored: Any) -> str | None:
+    """What in the stored weights does not fit the network the stored configuration builds:
+    counts and the first of each kind (torch's first line says only 'Error(s) in loading').
+    None where the modules themselves do not match: Method.load_state_dict says so."""
+    if not isinstance(stored, dict):
+        return None
+    missing: list[str] = []
+    unexpected: list[str] = []
+    sizes: list[str] = []
+    for module, tensors in expected.items():
+        got = stored.get(module)
+        if not isinstance(got, dict):
+            return None
+        missing += [f"{module}.{n}" for n in tensors if n not in got]
+        unexpected += [f"{module}.{n}" for n in got if n not in tensors]
+        sizes += [
+            f"{module}.{n}: {_shape(got[n])} in the file, {_shape(t)} in the network"
+            for n, t in tensors.items()
+            if n in got and _shape(got[n]) != _shape(t)
+        ]
+    total = sum(len(tensors) for tensors in expected.values())
+    parts = [
+        f"{len(found)} of {total} tensors {what}, the first {found[0]}"
+        for found, what in ((sizes, "of another shape"), (missing, "missing"))
+        if found
+    ]
+    if unexpected:
+        parts.append(f"{len(unexpected)} not in the network, the first {unexpected[0]}")
+    return "; ".join(parts) or None
+
+
 def check_limits(config: TrainConfig, num_classes: int) -> None:
     """Raise ConfigError naming the first field outside ``LIMITS`` (or a dims not 2 or 3):
     a network that large is a mistake, or a crafted file."""
@@ -106,13 +168,19 @@ class TrainedModel:
 
     def save(self, path: str | Path) -> Path:
         """Write to a temporary file beside ``path``, then rename it over ``path``: a failure
-        never leaves a half-written model where a good one was, nor a temporary file."""
+        never leaves a half-written model where a good one was, nor a temporary file. Weights
+        that are not finite are refused (UnsavableModel): no command could use the file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             k: {n: t.detach().cpu() for n, t in sd.items()}
             for k, sd in self.method.state_dict().items()
         }
+        if bad := non_finite(state):  # TrainedModel.load would refuse the file
+            raise UnsavableModel(
+                f"{path}: model not saved, its weights are not finite ({bad}): the training "
+                "diverged (a lower learning rate may help)"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": FORMAT,
             "config": self.config.to_dict(),
@@ -133,6 +201,8 @@ class TrainedModel:
     def load(cls, path: str | Path) -> TrainedModel:
         """Open a model saved by :meth:`save`; anything else is refused in one line."""
         path = Path(path)
+        if path.is_dir():
+            raise CheckpointError(f"{path}: is a folder, not a model file")
         if not path.is_file():
             raise CheckpointError(f"{path}: model file not found")
         # torch's own message for a refused file suggests weights_only=False, which would run
@@ -162,12 +232,24 @@ class TrainedModel:
             raise CheckpointError(f"{path}: model file refused, {exc}; it was not loaded") from None
         try:
             model = cls.new(config, num_classes)
-            model.method.load_state_dict(payload["state"])
+            wrong = state_mismatch(model.method.state_dict(), payload.get("state"))
+            if wrong is None:
+                model.method.load_state_dict(payload["state"])
         except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(
                 f"{path}: model file does not match this program ({first}); it was not loaded"
             ) from exc
+        if wrong is not None:
+            raise CheckpointError(
+                f"{path}: the weights do not fit the stored configuration ({wrong}); "
+                "it was not loaded"
+            )
+        if bad := non_finite(model.method.state_dict()):
+            raise CheckpointError(
+                f"{path}: the weights are not finite ({bad}), from a run that diverged; "
+                "it was not loaded"
+            )
         steps = payload.get("steps_done", 0)
         model.steps_done = steps if isinstance(steps, int) and steps >= 0 else 0
         return model
