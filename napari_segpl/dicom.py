@@ -10,17 +10,27 @@ This module must stay free of Qt, napari and torch so it can be used headless.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 
 from .itk_messages import itk_reason
 
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
 __all__ = ["DicomError", "DicomSeries", "list_series", "read_series"]
 
 _DESCRIPTION_TAG = "0008|103e"
+#: Pixel Data in its three forms: an image without any was cut before its pixels.
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+#: How many damaged files a refusal names before it only counts the rest.
+_NAMED_AT_MOST = 5
 
 
 class DicomError(ValueError):
@@ -72,8 +82,110 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
+        check_no_damaged_files(folder, series)  # a lone damaged file is named, not "no series"
         raise DicomError(f"{folder}: no DICOM series found in folder")
     return series
+
+
+def _has_magic(path: Path) -> bool:
+    """'DICM' after the 128-byte preamble: a DICOM Part 10 file. Raises OSError."""
+    with path.open("rb") as fh:
+        fh.seek(128)
+        return fh.read(4) == b"DICM"
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """A .dcm name or the Part 10 magic: the files a dropped slice could be."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        return _has_magic(path)
+    except OSError:
+        return False
+
+
+def _short_pixels(ds: Dataset) -> bool:
+    """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated."""
+    elem = ds["PixelData"]
+    try:
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if elem.is_undefined_length or (syntax is not None and syntax.is_encapsulated):
+            return False  # compressed frames: their size says nothing of the image's
+        frames = int(ds.get("NumberOfFrames") or 1)
+        bits = ds.Rows * ds.Columns * ds.get("SamplesPerPixel", 1) * frames * ds.BitsAllocated
+    except (AttributeError, TypeError, ValueError):
+        return False  # a private syntax, an attribute missing or odd: no size to compare with
+    return len(elem.value or b"") < (bits + 7) // 8
+
+
+def _cut_short(ds: Dataset) -> bool:
+    """An image whose Pixel Data is missing or short. pydicom reads a truncated file without a
+    word, so an image is known by Rows/Columns or, cut before those, by its SOP class."""
+    sops = (ds.get("SOPClassUID"), ds.file_meta.get("MediaStorageSOPClassUID"))
+    image = "Rows" in ds or "Columns" in ds or any("Image Storage" in s.name for s in sops if s)
+    if not image:
+        return False  # a structured report, dose report or presentation state: whole as it is
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        return True  # cut before its pixels
+    return "PixelData" in ds and _short_pixels(ds)
+
+
+def _is_damaged(path: Path) -> bool:
+    """True for a DICOM-looking image slice that cannot be read whole. GDCM also leaves a whole
+    non-image object out of every series, rightly: that is no damage."""
+    import pydicom  # here, not at the top: only a file GDCM dropped needs it
+
+    try:
+        magic = _has_magic(path)
+    except OSError:
+        return True  # a DICOM-named file we cannot open cannot be read as a slice
+    logger = pydicom.config.logger
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)  # pydicom logs each odd value; the refusal says it
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=not magic)
+            return (magic and len(ds) == 0) or _cut_short(ds)  # no dataset: cut in its header
+    except Exception:  # InvalidDicomError, EOFError, struct.error, ValueError, ...
+        return magic  # without the magic only a .dcm name said DICOM: a note, say, not a slice
+    finally:
+        logger.setLevel(level)
+
+
+def damaged_files(folder: str | Path, series: list[DicomSeries]) -> list[str]:
+    """Names of DICOM-looking image files in ``folder`` that no series lists: GDCM drops a file
+    it cannot parse without a word, so a truncated slice would silently vanish from the scan.
+    Hidden files (macOS ._ copies), DICOMDIR and non-image DICOM objects do not count."""
+    listed = {Path(name).name for s in series for name in s.files}
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError:
+        return []
+    return [
+        entry.name
+        for entry in entries
+        if entry.name not in listed
+        and not entry.name.startswith(".")
+        and entry.name.upper() != "DICOMDIR"
+        and entry.is_file()
+        and _looks_like_dicom(entry)
+        and _is_damaged(entry)
+    ]
+
+
+def check_no_damaged_files(folder: str | Path, series: list[DicomSeries]) -> None:
+    """Refuse a folder with a damaged DICOM image: it may be a slice of the series read, which
+    would then be read a slice short (or refused as unevenly spaced, without saying why)."""
+    names = damaged_files(folder, series)
+    if not names:
+        return
+    why = "(damaged or not DICOM?), so the folder was not read"
+    if len(names) == 1:
+        raise DicomError(f"{folder}: DICOM file {names[0]} could not be read {why}")
+    listed = ", ".join(names[:_NAMED_AT_MOST])
+    more = f" and {len(names) - _NAMED_AT_MOST} more" if len(names) > _NAMED_AT_MOST else ""
+    raise DicomError(f"{folder}: {len(names)} DICOM files ({listed}{more}) could not be read {why}")
 
 
 def choose_series(folder: str | Path, series: list[DicomSeries], uid: str | None) -> DicomSeries:
@@ -91,9 +203,12 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
     """Read one series of ``folder``: returns the image, its UID and a one-line note naming
     what was read when the folder holds several series (else an empty note)."""
     series = list_series(folder)
+    check_no_damaged_files(folder, series)
     chosen = choose_series(folder, series, uid)
     reader = sitk.ImageSeriesReader()
     reader.MetaDataDictionaryArrayUpdateOn()  # each file's position, for check_even_spacing
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # check_even_spacing says it in one line
     try:
         reader.SetFileNames(list(chosen.files))
         image = reader.Execute()
@@ -101,6 +216,8 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
         raise DicomError(
             f"{folder}: cannot read DICOM series {chosen.uid} ({itk_reason(exc)})"
         ) from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     check_even_spacing(folder, chosen, reader, image)
     note = ""
     if len(series) > 1:
