@@ -7,7 +7,10 @@ image (and class); T is drawn with the reparameterisation ``mu + sigma * eps`` a
 In the paper the hard threshold passes no gradient to phi, which therefore learns through the
 KL alone and settles on the prior (the paper presets, ``threshold_signal="kl"``). The head reads
 *detached* features: otherwise the KL would also push the backbone's features around for no
-segmentation benefit.
+segmentation benefit. In training they are the features of the unlabelled images as the
+student sees them (moved, mixed, perturbed: the one pass serves both), while the preview, the
+fill and inference read the clean images; on the default recipe the two mu differed by at
+most 1e-4 (benchmarks/RESULTS.md (oo)), the head's output hardly depending on its input there.
 
 ``threshold_signal="labelled"`` (the default) gives T a learning signal from the data: the head
 also predicts T for the labelled images, and a soft threshold ``sigmoid((p_l - T_l) / tau)`` of
@@ -23,10 +26,10 @@ paper's N(0.5, 0.1): / 0.02), so T moves only where the labels disagree strongly
 the E-step is unsure (a teacher that has learnt the painted slices is sure there, so any T fits them
 and "labelled" leaves mu at the prior): the slices and their labels are moved by the student's
 random affine map (``warp``) and intensity change (``perturb``), ``AUGMENTED_STRENGTH`` where one is
-0, pixels brought in from outside left out, no CutMix. The head reads the clean images' features, as
-it does for unlabelled images; the cost is one forward pass without gradient. Not a default: not
-shown to move T on real data (benchmarks/RESULTS.md (z'); ``python -m benchmarks
-threshold_signal``).
+0, pixels brought in from outside left out, no CutMix. The head reads the labelled images' features
+from the training pass; the cost is the E-step's forward pass of the moved view, without
+gradient. Not a default: not shown to move T on real data (benchmarks/RESULTS.md (z');
+``python -m benchmarks threshold_signal``).
 
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
 mu for each slice (``pseudo_labels``), so what they show does not change from one look to
