@@ -52,7 +52,12 @@ def main(
     inner, scroll = dock.scroll_area.widget(), dock.scroll_area
     top = panel.compare_button.mapTo(inner, QPoint(0, 0)).y() - 6
     bottom = panel.plots.mapTo(inner, QPoint(0, panel.plots.height())).y()
-    scroll.verticalScrollBar().setValue(max(top, bottom - scroll.viewport().height()))
+    value = max(top, bottom - scroll.viewport().height())
+    label = panel.progress.mapTo(inner, QPoint(0, 0)).y()
+    line = panel.progress.fontMetrics().lineSpacing()
+    if label < value < label + panel.progress.height():  # no half line of text at the top
+        value = label + -(-(value - label) // line) * line
+    scroll.verticalScrollBar().setValue(value)
     pump(0.5)
     print(panel.progress.text())
     path = save_window(viewer, dock, out)
