@@ -246,8 +246,9 @@ def _check_values(array: np.ndarray, name: str) -> None:
         n_inf = int(np.count_nonzero(np.isinf(array)))
         if n_nan or n_inf:
             raise VolumeError(f"{name}: {n_nan} NaN and {n_inf} Inf voxels; all must be finite")
-        big = float(np.max(np.abs(array)))
-        if big > float(np.finfo(np.float32).max):  # inf once in float32, as every engine path casts
+        # inf once in float32, as every engine path casts; max and min, not abs: no copy
+        big = max(abs(float(array.max())), abs(float(array.min()))) if array.itemsize > 4 else 0
+        if big > float(np.finfo(np.float32).max):
             raise VolumeError(f"{name}: voxel values up to {big:.3g}, beyond float32's range")
 
 
@@ -271,10 +272,8 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     else:
         supported = ", ".join(NIFTI_EXTENSIONS + SITK_EXTENSIONS)
         raise VolumeError(f"{path}: unsupported file type; expected {supported} or a DICOM folder")
-    if array.size == 0:  # before _to_3d: nibabel gives shape (0,) for some empty volumes
-        raise VolumeError(f"{path}: empty volume (no voxels)")
+    _check_values(array, str(path))  # before _to_3d: nibabel gives some empty volumes shape (0,)
     array = _to_3d(array, path)
-    _check_values(array, str(path))
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise VolumeError(f"{path}: invalid (singular or non-finite) voxel-to-world matrix")
     return Volume(array, affine, path, header, uid, note)
