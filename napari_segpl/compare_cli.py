@@ -227,14 +227,19 @@ def table_rows(result: Any) -> tuple[list[str], list[list[str]]]:
     head = ["method", "seeds"] + [f"IoU {c}" for c in range(1, k + 1)]
     head += [f"Dice {c}" for c in range(1, k + 1)]
     head += [f"HD95 {c} ({result.hd95_unit})" for c in range(1, k + 1)]
-    head += ["Brier", "ECE", "s/step", "x supervised", "params"]
+    summary = result.summary()
+    mc = any(r["brier_mc"] is not None for r in summary)  # SegPL-VI's Monte-Carlo columns
+    head += ["Brier", "ECE", *(["MC Brier", "MC ECE"] if mc else []), "s/step", "x supervised"]
+    head.append("params")
     rows = []
-    for r in result.summary():
+    for r in summary:
         row = [r["method"], str(len(r["seeds"]))]
         for key in ("iou", "dice", "hd95"):
             means, sds = r[key] or [None] * k, r[f"{key}_sd"] or [None] * k
             row += [_num(m, s, 1 if key == "hd95" else 3) for m, s in zip(means, sds, strict=True)]
         row += [_num(r["brier"], r["brier_sd"], 4), _num(r["ece"], r["ece_sd"], 4)]
+        if mc:
+            row += [_num(r["brier_mc"], r["brier_mc_sd"], 4), _num(r["ece_mc"], r["ece_mc_sd"], 4)]
         row += [_num(r["seconds_per_step"], None, 4), _num(r["cost_ratio"], None, 2)]
         row.append(f"{r['params']:,}")
         rows.append(row)

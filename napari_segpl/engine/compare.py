@@ -14,6 +14,9 @@ export would, and on the held-out slices along the training axis:
 - ``brier``: mean over held-out voxels and class channels of (p - y)^2;
 - ``ece``: expected calibration error over the same voxels and channels, 15 equal bins
   (``metrics.expected_calibration_error``), and the bins for a reliability diagram;
+- ``brier_mc`` / ``ece_mc`` (a method that learns a threshold, SegPL-VI; None for the others):
+  the same of the Monte-Carlo foreground probability, the mean of ``1(p > T_k)`` over the
+  paper's ``MC_SAMPLES`` thresholds drawn from the head (its section 4.4 Brier score);
 - ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm (in voxels when no
   spacing is given: ``CompareResult.hd95_unit``)
   (``metrics.hd95``, MONAI's ``compute_hausdorff_distance``, percentile 95) on each held-out
@@ -61,6 +64,7 @@ from .model import TrainedModel
 from .safeguard import withhold
 from .sampling import DataError, TrainingData, encode_target, prepare_data
 from .trainer import FinishedEvent, StepEvent, Trainer
+from .uncertainty import MC_SAMPLES
 
 #: ``progress(method, seed, step, total)`` after every training step of every run
 Progress = Callable[[str, int, int, int], None]
@@ -68,7 +72,7 @@ Progress = Callable[[str, int, int, int], None]
 OnRun = Callable[["RunDone"], None]
 #: the numbers ``summary`` averages over the seeds, in its order
 SUMMARISED = ("iou", "dice", "hd95", "ood", "adversarial", "mean_iou", "brier", "ece",
-              "seconds_per_step", "seconds", "cost_ratio")  # fmt: skip
+              "brier_mc", "ece_mc", "seconds_per_step", "seconds", "cost_ratio")  # fmt: skip
 
 
 @dataclass
@@ -92,6 +96,8 @@ class RunResult:
     hd95_slices: list[int] | None = None
     cost_ratio: float | None = None
     warnings: list[str] = field(default_factory=list)
+    brier_mc: float | None = None
+    ece_mc: float | None = None
 
     @property
     def mean_iou(self) -> float:
@@ -278,6 +284,10 @@ def score(
         "calibration": {"count": count.tolist(), "mean_p": mean_p.tolist(),
                         "freq": freq.tolist()},
     }  # fmt: skip
+    if pred.mc_mean is not None:
+        mc_h = np.moveaxis(np.take(pred.mc_mean, holdout, axis=axis + 1), axis + 1, 1)
+        out["brier_mc"] = brier_score(mc_h, target)
+        out["ece_mc"] = expected_calibration_error(mc_h, target)
     if surface:
         plane = [s for a, s in enumerate(spacing or (1.0, 1.0, 1.0)) if a != axis]
         out["hd95"], out["hd95_slices"] = hd95(labels_h, truth_h, k, plane, config.nested)
@@ -358,8 +368,9 @@ def compare(
             break
         model = trainer.model
         try:  # a whole-volume prediction takes minutes on a big scan: Stop ends it per batch
+            mc = MC_SAMPLES if model.method.learns_threshold else 0
             pred = predict_volume(
-                model, image, device=cfg.device, progress=stop_between_batches(stop)
+                model, image, device=cfg.device, progress=stop_between_batches(stop), mc_samples=mc
             )
         except PredictionStopped:
             stopped = True
