@@ -11,6 +11,7 @@ This module must stay free of Qt, napari and torch so it can be used headless.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ _DESCRIPTION_TAG = "0008|103e"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 #: How many damaged files a refusal names before it only counts the rest.
 _NAMED_AT_MOST = 5
+#: Values longer than this (Pixel Data) pydicom leaves on disk: a slice's header is all we need.
+_DEFER_BYTES = 1024
+_UNDEFINED = 0xFFFFFFFF
+_DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 class DicomError(ValueError):
@@ -87,38 +92,31 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     return series
 
 
-def _has_magic(path: Path) -> bool:
-    """'DICM' after the 128-byte preamble: a DICOM Part 10 file. Raises OSError."""
-    with path.open("rb") as fh:
-        fh.seek(128)
-        return fh.read(4) == b"DICM"
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    """A .dcm name or the Part 10 magic: the files a dropped slice could be."""
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        return _has_magic(path)
-    except OSError:
-        return False
-
-
-def _short_pixels(ds: Dataset) -> bool:
-    """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated."""
-    elem = ds["PixelData"]
+def _short_pixels(ds: Dataset, size: int) -> bool:
+    """Native Pixel Data shorter than Rows x Columns x samples x frames x bits allocated: cut
+    off by a truncated file (``size`` bytes) or rewritten short with an honest length."""
     try:
         syntax = ds.file_meta.get("TransferSyntaxUID")
-        if elem.is_undefined_length or (syntax is not None and syntax.is_encapsulated):
+        if syntax is not None and syntax.is_encapsulated:
             return False  # compressed frames: their size says nothing of the image's
         frames = int(ds.get("NumberOfFrames") or 1)
         bits = ds.Rows * ds.Columns * ds.get("SamplesPerPixel", 1) * frames * ds.BitsAllocated
+        try:  # the raw element: a deferred value stays on disk
+            elem = ds.get_item("PixelData", keep_deferred=True)
+        except TypeError:  # pydicom 2 has no keep_deferred and reads the value: slower, as right
+            elem = ds.get_item("PixelData")
     except (AttributeError, TypeError, ValueError):
         return False  # a private syntax, an attribute missing or odd: no size to compare with
-    return len(elem.value or b"") < (bits + 7) // 8
+    if getattr(elem, "is_undefined_length", False) or getattr(elem, "length", 0) == _UNDEFINED:
+        return False  # undefined length: frames, whatever the syntax says
+    if elem.value is not None:
+        return len(elem.value) < (bits + 7) // 8
+    inflated = syntax == _DEFLATED  # offsets are in the inflated bytes: trust the length
+    have = elem.length if inflated else min(elem.length, size - elem.value_tell)
+    return have < (bits + 7) // 8
 
 
-def _cut_short(ds: Dataset) -> bool:
+def _cut_short(ds: Dataset, size: int) -> bool:
     """An image whose Pixel Data is missing or short. pydicom reads a truncated file without a
     word, so an image is known by Rows/Columns or, cut before those, by its SOP class."""
     sops = (ds.get("SOPClassUID"), ds.file_meta.get("MediaStorageSOPClassUID"))
@@ -127,37 +125,48 @@ def _cut_short(ds: Dataset) -> bool:
         return False  # a structured report, dose report or presentation state: whole as it is
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         return True  # cut before its pixels
-    return "PixelData" in ds and _short_pixels(ds)
+    return "PixelData" in ds and _short_pixels(ds, size)
 
 
-def _is_damaged(path: Path) -> bool:
-    """True for a DICOM-looking image slice that cannot be read whole. GDCM also leaves a whole
-    non-image object out of every series, rightly: that is no damage."""
-    import pydicom  # here, not at the top: only a file GDCM dropped needs it
+def _is_damaged(path: Path, listed: bool) -> bool:
+    """True for a DICOM image slice that cannot be read whole. GDCM leaves a whole non-image
+    object out of every series, rightly: no damage. A file a series lists (``listed``) GDCM
+    parsed: only short or missing pixels count, which GDCM would read as wrong values."""
+    import pydicom  # here, not at the top: only reading a folder needs it
 
-    try:
-        magic = _has_magic(path)
-    except OSError:
-        return True  # a DICOM-named file we cannot open cannot be read as a slice
+    named = listed or path.suffix.lower() == ".dcm"
+    magic = None
     logger = pydicom.config.logger
     level = logger.level
     logger.setLevel(logging.CRITICAL + 1)  # pydicom logs each odd value; the refusal says it
     try:
-        with warnings.catch_warnings():
+        with path.open("rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=not magic)
-            return (magic and len(ds) == 0) or _cut_short(ds)  # no dataset: cut in its header
-    except Exception:  # InvalidDicomError, EOFError, struct.error, ValueError, ...
-        return magic  # without the magic only a .dcm name said DICOM: a note, say, not a slice
+            fh.seek(128)
+            magic = fh.read(4) == b"DICM"  # a DICOM Part 10 file
+            if not (magic or named):
+                return False  # neither the magic nor a .dcm name: not a file a slice could be
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, defer_size=_DEFER_BYTES, force=not magic)
+            size = os.fstat(fh.fileno()).st_size
+            return (magic and len(ds) == 0) or _cut_short(ds, size)  # no dataset: cut in header
+    except Exception:  # InvalidDicomError, EOFError, struct.error, ValueError, OSError, ...
+        if magic is None:
+            return named  # a DICOM file we cannot open or read cannot be read as a slice
+        return magic and not listed  # without the magic only a .dcm name said DICOM: a note
     finally:
         logger.setLevel(level)
 
 
-def damaged_files(folder: str | Path, series: list[DicomSeries]) -> list[str]:
-    """Names of DICOM-looking image files in ``folder`` that no series lists: GDCM drops a file
-    it cannot parse without a word, so a truncated slice would silently vanish from the scan.
+def damaged_files(
+    folder: str | Path, series: list[DicomSeries], chosen: DicomSeries | None = None
+) -> list[str]:
+    """Names of the damaged DICOM images in ``folder``: those no series lists (GDCM drops a file
+    it cannot parse without a word, so a truncated slice would silently vanish from the scan)
+    and those of ``chosen``, which GDCM lists even with short Pixel Data and reads wrong.
     Hidden files (macOS ._ copies), DICOMDIR and non-image DICOM objects do not count."""
     listed = {Path(name).name for s in series for name in s.files}
+    read = {Path(name).name for name in chosen.files} if chosen is not None else set()
     try:
         entries = sorted(Path(folder).iterdir())
     except OSError:
@@ -165,19 +174,21 @@ def damaged_files(folder: str | Path, series: list[DicomSeries]) -> list[str]:
     return [
         entry.name
         for entry in entries
-        if entry.name not in listed
+        if (entry.name in read or entry.name not in listed)
         and not entry.name.startswith(".")
         and entry.name.upper() != "DICOMDIR"
         and entry.is_file()
-        and _looks_like_dicom(entry)
-        and _is_damaged(entry)
+        and _is_damaged(entry, listed=entry.name in read)
     ]
 
 
-def check_no_damaged_files(folder: str | Path, series: list[DicomSeries]) -> None:
-    """Refuse a folder with a damaged DICOM image: it may be a slice of the series read, which
-    would then be read a slice short (or refused as unevenly spaced, without saying why)."""
-    names = damaged_files(folder, series)
+def check_no_damaged_files(
+    folder: str | Path, series: list[DicomSeries], chosen: DicomSeries | None = None
+) -> None:
+    """Refuse a folder with a damaged DICOM image: one no series lists may be a slice of the
+    series read, which would then be read a slice short (or refused as unevenly spaced, without
+    saying why); one ``chosen`` lists would be read with wrong values."""
+    names = damaged_files(folder, series, chosen)
     if not names:
         return
     why = "(damaged or not DICOM?), so the folder was not read"
@@ -203,8 +214,8 @@ def read_series(folder: str | Path, uid: str | None = None) -> tuple[sitk.Image,
     """Read one series of ``folder``: returns the image, its UID and a one-line note naming
     what was read when the folder holds several series (else an empty note)."""
     series = list_series(folder)
-    check_no_damaged_files(folder, series)
     chosen = choose_series(folder, series, uid)
+    check_no_damaged_files(folder, series, chosen)
     reader = sitk.ImageSeriesReader()
     reader.MetaDataDictionaryArrayUpdateOn()  # each file's position, for check_even_spacing
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()

@@ -1,8 +1,9 @@
 """SimpleITK's exceptions reduced to one line a user can act on.
 
 ITK's text runs over several lines: where in ITK's source it was thrown, the object's address,
-and for NRRD a chain of ``[nrrd]`` calls whose last one holds the reason. MetaImage puts its
-reason on standard output and leaves a stale ``errno`` text in the exception.
+and for NRRD a chain of ``[nrrd]`` calls whose last one holds the reason. MetaImage prints its
+reason on standard error (from C++, past Python) and leaves a stale ``errno`` text in the
+exception, so ``metaimage.metaimage_damage`` finds a damaged MetaImage before ITK reads it.
 """
 
 from __future__ import annotations

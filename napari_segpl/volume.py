@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from .atomic import write_atomically
 from .dicom import DicomError, read_series
 from .itk_messages import itk_reason
+from .metaimage import metaimage_damage
 
 __all__ = [
     "NIFTI_EXTENSIONS",
@@ -202,6 +203,9 @@ def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]
 
 
 def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    damage = metaimage_damage(path)  # MetaIO prints its own lines, or reads garbage on
+    if damage:
+        raise VolumeError(f"{path}: cannot read image file ({damage})")
     try:
         img = sitk.ReadImage(str(path))
     except Exception as exc:

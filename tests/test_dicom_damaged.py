@@ -222,3 +222,43 @@ def test_the_dicom_module_loads_pydicom_only_to_probe_a_file():
     code = "import sys, napari_segpl.dicom; print('pydicom' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _shorten_pixels(path: Path, keep: int) -> None:
+    """Rewrite a slice's Pixel Data with only ``keep`` bytes and an honest length: a whole file
+    GDCM still lists, and read with wrong values."""
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:keep]
+    ds.save_as(path)
+
+
+def test_a_listed_slice_with_short_pixels_is_named_not_read_wrong(tmp_path, monkeypatch):
+    """Before, the series was read, the slice's missing pixels made up. Headers are read with
+    the Pixel Data left on disk."""
+    folder = tmp_path / "series"
+    write_series(folder, UID, _slices(4), "ct")
+    short = sorted(folder.iterdir())[1]
+    _shorten_pixels(short, 1500)  # of 2048: still more than pydicom is told to read
+    assert len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), UID)) == 4
+    loaded = []
+    monkeypatch.setattr(pydicom.filereader, "read_deferred_data_element", loaded.append)
+    with pytest.raises(VolumeError) as info:
+        read_volume(folder)
+    message = str(info.value)
+    assert f"DICOM file {short.name} could not be read" in message and str(folder) in message
+    assert "damaged" in message and "\n" not in message
+    assert loaded == []
+
+
+def test_short_pixels_in_the_series_not_read_do_not_stop_the_read(tmp_path):
+    """The file is known to be no slice of the series read, unlike one GDCM dropped."""
+    folder = tmp_path / "study"
+    write_series(folder, SHORT, _slices(3), "scout")
+    write_series(folder, LONG, _slices(6), "thin recon")
+    short = sorted(folder.glob("1_*.dcm"))[1]
+    _shorten_pixels(short, 1000)
+    vol = read_volume(folder)
+    assert vol.shape == (32, 32, 6) and vol.series_uid == LONG
+    np.testing.assert_array_equal(vol.array, _slices(6).transpose(2, 1, 0))
+    with pytest.raises(VolumeError, match=f"DICOM file {short.name} could not be read"):
+        read_volume(folder, series=SHORT)
