@@ -2,7 +2,7 @@
 grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
 compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
 paired|twin_average|
-dock_time_to_mask|target23|compare_summary|neighbour_check|cpu_bf16|mc_brier] ...``.
+dock_time_to_mask|target23|compare_summary|neighbour_check|cpu_levers|mc_brier] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
             "time_to_mask",
             "compare_grid",
             "heldout_check",
-            "cpu_bf16",
+            "cpu_levers",
             "mc_brier",
             "threshold_signal",
             "method_cost",
