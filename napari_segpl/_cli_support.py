@@ -31,7 +31,8 @@ from .engine.uncertainty import (
     resolve_kind,
     uncertainty_maps,
 )
-from .volume import Volume, check_labels, read_volume, write_nifti
+from .volume import Volume, VolumeError, check_labels, read_volume
+from .volume import write_nifti as _write_nifti
 
 
 def check_prediction_numbers(args: argparse.Namespace) -> None:
@@ -111,6 +112,16 @@ def read_image(path: Path, series: str | None) -> Volume:
     return image
 
 
+def check_slices(model: Any, image: Volume, axis: int | None) -> None:
+    """Slices too small for ``model``'s 2D U-net (its deepest level one voxel) said in one
+    line before predicting, not as torch's 'Expected more than 1 spatial element'."""
+    axis = model.config.axis if axis is None else axis
+    (h, w), m = (n for i, n in enumerate(image.shape) if i != axis), 2**model.config.depth
+    if model.config.dims == 2 and -(-h // m) * -(-w // m) < 2:
+        raise VolumeError(f"{image.path}: slices of {h} x {w} voxels along axis {axis} are too "
+                          f"small for this model's 2D U-net (it halves them to 1/{m})")  # fmt: skip
+
+
 def mask_only(args: argparse.Namespace) -> bool:
     """Whether the outputs asked for are a mask alone: then the labels of the safeguard's
     check (a whole-volume prediction of the kept model) can be written without predicting
@@ -131,6 +142,7 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
         return
     axis = getattr(args, "axis_predict", None)
     device = args.device or "auto"
+    check_slices(model, image, axis)
     if checked is not None and mask_only(args) and checked.fits(model, axis, device):
         print("prediction: the safeguard's check predicted this model already (reused)")
         print(f"mask        -> {write_nifti(checked.labels, image, args.mask)}")
@@ -168,6 +180,15 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
     if kind is not None:
         out = write_nifti(channels_last(uncertainty_maps(pred, kind)), image, args.uncertainty)
         print(f"uncertainty -> {out} ({KINDS[kind].description})")
+
+
+def write_nifti(array: np.ndarray, image: Volume, path: Path) -> Path:
+    """``volume.write_nifti``, an OS error named by the output asked for, not by the hidden
+    temporary file beside it that failed (a full disk, a folder that refuses files)."""
+    try:
+        return _write_nifti(array, image, path)
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:
@@ -328,19 +349,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     truth = read_volume(args.truth)
     pred = read_volume(args.pred)
-    if pred.shape != truth.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    if pred.shape != truth.shape:  # both files named, as every other input error names its
+        raise ValueError(f"{args.pred}: shape {pred.shape} differs from the truth's, "
+                         f"{truth.shape} ({args.truth}): not one grid")  # fmt: skip
     check_labels(pred, truth)  # same grid, whole non-negative labels
     check_labels(truth, truth)
     depth = truth.shape[args.axis]
     outside = [s for s in args.slices or [] if not 0 <= s < depth]
     if outside:  # np.take would raise on some and count from the end on negative ones
         raise ValueError(f"--slices {outside} lie outside 0..{depth - 1} along axis {args.axis}")
-    scores = overlap_scores(
-        pred.array, truth.array, axis=args.axis, slices=args.slices, nested=args.nested
-    )
+    if args.slices == []:
+        raise ValueError("--slices names no slice")
+    slices = None if args.slices is None else sorted(set(args.slices))  # "3,3": slice 3 once
+    scores = overlap_scores(pred.array, truth.array, axis=args.axis, slices=slices,
+                            nested=args.nested)  # fmt: skip
     if args.json:
         print(json.dumps({str(c): s for c, s in scores.items()}, indent=2))
+        return 0
+    if not scores:  # not an empty table
+        print("no class: both volumes hold only background (0) there; nothing to score")
         return 0
     print(f"{'class':>5}  {'IoU':>7}  {'Dice':>7}  {'pred vox':>9}  {'true vox':>9}")
     for c, s in scores.items():

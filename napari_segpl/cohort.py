@@ -3,12 +3,13 @@
 Each scan of a cohort is a task on a Dask worker that reads its own input and writes its own
 mask (atomically): volumes never travel through the scheduler. The model is scattered to every
 worker once (``broadcast=True``) and each task gets the worker's copy. A scan that fails is
-reported and the others go on; masks present are skipped, so a stopped run resumes. Dask and
-torch are imported only when a cohort runs (``segpl --help`` stays quick)."""
+reported and the others go on; a mask present, stamped by this input and model, is skipped: a
+stopped run resumes. Dask and torch are imported only when a cohort runs (quick --help)."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import signal
@@ -21,6 +22,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import nibabel as nib
 
 from .volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS, is_supported
 
@@ -82,9 +85,8 @@ def find_volumes(
 ) -> tuple[list[Path], list[Outcome]]:
     """Each volume the arguments name, in order, once: a file, a DICOM folder, and inside other
     folders (recursively) and glob matches the NIfTI, MHA/MHD, NRRD files and DICOM folders.
-    A search skips hidden names (a killed write's ``.part`` file) and the ``exclude`` folder
-    (the masks of an earlier run, when ``--out`` lies among the inputs). Arguments that name
-    nothing come back as failed outcomes, to be reported."""
+    A search skips hidden names (a killed write's ``.part`` file) and the masks in ``exclude``
+    (``--out``, which may hold the scans: ``--out .``). What names nothing comes back failed."""
     skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
     missing: list[Outcome] = []
@@ -112,10 +114,10 @@ def find_volumes(
 
 
 def _skipped(path: Path, skip: Path | None) -> bool:
-    """A search result left out: a hidden name, or one inside the ``skip`` folder."""
+    """A search result left out: a hidden name, or a mask in the ``skip`` folder itself."""
     if path.name.startswith("."):
         return True
-    return skip is not None and path.resolve().is_relative_to(skip)
+    return skip is not None and path.name.endswith(MASK_SUFFIX) and path.parent.resolve() == skip
 
 
 def _volumes_in_folder(folder: Path) -> list[Path]:
@@ -136,9 +138,10 @@ def mask_names(sources: Sequence[Path]) -> list[str]:
     """``<name>_mask.nii.gz`` per source; sources of the same name are told apart by their
     folders (``a_scan``, ``b_scan``), then numbers, so a rerun maps each to the same file."""
     names = []
-    for p in sources:  # the name without its format's extension (a folder: its name)
-        ext = next((e for e in SUFFIXES if not p.is_dir() and p.name.lower().endswith(e)), "")
-        names.append(p.name[: len(p.name) - len(ext)] or p.name)
+    for p in sources:  # the name without its format's extension (a folder: its name, "." too)
+        name = Path(os.path.abspath(p)).name or p.name
+        ext = next((e for e in SUFFIXES if not p.is_dir() and name.lower().endswith(e)), "")
+        names.append(name[: len(name) - len(ext)] or name)
     # names compared without case: Scan and scan are one file on macOS and Windows
     groups: dict[str, list[int]] = defaultdict(list)
     for i, name in enumerate(names):
@@ -164,13 +167,15 @@ def mask_names(sources: Sequence[Path]) -> list[str]:
     return [name + MASK_SUFFIX for name in names]
 
 
-def predict_one(model: Any, source: str, target: str, settings: Settings) -> dict[str, Any]:
-    """A Dask task: read ``source`` on this worker, predict it and write its mask atomically.
-    Errors come back as a message, so one bad file is a line in the report, not a crash."""
+def predict_one(
+    model: Any, source: str, target: str, settings: Settings, stamp: str = ""
+) -> dict[str, Any]:
+    """A Dask task: a scan read, predicted and its mask written (stamped, whole); errors too."""
     import torch
 
+    from ._cli_support import check_slices, write_nifti  # (an error named by the mask)
     from .engine import predict_volume
-    from .volume import read_volume, write_nifti
+    from .volume import read_volume
 
     start = time.perf_counter()
     worker, device = _on_worker(settings.device)
@@ -179,10 +184,12 @@ def predict_one(model: Any, source: str, target: str, settings: Settings) -> dic
         if settings.threads:
             torch.set_num_threads(settings.threads)
         image = read_volume(source, settings.series)
+        check_slices(model, image, settings.axis)
         with _PREDICT_LOCK:
             pred = predict_volume(model, image.array, axis=settings.axis,
                                   batch_size=settings.batch_size, device=device,
                                   probabilities=False)  # masks only  # fmt: skip
+        image.header = _stamped(image, stamp) if stamp else image.header
         write_nifti(pred.labels, image, target)
         out.update(status="written", message=image.note)
     except Exception as exc:  # any reason a volume cannot be done is reported, not raised
@@ -191,6 +198,32 @@ def predict_one(model: Any, source: str, target: str, settings: Settings) -> dic
         out.update(status="failed", message=message)
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+def _stamped(image: Any, stamp: str) -> Any:
+    """``image``'s NIfTI header (as write_nifti makes one for another format) with ``stamp``,
+    "segpl MODEL INPUT" (digests), as its description: written with the mask, whole."""
+    header = image.header.copy() if image.header is not None else nib.Nifti1Header()
+    if image.header is None:
+        for form in (header.set_qform, header.set_sform):
+            form(image.affine, code=1)
+        header.set_xyzt_units("mm")
+    header["descrip"] = stamp.encode()
+    return header
+
+
+def _not_this(target: Path, stamp: str) -> str:
+    """Why the mask present at ``target`` is not this input's by this model ('' when it is, or
+    without a stamp: an older run's), as masks are named by file name alone."""
+    try:
+        found = nib.load(target).header["descrip"].item().decode(errors="replace").split()
+    except Exception:  # not a NIfTI file we can read: not ours to judge
+        return ""
+    if len(found) != 3 or found[0] != "segpl" or found == stamp.split():
+        return ""
+    if found[2] != stamp.split()[2]:
+        return f"{target} holds the mask of another scan of this name; --overwrite replaces it"
+    return f"{target} was predicted by another model; --overwrite redoes it"
 
 
 def _as_typed(result: dict[str, Any], sent: str, source: Path) -> dict[str, Any]:
@@ -264,20 +297,27 @@ def run_cohort(
     echo = echo or (lambda line: print(line, file=sys.stderr))
     model = TrainedModel.load(model_path)  # a bad model file is the user's error: stop here
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there, a read-only disk: said as such, one line
+        what = "is a file; give a folder" if out.is_file() else f"cannot create ({exc.strerror})"
+        raise ValueError(f"--out {out}: {what}") from exc
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: cannot write in this folder")
+    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
     sources, report_list = find_volumes(images, exclude=out)
     inputs = {p.resolve() for p in sources}
-    jobs: list[tuple[Path, Path]] = []
+    jobs: list[tuple[Path, Path, str]] = []
     for source, name in zip(sources, mask_names(sources), strict=True):
-        target = out / name
+        real = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+        target, stamp = out / name, f"segpl {digest} {real}"  # (_stamped)
         if target.resolve() in inputs:
             report_list.append(Outcome(str(source), target, "failed", "mask would overwrite input"))
         elif target.exists() and not settings.overwrite:
-            report_list.append(Outcome(str(source), target, "skipped"))
+            why = _not_this(target, stamp)
+            report_list.append(Outcome(str(source), target, "failed" if why else "skipped", why))
         else:
-            jobs.append((source, target))
+            jobs.append((source, target, stamp))
     report = CohortReport(report_list)
     for failed in (o for o in report_list if o.status == "failed"):
         echo(_failure_line(failed))
@@ -293,7 +333,7 @@ def send_model(client: Any, model: Any) -> Any:
 
 
 def _run_jobs(
-    model: Any, jobs: list[tuple[Path, Path]], settings: Settings, report: CohortReport,
+    model: Any, jobs: list[tuple[Path, Path, str]], settings: Settings, report: CohortReport,
     echo: Callable[[str], None],
 ) -> None:  # fmt: skip
     """Submit one task per job and gather outcomes as they finish; leaving (Ctrl-C included)
@@ -313,11 +353,11 @@ def _run_jobs(
             client = stack.enter_context(Client(settings.scheduler))
             if settings.threads is None:  # each worker's thread count: one prediction at a time
                 client.run(lambda dask_worker: torch.set_num_threads(dask_worker.state.nthreads))
-        model_future = send_model(client, model)
+        shared = send_model(client, model)
         futures = {}
-        for s, t in jobs:  # absolute paths: a cluster's workers may run in another folder
+        for s, t, stamp in jobs:  # absolute paths: a cluster's workers may run elsewhere
             paths = (str(s.absolute()), str(t.absolute()))
-            futures[client.submit(predict_one, model_future, *paths, settings, pure=False)] = s, t
+            futures[client.submit(predict_one, shared, *paths, settings, stamp, pure=False)] = s, t
         bar = tqdm(total=len(jobs), unit="volume", file=sys.stderr, dynamic_ncols=True,
                    disable=not settings.progress, desc="predict")  # fmt: skip
         say = bar.write if settings.progress else echo
@@ -337,8 +377,8 @@ def _run_jobs(
                     say(f"note: {outcome.message}")
                 bar.update(1)
         except KeyboardInterrupt:
-            echo(f"\ninterrupted: {report.count('written')} of {len(jobs)} masks written here; "
-                 "the same command resumes")  # fmt: skip
+            echo(f"\nCtrl-C: stopping the workers ({report.count('written')} of {len(jobs)} "
+                 "masks reported so far; tasks under way may still end)")  # fmt: skip
             client.cancel(list(futures))
             raise
         finally:

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from . import _cli_support as support
-from .cohort import Settings, run_cohort
+from .cohort import MASK_SUFFIX, Settings, run_cohort
 
 
 def add_predict_parser(sub: Any) -> None:
@@ -21,7 +22,8 @@ def add_predict_parser(sub: Any) -> None:
         "(--mask, --prob, --uncertainty). With --out DIR, IMAGE may be many files, folders or "
         "globs (a DICOM folder is one volume): one mask each, DIR/<name>_mask.nii.gz, predicted "
         "on Dask workers (a local cluster unless --scheduler); masks present are skipped unless "
-        "--overwrite; a volume that fails does not stop the others (exit status 1 at the end).",
+        "--overwrite (one that another scan of that name or another model wrote fails that "
+        "input); a volume that fails does not stop the others (exit status 1 at the end).",
     )
     p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
     p.add_argument("image", nargs="+", help="image volume(s): files, folders, DICOM folders, globs")
@@ -52,16 +54,21 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.out is None:
         if args.mask is None or len(args.image) > 1:
             raise ValueError("give one image with --mask OUT.nii.gz, or images with --out DIR")
+        for flag in ("overwrite", "workers", "threads", "scheduler"):  # else silently unused
+            if getattr(args, flag) not in (None, False):
+                also = "; one image's --mask is always replaced" if flag == "overwrite" else ""
+                raise ValueError(f"--{flag} is for a cohort (--out DIR){also}")
         image_path = Path(args.image[0])
-        support.check_outputs(args, {"image": image_path})
+        support.check_outputs(args, {"image": image_path, "model": args.model})
         model = TrainedModel.load(args.model)
         support.check_uncertainty(args, model.config.method)
         args.axis_predict = args.axis
         support.write_outputs(args, model, support.read_image(image_path, args.series))
         return 0
-    for flag in ("mask", "prob", "uncertainty"):
+    for flag in ("mask", "prob", "uncertainty", "uncertainty_kind"):
         if getattr(args, flag) is not None:
-            raise ValueError(f"--{flag} is for one image; with --out only masks are written")
+            name = flag.replace("_", "-")
+            raise ValueError(f"--{name} is for one image; with --out only masks are written")
     if args.series is not None:  # one UID names one series: every other input would fail
         raise ValueError("--series picks a series of one DICOM folder; with --out each folder's "
                          "series with the most slices is read")  # fmt: skip
@@ -69,9 +76,25 @@ def predict_command(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be at least 1")
     support.check_outputs(args, {})  # the numbers shared with the one-volume form
+    if args.scheduler is None:  # local workers have this machine's devices: one line, not one
+        from .engine.device import resolve_device  # failure per volume after the cluster start
+
+        resolve_device(args.device)
     names = [f.name for f in fields(Settings) if hasattr(args, f.name)]
     settings = Settings(**{n: getattr(args, n) for n in names}, batch_size=args.batch_slices,
                         progress=not args.quiet)  # fmt: skip
-    report = run_cohort(args.model, args.image, args.out, settings)
+    before = _masks(args.out)
+    try:
+        report = run_cohort(args.model, args.image, args.out, settings)
+    except KeyboardInterrupt:  # counted once the local workers stopped: tasks under way finish
+        done = sum(before.get(n) != ino for n, ino in _masks(args.out).items())  # after Ctrl-C
+        tail = "by this run; the same command resumes"
+        print(f"interrupted: {done} mask(s) written in {args.out} {tail}", file=sys.stderr)
+        raise
     print(report.summary())
     return 1 if report.count("failed") else 0
+
+
+def _masks(out: Path) -> dict[str, int]:
+    """The masks in ``out`` and their inodes: one written is a new file (renamed into place)."""
+    return {p.name: p.stat().st_ino for p in out.glob(f"*{MASK_SUFFIX}")} if out.is_dir() else {}

@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._cli_support import add_series_arg, check_prediction_numbers, read_image, slice_list
+from ._cli_support import (
+    add_series_arg,
+    check_prediction_numbers,
+    check_slices,
+    read_image,
+    slice_list,
+)
 from .engine.suggest import DEFAULT_RULE, RULES, describe, rank_by_score, slice_scores, suggest_next
 from .engine.uncertainty import (
     ENTROPY,
@@ -80,10 +86,13 @@ def suggest_command(args: argparse.Namespace) -> int:
     check_prediction_numbers(args)
     image = read_image(args.image, args.series)
     axis = model.config.axis if args.axis is None else args.axis
+    check_slices(model, image, axis)
     n = image.array.shape[axis]
     wrong = [s for s in args.labelled_slices if not 0 <= s < n]
     if wrong:
         raise ValueError(f"--labelled-slices {wrong}: axis {axis} has slices 0-{n - 1}")
+    if len(set(args.labelled_slices)) == n:  # said now, not after predicting the volume
+        raise ValueError(f"every slice is labelled (axis {axis}): there is no slice left to paint")
     start = time.perf_counter()
     with tqdm(total=n, unit="slice", desc="predict", file=sys.stderr, dynamic_ncols=True,
               disable=args.quiet) as bar:  # fmt: skip

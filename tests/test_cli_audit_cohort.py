@@ -1,0 +1,219 @@
+"""``segpl predict`` as a user meets it: ``--out`` that is a file, ``--out .`` above the scans,
+a scan given as ``.``, a rerun into a folder holding a same-named scan's mask or another
+model's, and cohort flags given to the one-image form. Each failed on the code before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import make_toy_volume
+
+from napari_segpl.cli import main
+from napari_segpl.cohort import find_volumes, local_cluster, mask_names
+from napari_segpl.engine import TrainConfig, TrainedModel
+from napari_segpl.volume import read_volume, write_nifti
+
+
+def _model(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    TrainedModel.new(TrainConfig(dims=2, axis=2, method="segpl", base_channels=4), 2).save(path)
+    return path
+
+
+def _scan(path: Path, seed: int = 0, shape: tuple[int, int, int] = (32, 32, 4)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(make_toy_volume(shape, seed=seed)[0], np.eye(4)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return _model(tmp_path_factory.mktemp("audit") / "model.pt", 0)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with local_cluster(1, 1) as c:
+        yield c.scheduler_address
+
+
+def _predict(*args: object, cluster: str | None = None) -> int:
+    extra = ["--scheduler", cluster] if cluster else []
+    return main(["predict", *map(str, args), *extra, "--quiet"])
+
+
+def test_out_that_is_a_file_or_cannot_be_made_is_one_line(model, tmp_path, capsys):
+    """It printed '[Errno 17] File exists: ...' (or 'Not a directory'), naming no flag."""
+    scan, file = _scan(tmp_path / "a.nii.gz"), tmp_path / "notes.txt"
+    file.write_text("mine")
+    assert _predict(model, scan, "--out", file) == 2
+    assert f"--out {file}: is a file; give a folder" in capsys.readouterr().err
+    assert _predict(model, scan, "--out", file / "masks") == 2
+    assert f"--out {file / 'masks'}: cannot create" in capsys.readouterr().err
+    assert file.read_text() == "mine"
+
+
+def test_out_above_or_beside_the_scans_finds_them(model, cluster, tmp_path, monkeypatch, capsys):
+    """``--out .`` (or ``--out`` the scans' own folder) skipped every scan below it: 'no
+    volume found there'. Only the masks written there are left out of a search."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        _scan(Path("scans", f"{name}.nii.gz"), seed=len(name))
+    found, missing = find_volumes(["scans"], exclude=Path("."))
+    assert [p.name for p in found] == ["a.nii.gz", "b.nii.gz"] and missing == []
+    assert _predict(model, "scans", "--out", ".", cluster=cluster) == 0
+    masks = sorted(p.name for p in Path(".").glob("*_mask.nii.gz"))
+    assert masks == ["a_mask.nii.gz", "b_mask.nii.gz"]
+    assert _predict(model, "scans", "--out", "scans", cluster=cluster) == 0
+    assert "2 written, 0 skipped" in capsys.readouterr().out
+    assert _predict(model, "scans", "--out", "scans", cluster=cluster) == 0  # masks not inputs
+    assert "0 written, 2 skipped (present), 0 failed of 2 volumes" in capsys.readouterr().out
+
+
+def test_a_folder_given_as_dot_is_named_after_itself(tmp_path, monkeypatch):
+    """``segpl predict MODEL . --out DIR`` inside a DICOM folder wrote ``_mask.nii.gz``."""
+    (tmp_path / "case7" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "case7")
+    assert mask_names([Path(".")]) == ["case7_mask.nii.gz"]
+    monkeypatch.chdir(tmp_path / "case7" / "deeper")
+    assert mask_names([Path("..")]) == ["case7_mask.nii.gz"]  # not a hidden '.._mask'
+
+
+def test_a_present_mask_is_skipped_only_as_this_scans_by_this_model(
+    model, cluster, tmp_path, capsys
+):
+    """Masks are named by file name: a rerun into the same --out with another folder's
+    ``scan.nii.gz``, or with another model, skipped the mask there as if it were the answer."""
+    x, y = _scan(tmp_path / "x" / "scan.nii.gz", 1), _scan(tmp_path / "y" / "scan.nii.gz", 2)
+    out = tmp_path / "masks"
+    mask = out / "scan_mask.nii.gz"
+    assert _predict(model, x, "--out", out, cluster=cluster) == 0
+    first = mask.read_bytes()
+    capsys.readouterr()
+    assert _predict(model, y, "--out", out, cluster=cluster) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {y}: {mask} holds the mask of another scan of this name" in err
+    other = _model(tmp_path / "other.pt", 1)
+    assert _predict(other, x, "--out", out, cluster=cluster) == 1
+    err = capsys.readouterr().err
+    assert f"{mask} was predicted by another model; --overwrite redoes it" in err
+    assert mask.read_bytes() == first  # nothing written over without --overwrite
+    assert _predict(model, x, "--out", out, cluster=cluster) == 0  # its own: skipped
+    assert "0 written, 1 skipped" in capsys.readouterr().out
+    assert _predict(model, y, "--out", out, "--overwrite", cluster=cluster) == 0
+    assert mask.read_bytes() != first and _predict(model, y, "--out", out) == 0
+    assert "1 skipped" in capsys.readouterr().out
+    # a mask without the stamp (an older run's, or another tool's) is skipped as before
+    write_nifti(np.zeros((32, 32, 4), np.uint8), read_volume(x), mask)
+    assert _predict(model, x, "--out", out) == 0
+    assert "1 skipped" in capsys.readouterr().out
+
+
+def test_the_one_image_form_refuses_cohort_flags(model, tmp_path, capsys):
+    """--workers, --scheduler, --overwrite were taken and silently ignored without --out."""
+    scan, mask = _scan(tmp_path / "a.nii.gz"), tmp_path / "m.nii.gz"
+    for flags in (["--workers", "2"], ["--scheduler", "tcp://h:8786"], ["--overwrite"]):
+        assert _predict(model, scan, "--mask", mask, *flags) == 2
+        assert f"{flags[0]} is for a cohort (--out DIR)" in capsys.readouterr().err
+    assert not mask.exists()
+
+
+def test_a_cohort_refuses_uncertainty_kind_by_its_name(model, tmp_path, capsys):
+    """It asked for --uncertainty OUT.nii.gz, which --out then refuses in turn."""
+    scan = _scan(tmp_path / "a.nii.gz")
+    assert _predict(model, scan, "--out", tmp_path / "o", "--uncertainty-kind", "tta") == 2
+    assert "--uncertainty-kind is for one image" in capsys.readouterr().err
+
+
+def test_a_mask_named_as_the_model_file_is_refused(model, tmp_path, capsys):
+    """A model saved under a NIfTI name was written over by ``--mask`` naming it."""
+    named = tmp_path / "model.nii.gz"
+    named.write_bytes(model.read_bytes())
+    assert _predict(named, _scan(tmp_path / "a.nii.gz"), "--mask", named) == 2
+    assert "would overwrite the input model" in capsys.readouterr().err
+    assert named.read_bytes() == model.read_bytes()
+
+
+def test_an_output_that_cannot_be_written_is_named_not_its_temporary_file(
+    model, tmp_path, capsys, monkeypatch
+):
+    """A full disk printed '[Errno 28] ...: '.../.m.nii.gz.1a2b3c4d.part.nii.gz'', a hidden
+    name the user never gave; the file asked for is named, and nothing is left behind."""
+    scan, mask = _scan(tmp_path / "a.nii.gz"), tmp_path / "m.nii.gz"
+
+    def full(img, name):
+        Path(name).write_bytes(b"half")
+        raise OSError(28, "No space left on device", name)
+
+    monkeypatch.setattr(nib, "save", full)
+    assert _predict(model, scan, "--mask", mask) == 2
+    err = capsys.readouterr().err
+    assert f"error: {mask}: cannot write (No space left on device)" in err and ".part" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz"]
+
+
+def test_slices_too_small_for_the_2d_net_are_said_so(model, cluster, tmp_path, capsys):
+    """16 x 16 slices (1 x 1 at the U-net's deepest level) failed in torch: 'Expected more
+    than 1 spatial element when training', in predict, suggest and a cohort's line."""
+    small = _scan(tmp_path / "small.nii.gz", shape=(16, 16, 3))
+    said = f"{small}: slices of 16 x 16 voxels along axis 2 are too small for this model's 2D"
+    assert _predict(model, small, "--mask", tmp_path / "m.nii.gz") == 2
+    assert said in capsys.readouterr().err
+    assert main(["suggest", str(model), str(small), "--quiet"]) == 2
+    assert said in capsys.readouterr().err
+    assert _predict(model, small, "--out", tmp_path / "o", cluster=cluster) == 1
+    assert f"failed: {said}" in capsys.readouterr().err
+    wide = _scan(tmp_path / "wide.nii.gz", shape=(17, 16, 3))  # 2 x 1 at the deepest level
+    assert _predict(model, wide, "--mask", tmp_path / "w.nii.gz") == 0
+
+
+def test_a_device_this_machine_lacks_stops_a_local_cohort_at_once(model, tmp_path, capsys):
+    """It started the local cluster, then failed every volume with the same device line."""
+    scans = [_scan(tmp_path / f"{n}.nii.gz") for n in "ab"]
+    for device in ("cuda:99", "bogus"):
+        flags = ["--out", tmp_path / "o", "--workers", "1", "--device", device]
+        assert _predict(model, *scans, *flags) == 2
+        err = capsys.readouterr().err
+        assert "segpl predict: error: " in err and repr(device) in err and "failed:" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_cohort_mask_that_cannot_be_written_is_named(model, tmp_path, monkeypatch):
+    """A cohort's line named the hidden temporary file: 'OSError: [Errno 28] ...: '.../.a_mask
+    .nii.gz.1a2b3c4d.part.nii.gz''; now the mask it was for."""
+    from napari_segpl.cohort import Settings, predict_one
+
+    def full(img, name):
+        raise OSError(28, "No space left on device", name)
+
+    scan, target = _scan(tmp_path / "a.nii.gz"), tmp_path / "a_mask.nii.gz"
+    monkeypatch.setattr(nib, "save", full)
+    result = predict_one(TrainedModel.load(model), str(scan), str(target), Settings(device="cpu"))
+    assert result["status"] == "failed" and ".part" not in result["message"]
+    assert f"{target}: cannot write (No space left on device)" in result["message"]
+
+
+def test_ctrl_c_counts_the_masks_on_disk_once_the_workers_stopped(
+    model, tmp_path, capsys, monkeypatch
+):
+    """'interrupted: 2 of 6 masks written here' was the client's count when Ctrl-C came; the
+    tasks under way then finished, and 4 were on disk. The masks written are counted after."""
+    import napari_segpl.predict_cli as predict_cli
+
+    scan, out = _scan(tmp_path / "a.nii.gz"), tmp_path / "out"
+    image = read_volume(scan)
+    write_nifti(np.zeros(image.shape, np.uint8), image, out / "kept_mask.nii.gz")
+
+    def stopped(model_path, images, out, settings):
+        for name in ("a", "b", "kept"):  # two new masks, one written over (--overwrite)
+            write_nifti(np.ones(image.shape, np.uint8), image, Path(out) / f"{name}_mask.nii.gz")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_cli, "run_cohort", stopped)
+    (out / "z_mask.nii.gz").write_bytes((out / "kept_mask.nii.gz").read_bytes())  # untouched
+    assert _predict(model, scan, "--out", out, "--overwrite") == 130
+    assert f"interrupted: 3 mask(s) written in {out} by this run" in capsys.readouterr().err
