@@ -90,3 +90,16 @@ def test_exported_volume_ratio_of_a_class_absent_from_the_truth():
     scores = exported_scores(pred, truth, [0], axis=2, classes=[1, 2])
     assert scores[1]["volume_ratio"] == 1.0 and math.isnan(scores[1]["iou"])
     assert scores[2]["volume_ratio"] == float("inf") and scores[2]["iou"] == 0.0
+
+
+def test_nested_classes_found_by_themselves_include_every_outer_region():
+    """BRATS-style: a volume holding only label 2 holds class 1 (label >= 1) as well."""
+    truth = np.zeros((4, 4, 2), np.uint8)
+    truth[1:3, 1:3] = 2
+    pred = np.zeros_like(truth)
+    pred[1:3, 1:2] = 2
+    scores = overlap_scores(pred, truth, nested=True)
+    assert sorted(scores) == [1, 2]
+    assert scores[1]["iou"] == 0.5  # label >= 1: 4 of the 8 voxels
+    assert scores[1]["true_voxels"] == 8.0
+    assert sorted(overlap_scores(pred, truth)) == [2]  # flat classes: the labels present

@@ -40,7 +40,9 @@ def overlap_scores(
     if pred.shape != truth.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
     pred, truth = _select(pred, axis, slices), _select(truth, axis, slices)
-    if classes is None:
+    if classes is None and nested:  # label 2 holds class 1 too: every class up to the largest
+        classes = list(range(1, int(max(pred.max(initial=0), truth.max(initial=0))) + 1))
+    elif classes is None:
         classes = [int(c) for c in np.union1d(np.unique(pred), np.unique(truth)) if c != 0]
     scores = {}
     for c in classes:
