@@ -4,7 +4,8 @@ beside its Brier of p and a deep ensemble's, on held-out slices.
 New SegPL-VI compares (``compare_grid --methods segpl-vi``; ``DIR/DATASET/results.json``, each
 run with ``brier_mc``) are set beside the stored compares of the same volumes
 (``STORED[dataset]``: their SegPL-VI run of the same seed, to check that the new run
-reproduces it, and their ensemble runs). Per volume (mean over the seeds): whether the MC
+reproduces it, and their ensemble runs; a volume outside them brings its ensemble runs in its
+own compare). Per volume (mean over the seeds): whether the MC
 Brier is at most ``CLAIM_FACTOR`` times the ensemble's (rule 2 of (pp)).
 
     python -m benchmarks mc_brier DIR [DIR ...] [--stored benchmarks/results]
@@ -42,8 +43,9 @@ def rows(new_dirs: list[Path], stored: Path) -> list[dict]:
     for folder in new_dirs:
         for results in sorted(folder.glob("*/results.json")):
             name = results.parent.name
-            old = stored / STORED[name] / "results.json"
-            vi_old, ens = _runs(old, "segpl-vi"), _runs(old, "ensemble")
+            old = stored / STORED[name] / "results.json" if name in STORED else None
+            vi_old = _runs(old, "segpl-vi") if old else {}  # no stored run to reproduce
+            ens = _runs(old or results, "ensemble")  # elsewhere: its own compare's ensemble
             for seed, run in _runs(results, "segpl-vi").items():
                 ref = vi_old.get(seed)
                 out.append({
@@ -74,7 +76,7 @@ def table(records: list[dict]) -> str:
             f"| {r['dataset']} | {r['seed']} | {_f(r['iou'], 3)} ({_f(r['iou_stored'], 3)}) "
             f"| {_f(r['brier'])} ({_f(r['brier_stored'])}) | {_f(r['brier_mc'])} "
             f"| {_f(r['ece'])} | {_f(r['ece_mc'])} | {_f(r['brier_ensemble'])} "
-            f"| {'yes' if same else 'no'} |"
+            f"| {'-' if r['iou_stored'] is None else 'yes' if same else 'no'} |"
         )
     lines.append("")
     for name in sorted({r["dataset"] for r in records}):

@@ -44,3 +44,15 @@ def test_the_claim_and_the_reproduction_are_read_as_the_rule_says(tmp_path):
     brain = next(line for line in lines if line.startswith("- brain_tissue_mri"))
     assert lungs.endswith("the paper's claim holds") and "+0.0000, -0.0086" in lungs
     assert brain.endswith("the paper's claim does not hold")
+
+
+def test_a_volume_outside_the_stored_compares_brings_its_own_ensemble(tmp_path):
+    new = tmp_path / "new"
+    _results(new / "generated", [
+        _vi(0, 0.3, 0.013, 0.014), {"method": "ensemble", "seed": 0, "brier": 0.0025},
+    ])  # fmt: skip
+    (record,) = mc_brier.rows([new], tmp_path / "stored")
+    assert record["brier_ensemble"] == 0.0025 and record["iou_stored"] is None
+    text = mc_brier.table([record])
+    assert "MC / ensemble 5.60: the paper's claim does not hold" in text
+    assert text.splitlines()[2].endswith("| 0.0025 | - |")  # nothing stored to reproduce
