@@ -43,8 +43,8 @@ def reliability_points(calibration: dict[str, list]) -> list[tuple[float, float]
 def draw_reliability(ax: Any, result: Any) -> dict[str, Any]:
     """The reliability diagram on ``ax``: observed frequency against predicted probability
     over the held-out voxels and class channels, a line per method (bins pooled over its
-    seeds), the diagonal for perfect calibration. Returns each method's line (none for a
-    method without a filled bin)."""
+    seeds), the diagonal for perfect calibration, and a dotted line for a method's Monte-Carlo
+    mean where it has one ("METHOD MC"). Returns each line (none without a filled bin)."""
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
     lines = {}
     for i, r in enumerate(result.summary()):
@@ -53,6 +53,11 @@ def draw_reliability(ax: Any, result: Any) -> dict[str, Any]:
             (lines[r["method"]],) = ax.plot(
                 *zip(*points, strict=True), marker="o", markersize=3, color=f"C{i}",
                 label=f"{r['method']} (ECE {_ece(r['ece'])})",
+            )  # fmt: skip
+        if r.get("calibration_mc") and (points := reliability_points(r["calibration_mc"])):
+            (lines[f"{r['method']} MC"],) = ax.plot(  # SegPL-VI's Monte-Carlo mean, dotted
+                *zip(*points, strict=True), marker="s", markersize=3, color=f"C{i}",
+                linestyle=":", label=f"{r['method']} MC mean (ECE {_ece(r['ece_mc'])})",
             )  # fmt: skip
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -100,3 +100,31 @@ def test_run_files_keep_them_and_older_files_load_without(done):
     old = run_to_json(vi)
     del old["brier_mc"], old["ece_mc"]  # a run file written before these numbers existed
     assert run_from_json(old).brier_mc is None
+
+
+def test_its_reliability_bins_are_the_monte_carlo_means_and_are_drawn_dotted(done, toy):
+    from matplotlib.figure import Figure
+
+    from napari_segpl.compare_figures import draw_reliability
+    from napari_segpl.engine.metrics import calibration_bins
+
+    result, models = done
+    image, labels = toy
+    vi = next(r for r in result.runs if r.method == "segpl-vi")
+    mc = predict_volume(models["segpl-vi"], image, mc_samples=MC_SAMPLES).mc_mean
+    mc_h = np.moveaxis(mc[:, :, :, HOLDOUT], 3, 1)  # (K, held-out slices, x, y)
+    truth = np.moveaxis(labels[:, :, HOLDOUT], 2, 0)
+    target = np.stack([truth == c + 1 for c in range(mc.shape[0])]).astype(np.float32)
+    count, mean_p, _ = calibration_bins(mc_h, target)
+    assert vi.calibration_mc["count"] == count.tolist()
+    np.testing.assert_allclose(vi.calibration_mc["mean_p"], mean_p)  # NaN where empty
+    filled = np.array([p for p, c in zip(mean_p, count, strict=True) if c]) * MC_SAMPLES
+    np.testing.assert_allclose(filled, np.round(filled))  # each bin holds one k / 5 value
+    rows = {r["method"]: r for r in result.summary()}
+    assert rows["supervised"]["calibration_mc"] is None
+    assert rows["segpl-vi"]["calibration_mc"]["count"] == count.tolist()  # one seed: as is
+    lines = draw_reliability(Figure().add_subplot(), result)
+    assert "segpl-vi MC" in lines and "supervised MC" not in lines
+    assert lines["segpl-vi MC"].get_linestyle() == ":"
+    again = run_from_json(json.loads(json.dumps(run_to_json(vi))))
+    assert again.calibration_mc["count"] == vi.calibration_mc["count"]

@@ -16,7 +16,8 @@ export would, and on the held-out slices along the training axis:
   (``metrics.expected_calibration_error``), and the bins for a reliability diagram;
 - ``brier_mc`` / ``ece_mc`` (a method that learns a threshold, SegPL-VI; None for the others):
   the same of the Monte-Carlo foreground probability, the mean of ``1(p > T_k)`` over the
-  paper's ``MC_SAMPLES`` thresholds drawn from the head (its section 4.4 Brier score);
+  paper's ``MC_SAMPLES`` thresholds drawn from the head (its section 4.4 Brier score), and
+  its reliability bins (``calibration_mc``);
 - ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm (in voxels when no
   spacing is given: ``CompareResult.hd95_unit``)
   (``metrics.hd95``, MONAI's ``compute_hausdorff_distance``, percentile 95) on each held-out
@@ -59,6 +60,7 @@ from .metrics import (
     expected_calibration_error,
     hd95,
     overlap_scores,
+    pooled_bins,
 )
 from .model import TrainedModel
 from .safeguard import withhold
@@ -98,6 +100,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     brier_mc: float | None = None
     ece_mc: float | None = None
+    calibration_mc: dict[str, list[float]] | None = None
 
     @property
     def mean_iou(self) -> float:
@@ -142,13 +145,9 @@ class CompareResult:
                 one = not isinstance(values[0], list)  # a number, not one per class or point
                 row[key], row[f"{key}_sd"] = (mean[0], sd[0]) if one else (mean, sd)
             row["params"] = runs[0].params
-            count = np.sum([r.calibration["count"] for r in runs], axis=0)
-            row["calibration"] = {"count": count.tolist()}
-            for k in ("mean_p", "freq"):  # pooled over the seeds, weighted by the bin counts
-                pooled = np.nansum([np.nan_to_num(r.calibration[k]) * r.calibration["count"]
-                                    for r in runs], axis=0)  # fmt: skip
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    row["calibration"][k] = (pooled / count).tolist()
+            row["calibration"] = pooled_bins([r.calibration for r in runs])  # over the seeds
+            mc = [r.calibration_mc for r in runs]
+            row["calibration_mc"] = None if None in mc else pooled_bins(mc)
             rows.append(row)
         return rows
 
@@ -288,6 +287,9 @@ def score(
         mc_h = np.moveaxis(np.take(pred.mc_mean, holdout, axis=axis + 1), axis + 1, 1)
         out["brier_mc"] = brier_score(mc_h, target)
         out["ece_mc"] = expected_calibration_error(mc_h, target)
+        count, mean_p, freq = calibration_bins(mc_h, target)
+        out["calibration_mc"] = {"count": count.tolist(), "mean_p": mean_p.tolist(),
+                                 "freq": freq.tolist()}  # fmt: skip
     if surface:
         plane = [s for a, s in enumerate(spacing or (1.0, 1.0, 1.0)) if a != axis]
         out["hd95"], out["hd95_slices"] = hd95(labels_h, truth_h, k, plane, config.nested)

@@ -97,10 +97,10 @@ def run_from_json(data: Mapping[str, Any]) -> RunResult:
         values[key] = float("nan") if values[key] is None else float(values[key])
     for key in _FLOAT_LISTS:
         values[key] = _nan(values.get(key))
-    calibration = dict(values["calibration"])
-    for key in ("mean_p", "freq"):
-        calibration[key] = _nan(calibration[key])
-    values["calibration"] = calibration
+    for name in ("calibration", "calibration_mc"):  # the MC bins: SegPL-VI's, since (pp)
+        if values.get(name) is not None:
+            bins = dict(values[name])
+            values[name] = bins | {k: _nan(bins[k]) for k in ("mean_p", "freq")}
     return RunResult(**values)
 
 

@@ -9,7 +9,7 @@ are mostly background; here every class 1..K is scored on its own voxels only.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -89,6 +89,18 @@ def calibration_bins(
         mean_p = np.bincount(index, weights=p, minlength=bins) / count
         freq = np.bincount(index, weights=y, minlength=bins) / count
     return count, mean_p, freq
+
+
+def pooled_bins(runs: Sequence[Mapping[str, Sequence[float]]]) -> dict[str, list[float]]:
+    """Several runs' ``calibration_bins`` (as dicts of lists, NaN for an empty bin) as one:
+    counts summed, each bin's mean probability and frequency weighted by its counts."""
+    count = np.sum([r["count"] for r in runs], axis=0)
+    out = {"count": count.tolist()}
+    for key in ("mean_p", "freq"):
+        pooled = np.nansum([np.nan_to_num(r[key]) * np.asarray(r["count"]) for r in runs], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[key] = (pooled / count).tolist()
+    return out
 
 
 def expected_calibration_error(

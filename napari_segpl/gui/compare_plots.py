@@ -62,7 +62,9 @@ class ComparePlots(FigureCanvasQTAgg):
             self.lines["reliability"] = draw_reliability(self.axes["reliability"], result)
         for name, (title, xlabel) in TITLES.items():
             self._style(name, title, xlabel)
-        self._draw_key(self.lines.get("ood", {}))
+        mc = {f"{k} mean": line for k, line in self.lines.get("reliability", {}).items()
+              if k.endswith(" MC")}  # SegPL-VI's Monte-Carlo mean: reliability only  # fmt: skip
+        self._draw_key({**self.lines.get("ood", {}), **mc})
         self.draw_idle()
 
     def _style(self, name: str, title: str, xlabel: str) -> None:
