@@ -31,8 +31,7 @@ from .engine.uncertainty import (
     resolve_kind,
     uncertainty_maps,
 )
-from .volume import Volume, VolumeError, check_labels, read_volume
-from .volume import write_nifti as _write_nifti
+from .volume import Volume, VolumeError, check_labels, read_volume, write_nifti
 
 
 def check_prediction_numbers(args: argparse.Namespace) -> None:
@@ -180,15 +179,6 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
     if kind is not None:
         out = write_nifti(channels_last(uncertainty_maps(pred, kind)), image, args.uncertainty)
         print(f"uncertainty -> {out} ({KINDS[kind].description})")
-
-
-def write_nifti(array: np.ndarray, image: Volume, path: Path) -> Path:
-    """``volume.write_nifti``, an OS error named by the output asked for, not by the hidden
-    temporary file beside it that failed (a full disk, a folder that refuses files)."""
-    try:
-        return _write_nifti(array, image, path)
-    except OSError as exc:
-        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:

@@ -50,10 +50,22 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     tmp = temp_path(path)
     try:
-        write(tmp)
+        _write_named(write, tmp, path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):  # the writer's own error is the one to report
             tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_named(write: Callable[[Path], object], tmp: Path, path: Path) -> None:
+    """``write(tmp)``; an OS error that does not name ``path`` already (a full disk, a folder
+    that refuses files) is said of ``path``, not of the hidden temporary name the user never
+    gave."""
+    try:
+        write(tmp)
+    except OSError as exc:
+        if str(path) in str(exc):
+            raise
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from exc

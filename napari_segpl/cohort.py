@@ -173,9 +173,9 @@ def predict_one(
     """A Dask task: a scan read, predicted and its mask written (stamped, whole); errors too."""
     import torch
 
-    from ._cli_support import check_slices, write_nifti  # (an error named by the mask)
+    from ._cli_support import check_slices
     from .engine import predict_volume
-    from .volume import read_volume
+    from .volume import read_volume, write_nifti
 
     start = time.perf_counter()
     worker, device = _on_worker(settings.device)

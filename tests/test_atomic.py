@@ -97,3 +97,23 @@ def test_stays_importable_without_torch_qt_or_napari():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_writers_os_error_is_said_of_the_destination_not_the_hidden_file(tmp_path):
+    """Every writer (masks, models, compare files): '[Errno 28] ...: .out.nii.gz.1a2b.part
+    .nii.gz' named a file the user never gave; an error naming the destination stays as is."""
+    target = tmp_path / "out.nii.gz"
+
+    def full(tmp: Path) -> None:
+        raise OSError(28, "No space left on device", str(tmp))
+
+    with pytest.raises(OSError) as err:
+        write_atomically(target, full)
+    assert str(err.value) == f"{target}: cannot write (No space left on device)"
+    assert ".part" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+    def own(tmp: Path) -> None:
+        raise OSError(f"{target}: cannot write the model file (torch said so)")
+
+    with pytest.raises(OSError, match=r"cannot write the model file \(torch said so\)$"):
+        write_atomically(target, own)
