@@ -272,24 +272,19 @@ def score(
     labels_h = np.moveaxis(np.take(pred.labels, holdout, axis=axis), axis, 0)
     truth_h = np.moveaxis(np.take(truth, holdout, axis=axis), axis, 0)
     scores = overlap_scores(labels_h, truth_h, range(1, k + 1), axis=0, nested=config.nested)
-    prob_h = np.moveaxis(np.take(pred.probabilities, holdout, axis=axis + 1), axis + 1, 1)
     target = encode_target(truth_h, k, config.nested)
-    count, mean_p, freq = calibration_bins(prob_h, target)
     out: dict[str, Any] = {
         "iou": [scores[c]["iou"] for c in range(1, k + 1)],
         "dice": [scores[c]["dice"] for c in range(1, k + 1)],
-        "brier": brier_score(prob_h, target),
-        "ece": expected_calibration_error(prob_h, target),
-        "calibration": {"count": count.tolist(), "mean_p": mean_p.tolist(),
-                        "freq": freq.tolist()},
-    }  # fmt: skip
-    if pred.mc_mean is not None:
-        mc_h = np.moveaxis(np.take(pred.mc_mean, holdout, axis=axis + 1), axis + 1, 1)
-        out["brier_mc"] = brier_score(mc_h, target)
-        out["ece_mc"] = expected_calibration_error(mc_h, target)
-        count, mean_p, freq = calibration_bins(mc_h, target)
-        out["calibration_mc"] = {"count": count.tolist(), "mean_p": mean_p.tolist(),
-                                 "freq": freq.tolist()}  # fmt: skip
+    }
+    for prob, key in ((pred.probabilities, ""), (pred.mc_mean, "_mc")):  # p; SegPL-VI's MC mean
+        if prob is not None:
+            held = np.moveaxis(np.take(prob, holdout, axis=axis + 1), axis + 1, 1)
+            count, mean_p, freq = calibration_bins(held, target)
+            out |= {f"brier{key}": brier_score(held, target),
+                    f"ece{key}": expected_calibration_error(held, target),
+                    f"calibration{key}": {"count": count.tolist(), "mean_p": mean_p.tolist(),
+                                          "freq": freq.tolist()}}  # fmt: skip
     if surface:
         plane = [s for a, s in enumerate(spacing or (1.0, 1.0, 1.0)) if a != axis]
         out["hd95"], out["hd95_slices"] = hd95(labels_h, truth_h, k, plane, config.nested)
