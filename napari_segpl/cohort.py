@@ -189,8 +189,7 @@ def predict_one(
             pred = predict_volume(model, image.array, axis=settings.axis,
                                   batch_size=settings.batch_size, device=device,
                                   probabilities=False)  # masks only  # fmt: skip
-        image.header = _stamped(image, stamp) if stamp else image.header
-        write_nifti(pred.labels, image, target)
+        write_nifti(pred.labels, image, target, description=stamp)  # "segpl MODEL INPUT"
         out.update(status="written", message=image.note)
     except Exception as exc:  # any reason a volume cannot be done is reported, not raised
         first = (str(exc).strip().splitlines() or [""])[0]
@@ -198,18 +197,6 @@ def predict_one(
         out.update(status="failed", message=message)
     out["seconds"] = time.perf_counter() - start
     return out
-
-
-def _stamped(image: Any, stamp: str) -> Any:
-    """``image``'s NIfTI header (as write_nifti makes one for another format) with ``stamp``,
-    "segpl MODEL INPUT" (digests), as its description: written with the mask, whole."""
-    header = image.header.copy() if image.header is not None else nib.Nifti1Header()
-    if image.header is None:
-        for form in (header.set_qform, header.set_sform):
-            form(image.affine, code=1)
-        header.set_xyzt_units("mm")
-    header["descrip"] = stamp.encode()
-    return header
 
 
 def _not_this(target: Path, stamp: str) -> str:
@@ -310,7 +297,7 @@ def run_cohort(
     jobs: list[tuple[Path, Path, str]] = []
     for source, name in zip(sources, mask_names(sources), strict=True):
         real = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
-        target, stamp = out / name, f"segpl {digest} {real}"  # (_stamped)
+        target, stamp = out / name, f"segpl {digest} {real}"  # the masks' descrip
         if target.resolve() in inputs:
             report_list.append(Outcome(str(source), target, "failed", "mask would overwrite input"))
         elif target.exists() and not settings.overwrite:

@@ -372,10 +372,11 @@ def _header_for(like: Volume, dtype: np.dtype, shape: tuple[int, ...]) -> nib.Ni
 
 
 def write_nifti(
-    array: np.ndarray, like: Volume, path: str | Path, *, dtype: npt.DTypeLike = None
-) -> Path:
-    """Write `array` as NIfTI on exactly `like`'s grid so it overlays the source image;
-    atomically: the target is either the old file or the whole new one."""
+    array: np.ndarray, like: Volume, path: str | Path, *, dtype: npt.DTypeLike = None,
+    description: str = "",
+) -> Path:  # fmt: skip
+    """Write `array` as NIfTI on exactly `like`'s grid so it overlays the source image (and
+    `description`, if any, as its descrip), atomically: the old file or the whole new one."""
     path = Path(path)
     if not _has_ext(path, NIFTI_EXTENSIONS):
         raise VolumeError(f"{path}: output must end with .nii or .nii.gz")
@@ -388,6 +389,7 @@ def write_nifti(
     out_dtype = np.dtype(dtype) if dtype is not None else _choose_dtype(array)
     data = np.asarray(array, dtype=out_dtype)
     hdr = _header_for(like, out_dtype, data.shape)
+    hdr["descrip"] = description.encode() if description else hdr["descrip"]
     img_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     # Passing the header's own best affine stops nibabel from rewriting the forms and codes.
     img = img_class(data, hdr.get_best_affine(), header=hdr)
