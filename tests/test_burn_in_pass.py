@@ -1,0 +1,79 @@
+"""While the pseudo-label loss weighs 0 (burn-in, a closed gate) SegPL and SegPL-VI skip the
+student's pass over the unlabelled images: the step must be the one the full pass gave."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import make_batch
+
+from napari_segpl.engine.config import TrainConfig
+from napari_segpl.engine.methods import get_method
+
+
+def _method(name: str, dims: int):
+    torch.manual_seed(0)
+    # the engine's recipe (EMA teacher, moved, mixed and perturbed student view), without the
+    # confidence band, which leaves an untrained teacher's pseudo labels out of the loss
+    cfg = TrainConfig(method=name, dims=dims, base_channels=4, depth=2, mix=0.5, confidence=0)
+    method = get_method(name)(cfg, 2)
+    with torch.no_grad():  # a teacher unlike the student, as after some steps
+        for p in method.teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return method
+
+
+def _step(method, batch, seed: int, force_full: bool):
+    if force_full:  # the code before the skip: every image through the network, loss times 0
+        full = method._forward
+        method._forward = lambda b, train_unlabelled=True: full(b, True)
+    images = []
+    hook = method.model.register_forward_hook(lambda m, i, o: images.append(i[0].shape[0]))
+    torch.manual_seed(seed)
+    out = method.compute_loss(batch, 0, lambda s: 0.0)
+    out.loss.backward()
+    hook.remove()
+    grads = {n: p.grad.clone() for n, p in method.named_parameters()}
+    return out, grads, torch.get_rng_state(), images
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", ["segpl", "segpl-vi"])
+def test_a_step_at_alpha_zero_equals_the_full_pass(name, dims):
+    method = _method(name, dims)
+    method.named_parameters = lambda: [
+        (f"{k}.{n}", p) for k, m in method.modules().items() for n, p in m.named_parameters()
+    ]
+    twin = copy.deepcopy(method)
+    twin.named_parameters = lambda: [
+        (f"{k}.{n}", p) for k, m in twin.modules().items() for n, p in m.named_parameters()
+    ]
+    batch = make_batch(dims=dims, classes=2)
+    ref, ref_grads, ref_rng, ref_images = _step(twin, batch, 7, force_full=True)
+    out, grads, rng, images = _step(method, batch, 7, force_full=False)
+
+    assert ref_images[0] == 6 and ref.logs["unsup"] > 0  # the old pass: 2 + 4 images
+    # the student's pass with gradient sees the 2 labelled images only (SegPL-VI's head reads
+    # the unlabelled ones' features from a pass without gradient)
+    assert images[0] == 2 and "unsup" not in out.logs
+    assert images[1:] == ([4] if name == "segpl-vi" else [])
+    assert torch.equal(rng, ref_rng)  # the same random draws: the view, T
+    assert torch.equal(out.pseudo, ref.pseudo)  # what the gate and the guard watch
+    assert out.logs["sup"] == pytest.approx(ref.logs["sup"], rel=1e-5)
+    assert out.loss.item() == pytest.approx(ref.loss.item(), rel=1e-5)
+    assert set(grads) == set(ref_grads)
+    for key, g in ref_grads.items():
+        torch.testing.assert_close(grads[key], g, rtol=1e-4, atol=1e-6, msg=key)
+    # the backbone learns from the labelled images alone, not nothing
+    assert any(g.abs().sum() > 0 for k, g in grads.items() if k.startswith("model."))
+
+
+@pytest.mark.parametrize("name", ["segpl", "segpl-vi"])
+def test_a_weighted_step_still_trains_on_the_unlabelled_images(name):
+    method = _method(name, 2)
+    images = []
+    method.model.register_forward_hook(lambda m, i, o: images.append(i[0].shape[0]))
+    out = method.compute_loss(make_batch(classes=2), 0, lambda s: 0.5)
+    assert images[0] == 6 and out.logs["unsup"] > 0 and out.loss.requires_grad
