@@ -2,9 +2,11 @@
 
 Each scan of a cohort is a task on a Dask worker that reads its own input and writes its own
 mask (atomically): volumes never travel through the scheduler. The model is scattered to every
-worker once (``broadcast=True``) and each task gets the worker's copy. A scan that fails is
-reported and the others go on; a mask present, stamped by this input and model, is skipped: a
-stopped run resumes. Dask and torch are imported only when a cohort runs (quick --help)."""
+worker once (``broadcast=True``) and each task gets the worker's copy. An input that names no
+volume stops the cohort before any work (``--out`` is not made); a scan that fails is reported
+and the others go on; a mask present, stamped by this input and model, is skipped: a stopped
+run resumes. Dask and torch are imported only when a cohort runs (quick --help). Masks are
+named in ``cohort_names.py``."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -25,12 +26,20 @@ from typing import Any
 
 import nibabel as nib
 
-from .volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS, is_supported
+from .cohort_names import MASK_SUFFIX, mask_names
+from .volume import is_supported
 
-__all__ = ["CohortReport", "Outcome", "Settings", "find_volumes", "run_cohort"]
+__all__ = [
+    "MASK_SUFFIX",
+    "CohortReport",
+    "Outcome",
+    "Settings",
+    "find_volumes",
+    "mask_names",
+    "named_volumes",
+    "run_cohort",
+]
 
-MASK_SUFFIX = "_mask.nii.gz"
-SUFFIXES = NIFTI_EXTENSIONS + SITK_EXTENSIONS
 # One prediction at a time per worker process: every task on a worker shares its one copy of
 # the model, which predict_volume moves to the device and back.
 _PREDICT_LOCK = threading.Lock()
@@ -96,6 +105,9 @@ def find_volumes(
             matches, named = [path], True
         elif set("*?[") & set(text):
             matches, named = [Path(m) for m in sorted(glob.glob(text, recursive=True))], False
+            if not matches:
+                missing.append(Outcome(text, None, "failed", "no file matches"))
+                continue
         else:
             missing.append(Outcome(text, None, "failed", "file not found"))
             continue
@@ -111,6 +123,17 @@ def find_volumes(
     for p in found:
         unique.setdefault(p.resolve(), p)
     return list(unique.values()), missing
+
+
+def named_volumes(patterns: Sequence[str | Path], exclude: Path | None = None) -> list[Path]:
+    """``find_volumes``' volumes, or a ValueError naming every input that names none: a typo in
+    a cohort's list stops the command before any work, not as one volume failed of fewer."""
+    found, missing = find_volumes(patterns, exclude)
+    if missing:  # the one-image form's words for a missing file: "<path>: file not found"
+        said = (f"no file matches '{o.source}'" if o.message == "no file matches"
+                else f"{o.source}: {o.message}" for o in missing)  # fmt: skip
+        raise ValueError("; ".join(said))
+    return found
 
 
 def _skipped(path: Path, skip: Path | None) -> bool:
@@ -132,39 +155,6 @@ def _volumes_in_folder(folder: Path) -> list[Path]:
         dirs[:] = [d.name for d in kept]  # do not walk into a DICOM folder
         volumes += [Path(root, f) for f in sorted(files) if is_supported(Path(root, f))]
     return sorted(volumes)
-
-
-def mask_names(sources: Sequence[Path]) -> list[str]:
-    """``<name>_mask.nii.gz`` per source; sources of the same name are told apart by their
-    folders (``a_scan``, ``b_scan``), then numbers, so a rerun maps each to the same file."""
-    names = []
-    for p in sources:  # the name without its format's extension (a folder: its name, "." too)
-        name = Path(os.path.abspath(p)).name or p.name
-        ext = next((e for e in SUFFIXES if not p.is_dir() and name.lower().endswith(e)), "")
-        names.append(name[: len(name) - len(ext)] or name)
-    # names compared without case: Scan and scan are one file on macOS and Windows
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, name in enumerate(names):
-        groups[name.casefold()].append(i)
-    for members in groups.values():
-        if len(members) == 1:
-            continue
-        parents = {i: sources[i].resolve().parent.parts[1:] for i in members}
-        folders = {tuple(part.casefold() for part in p) for p in parents.values()}
-        for depth in range(1, max(len(p) for p in parents.values()) + 2):
-            trial = {i: "_".join([*parents[i][-depth:], names[i]]) for i in members}
-            if len({v.casefold() for v in trial.values()}) == len(folders):  # as apart as
-                break  # folders go
-        for i in members:
-            names[i] = trial[i]
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        n = 1
-        while names[i].casefold() in seen:  # the same name in one folder (scan.nii, scan.nrrd)
-            n += 1
-            names[i] = f"{name}-{n}"
-        seen.add(names[i].casefold())
-    return [name + MASK_SUFFIX for name in names]
 
 
 def predict_one(
@@ -282,8 +272,9 @@ def run_cohort(
 
     start = time.perf_counter()
     echo = echo or (lambda line: print(line, file=sys.stderr))
-    model = TrainedModel.load(model_path)  # a bad model file is the user's error: stop here
     out = Path(out)
+    sources = named_volumes(images, exclude=out)  # before DIR is made: a refusal leaves none
+    model = TrainedModel.load(model_path)  # a bad model file is the user's error: stop here
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there, a read-only disk: said as such, one line
@@ -292,8 +283,8 @@ def run_cohort(
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: cannot write in this folder")
     digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
-    sources, report_list = find_volumes(images, exclude=out)
     inputs = {p.resolve() for p in sources}
+    report_list: list[Outcome] = []
     jobs: list[tuple[Path, Path, str]] = []
     for source, name in zip(sources, mask_names(sources), strict=True):
         real = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]

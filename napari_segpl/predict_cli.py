@@ -23,7 +23,8 @@ def add_predict_parser(sub: Any) -> None:
         "globs (a DICOM folder is one volume): one mask each, DIR/<name>_mask.nii.gz, predicted "
         "on Dask workers (a local cluster unless --scheduler); masks present are skipped unless "
         "--overwrite (one that another scan of that name or another model wrote fails that "
-        "input); a volume that fails does not stop the others (exit status 1 at the end).",
+        "input); an input (file, folder or glob) that names no volume stops the command before "
+        "any work; a volume that fails does not stop the others (exit status 1 at the end).",
     )
     p.add_argument("model", type=Path, help="model file saved by 'segpl train'")
     p.add_argument("image", nargs="+", help="image volume(s): files, folders, DICOM folders, globs")

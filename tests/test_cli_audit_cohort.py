@@ -1,6 +1,8 @@
 """``segpl predict`` as a user meets it: ``--out`` that is a file, ``--out .`` above the scans,
 a scan given as ``.``, a rerun into a folder holding a same-named scan's mask or another
-model's, and cohort flags given to the one-image form. Each failed on the code before."""
+model's, cohort flags given to the one-image form, and an input (a glob, a file, a folder)
+that names no volume, counted as one volume failed after ``--out`` was made. Each failed on
+the code before."""
 
 from __future__ import annotations
 
@@ -217,3 +219,45 @@ def test_ctrl_c_counts_the_masks_on_disk_once_the_workers_stopped(
     (out / "z_mask.nii.gz").write_bytes((out / "kept_mask.nii.gz").read_bytes())  # untouched
     assert _predict(model, scan, "--out", out, "--overwrite") == 130
     assert f"interrupted: 3 mask(s) written in {out} by this run" in capsys.readouterr().err
+
+
+def test_an_input_that_names_nothing_stops_the_cohort_before_any_work(
+    model, tmp_path, monkeypatch, capsys
+):
+    """A glob matching nothing, a missing file or a folder without a volume was one volume
+    'failed' of the rest ('0 written, 0 skipped (present), 1 failed of 1 volumes', exit 1),
+    and a typo in a cohort's list silently shrank the cohort: now one line naming it, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    _scan(Path("scans", "a.nii.gz"))
+    Path("empty").mkdir()
+    one = ["--out", "masks", "--workers", "1"]
+    cases = [
+        (["scans/*.nii"], "no file matches 'scans/*.nii'"),
+        (["scans/a.nii.gz", "scans/*.nii"], "no file matches 'scans/*.nii'"),  # 1 of 2: a typo
+        (["scans/b.nii.gz"], "scans/b.nii.gz: file not found"),  # the one-image form's words
+        (["scans/a.nii.gz", "empty"], "empty: no volume found there"),
+        (["x/*.mha", "scans/a.nii.gz", "y.nii"], "no file matches 'x/*.mha'; y.nii: file not"),
+    ]
+    for inputs, said in cases:
+        assert _predict(model, *inputs, *one) == 2, inputs
+        captured = capsys.readouterr()
+        assert captured.err.startswith("segpl predict: error: ") and said in captured.err
+        assert captured.err.count("\n") == 1 and "failed" not in captured.err + captured.out
+        assert not Path("masks").exists()  # nothing predicted, no folder made
+    assert _predict(model, "scans/b.nii.gz", "--mask", "m.nii.gz") == 2
+    assert "segpl predict: error: scans/b.nii.gz: file not found" in capsys.readouterr().err
+
+
+def test_out_is_not_made_when_no_input_is_valid(model, tmp_path, capsys):
+    """``--out new/masks`` was made (parents too) before the inputs were looked for, and left
+    empty behind a command that did nothing: the inputs are now checked first."""
+    from napari_segpl.cohort import Settings, run_cohort
+
+    out = tmp_path / "new" / "masks"
+    missing = [tmp_path / "gone.nii.gz", str(tmp_path / "scans" / "*.nii.gz")]
+    status = _predict(model, *missing, "--out", out, "--workers", "1")
+    assert not (tmp_path / "new").exists()
+    assert status == 2 and "file not found" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"no file matches '.*\*\.nii\.gz'"):  # the API too
+        run_cohort(model, missing[1:], out, Settings(device="cpu", progress=False))
+    assert not (tmp_path / "new").exists()
