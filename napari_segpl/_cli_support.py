@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import METHODS
+from .engine import METHODS, DataError, check_slice_size
 from .engine.uncertainty import (
     ENTROPY,
     KINDS,
@@ -113,12 +113,12 @@ def read_image(path: Path, series: str | None) -> Volume:
 
 def check_slices(model: Any, image: Volume, axis: int | None) -> None:
     """Slices too small for ``model``'s 2D U-net (its deepest level one voxel) said in one
-    line before predicting, not as torch's 'Expected more than 1 spatial element'."""
-    axis = model.config.axis if axis is None else axis
-    (h, w), m = (n for i, n in enumerate(image.shape) if i != axis), 2**model.config.depth
-    if model.config.dims == 2 and -(-h // m) * -(-w // m) < 2:
-        raise VolumeError(f"{image.path}: slices of {h} x {w} voxels along axis {axis} are too "
-                          f"small for this model's 2D U-net (it halves them to 1/{m})")  # fmt: skip
+    line before predicting, not as torch's 'Expected more than 1 spatial element': the
+    engine's check (``check_slice_size``), with the file's name."""
+    try:
+        check_slice_size(model.config, image.shape, axis)
+    except DataError as exc:
+        raise VolumeError(f"{image.path}: {exc}") from exc
 
 
 def mask_only(args: argparse.Namespace) -> bool:

@@ -11,6 +11,7 @@ from torch.distributions import Normal
 
 from napari_segpl.engine import (
     CheckpointError,
+    DataError,
     TrainConfig,
     TrainedModel,
     labels_from_probabilities,
@@ -214,3 +215,26 @@ def test_bad_model_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(CheckpointError, match="not a napari-segpl model"):
         TrainedModel.load(other)
+
+
+@pytest.mark.parametrize("axis", [None, 0])
+def test_slices_too_small_for_the_2d_unet_are_refused_in_the_engine_words(axis):
+    """16 x 16 slices are one voxel at a depth-4 2D U-net's deepest level: torch said
+    'Expected more than 1 spatial element when training' to every front end but the CLI (the
+    dock's Predict among them); the engine says it itself now. 17 x 16 is 2 x 1 there: fine,
+    and so is the 3D network, whose deepest level still holds the stack's 3 slices."""
+    cfg = {**SMALL, "depth": 4, "patch": 64, "axis": 2}
+    model = TrainedModel.new(TrainConfig(method="segpl", dims=2, **cfg), 1)
+    small = np.random.default_rng(0).normal(size=(16, 16, 3)).astype(np.float32)
+    if axis == 0:  # the same slices, predicted along another axis than the training one
+        small = np.moveaxis(small, 2, 0)
+    along = 2 if axis is None else axis
+    said = f"slices of 16 x 16 voxels along axis {along} are too small for this model's 2D"
+    with pytest.raises(DataError, match=said) as caught:
+        predict_volume(model, small, axis=axis, device="cpu")
+    assert str(caught.value).endswith("U-net (it halves them to 1/16)")
+    assert "spatial element" not in str(caught.value)
+    wide = np.zeros((17, 16, 3), np.float32)
+    assert predict_volume(model, wide, device="cpu").labels.shape == wide.shape
+    flat = TrainedModel.new(TrainConfig(method="segpl", dims=3, **cfg), 1)
+    assert predict_volume(flat, small, axis=axis, device="cpu").labels.shape == small.shape

@@ -7,6 +7,7 @@ from .guard import CollapseWarning
 from .inference import (
     Prediction,
     PredictionStopped,
+    check_slice_size,
     labels_from_probabilities,
     labels_from_pseudo,
     predict_volume,
@@ -44,6 +45,7 @@ __all__ = [
     "TrainingData",
     "available_devices",
     "brier_score",
+    "check_slice_size",
     "get_method",
     "labelled_slices",
     "labels_from_probabilities",

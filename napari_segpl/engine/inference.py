@@ -22,10 +22,11 @@ from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import Normaliser, non_finite, pad_in_plane, stack_indices
+from .sampling import DataError, Normaliser, non_finite, pad_in_plane, stack_indices
 from .uncertainty import TTATransform, tta_transforms
 
 if TYPE_CHECKING:
+    from .config import TrainConfig
     from .methods import Method
 
 #: How ``predict_volume`` may cut the probabilities into labels: at the configuration's fixed
@@ -108,6 +109,24 @@ def stop_between_batches(should_stop: Callable[[], bool]) -> Callable[[int, int]
     return check
 
 
+def check_slice_size(config: TrainConfig, shape: Sequence[int], axis: int | None = None) -> None:
+    """DataError when the 2D U-net of ``config`` cannot predict the slices of a volume of
+    ``shape`` along ``axis`` (the training axis by default): padded to a multiple of
+    2**depth and halved depth times, they would be one voxel at its deepest level, where
+    instance normalisation fails (torch's 'Expected more than 1 spatial element when
+    training'). ``predict_volume`` calls it; front ends call it first to refuse the volume
+    before any work starts (the CLI adds the file's name). The 3D network has no such limit:
+    its deepest level still holds the 3 slices of a stack."""
+    axis = config.axis if axis is None else axis
+    h, w = (n for i, n in enumerate(shape) if i != axis % len(shape))
+    m = 2**config.depth
+    if config.dims == 2 and -(-h // m) * -(-w // m) < 2:
+        raise DataError(
+            f"slices of {h} x {w} voxels along axis {axis} are too small for this model's 2D "
+            f"U-net (it halves them to 1/{m})"
+        )
+
+
 def label_dtype(classes: int) -> type:
     """The smallest unsigned integer type that holds labels 0..classes."""
     return np.uint8 if classes < 256 else np.uint16
@@ -147,6 +166,7 @@ def predict_volume(
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image must be 3D, got shape {image.shape}")
+    check_slice_size(config, image.shape, axis)
     if bad := non_finite(image):  # every probability would be NaN: an empty mask, no word
         raise ValueError(f"the image holds {bad} NaN or infinite voxels")
     if cut not in CUTS:

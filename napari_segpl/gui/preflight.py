@@ -1,12 +1,13 @@
 """What every run started from the dock checks first (Train and Compare alike), so both refuse
-the same inputs with the same words."""
+the same inputs with the same words, before any background thread starts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from ..engine import ConfigError, TrainConfig
+from ..engine import ConfigError, DataError, TrainConfig
+from ..engine.sampling import check_in_plane
 from . import notify
 
 
@@ -14,7 +15,9 @@ def run_inputs(
     state: Any, config_for: Callable[[int, Any], TrainConfig], who: str
 ) -> tuple[Any, Any, TrainConfig] | None:
     """(image layer, labels layer, configuration) for a run, or None after telling the user
-    why not: a layer missing, labels on another grid, or a value no run can use."""
+    why not: a layer missing, labels on another grid, a value no run can use, or slices too
+    small for the 2D U-net chosen (the trainer's own check, in its words; with ``dims`` 0 the
+    network is chosen from the painted slices in the worker, which says it the same way)."""
     image, labels = state.image, state.labels
     if image is None or labels is None:
         notify.error(f"{who}: choose an image layer and a labels layer (or press New labels).")
@@ -27,7 +30,9 @@ def run_inputs(
         return None
     try:
         config = config_for(state.axis, image.data)
-    except ConfigError as exc:
+        if config.dims == 2:
+            check_in_plane([n for a, n in enumerate(image.data.shape) if a != config.axis], config)
+    except (ConfigError, DataError) as exc:
         notify.error(f"{who}: {exc}")
         return None
     return image, labels, config

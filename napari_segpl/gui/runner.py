@@ -19,6 +19,7 @@ from qtpy.QtCore import QThreadPool
 
 from ..engine import (
     CollapseWarning,
+    DataError,
     FillStopped,
     FinishedEvent,
     HeldoutEvent,
@@ -28,6 +29,7 @@ from ..engine import (
     SafeguardProgress,
     StepEvent,
     TrainConfig,
+    check_slice_size,
 )
 from ..engine.snapshot import SnapshotEvent, SnapshotFailed
 from . import notify
@@ -230,9 +232,14 @@ class Runner:
         if image is None or image.ndim != 3:
             notify.error("Choose a 3D image layer to predict.")
             return False
+        axis = state.model.config.axis  # the slices the network learnt, as Mask now and the CLI
+        try:  # said now in the engine's words, not as torch's error from the worker
+            check_slice_size(state.model.config, image.data.shape, axis)
+        except DataError as exc:
+            notify.error(f"SegPL cannot predict this image: {exc}")
+            return False
         self._image = image
         self.predict_control = RunControl.new()
-        axis = state.model.config.axis  # the slices the network learnt, as Mask now and the CLI
         if axis != state.axis:
             notify.info(f"SegPL: predicting along axis {axis}, the axis the model trained on")
         worker = create_worker(

@@ -1,0 +1,98 @@
+"""Slices too small for the 2D U-net (16 x 16: one voxel at a depth-4 net's deepest level)
+in the dock: Predict, Train and Compare refuse them in the engine's words before any thread
+starts, instead of torch's 'Expected more than 1 spatial element when training' from the
+worker; with the network chosen from the painted slices the worker says it the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import add_toy_layers
+from test_dock import quick_params
+
+from napari_segpl.engine import TrainConfig, TrainedModel
+from napari_segpl.gui import SegPLDock, notify
+from napari_segpl.gui.result_layers import PREDICTION
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (16, 16, 8)
+PAINTED = [2, 5]
+#: the engine's words (engine.inference.check_slice_size), the CLI's without the file's name
+PREDICT_SAID = (
+    "SegPL cannot predict this image: slices of 16 x 16 voxels along axis 2 are too small for "
+    "this model's 2D U-net (it halves them to 1/16)"
+)
+#: the trainer's words (engine.sampling.check_in_plane), as `segpl train` says them
+TRAIN_SAID = (
+    "slices of 16 x 16 pixels are too small for the 2D U-net (its deepest level, 1/16 of a "
+    "slice, would be one pixel): choose the 3D network"
+)
+
+
+@pytest.fixture
+def dock(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    add_toy_layers(viewer, SHAPE, PAINTED)
+    widget = SegPLDock(viewer)
+    viewer.window.add_dock_widget(widget)
+    quick_params(widget.params)
+    widget.params.method.value = "segpl"
+    widget.params.dims.value = 2
+    widget.errors = []
+    monkeypatch.setattr(notify, "show_error", widget.errors.append)
+    yield widget
+    widget.shutdown()
+
+
+def _idle(dock) -> bool:
+    return not dock.state.busy and dock.state.predict_queued is None
+
+
+def _model(dims: int) -> TrainedModel:
+    config = TrainConfig(method="segpl", dims=dims, axis=2, depth=4, base_channels=4, patch=64)
+    return TrainedModel.new(config, 1)
+
+
+def test_predict_says_the_slices_are_too_small_not_torch(dock, qtbot):
+    """A 2D model (trained on bigger slices, or loaded) and a 16 x 16 image: Predict showed
+    'SegPL prediction failed: Expected more than 1 spatial element when training, got input
+    size torch.Size([3, 64, 1, 1])' from the worker."""
+    assert dock.state.image is dock.viewer.layers["toy"]
+    dock.state.set_model(_model(2))
+    started = dock.start_prediction()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=30_000)
+    assert dock.errors == [PREDICT_SAID]
+    assert not started  # refused before a worker started: nothing shown, the dock usable
+    assert PREDICTION not in [layer.name for layer in dock.viewer.layers]
+    assert dock.training.train_button.isEnabled()
+    dock.state.set_model(_model(3))  # the 3D network reads these slices: it predicts
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: _idle(dock), timeout=30_000)
+    assert dock.errors == [PREDICT_SAID]
+    assert dock.viewer.layers[PREDICTION].data.shape == SHAPE
+
+
+def test_train_and_compare_with_the_2d_network_refuse_before_a_thread_starts(dock):
+    """Train failed in its worker (the trainer's check); the preflight says it first, for
+    Compare too, in the trainer's words."""
+    dock.viewer.dims.set_current_step(2, PAINTED[-1])
+    dock.data.toggle_held_out()
+    assert dock.compare.why_not() == ""  # the panel's own checks pass: the preflight refuses
+    assert not dock.runner.start_training(PAINTED[:1])
+    assert not dock.compare.start()
+    assert not dock.state.busy and not dock.state.comparing
+    assert dock.errors == [f"SegPL: {TRAIN_SAID}", f"Compare: {TRAIN_SAID}"]
+
+
+def test_train_with_the_network_chosen_from_the_painting_says_it_too(dock, qtbot):
+    """With dims 0 the 2D U-net is chosen in the worker, from the painted slices (a thin
+    structure: one voxel); its refusal is the trainer's line, not torch's."""
+    dock.params.dims.value = 0
+    labels = dock.viewer.layers["toy labels"]
+    labels.data = np.zeros(SHAPE, np.uint8)
+    labels.data[8, 8, 4] = 1
+    assert dock.runner.start_training([4])
+    qtbot.waitUntil(lambda: _idle(dock), timeout=30_000)
+    assert dock.errors == [f"SegPL training failed: {TRAIN_SAID}"]
+    assert dock.training.train_button.isEnabled()
