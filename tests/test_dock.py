@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import add_toy_layers
 
 from napari_segpl.engine import (
     METHODS,
@@ -35,6 +36,18 @@ def quick_params(p: ParameterForm) -> None:
     p.preview_every.value = 2
     # the supervised twin doubles a run; tests/test_dock_safeguard.py turns it back on
     p.safeguard.value = False
+
+
+def toy_dock(viewer, shape, painted) -> SegPLDock:
+    """The dock in napari's window (it watches that window) over a toy volume painted on
+    ``painted``: quick 2D SegPL runs."""
+    add_toy_layers(viewer, shape, painted)
+    widget = SegPLDock(viewer)
+    viewer.window.add_dock_widget(widget)
+    quick_params(widget.params)
+    widget.params.method.value = "segpl"
+    widget.params.dims.value = 2
+    return widget
 
 
 def provoke_collapse(p: ParameterForm) -> None:

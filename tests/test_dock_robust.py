@@ -10,13 +10,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import add_toy_layers
 from napari._qt.qt_main_window import ConfirmCloseDialog
 from qtpy.QtWidgets import QDialog
-from test_dock import quick_params
+from test_dock import toy_dock
 
 from napari_segpl.engine import StepEvent, Trainer
-from napari_segpl.gui import SegPLDock, notify
+from napari_segpl.gui import notify
 from napari_segpl.gui.compare_runner import COMPARE_ROLE, RUN_KEY
 from napari_segpl.gui.result_layers import PREDICTION, PSEUDO, ROLE_KEY, role_of
 
@@ -29,13 +28,7 @@ SHAPE = (32, 28, 20)
 @pytest.fixture
 def dock(make_napari_viewer, monkeypatch):
     """The toy volume, the dock in napari's window (it watches that window), quick runs."""
-    viewer = make_napari_viewer()
-    add_toy_layers(viewer, SHAPE, PAINTED)
-    widget = SegPLDock(viewer)
-    viewer.window.add_dock_widget(widget)
-    quick_params(widget.params)
-    widget.params.method.value = "segpl"
-    widget.params.dims.value = 2
+    widget = toy_dock(make_napari_viewer(), SHAPE, PAINTED)
     widget.params.patch.value = 32
     widget.seen = {"error": [], "warning": []}
     for kind, seen in widget.seen.items():

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import add_toy_layers
-from test_dock import quick_params
+from test_dock import toy_dock
 
 from napari_segpl.engine import TrainConfig, TrainedModel
-from napari_segpl.gui import SegPLDock, notify
+from napari_segpl.gui import notify
 from napari_segpl.gui.result_layers import PREDICTION
 
 pytestmark = pytest.mark.gui
@@ -32,13 +31,7 @@ TRAIN_SAID = (
 
 @pytest.fixture
 def dock(make_napari_viewer, monkeypatch):
-    viewer = make_napari_viewer()
-    add_toy_layers(viewer, SHAPE, PAINTED)
-    widget = SegPLDock(viewer)
-    viewer.window.add_dock_widget(widget)
-    quick_params(widget.params)
-    widget.params.method.value = "segpl"
-    widget.params.dims.value = 2
+    widget = toy_dock(make_napari_viewer(), SHAPE, PAINTED)
     widget.errors = []
     monkeypatch.setattr(notify, "show_error", widget.errors.append)
     yield widget
