@@ -6,7 +6,8 @@ nibabel reports them. SimpleITK inputs (DICOM, MHA/MHD, NRRD) are converted to t
 convention so that a mask written with :func:`write_nifti` lands on the same physical
 grid as its source, whatever the source format.
 
-This module must stay free of Qt, napari and torch so it can be used headless.
+Each format's reader is in ``volume_formats.py`` (VolumeError and the extension lists too,
+re-exported here). This module must stay free of Qt, napari and torch so it can be used headless.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
-import SimpleITK as sitk
 
 from .atomic import write_atomically
-from .dicom import DicomError, read_series
-from .itk_messages import itk_reason
-from .metaimage import metaimage_damage
+from .volume_formats import (
+    NIFTI_EXTENSIONS,
+    SITK_EXTENSIONS,
+    VolumeError,
+    _has_ext,
+    _read_dicom_dir,
+    _read_nifti,
+    _read_sitk_file,
+)
 
 __all__ = [
     "NIFTI_EXTENSIONS",
@@ -36,18 +42,10 @@ __all__ = [
     "write_nifti",
 ]
 
-NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-SITK_EXTENSIONS = (".mha", ".mhd", ".nrrd", ".nhdr")
 # Tolerance (mm) when deciding whether two grids are the same.
 AFFINE_ATOL = 1e-3
-# DICOM voxel coordinates are LPS; NIfTI world coordinates are RAS.
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # How many directory entries to sniff when guessing whether a folder holds DICOM.
 _DICOM_SNIFF_LIMIT = 64
-
-
-class VolumeError(ValueError):
-    """Bad input volume; message names the file and the problem."""
 
 
 @dataclass(eq=False)
@@ -102,15 +100,6 @@ class Volume:
         return Volume(array, self.affine.copy(), self.path, self.header, self.series_uid)
 
 
-def _lower_name(path: Path) -> str:
-    return path.name.lower()
-
-
-def _has_ext(path: Path, extensions: tuple[str, ...]) -> bool:
-    name = _lower_name(path)
-    return any(name.endswith(ext) for ext in extensions)
-
-
 def _looks_like_dicom(path: Path) -> bool:
     """True for a file with a .dcm extension or the DICM preamble magic."""
     if path.suffix.lower() == ".dcm":
@@ -134,92 +123,6 @@ def is_supported(path: str | Path) -> bool:
             return False
         return any(entry.is_file() and _looks_like_dicom(entry) for entry in entries)
     return _has_ext(path, NIFTI_EXTENSIONS + SITK_EXTENSIONS)
-
-
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
-    img = None
-    try:
-        # mmap=False: never hand out a memmap tied to a file we may later overwrite.
-        img = nib.load(str(path), mmap=False)
-        if not isinstance(img, nib.Nifti1Image):
-            raise TypeError(f"not a NIfTI image ({type(img).__name__})")
-        array = _nifti_voxels(img)
-        affine = np.array(img.affine, dtype=np.float64)
-    except Exception as exc:  # nibabel raises many unrelated types for corrupt files
-        reason = " ".join(str(exc).split())  # one line: nibabel's messages span several
-        if isinstance(exc, MemoryError):  # often a damaged header's shape
-            reason = f"not enough memory for its shape {getattr(img, 'shape', '')}"
-        raise VolumeError(
-            f"{path}: cannot read NIfTI file ({reason or type(exc).__name__})"
-        ) from exc
-    return array, affine, img.header.copy()
-
-
-def _nifti_voxels(img: nib.Nifti1Image) -> np.ndarray:
-    """The voxels as nibabel scales them, kept whole when they are: integers stored with a
-    whole slope and intercept (a CT as uint16 with intercept -1024) come back from nibabel
-    as float64, 8 bytes a voxel (840 MB for 512 x 512 x 400); here as the smallest signed
-    integer type that holds them, with the same values."""
-    proxy = img.dataobj
-    slope, inter = float(proxy.slope), float(proxy.inter)
-    whole = slope.is_integer() and inter.is_integer() and img.get_data_dtype().kind in "iu"
-    if (slope, inter) == (1.0, 0.0) or not whole:
-        return np.asanyarray(proxy)
-    raw = np.asanyarray(proxy.get_unscaled())
-    if raw.size == 0:
-        return np.asanyarray(proxy)
-    products = [int(raw.min()) * int(slope), int(raw.max()) * int(slope)]
-    ends = products + [p + int(inter) for p in products]  # (every step must fit)
-    fits = [t for t in (np.int16, np.int32) if np.iinfo(t).min <= min(ends)]
-    fits = [t for t in fits if max(ends) <= np.iinfo(t).max]
-    if not fits:
-        return np.asanyarray(proxy)
-    array = raw.astype(fits[0], order="K")
-    del raw
-    array *= fits[0](slope)
-    array += fits[0](inter)
-    return array
-
-
-def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Convert a SimpleITK image to (i, j, k) array and RAS affine, keeping dims >= 3."""
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise VolumeError(
-            f"{path}: vector image with {img.GetNumberOfComponentsPerPixel()} components "
-            "per voxel; expected a scalar volume"
-        )
-    dim = img.GetDimension()
-    if dim < 3:
-        raise VolumeError(f"{path}: {dim}D image of size {img.GetSize()}; expected a 3D volume")
-    # sitk arrays are in reverse index order (..., z, y, x); flip back to (x, y, z, ...).
-    array = sitk.GetArrayFromImage(img).transpose(tuple(range(dim - 1, -1, -1)))
-    direction = np.array(img.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
-    spacing = np.array(img.GetSpacing(), dtype=np.float64)[:3]
-    origin = np.array(img.GetOrigin(), dtype=np.float64)[:3]
-    affine = np.eye(4)
-    affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(spacing)
-    affine[:3, 3] = _LPS_TO_RAS @ origin
-    return array, affine
-
-
-def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    damage = metaimage_damage(path)  # MetaIO prints its own lines, or reads garbage on
-    if damage:
-        raise VolumeError(f"{path}: cannot read image file ({damage})")
-    try:
-        img = sitk.ReadImage(str(path))
-    except Exception as exc:
-        raise VolumeError(f"{path}: cannot read image file ({itk_reason(exc)})") from exc
-    return _sitk_to_numpy(img, path)
-
-
-def _read_dicom_dir(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray, str, str]:
-    """The folder's series with the most slices (or ``series``), its UID and the note."""
-    try:
-        img, uid, note = read_series(path, series)
-    except DicomError as exc:
-        raise VolumeError(str(exc)) from exc
-    return (*_sitk_to_numpy(img, path), uid, note)
 
 
 def _to_3d(array: np.ndarray, path: Path) -> np.ndarray:
