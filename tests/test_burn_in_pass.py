@@ -77,3 +77,39 @@ def test_a_weighted_step_still_trains_on_the_unlabelled_images(name):
     method.model.register_forward_hook(lambda m, i, o: images.append(i[0].shape[0]))
     out = method.compute_loss(make_batch(classes=2), 0, lambda s: 0.5)
     assert images[0] == 6 and out.logs["unsup"] > 0 and out.loss.requires_grad
+
+
+@pytest.mark.parametrize("name", ["segpl", "segpl-vi"])
+def test_a_run_through_its_burn_in_ends_where_the_full_pass_ends(toy_volume, monkeypatch, name):
+    """Whole runs, not one step: 12 steps of burn-in and a closed gate, then 8 with the
+    pseudo-label loss. Any state the skip forgot (random draws, the gate, the teacher, Adam)
+    would part the two runs far beyond float rounding."""
+    from napari_segpl.engine import FinishedEvent, StepEvent, Trainer, prepare_data
+    from napari_segpl.engine.methods.segpl import SegPL
+
+    image, labels = toy_volume
+
+    def run(force_full: bool):
+        if force_full:
+            full = SegPL._forward
+            monkeypatch.setattr(SegPL, "_forward", lambda self, b, train_unlabelled=True: full(
+                self, b, True))  # fmt: skip
+        cfg = TrainConfig(method=name, dims=2, base_channels=4, depth=2, patch=32, steps=20,
+                          burn_in=0.6, warmup=0.1, preview_every=0, seed=3)  # fmt: skip
+        trainer = Trainer(cfg, prepare_data(image, labels, cfg, labelled=[5, 10, 15]))
+        events = list(trainer.run())
+        steps = [e for e in events if isinstance(e, StepEvent)]
+        assert isinstance(events[-1], FinishedEvent) and len(steps) == 20
+        state = trainer.model.method.state_dict()
+        return steps, {f"{k}.{n}": t.clone() for k, m in state.items() for n, t in m.items()}
+
+    steps, state = run(force_full=False)
+    ref_steps, ref_state = run(force_full=True)
+    skipped = [s.step for s in steps if "unsup" not in s.losses]
+    assert skipped and skipped == [s.step for s in ref_steps if s.losses["alpha"] == 0]
+    assert len(skipped) < 20 and "unsup" in steps[-1].losses  # the loss came in
+    for a, b in zip(steps, ref_steps, strict=True):
+        assert a.losses["loss"] == pytest.approx(b.losses["loss"], rel=1e-3, abs=1e-5)
+        assert a.fg_fraction == pytest.approx(b.fg_fraction, abs=1e-6)
+    for key, value in ref_state.items():
+        torch.testing.assert_close(state[key], value, rtol=1e-3, atol=1e-5, msg=key)
