@@ -14,19 +14,20 @@ import glob
 import hashlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 
 from .cohort_names import MASK_SUFFIX, mask_names
+from .cohort_start import started_seeing_ctrl_c
 from .volume import is_supported
 
 __all__ = [
@@ -324,8 +325,9 @@ def _run_jobs(
         if settings.scheduler is None:
             n = settings.workers or default_workers(settings.device)
             settings = replace(settings, threads=settings.threads or max(1, cpu_cores() // n))
-            with _sigint_ignored():  # inherited by the workers: Ctrl-C is the client's to handle
-                cluster = stack.enter_context(local_cluster(min(n, len(jobs)), settings.threads))
+            start = partial(local_cluster, min(n, len(jobs)), settings.threads)
+            stopping = partial(_say_stopping, echo, 0, len(jobs), "they were starting")
+            cluster = stack.enter_context(started_seeing_ctrl_c(start, stopping))
             client = stack.enter_context(Client(cluster))
         else:
             client = stack.enter_context(Client(settings.scheduler))
@@ -355,23 +357,12 @@ def _run_jobs(
                     say(f"note: {outcome.message}")
                 bar.update(1)
         except KeyboardInterrupt:
-            echo(f"\nCtrl-C: stopping the workers ({report.count('written')} of {len(jobs)} "
-                 "masks reported so far; tasks under way may still end)")  # fmt: skip
+            _say_stopping(echo, report.count("written"), len(jobs), "tasks under way may still end")
             client.cancel(list(futures))
             raise
         finally:
             bar.close()
 
 
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while local workers start: they inherit it, so the terminal's Ctrl-C
-    reaches only this process, which closes the cluster (not workers dying mid-task)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:  # (a worker the nanny restarts later starts with the handler of that moment)
-        signal.signal(signal.SIGINT, previous)
+def _say_stopping(echo: Callable[[str], None], written: int, total: int, why: str) -> None:
+    echo(f"\nCtrl-C: stopping the workers ({written} of {total} masks reported so far; {why})")

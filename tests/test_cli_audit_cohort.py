@@ -6,6 +6,12 @@ the code before."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import nibabel as nib
@@ -219,6 +225,53 @@ def test_ctrl_c_counts_the_masks_on_disk_once_the_workers_stopped(
     (out / "z_mask.nii.gz").write_bytes((out / "kept_mask.nii.gz").read_bytes())  # untouched
     assert _predict(model, scan, "--out", out, "--overwrite") == 130
     assert f"interrupted: 3 mask(s) written in {out} by this run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux signal delivery")
+def test_ctrl_c_while_the_local_workers_start_stops_the_command_at_once(
+    model, tmp_path, capsys, monkeypatch
+):
+    """A Ctrl-C pressed while the local workers started was lost (SIGINT ignored over the
+    start, for them to inherit) and the cohort ran to its end. Now, a worker slow to
+    start: said at once, the workers ended and the cluster closed at once, status 130
+    as for the other Ctrl-C, no mask, no traceback, no process left."""
+    import dask
+    import distributed  # noqa: F401  (its config, before one key is set and unset)
+    import psutil
+
+    import napari_segpl.cohort as cohort
+
+    (tmp_path / "slow_start.py").write_text("import time\n\ntime.sleep(6)\n")  # a preload
+    begun, real = threading.Event(), cohort.local_cluster
+
+    def start(n: int, threads: int):
+        begun.set()
+        return real(n, threads)
+
+    def ctrl_c() -> None:  # to the process, as the terminal sends it (not to one thread)
+        if begun.wait(60):
+            time.sleep(0.5)
+            sent.append(time.perf_counter())
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(cohort, "local_cluster", start)
+    scan, out, sent = _scan(tmp_path / "a.nii.gz"), tmp_path / "out", []
+    timer = threading.Thread(target=ctrl_c, daemon=True)
+    resource_tracker.ensure_running()  # CPython's, which outlives a cohort
+    before = {c.pid for c in psutil.Process().children()}
+    timer.start()
+    with dask.config.set({"distributed.worker.preload": [str(tmp_path / "slow_start.py")]}):
+        status = _predict(model, scan, "--out", out, "--workers", "1", "--threads", "1")
+    took = time.perf_counter() - sent[0]
+    timer.join()
+    err = capsys.readouterr().err
+    assert status == 130, err
+    assert "\nCtrl-C: stopping the workers (0 of 1 masks reported so far; they were" in err
+    assert f"interrupted: 0 mask(s) written in {out}" in err and "Traceback" not in err
+    assert took < 4, took  # not the worker's start, 6 s of sleep and more
+    assert list(out.iterdir()) == []  # no mask, no part of one
+    left = [c for c in psutil.Process().children() if c.pid not in before]
+    assert not left, [c.cmdline() for c in left]
 
 
 def test_an_input_that_names_nothing_stops_the_cohort_before_any_work(

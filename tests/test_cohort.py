@@ -7,6 +7,8 @@ while the others are written, and the model must reach each worker once."""
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -231,3 +233,24 @@ def test_out_inside_the_inputs_resumes_and_relative_paths_reach_the_workers(
     assert sorted(p.name for p in Path("scans/masks").iterdir()) == NAMES[:2]
     again = run_cohort(model_path, ["scans"], "scans/masks", settings)
     assert (again.count("skipped"), again.count("failed"), again.count("written")) == (2, 0, 0)
+
+
+def _sigint_held_off(pid: int) -> bool:
+    """Whether process ``pid`` (its main thread) has SIGINT blocked or ignored (Linux /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    masks = dict(line.split(":", 1) for line in status if line.startswith(("SigBlk", "SigIgn")))
+    return any(int(mask, 16) >> (signal.SIGINT - 1) & 1 for mask in masks.values())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the worker's masks in /proc")
+def test_the_local_workers_hold_sigint_off():
+    """The terminal's Ctrl-C reaches the workers too: they start with SIGINT blocked (a mask
+    inherited from the thread that spawns them), and one sent to a worker leaves it working."""
+    from napari_segpl.cohort_start import started_seeing_ctrl_c
+
+    with started_seeing_ctrl_c(lambda: local_cluster(1, 1), lambda: None) as cluster:
+        (pid,) = [w.pid for w in cluster.workers.values()]
+        assert _sigint_held_off(pid)
+        os.kill(pid, signal.SIGINT)
+        with Client(cluster) as client:
+            assert list(client.run(os.getpid).values()) == [pid]
