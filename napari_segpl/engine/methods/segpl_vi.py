@@ -65,7 +65,6 @@ class SegPLVI(SegPL):
     name = "segpl-vi"
     title = "SegPL-VI"
     learns_threshold = True
-    needs_unlabelled_features = True  # the head's KL reads them from the first step
 
     def __init__(self, config: TrainConfig, num_classes: int) -> None:
         super().__init__(config, num_classes)
@@ -75,15 +74,14 @@ class SegPLVI(SegPL):
         return {"model": self.model, "head": self.head}
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        alpha = alpha_fn(step)
-        logits_l, logits_u, feats, view = self._forward(batch, train_unlabelled=alpha > 0)
-        if batch.x_u is None or batch.x_u.shape[0] == 0:
-            return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha)
+        logits_l, logits_u, feats, view = self._forward(batch)
+        if logits_u.shape[0] == 0:
+            return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step))
         n = logits_l.shape[0]
         mu, sigma = self.head(feats[n:].detach())
         t = sample_threshold(mu, sigma).detach()
-        t = t.reshape(t.shape + (1,) * (logits_l.ndim - 2))
-        out = self._loss(batch, logits_l, logits_u, t, alpha, view)
+        t = t.reshape(t.shape + (1,) * (logits_u.ndim - 2))
+        out = self._loss(batch, logits_l, logits_u, t, alpha_fn(step), view)
         kl = gaussian_kl(mu, sigma, self.config.prior_mu, self.config.prior_sigma).mean()
         out.loss = out.loss + kl
         if self.config.threshold_signal in ("labelled", "augmented"):
