@@ -22,7 +22,14 @@ from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
 from .networks import memory_format
-from .sampling import DataError, Normaliser, non_finite, pad_in_plane, stack_indices
+from .sampling import (
+    DataError,
+    Normaliser,
+    deepest_level_pixels,
+    non_finite,
+    pad_in_plane,
+    stack_indices,
+)
 from .uncertainty import TTATransform, tta_transforms
 
 if TYPE_CHECKING:
@@ -119,11 +126,10 @@ def check_slice_size(config: TrainConfig, shape: Sequence[int], axis: int | None
     its deepest level still holds the 3 slices of a stack."""
     axis = config.axis if axis is None else axis
     h, w = (n for i, n in enumerate(shape) if i != axis % len(shape))
-    m = 2**config.depth
-    if config.dims == 2 and -(-h // m) * -(-w // m) < 2:
+    if config.dims == 2 and deepest_level_pixels((h, w), config.depth) < 2:
         raise DataError(
             f"slices of {h} x {w} voxels along axis {axis} are too small for this model's 2D "
-            f"U-net (it halves them to 1/{m})"
+            f"U-net (it halves them to 1/{2**config.depth})"
         )
 
 

@@ -139,12 +139,21 @@ def labelled_slices(
     return [int(i) for i in np.flatnonzero(np.any(labels != 0, axis=other))]
 
 
+def deepest_level_pixels(plane: Sequence[int], depth: int) -> int:
+    """Pixels of a 2D U-net's deepest level for slices of ``plane`` (padded to a multiple of
+    2**depth, then halved depth times); instance normalisation needs at least two. Training
+    (``check_in_plane``) and prediction (``inference.check_slice_size``) both ask this."""
+    m = 2**depth
+    h, w = (-(-n // m) for n in plane)
+    return h * w
+
+
 def check_in_plane(plane: Sequence[int], config: TrainConfig) -> None:
     """DataError when the 2D U-net's deepest level would be one pixel (instance normalisation
     needs two): slices are trained at most ``patch`` wide, padded to a multiple of 2**depth."""
     m = 2**config.depth
-    h, w = (-(-min(n, config.patch) // m) for n in plane)
-    if config.dims == 2 and h * w < 2:
+    cropped = [min(n, config.patch) for n in plane]
+    if config.dims == 2 and deepest_level_pixels(cropped, config.depth) < 2:
         raise DataError(
             f"slices of {plane[0]} x {plane[1]} pixels are too small for the 2D U-net (its "
             f"deepest level, 1/{m} of a slice, would be one pixel): choose the 3D network"
