@@ -2,7 +2,8 @@
 grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
 compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
 paired|twin_average|
-dock_time_to_mask|target23|compare_summary|neighbour_check|cpu_levers|mc_brier] ...``.
+dock_time_to_mask|target23|compare_summary|neighbour_check|cpu_levers|mc_brier|
+components] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -51,6 +52,7 @@ def main(argv: list[str]) -> int:
             "target23",
             "compare_summary",
             "neighbour_check",
+            "components",
         )
     }
     if name not in modules:

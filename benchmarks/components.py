@@ -1,0 +1,150 @@
+"""(rr) Keep only the predicted parts of a class that connect to its paint, on saved labels.
+
+For every (dataset, K, seed) whose runs saved their labels (``SEGPL_SAVE_PRED``): each method's
+whole-volume IoU (every slice but the painted ones) as predicted and after lever P (per class,
+only the 26-connected components holding a voxel painted that class are kept), and issue 23's
+statistic with P on both sides: the semi-supervised run after the default safeguard (deciding
+on the same labels) minus supervised training. No training.
+
+    python -m benchmarks components DIR [DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from napari_segpl.engine import exported_scores
+from napari_segpl.engine.safeguard import decide, volume_ratios
+
+from .accuracy import DATASETS, TUNING, load_case
+from .paired import LOSS_POINTS
+
+SEMI = ("segpl", "segpl-vi")
+FILE = re.compile(r"(?P<name>.+)-k(?P<k>\d+)-(?P<method>segpl-vi|segpl|supervised)-s(?P<seed>\d+)")
+
+
+def connected_to_paint(labels: np.ndarray, painted: np.ndarray) -> np.ndarray:
+    """Lever P: per class with painted voxels, class voxels outside every 26-connected
+    component that holds a voxel painted that class become background."""
+    out = labels.copy()
+    full = np.ones((3, 3, 3), bool)
+    for c in np.unique(painted[painted > 0]):
+        comp, _ = ndimage.label(labels == c, structure=full)
+        keep = np.unique(comp[(painted == c) & (comp > 0)])
+        out[(labels == c) & ~np.isin(comp, keep)] = 0
+    return out
+
+
+def _whole(pred: np.ndarray, truth: np.ndarray, chosen: list[int], axis: int) -> float:
+    classes = [int(c) for c in np.unique(truth) if c]
+    scores = exported_scores(pred, truth, chosen, axis=axis, classes=classes)
+    return 100 * statistics.mean(s["iou"] for s in scores.values())
+
+
+def evaluate(folders: list[Path]) -> list[dict]:
+    """One record per saved run: whole-volume IoU raw and with P; for semi-supervised runs
+    with a supervised pair in the same folder, the safeguard's kept IoU both ways."""
+    runs: dict[tuple, Path] = {}
+    for folder in folders:
+        for f in sorted(folder.glob("*.npz")):
+            m = FILE.fullmatch(f.stem)
+            if m and m["name"] in DATASETS:
+                runs[(folder.name, m["name"], int(m["k"]), int(m["seed"]), m["method"])] = f
+    cases: dict = {}
+    out = []
+    for (src, name, k, seed, method), f in sorted(runs.items()):
+        axis = DATASETS[name]
+        if (name, k) not in cases:
+            _, truth, chosen, sparse, _ = load_case(name, axis, k)
+            moved = np.moveaxis(truth, axis, 0)
+            areas = [
+                float(np.mean([(moved[s] == c).sum() for s in chosen]))
+                for c in range(1, int(truth.max()) + 1)
+            ]
+            cases[name, k] = (truth, chosen, sparse, areas)
+        truth, chosen, sparse, areas = cases[name, k]
+        raw = np.load(f)["labels"]
+        post = connected_to_paint(raw, sparse)
+        rec = {
+            "src": src, "dataset": name, "k": k, "seed": seed, "method": method,
+            "set": "tuning" if name in TUNING else "validation",
+            "raw": _whole(raw, truth, chosen, axis), "p": _whole(post, truth, chosen, axis),
+            "removed": int((raw != post).sum()),
+        }  # fmt: skip
+        sup_file = runs.get((src, name, k, seed, "supervised"))
+        if method in SEMI and sup_file is not None:
+            sup_raw = np.load(sup_file)["labels"]
+            sup_post = connected_to_paint(sup_raw, sparse)
+            for tag, semi, sup in (("raw", raw, sup_raw), ("p", post, sup_post)):
+                kept, _ = decide(method, volume_ratios(semi, sup, chosen, axis, areas))
+                score = rec[tag] if kept == method else _whole(sup, truth, chosen, axis)
+                rec[f"gain_{tag}"] = score - _whole(sup, truth, chosen, axis)
+                rec[f"kept_{tag}"] = kept
+        out.append(rec)
+    return out
+
+
+def _line(label: str, values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{label}: n {len(values)}, mean {statistics.mean(values):+.2f} (SD {sd:.2f}), " + (
+        f"worst {min(values):+.1f}, best {max(values):+.1f}"
+    )
+
+
+def report(records: list[dict]) -> str:
+    lines = [
+        "| src | set | dataset | K | seed | method | raw | P | P - raw | removed voxels "
+        "| kept - sup raw | kept - sup P |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        g = [f"{r[k]:+.1f}" if k in r else "" for k in ("gain_raw", "gain_p")]
+        lines.append(
+            f"| {r['src']} | {r['set']} | {r['dataset']} | {r['k']} | {r['seed']} | "
+            f"{r['method']} | {r['raw']:.1f} | {r['p']:.1f} | {r['p'] - r['raw']:+.1f} | "
+            f"{r['removed']} | {g[0]} | {g[1]} |"
+        )
+    lines.append("")
+    for src in sorted({r["src"] for r in records}):
+        for group in ("tuning", "validation"):
+            part = [r for r in records if r["src"] == src and r["set"] == group]
+            if not part:
+                continue
+            lines.append(f"**{src}, {group}**")
+            semi = [r for r in part if r["method"] in SEMI]
+            sup = [r for r in part if r["method"] == "supervised"]
+            if semi:
+                lines.append("- " + _line("semi P - raw", [r["p"] - r["raw"] for r in semi]))
+            for name in sorted({r["dataset"] for r in semi}):
+                d = [r["p"] - r["raw"] for r in semi if r["dataset"] == name]
+                lines.append(f"  - {name}: mean {statistics.mean(d):+.2f} over {len(d)}")
+            if sup:
+                lines.append("- " + _line("supervised P - raw", [r["p"] - r["raw"] for r in sup]))
+            for method in SEMI:
+                paired = [r for r in part if r["method"] == method and "gain_raw" in r]
+                if not paired:
+                    continue
+                for tag in ("raw", "p"):
+                    gains = [r[f"gain_{tag}"] for r in paired]
+                    below = sum(g < -LOSS_POINTS for g in gains)
+                    lines.append(
+                        f"- {method}, kept - sup ({'P on both' if tag == 'p' else 'as saved'}): "
+                        + _line("", gains)[2:]
+                        + f", {below} more than {LOSS_POINTS:g} below"
+                    )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks components")
+    parser.add_argument("folders", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    print(report(evaluate(args.folders)))
+    return 0
