@@ -1,7 +1,7 @@
 """Slices too small for the 2D U-net (16 x 16: one voxel at a depth-4 net's deepest level)
 in the dock: Predict, Train and Compare refuse them in the engine's words before any thread
 starts, instead of torch's 'Expected more than 1 spatial element when training' from the
-worker; with the network chosen from the painted slices the worker says it the same way."""
+worker, with the network set or chosen from the painted slices (dims 0, as the trainer will)."""
 
 from __future__ import annotations
 
@@ -78,14 +78,37 @@ def test_train_and_compare_with_the_2d_network_refuse_before_a_thread_starts(doc
     assert dock.errors == [f"SegPL: {TRAIN_SAID}", f"Compare: {TRAIN_SAID}"]
 
 
-def test_train_with_the_network_chosen_from_the_painting_says_it_too(dock, qtbot):
-    """With dims 0 the 2D U-net is chosen in the worker, from the painted slices (a thin
-    structure: one voxel); its refusal is the trainer's line, not torch's."""
-    dock.params.dims.value = 0
+def _thin(dock, slices: list[int]) -> None:
+    """One voxel of class 1 on each of ``slices``: 0.4 % of a 16 x 16 slice, a thin structure,
+    so that dims 0 trains the 2D U-net (engine.config.choose_dims)."""
     labels = dock.viewer.layers["toy labels"]
-    labels.data = np.zeros(SHAPE, np.uint8)
-    labels.data[8, 8, 4] = 1
-    assert dock.runner.start_training([4])
-    qtbot.waitUntil(lambda: _idle(dock), timeout=30_000)
-    assert dock.errors == [f"SegPL training failed: {TRAIN_SAID}"]
+    painted = np.zeros(SHAPE, np.uint8)
+    painted[8, 8, slices] = 1
+    labels.data = painted
+
+
+def test_train_and_compare_with_the_network_chosen_from_the_painting_refuse_first(dock):
+    """With dims 0 the 2D U-net was chosen in the worker, which then refused these slices after
+    its thread had started; the preflight chooses it the same way and refuses first."""
+    dock.params.dims.value = 0
+    assert dock.params.config(2).dims == 0  # the preset's "from the painted slices"
+    _thin(dock, PAINTED)
+    assert not dock.runner.start_training(PAINTED[:1])
+    assert dock.runner.worker is None and not dock.state.busy
+    dock.viewer.dims.set_current_step(2, PAINTED[-1])
+    dock.data.toggle_held_out()
+    assert dock.compare.why_not() == ""
+    assert not dock.compare.start()
+    assert dock.compare.runner.worker is None and not dock.state.comparing
+    assert dock.errors == [f"SegPL: {TRAIN_SAID}", f"Compare: {TRAIN_SAID}"]
     assert dock.training.train_button.isEnabled()
+
+
+def test_train_with_the_network_chosen_from_the_painting_trains_3d(dock, qtbot):
+    """The toy's painting covers over 1 % of its slices: dims 0 picks the 3-slice 3D network,
+    which reads 16 x 16 slices, so the preflight lets it through and it trains."""
+    dock.params.dims.value = 0
+    assert dock.runner.start_training(PAINTED)
+    qtbot.waitUntil(lambda: _idle(dock), timeout=60_000)
+    assert dock.errors == []
+    assert dock.state.model is not None and dock.state.model.config.dims == 3

@@ -11,6 +11,7 @@ import pytest
 from napari_segpl.engine import StepEvent, TrainConfig, Trainer, prepare_data
 from napari_segpl.engine import trainer as trainer_module
 from napari_segpl.engine.config import choose_dims, one_thin_slice_note, suggest_preset
+from napari_segpl.engine.guard import run_dims
 from napari_segpl.engine.methods import segpl as segpl_module
 
 #: The paper's recipes (appendix table 1: batch, learning rate, steps, alpha, U/L; section 3
@@ -149,6 +150,10 @@ def test_trainer_resolves_dims_zero_from_the_painted_slices():
         trainer = _small_trainer(cfg, [2], height, width)
         assert trainer.config.dims == expected
         assert trainer.model.config.dims == expected  # what a checkpoint stores
+        # the dock's preflight asks the same from the labels alone, before a thread starts
+        assert run_dims(trainer.data.labels, cfg, [2]) == expected  # axis 0: the labels as given
+        fixed = dataclasses.replace(cfg, dims=5 - expected)  # a network set: kept as it is
+        assert run_dims(trainer.data.labels, fixed, [2]) == 5 - expected
     with pytest.raises(ValueError, match="choose_dims"):
         _ = cfg.channels  # an unresolved config cannot build a network
 

@@ -18,11 +18,13 @@ TrainConfig.exclusive) make such a takeover visible (benchmarks/RESULTS.md (c'')
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .sampling import TrainingData, encode_target
+from .config import TrainConfig, choose_dims
+from .sampling import TrainingData, checked_labels, encode_target
 
 
 @dataclass
@@ -76,8 +78,24 @@ class CollapseWarning:
 
 def labelled_fractions(data: TrainingData) -> list[float]:
     """Foreground fraction of each class channel over the labelled slices."""
-    target = encode_target(data.labels[data.labelled], data.num_classes, data.nested)
-    return [float(f) for f in target.reshape(data.num_classes, -1).mean(axis=1)]
+    return painted_fractions(data.labels[data.labelled], data.num_classes, data.nested)
+
+
+def painted_fractions(painted: np.ndarray, num_classes: int, nested: bool) -> list[float]:
+    """Foreground fraction of each class channel over ``painted`` (the labelled slices)."""
+    target = encode_target(painted, num_classes, nested)
+    return [float(f) for f in target.reshape(num_classes, -1).mean(axis=1)]
+
+
+def run_dims(labels: np.ndarray, config: TrainConfig, labelled: Sequence[int] | None) -> int:
+    """The network a Trainer of ``config`` builds for ``labels`` (as ``prepare_data`` gets
+    them): ``config.dims``, or with dims 0 ``choose_dims`` over the painted fractions, as the
+    Trainer picks it; from the labels alone (nothing normalised), so that a front end can check
+    the network's slice size before a run starts. DataError: what ``prepare_data`` raises."""
+    if config.dims:
+        return config.dims
+    moved, slices, num_classes = checked_labels(labels, config, labelled)
+    return choose_dims(painted_fractions(moved[slices], num_classes, config.nested))
 
 
 class CollapseGuard:

@@ -175,17 +175,12 @@ def _check_image(name: str, volume: np.ndarray) -> None:
         raise DataError(f"{name} holds {count} NaN or infinite voxels")
 
 
-def prepare_data(
-    image: np.ndarray,
-    labels: np.ndarray,
-    config: TrainConfig,
-    labelled: Sequence[int] | None = None,
-    unlabelled: Sequence[np.ndarray] = (),
-) -> TrainingData:
-    """Check the inputs, normalise each volume case-wise and move the slicing axis first."""
-    _check_image("image", image)
-    if labels.shape != image.shape:
-        raise DataError(f"labels shape {labels.shape} does not match image shape {image.shape}")
+def checked_labels(
+    labels: np.ndarray, config: TrainConfig, labelled: Sequence[int] | None = None
+) -> tuple[np.ndarray, list[int], int]:
+    """(a view of the labels with the slicing axis first, the labelled slices, the number of
+    classes), or the DataError ``prepare_data`` raises: its checks of the labels alone, which
+    copy and normalise nothing, so that a front end can ask them before a run starts."""
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.isfinite(labels).all() or np.any(labels != np.round(labels)):
             raise DataError("labels must be whole numbers (0 background, 1..K classes)")
@@ -221,6 +216,22 @@ def prepare_data(
             f" but no others up to {num_classes}: number the classes 1 to {len(present)} (a "
             "mask saved as 0 and 255 should hold 0 and 1)"
         )
+    return moved, slices, num_classes
+
+
+def prepare_data(
+    image: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    labelled: Sequence[int] | None = None,
+    unlabelled: Sequence[np.ndarray] = (),
+) -> TrainingData:
+    """Check the inputs, normalise each volume case-wise and move the slicing axis first."""
+    _check_image("image", image)
+    if labels.shape != image.shape:
+        raise DataError(f"labels shape {labels.shape} does not match image shape {image.shape}")
+    moved, slices, num_classes = checked_labels(labels, config, labelled)
+    axis = config.axis
     normalise = Normaliser.from_config(config)
     extra = []
     for i, vol in enumerate(unlabelled):

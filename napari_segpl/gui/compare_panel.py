@@ -223,7 +223,7 @@ class ComparePanel(QGroupBox):
         if reason or state.comparing:
             notify.info(f"Compare: {reason or 'already running'}")
             return False
-        inputs = run_inputs(state, self.config_for, "Compare")
+        inputs = run_inputs(state, self.config_for, "Compare", self.labelled(), self.held_out())
         if inputs is None:
             return False
         image, labels, config = inputs

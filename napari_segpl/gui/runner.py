@@ -73,7 +73,7 @@ class Runner:
         if state.busy:
             notify.info("SegPL is already running: press Stop (or wait) before a new run.")
             return False
-        inputs = run_inputs(state, self.config_for, "SegPL")
+        inputs = run_inputs(state, self.config_for, "SegPL", labelled, holdout or ())
         if inputs is None:
             return False
         image, labels, config = inputs
