@@ -26,7 +26,7 @@ from typing import Any
 
 import nibabel as nib
 
-from .cohort_names import MASK_SUFFIX, mask_names
+from .cohort_names import MASK_SUFFIX, mask_names, out_folder
 from .cohort_start import started_seeing_ctrl_c
 from .volume import is_supported
 
@@ -276,34 +276,34 @@ def run_cohort(
     out = Path(out)
     sources = named_volumes(images, exclude=out)  # before DIR is made: a refusal leaves none
     model = TrainedModel.load(model_path)  # a bad model file is the user's error: stop here
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file there, a read-only disk: said as such, one line
-        what = "is a file; give a folder" if out.is_file() else f"cannot create ({exc.strerror})"
-        raise ValueError(f"--out {out}: {what}") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot write in this folder")
-    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
-    inputs = {p.resolve() for p in sources}
-    report_list: list[Outcome] = []
-    jobs: list[tuple[Path, Path, str]] = []
-    for source, name in zip(sources, mask_names(sources), strict=True):
-        real = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
-        target, stamp = out / name, f"segpl {digest} {real}"  # the masks' descrip
-        if target.resolve() in inputs:
-            report_list.append(Outcome(str(source), target, "failed", "mask would overwrite input"))
-        elif target.exists() and not settings.overwrite:
-            why = _not_this(target, stamp)
-            report_list.append(Outcome(str(source), target, "failed" if why else "skipped", why))
-        else:
-            jobs.append((source, target, stamp))
-    report = CohortReport(report_list)
-    for failed in (o for o in report_list if o.status == "failed"):
-        echo(_failure_line(failed))
-    if jobs:
-        _run_jobs(model, jobs, settings, report, echo)
-    report.seconds = time.perf_counter() - start
-    return report
+    with out_folder(out):  # made here; removed again if this stops (Ctrl-C) with it empty
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {out}: cannot write in this folder")
+        digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+        inputs = {p.resolve() for p in sources}
+        report_list: list[Outcome] = []
+        jobs: list[tuple[Path, Path, str]] = []
+        for source, name in zip(sources, mask_names(sources), strict=True):
+            real = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+            target, stamp = out / name, f"segpl {digest} {real}"  # the masks' descrip
+            if target.resolve() in inputs:
+                report_list.append(
+                    Outcome(str(source), target, "failed", "mask would overwrite input")
+                )
+            elif target.exists() and not settings.overwrite:
+                why = _not_this(target, stamp)
+                report_list.append(
+                    Outcome(str(source), target, "failed" if why else "skipped", why)
+                )
+            else:
+                jobs.append((source, target, stamp))
+        report = CohortReport(report_list)
+        for failed in (o for o in report_list if o.status == "failed"):
+            echo(_failure_line(failed))
+        if jobs:
+            _run_jobs(model, jobs, settings, report, echo)
+        report.seconds = time.perf_counter() - start
+        return report
 
 
 def send_model(client: Any, model: Any) -> Any:

@@ -269,9 +269,44 @@ def test_ctrl_c_while_the_local_workers_start_stops_the_command_at_once(
     assert "\nCtrl-C: stopping the workers (0 of 1 masks reported so far; they were" in err
     assert f"interrupted: 0 mask(s) written in {out}" in err and "Traceback" not in err
     assert took < 4, took  # not the worker's start, 6 s of sleep and more
-    assert list(out.iterdir()) == []  # no mask, no part of one
+    assert not out.exists()  # no mask, no part of one: the folder made for them is gone
     left = [c for c in psutil.Process().children() if c.pid not in before]
     assert not left, [c.cmdline() for c in left]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux signal delivery")
+def test_ctrl_c_or_an_error_before_the_first_mask_removes_only_the_folders_it_made(
+    model, tmp_path, capsys, monkeypatch
+):
+    """A Ctrl-C while the local workers started (status 130) left ``--out`` behind, made and
+    empty. Now each folder the command made (parents too) goes again while empty, as after an
+    error before the first mask; a folder that was there, empty or not, is left as it was."""
+    import napari_segpl.cohort as cohort
+
+    def ctrl_c_at_start(n: int, threads: int) -> None:  # SIGINT is blocked in this thread:
+        os.kill(os.getpid(), signal.SIGINT)  # the process's main thread takes it, as a terminal's
+        time.sleep(0.5)
+        raise RuntimeError("never started")
+
+    def disk_full(n: int, threads: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    scan, kept, full = _scan(tmp_path / "scans" / "a.nii.gz"), tmp_path / "kept", tmp_path / "full"
+    kept.mkdir()
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    flags = ["--workers", "1", "--threads", "1"]
+    monkeypatch.setattr(cohort, "local_cluster", ctrl_c_at_start)
+    for out in (tmp_path / "new" / "masks", kept / "masks", kept, full):
+        assert _predict(model, scan, "--out", out, *flags) == 130, out
+        assert f"interrupted: 0 mask(s) written in {out}" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # before: new/masks, empty
+    assert kept.is_dir() and list(kept.iterdir()) == []  # there before: kept, its masks/ gone
+    assert [p.name for p in full.iterdir()] == ["notes.txt"]
+    monkeypatch.setattr(cohort, "local_cluster", disk_full)
+    assert _predict(model, scan, "--out", tmp_path / "new" / "masks", *flags) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_an_input_that_names_nothing_stops_the_cohort_before_any_work(
