@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from .dicom import DicomError, read_series
 from .itk_messages import itk_reason
-from .metaimage import metaimage_damage
+from .metaimage import checked_metaimage
 
 __all__ = ["NIFTI_EXTENSIONS", "SITK_EXTENSIONS", "VolumeError"]
 
@@ -25,6 +25,11 @@ NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 SITK_EXTENSIONS = (".mha", ".mhd", ".nrrd", ".nhdr")
 # DICOM voxel coordinates are LPS; NIfTI world coordinates are RAS.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+#: SimpleITK's pixel type for each numpy type of the voxels the MetaImage check inflated.
+_SITK_PIXEL = {"int8": sitk.sitkInt8, "uint8": sitk.sitkUInt8, "int16": sitk.sitkInt16,
+               "uint16": sitk.sitkUInt16, "int32": sitk.sitkInt32, "uint32": sitk.sitkUInt32,
+               "int64": sitk.sitkInt64, "uint64": sitk.sitkUInt64, "float32": sitk.sitkFloat32,
+               "float64": sitk.sitkFloat64}  # fmt: skip
 
 
 class VolumeError(ValueError):
@@ -85,9 +90,12 @@ def _nifti_voxels(img: nib.Nifti1Image) -> np.ndarray:
     return array
 
 
-def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Convert a SimpleITK image to (i, j, k) array and RAS affine, keeping dims >= 3."""
-    if img.GetNumberOfComponentsPerPixel() != 1:
+def _sitk_to_numpy(
+    img: sitk.Image | sitk.ImageFileReader, path: Path, voxels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert a SimpleITK image to (i, j, k) array and RAS affine, keeping dims >= 3; or a
+    header read alone (``img`` a reader) and its ``voxels``, in SimpleITK's array order."""
+    if voxels is None and img.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(
             f"{path}: vector image with {img.GetNumberOfComponentsPerPixel()} components "
             "per voxel; expected a scalar volume"
@@ -96,7 +104,8 @@ def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]
     if dim < 3:
         raise VolumeError(f"{path}: {dim}D image of size {img.GetSize()}; expected a 3D volume")
     # sitk arrays are in reverse index order (..., z, y, x); flip back to (x, y, z, ...).
-    array = sitk.GetArrayFromImage(img).transpose(tuple(range(dim - 1, -1, -1)))
+    array = sitk.GetArrayFromImage(img) if voxels is None else voxels
+    array = array.transpose(tuple(range(dim - 1, -1, -1)))
     direction = np.array(img.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
     spacing = np.array(img.GetSpacing(), dtype=np.float64)[:3]
     origin = np.array(img.GetOrigin(), dtype=np.float64)[:3]
@@ -107,14 +116,28 @@ def _sitk_to_numpy(img: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray]
 
 
 def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    damage = metaimage_damage(path)  # MetaIO prints its own lines, or reads garbage on
+    # MetaIO prints its own lines, or reads garbage on; compressed voxels come inflated
+    damage, voxels = checked_metaimage(path)
     if damage:
         raise VolumeError(f"{path}: cannot read image file ({damage})")
     try:
-        img = sitk.ReadImage(str(path))
+        header = _header_for_voxels(path, voxels) if voxels is not None else None
+        img = sitk.ReadImage(str(path)) if header is None else None
     except Exception as exc:
         raise VolumeError(f"{path}: cannot read image file ({itk_reason(exc)})") from exc
+    if header is not None:  # the voxels inflated once, by the check, not again by ITK
+        return _sitk_to_numpy(header, path, voxels)
     return _sitk_to_numpy(img, path)
+
+
+def _header_for_voxels(path: Path, voxels: np.ndarray) -> sitk.ImageFileReader | None:
+    """The file's header as ITK reads it (not its voxels), if it agrees with ``voxels`` in
+    shape and type; None (ITK then reads the whole file) where it does not."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    same = reader.GetNumberOfComponents() == 1 and tuple(reader.GetSize()) == voxels.shape[::-1]
+    return reader if same and reader.GetPixelID() == _SITK_PIXEL.get(voxels.dtype.name) else None
 
 
 def _read_dicom_dir(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray, str, str]:

@@ -4,6 +4,8 @@ without failing. The damage is found before ITK reads the file: one line, nothin
 
 from __future__ import annotations
 
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,67 @@ def test_a_whole_metaimage_still_reads_as_before(tmp_path, capfd, ext, compress)
     vol = read_volume(path)
     np.testing.assert_array_equal(vol.array, VOXELS.transpose(2, 1, 0))
     assert capfd.readouterr() == ("", "")
+
+
+def _big_endian_mha(path: Path, voxels: np.ndarray) -> None:
+    """A compressed MetaImage of big-endian voxels, as other writers than ITK leave them (with
+    CompressedDataSize: MetaIO inflates a LOCAL stream without it as garbage)."""
+    data = zlib.compress(voxels.astype(voxels.dtype.newbyteorder(">")).tobytes())
+    dims = " ".join(map(str, voxels.shape[::-1]))
+    path.write_bytes(
+        b"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = True\n"
+        + f"CompressedData = True\nCompressedDataSize = {len(data)}\nDimSize = {dims}\n".encode()
+        + b"ElementSpacing = 0.5 0.75 2\nOffset = 1 -2 3\n"
+        + b"ElementType = MET_SHORT\nElementDataFile = LOCAL\n"
+        + data
+    )
+
+
+def test_compressed_voxels_are_inflated_once_by_the_check_not_again_by_itk(
+    tmp_path, monkeypatch, capfd
+):
+    """The check inflated a compressed MetaImage's voxels (to find a bad stream) and dropped
+    them, then ITK inflated them all again. Now the check's voxels are read and ITK reads the
+    header alone: the same array and affine as ITK's, SimpleITK's ReadImage never called."""
+    direction = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    paths = []
+    for n, dtype in enumerate((np.uint8, np.int16, np.float32, np.float64)):
+        image = sitk.GetImageFromArray((VOXELS * 9 - 20).astype(dtype))
+        image.SetSpacing((0.5, 0.75, 2.0))
+        image.SetOrigin((1.0, -2.0, 3.0))
+        image.SetDirection(direction)
+        paths.append(tmp_path / f"t{n}{'.mha' if n % 2 else '.mhd'}")  # .mhd: a .zraw beside
+        sitk.WriteImage(image, str(paths[-1]), True)
+    paths.append(tmp_path / "msb.mha")
+    _big_endian_mha(paths[-1], (VOXELS * 1000 - 3000).astype(np.int16))
+    itk = {p: sitk.ReadImage(str(p)) for p in paths}
+
+    def inflated_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("SimpleITK read (and inflated) the voxels again")
+
+    monkeypatch.setattr(sitk, "ReadImage", inflated_again)
+    for path, image in itk.items():
+        vol = read_volume(path)
+        expected = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+        assert vol.array.dtype == expected.dtype and vol.array.dtype.isnative, path
+        np.testing.assert_array_equal(vol.array, expected)
+        assert vol.spacing == pytest.approx((0.5, 0.75, 2.0))
+        assert vol.affine[:3, 3] == pytest.approx([-1.0, 2.0, 3.0])  # LPS to RAS
+    assert capfd.readouterr() == ("", "")
+
+
+def test_checking_a_compressed_metaimage_keeps_no_more_than_a_chunk(tmp_path):
+    """The check alone (no voxels kept) inflates 16 MiB of voxels in a few MiB of memory."""
+    from napari_segpl.metaimage import metaimage_damage
+
+    path = tmp_path / "big.mha"
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.integers(0, 4, (64, 256, 256)).astype(np.float32))
+    sitk.WriteImage(image, str(path), True)
+    tracemalloc.start()
+    try:
+        assert metaimage_damage(path) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 2**20, peak  # the data inflate to 16 MiB
