@@ -111,9 +111,12 @@ def report(records: list[dict]) -> str:
             f"{r['removed']} | {g[0]} | {g[1]} |"
         )
     lines.append("")
-    for src in sorted({r["src"] for r in records}):
+    sources = sorted({r["src"] for r in records})
+    for src in [*sources, *(["all given folders"] if len(sources) > 1 else [])]:
         for group in ("tuning", "validation"):
-            part = [r for r in records if r["src"] == src and r["set"] == group]
+            part = [
+                r for r in records if src in (r["src"], "all given folders") and r["set"] == group
+            ]
             if not part:
                 continue
             lines.append(f"**{src}, {group}**")
@@ -126,6 +129,12 @@ def report(records: list[dict]) -> str:
                 lines.append(f"  - {name}: mean {statistics.mean(d):+.2f} over {len(d)}")
             if sup:
                 lines.append("- " + _line("supervised P - raw", [r["p"] - r["raw"] for r in sup]))
+            lines.append("- " + _line("all methods P - raw", [r["p"] - r["raw"] for r in part]))
+            for name in sorted({r["dataset"] for r in part}):
+                d = [r["p"] - r["raw"] for r in part if r["dataset"] == name]
+                lines.append(
+                    f"  - {name}, all methods: mean {statistics.mean(d):+.2f} over {len(d)}"
+                )
             for method in SEMI:
                 paired = [r for r in part if r["method"] == method and "gain_raw" in r]
                 if not paired:

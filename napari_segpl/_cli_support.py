@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import METHODS, DataError, check_slice_size
+from .engine import METHODS, DataError, check_slice_size, removed_note
 from .engine.uncertainty import (
     ENTROPY,
     KINDS,
@@ -128,8 +128,15 @@ def mask_only(args: argparse.Namespace) -> bool:
     return bool(args.mask) and not (args.prob or args.uncertainty)
 
 
-def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: Any = None) -> None:
+def write_outputs(
+    args: argparse.Namespace,
+    model: Any,
+    image: Volume,
+    checked: Any = None,
+    paint: dict[int, np.ndarray] | None = None,
+) -> None:
     """Predict ``image`` with ``model`` and write the outputs asked for (each atomically).
+    ``paint``: the trained-on slices' labels; the mask keeps only the parts touching them.
 
     ``checked``: the safeguard's ``CheckedLabels``; for a mask alone predicted as the check
     predicted (same model, axis and device), its labels are written instead of predicting the
@@ -142,8 +149,11 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
     axis = getattr(args, "axis_predict", None)
     device = args.device or "auto"
     check_slices(model, image, axis)
-    if checked is not None and mask_only(args) and checked.fits(model, axis, device):
+    parts = paint is not None
+    if checked is not None and mask_only(args) and checked.fits(model, axis, device, parts):
         print("prediction: the safeguard's check predicted this model already (reused)")
+        if note := removed_note(checked.removed):
+            print(f"mask: {note}")
         print(f"mask        -> {write_nifti(checked.labels, image, args.mask)}")
         return
     from tqdm import tqdm
@@ -170,8 +180,11 @@ def write_outputs(args: argparse.Namespace, model: Any, image: Volume, checked: 
             # a mask alone needs no (K, *shape) float32 probabilities (840 MB, 2 classes of
             # a 512 x 512 x 400 scan); --prob and the entropy map do
             probabilities=bool(args.prob) or kind == ENTROPY,
+            paint=paint,
         )
     print(f"prediction: {slices} slices in {time.perf_counter() - start:.1f} s")
+    if note := removed_note(pred.removed):
+        print(f"mask: {note}")
     if args.mask:
         print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
     if args.prob:

@@ -106,6 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         SafeguardProgress,
         StepEvent,
         Trainer,
+        painted_slices,
         prepare_data,
     )
     from .engine.safeguard import withhold
@@ -131,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
     if checked or args.holdout_slices:
         trainer = GuardedTrainer(
             config, data, image.array, truth=labels.array, holdout=args.holdout_slices,
-            check=checked, keep_labels=mask_only(args),
+            check=checked, keep_labels=mask_only(args), parts=args.painted_parts,
         )  # fmt: skip
     config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(
@@ -212,10 +213,11 @@ def _train(args: argparse.Namespace) -> int:
             print(f"segpl train: error: {exc}; writing the masks asked for", file=sys.stderr)
     args.axis_predict = None
     model, reuse = trainer.model, getattr(trainer, "kept_labels", None)
+    paint = painted_slices(train_labels, data.labelled, config.axis) if args.painted_parts else None
     del trainer, data, extra, labels, train_labels  # the training copies (525 MB on a big CT)
     if line := uncertainty_for_kept(args, model, config.method):
         print(line, file=sys.stderr)  # the safeguard kept another method: another kind
-    write_outputs(args, model, image, reuse)  # a mask alone: the check's labels
+    write_outputs(args, model, image, reuse, paint)  # a mask alone: the check's labels
     if unsaved is not None:
         return 2
     return 130 if interrupt.received else 0

@@ -110,6 +110,11 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="FGSM steps, in normalised-intensity units")  # fmt: skip
     c.add_argument("--no-hd95", action="store_true", help="leave out HD95 (MONAI)")
     c.add_argument(
+        "--no-painted-parts",
+        action="store_true",
+        help="score every part predicted, not the export's (touching the paint)",
+    )
+    c.add_argument(
         "--no-supervised-timing", action="store_true",
         help="without supervised among the methods, report the cost ratio as n/a instead of "
         "training supervised once to time it",
@@ -340,6 +345,7 @@ def compare_command(args: argparse.Namespace) -> int:
             spacing=image.spacing, gammas=args.gammas, epsilons=args.epsilons,
             surface=not args.no_hd95, time_supervised=not args.no_supervised_timing,
             progress=bars, on_run=saver(store), finished=finished, reference=reference,
+            parts=not args.no_painted_parts,
         )  # fmt: skip
     except KeyboardInterrupt:  # the finished runs are on disk: say so, no traceback
         bars.close()

@@ -63,6 +63,12 @@ def add_train_parser(sub: Any) -> None:
         "held-out slices; on by default (benchmarks/RESULTS.md (r)), costs a supervised run",
     )  # fmt: skip
     t.add_argument(
+        "--painted-parts", action=argparse.BooleanOptionalAction, default=True,
+        help="the mask keeps only the parts of each class that touch its paint on the trained "
+        "slices (on by default, benchmarks/RESULTS.md (rr)); --no-painted-parts keeps every "
+        "predicted part, for a structure of separate parts you did not all paint",
+    )  # fmt: skip
+    t.add_argument(
         "--unlabelled",
         type=Path,
         nargs="+",

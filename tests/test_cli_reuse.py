@@ -11,7 +11,15 @@ from test_cli import CT, CT_SPARSE, FAST
 import napari_segpl._cli_support as support
 import napari_segpl.cli as cli
 import napari_segpl.engine as engine
-from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume, prepare_data, train
+from napari_segpl.engine import (
+    TrainConfig,
+    TrainedModel,
+    labelled_slices,
+    painted_slices,
+    predict_volume,
+    prepare_data,
+    train,
+)
 from napari_segpl.engine import safeguard as safeguard_module
 from napari_segpl.engine.safeguard import GuardedTrainer
 from napari_segpl.volume import read_volume
@@ -47,6 +55,12 @@ def _count_predictions(monkeypatch) -> list[int]:
     return calls
 
 
+def _paint() -> dict[int, np.ndarray]:
+    """The sample's painted slices along axis 2, as the CLI keeps the parts touching them."""
+    sparse = read_volume(CT_SPARSE).array
+    return painted_slices(sparse, labelled_slices(sparse, 2), 2)
+
+
 def _train(tmp_path, name: str, *extra: str) -> tuple[np.ndarray, TrainedModel, str]:
     model_path, mask = tmp_path / f"{name}.pt", tmp_path / f"{name}.nii.gz"
     args = ["train", str(CT), str(CT_SPARSE), "--model", str(model_path), "--mask", str(mask)]
@@ -69,9 +83,18 @@ def test_default_mask_path_predicts_once_less_and_writes_the_same_voxels(
     assert "(reused)" not in capsys.readouterr().out
     assert (reused_calls, len(calls)) == (2, 3)
     np.testing.assert_array_equal(mask, again)
-    fresh = predict_volume(model, read_volume(CT).array).labels
+    fresh = predict_volume(model, read_volume(CT).array, paint=_paint()).labels
     np.testing.assert_array_equal(mask, fresh)
     assert 0 < (fresh > 0).mean() < 1
+
+
+def test_without_painted_parts_the_mask_keeps_every_part(tmp_path, monkeypatch, capsys):
+    """--no-painted-parts: the check and the mask both keep the raw labels (still reused)."""
+    calls = _count_predictions(monkeypatch)
+    mask, model, _ = _train(tmp_path, "raw", "--no-painted-parts")
+    out = capsys.readouterr().out
+    assert "(reused)" in out and "touch" not in out and len(calls) == 2
+    np.testing.assert_array_equal(mask, predict_volume(model, read_volume(CT).array).labels)
 
 
 def test_a_kept_supervised_twin_writes_its_own_labels(tmp_path, monkeypatch, capsys):
@@ -82,7 +105,8 @@ def test_a_kept_supervised_twin_writes_its_own_labels(tmp_path, monkeypatch, cap
     mask, model, _ = _train(tmp_path, "twin", "--method", "segpl-vi", "--dims", "3")
     assert "(reused)" in capsys.readouterr().out and len(calls) == 2
     assert model.config.method == "supervised" and model.config.dims == 3
-    np.testing.assert_array_equal(mask, predict_volume(model, read_volume(CT).array).labels)
+    fresh = predict_volume(model, read_volume(CT).array, paint=_paint()).labels
+    np.testing.assert_array_equal(mask, fresh)
 
 
 def test_other_outputs_still_predict(tmp_path, monkeypatch, capsys):
@@ -103,7 +127,10 @@ def test_labels_are_kept_only_when_asked_and_only_for_their_prediction():
     list(guarded.run())
     kept = guarded.kept_labels
     assert kept is not None and kept.model is guarded.model and kept.labels.dtype == np.uint8
-    np.testing.assert_array_equal(kept.labels, predict_volume(guarded.model, image).labels)
-    assert kept.fits(guarded.model, None, "cpu") and kept.fits(guarded.model, 2, "auto")
-    assert not kept.fits(guarded.model, 0, "cpu")  # another axis
-    assert not kept.fits(quiet.model, None, "cpu")  # another model
+    fresh = predict_volume(guarded.model, image, paint=data.paint())
+    np.testing.assert_array_equal(kept.labels, fresh.labels)
+    assert kept.removed == fresh.removed is not None
+    assert kept.fits(guarded.model, None, "cpu", True) and kept.fits(guarded.model, 2, "auto", True)
+    assert not kept.fits(guarded.model, None, "cpu", False)  # the parts not touching kept
+    assert not kept.fits(guarded.model, 0, "cpu", True)  # another axis
+    assert not kept.fits(quiet.model, None, "cpu", True)  # another model

@@ -1,6 +1,7 @@
 """The SegPL engine: torch and numpy (MONAI for HD95, imported only when asked). Nothing below
 this package imports Qt or napari."""
 
+from .components import keep_painted_parts, painted_slices, removed_note
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device
 from .guard import CollapseWarning
@@ -47,13 +48,16 @@ __all__ = [
     "brier_score",
     "check_slice_size",
     "get_method",
+    "keep_painted_parts",
     "labelled_slices",
     "labels_from_probabilities",
     "labels_from_pseudo",
     "exported_scores",
     "overlap_scores",
+    "painted_slices",
     "predict_volume",
     "prepare_data",
+    "removed_note",
     "resolve_device",
     "stop_between_batches",
     "train",

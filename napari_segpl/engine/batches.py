@@ -72,6 +72,11 @@ class TrainingData:
     def volume(self, index: int) -> np.ndarray:
         return self.image if index == 0 else self.unlabelled_volumes[index - 1]
 
+    def paint(self) -> dict[int, np.ndarray]:
+        """The trained-on slices' labels (slice -> labels on the volume's in-plane grid), the
+        ``paint`` a prediction of this volume keeps the touching parts of."""
+        return {s: self.labels[s] for s in self.labelled}
+
 
 def stack_indices(s: int, n: int, dims: int) -> list[int]:
     """The slice(s) a sample centred on slice s reads: itself, or s-1, s, s+1 clamped."""

@@ -331,6 +331,7 @@ def compare(
     should_stop: Callable[[], bool] | None = None,
     finished: Mapping[tuple[str, int], RunResult] | None = None,
     reference: float | None = None,
+    parts: bool = True,
 ) -> CompareResult:
     """Train and score every (method, seed) in turn (module docstring). ``labels`` holds the
     truth of the held-out slices; ``params``: each method's own parameters by method name;
@@ -338,7 +339,8 @@ def compare(
     False (or MONAI missing) leaves HD95 out. ``on_run``, ``should_stop``: the module
     docstring. A resumed compare (``compare_store``) gives the runs already scored by (method,
     seed) in ``finished``, taken as they are, and the supervised s/step timed for the ratio
-    alone in ``reference``: neither trains again."""
+    alone in ``reference``: neither trains again. ``parts``: masks are scored as exported, each
+    class kept only where it touches the trained slices' paint (``components``)."""
     configs = check_request(config, methods, holdout, seeds, params)
     holdout = sorted(set(int(s) for s in holdout))
     data = training_data(image, labels, config, holdout, labelled)
@@ -367,8 +369,9 @@ def compare(
         try:  # a whole-volume prediction takes minutes on a big scan: Stop ends it per batch
             mc = MC_SAMPLES if model.method.learns_threshold else 0
             pred = predict_volume(
-                model, image, device=cfg.device, progress=stop_between_batches(stop), mc_samples=mc
-            )
+                model, image, device=cfg.device, progress=stop_between_batches(stop), mc_samples=mc,
+                paint=data.paint() if parts else None,
+            )  # fmt: skip
         except PredictionStopped:
             stopped = True
             break

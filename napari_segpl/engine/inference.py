@@ -11,13 +11,14 @@ small affine maps, mapped back, and the standard deviation of p over the M kept 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from .components import keep_painted_parts
 from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
@@ -51,7 +52,7 @@ class Prediction:
     with members (the ensemble), the standard deviation of their probabilities, else None.
     ``tta_std`` (K, *shape): with test-time augmentation, the standard deviation of p over
     the augmented predictions, else None. ``probabilities`` is None when ``predict_volume``
-    was told not to keep them."""
+    was told not to keep them. ``removed``: what ``paint`` removed from the labels."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None
@@ -61,6 +62,8 @@ class Prediction:
     mu: np.ndarray | None = None
     spread: np.ndarray | None = None
     tta_std: np.ndarray | None = None
+    #: voxels removed per painted class by ``keep_painted_parts`` (None: no paint was given)
+    removed: dict[int, int] | None = None
 
 
 def labels_from_probabilities(
@@ -152,6 +155,7 @@ def predict_volume(
     probabilities: bool = True,
     tta_samples: int = 0,
     tta: Sequence[TTATransform] | None = None,
+    paint: Mapping[int, np.ndarray] | None = None,
 ) -> Prediction:
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
@@ -167,6 +171,9 @@ def predict_volume(
     of ``tta_transforms(M, seed)`` (or over ``tta``, a list of one's own), computed a batch
     at a time: M - 1 more forward passes, and a running mean and sum of squares (three of one
     batch's probabilities, whatever M). Nothing else in the prediction changes.
+    ``paint`` (slice index along the training axis -> the labels painted there and trained on):
+    the labels keep only the parts of each painted class that touch its paint
+    (``components.keep_painted_parts``); probabilities and uncertainty are left as they are.
     """
     config, method = model.config, model.method
     image = np.asarray(image)
@@ -250,12 +257,15 @@ def predict_volume(
     finally:
         method.to(torch.device("cpu"))
         release_memory(dev)
+    removed = None
+    if paint is not None:
+        removed = keep_painted_parts(labels, paint, config.axis, config.nested)
     if cut == "mu" and mu is not None:
         means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
     else:
         note = f"labels: p > {config.threshold:g} (fixed)"
-    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread, tta_std)
+    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed)
 
 
 def _predict_batch(

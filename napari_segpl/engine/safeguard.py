@@ -98,12 +98,17 @@ class CheckedLabels:
     labels: np.ndarray
     axis: int
     device: str
+    #: voxels removed per class as not touching the paint (``predict_volume``'s ``paint``),
+    #: None when every predicted part was kept
+    removed: dict[int, int] | None = None
 
-    def fits(self, model: TrainedModel, axis: int | None, device: str) -> bool:
-        """Whether ``predict_volume(model, axis=axis, device=device)`` would give these labels."""
+    def fits(self, model: TrainedModel, axis: int | None, device: str, parts: bool) -> bool:
+        """Whether ``predict_volume(model, axis=axis, device=device)`` would give these labels,
+        with the training paint as ``paint`` when ``parts``."""
         axis = model.config.axis if axis is None else axis
         same = str(resolve_device(device)) == str(resolve_device(self.device))
-        return model is self.model and axis == self.axis and same
+        painted = self.removed is not None
+        return model is self.model and axis == self.axis and same and parts == painted
 
 
 def _mask(labels: np.ndarray, c: int, nested: bool) -> np.ndarray:
@@ -225,7 +230,8 @@ class GuardedTrainer:
     the held-out slices along the axis, never trained on, scored for each model.
     ``keep_labels``: after the check, ``kept_labels`` holds the kept model's labels (one
     integer volume, the other model's are dropped) for a caller that writes a mask next; off,
-    nothing whole outlives the check (the dock keeps its trainer after a run)."""
+    nothing whole outlives the check (the dock keeps its trainer after a run). ``parts``: both
+    models' masks keep only the parts touching the paint, as an export with it does."""
 
     def __init__(
         self,
@@ -239,8 +245,10 @@ class GuardedTrainer:
         check: bool = True,
         holdout_every: int = 10,
         keep_labels: bool = False,
+        parts: bool = True,
     ) -> None:
         self.trainer = Trainer(config, data)
+        self.parts = parts
         #: the supervised twin and the choice run (``check``; methods that use unlabelled
         #: images only); without
         #: it, held-out slices are still scored while training
@@ -347,12 +355,15 @@ class GuardedTrainer:
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
         stop_here = stop_between_batches(lambda: self._stopped)  # a Stop ends the check
         # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
-        preds = {
+        paint = data.paint() if self.parts else None
+        predictions = {
             m: predict_volume(
-                x, self.image, device=config.device, probabilities=False, progress=stop_here
-            ).labels
+                x, self.image, device=config.device, probabilities=False, progress=stop_here,
+                paint=paint,
+            )
             for m, x in models.items()
-        }
+        }  # fmt: skip
+        preds = {m: p.labels for m, p in predictions.items()}
         predicting = time.perf_counter() - start
         areas = [
             float(np.mean([_mask(data.labels[s], c, data.nested).sum() for s in painted]))
@@ -370,6 +381,8 @@ class GuardedTrainer:
             }
         kept, reason = decide(config.method, ratios, self.band, heldout)
         if self.keep_labels:  # the kept model's labels only: the other's go with ``preds``
-            self.kept_labels = CheckedLabels(models[kept], preds[kept], axis, config.device)
+            self.kept_labels = CheckedLabels(
+                models[kept], preds[kept], axis, config.device, predictions[kept].removed
+            )
         return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
                               seconds + predicting, predicting)  # fmt: skip
