@@ -34,6 +34,7 @@ from napari_segpl.engine import (
     exported_scores,
     labelled_slices,
     overlap_scores,
+    painted_slices,
     predict_volume,
     prepare_data,
 )
@@ -143,7 +144,11 @@ def run_one(
     # ... and, from 2026-12-02 08:25, the TTA std over 8 small affine maps (with flips until
     # 12:30; its own seeded transforms: labels unchanged too)
     tta = 8 if os.environ.get("SEGPL_SAVE_PROB") else 0
-    pred = predict_volume(model, image.array, device=cfg.device, mc_samples=mc, tta_samples=tta)
+    # scored as exported: each class kept where it touches its paint (since (rr), 2026-12-05)
+    paint = painted_slices(sparse, chosen, axis)
+    pred = predict_volume(
+        model, image.array, device=cfg.device, mc_samples=mc, tta_samples=tta, paint=paint
+    )
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
     # what the user exports: every slice but the painted ones, empty slices included
     whole = exported_scores(pred.labels, truth, chosen, axis=axis, classes=list(scores))

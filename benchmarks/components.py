@@ -2,7 +2,8 @@
 
 For every (dataset, K, seed) whose runs saved their labels (``SEGPL_SAVE_PRED``): each method's
 whole-volume IoU (every slice but the painted ones) as predicted and after lever P (per class,
-only the 26-connected components holding a voxel painted that class are kept), and issue 23's
+only the 26-connected components holding a voxel painted that class are kept: the engine's
+``keep_painted_parts``, as every export applies it), and issue 23's
 statistic with P on both sides: the semi-supervised run after the default safeguard (deciding
 on the same labels) minus supervised training. No training.
 
@@ -17,9 +18,8 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from napari_segpl.engine import exported_scores
+from napari_segpl.engine import exported_scores, keep_painted_parts, painted_slices
 from napari_segpl.engine.safeguard import decide, volume_ratios
 
 from .accuracy import DATASETS, TUNING, load_case
@@ -27,18 +27,6 @@ from .paired import LOSS_POINTS
 
 SEMI = ("segpl", "segpl-vi")
 FILE = re.compile(r"(?P<name>.+)-k(?P<k>\d+)-(?P<method>segpl-vi|segpl|supervised)-s(?P<seed>\d+)")
-
-
-def connected_to_paint(labels: np.ndarray, painted: np.ndarray) -> np.ndarray:
-    """Lever P: per class with painted voxels, class voxels outside every 26-connected
-    component that holds a voxel painted that class become background."""
-    out = labels.copy()
-    full = np.ones((3, 3, 3), bool)
-    for c in np.unique(painted[painted > 0]):
-        comp, _ = ndimage.label(labels == c, structure=full)
-        keep = np.unique(comp[(painted == c) & (comp > 0)])
-        out[(labels == c) & ~np.isin(comp, keep)] = 0
-    return out
 
 
 def _whole(pred: np.ndarray, truth: np.ndarray, chosen: list[int], axis: int) -> float:
@@ -70,7 +58,9 @@ def evaluate(folders: list[Path]) -> list[dict]:
             cases[name, k] = (truth, chosen, sparse, areas)
         truth, chosen, sparse, areas = cases[name, k]
         raw = np.load(f)["labels"]
-        post = connected_to_paint(raw, sparse)
+        paint = painted_slices(sparse, chosen, axis)
+        post = raw.copy()
+        keep_painted_parts(post, paint, axis)
         rec = {
             "src": src, "dataset": name, "k": k, "seed": seed, "method": method,
             "set": "tuning" if name in TUNING else "validation",
@@ -80,7 +70,8 @@ def evaluate(folders: list[Path]) -> list[dict]:
         sup_file = runs.get((src, name, k, seed, "supervised"))
         if method in SEMI and sup_file is not None:
             sup_raw = np.load(sup_file)["labels"]
-            sup_post = connected_to_paint(sup_raw, sparse)
+            sup_post = sup_raw.copy()
+            keep_painted_parts(sup_post, paint, axis)
             for tag, semi, sup in (("raw", raw, sup_raw), ("p", post, sup_post)):
                 kept, _ = decide(method, volume_ratios(semi, sup, chosen, axis, areas))
                 score = rec[tag] if kept == method else _whole(sup, truth, chosen, axis)
