@@ -99,7 +99,8 @@ def test_a_slice_that_does_not_fit_is_refused():
 def test_note_says_what_was_removed():
     assert removed_note(None) == ""
     assert "nothing removed" in removed_note({1: 0})
-    assert "class 2 37 voxels" in removed_note({1: 0, 2: 37})
+    assert "class 2: 37 voxels" in removed_note({1: 0, 2: 37})
+    assert "class 1: 1 voxel" in removed_note({1: 1}) and "voxels" not in removed_note({1: 1})
 
 
 def test_compare_scores_the_masks_an_export_writes_with_paint_of_trained_slices_only(
@@ -127,7 +128,7 @@ def test_compare_scores_the_masks_an_export_writes_with_paint_of_trained_slices_
     out = compare_module.compare(
         image, labels, config, ["supervised"], [3, 8], labelled=[1, 3, 5, 8, 10], surface=False
     )
-    (model, paint, pred), run = seen[0], out.runs[0]
+    (_, paint, pred), run = seen[0], out.runs[0]
     assert sorted(paint) == [1, 5, 10]  # the held-out 3 and 8 seed nothing
     for s in paint:
         np.testing.assert_array_equal(paint[s], labels[..., s])

@@ -98,6 +98,7 @@ def test_preview_and_prediction_say_which_threshold_they_show(dock, qtbot):
     shown = dock.training.preview_note.text()
     assert "slice 17" in shown and shown.endswith(note)
     assert dock.layers.get(PSEUDO).metadata["segpl_threshold_note"] == note
+    dock.results.parts_box.setChecked(False)  # every part as cut (tests/test_dock_parts.py)
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: not dock.state.busy, timeout=120_000)
     (pred,) = predictions

@@ -14,6 +14,7 @@ from napari_segpl.engine import (
     StepEvent,
     TrainConfig,
     Trainer,
+    painted_slices,
     predict_volume,
     prepare_data,
 )
@@ -119,7 +120,8 @@ def test_a_mask_is_what_stop_then_predict_gives(toy_volume, method, safeguard):
     """Independent of the snapshot's code: a second seeded run stopped at the same step (the
     trainer finishes its model) and ``predict_volume`` of that model, as Predict would. Every
     method (the ensemble's second member half trained); with the safeguard, its run's own
-    network."""
+    network. The dock's default keeps only the parts touching the trained-on paint, as
+    Predict then does."""
     torch.set_num_threads(1)
     steps, extra = (4, {"members": 2}) if method == "ensemble" else (8, {})
     config = _config(method=method, steps=steps, extra=extra)
@@ -127,7 +129,9 @@ def test_a_mask_is_what_stop_then_predict_gives(toy_volume, method, safeguard):
     (shot,) = [e for e in events if isinstance(e, SnapshotEvent)]
     stopped_events, stopped = _run(toy_volume, config, stop_at=5)
     assert stopped_events[-1].stopped and stopped_events[-1].steps_done == 5
-    expected = predict_volume(stopped.model, toy_volume[0], device="cpu").labels
+    paint = painted_slices(toy_volume[1], LABELLED, axis=2)
+    expected = predict_volume(stopped.model, toy_volume[0], device="cpu", paint=paint).labels
+    assert shot.removed is not None
     assert shot.step == 5 and shot.total == 8 and shot.labels.dtype == expected.dtype
     np.testing.assert_array_equal(shot.labels, expected)
     assert expected.any()  # a real mask, not two empty ones

@@ -70,5 +70,7 @@ def removed_note(removed: Mapping[int, int] | None) -> str:
         return ""
     if not any(removed.values()):
         return "every predicted part touches the paint: nothing removed"
-    parts = ", ".join(f"class {c} {n} voxels" for c, n in removed.items() if n)
+    parts = ", ".join(
+        f"class {c}: {n} voxel{'' if n == 1 else 's'}" for c, n in removed.items() if n
+    )
     return f"parts not touching the paint removed: {parts}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,8 @@ class SnapshotEvent:
     labels: np.ndarray
     seconds: float
     threshold_note: str = ""
+    #: voxels removed per painted class as not touching the paint (None: no paint was given)
+    removed: dict[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -64,10 +66,13 @@ def take_snapshot(
     device: str | torch.device = "cpu",
     axis: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    paint: Mapping[int, np.ndarray] | None = None,
 ) -> SnapshotEvent:
     """Predict ``image`` (the raw volume, as an export reads it) with a finished copy of the
     network being trained, on ``device`` (the run's). Labels only: no probabilities are kept.
-    ``progress(done, total)`` after each batch of slices may raise to cancel it."""
+    ``progress(done, total)`` after each batch of slices may raise to cancel it. ``paint``
+    (the run's trained-on slices, ``predict_volume``'s): the mask keeps only the parts
+    touching it, so that it is the mask an export with it would write."""
     start = time.perf_counter()
     dev = torch.device(device)
     cuda = [dev.index or 0] if dev.type == "cuda" else []
@@ -82,6 +87,8 @@ def take_snapshot(
             device=str(dev),
             progress=progress,
             probabilities=False,
+            paint=paint,
         )
     del frozen
-    return SnapshotEvent(step, total, pred.labels, time.perf_counter() - start, pred.threshold_note)
+    seconds = time.perf_counter() - start
+    return SnapshotEvent(step, total, pred.labels, seconds, pred.threshold_note, pred.removed)

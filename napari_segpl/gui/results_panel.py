@@ -8,7 +8,10 @@ The "uncertainty" combo redraws it as another kind the last prediction holds (Se
 MC std; "TTA std of p" when the prediction was made with test-time augmentation). The dock
 predicts TTA by default (*TTA samples* 8) and shows it first: it found wrong voxels better than
 the entropy of p on most runs where both were measured (benchmarks/RESULTS.md (x), (ff)), at the
-cost of 7 more forward passes per slice; set the box to off for a quick prediction."""
+cost of 7 more forward passes per slice; set the box to off for a quick prediction.
+*Only parts touching the paint* (on by default; ``DockState.painted_parts``) makes Predict, Mask
+now and the safeguard keep only the predicted parts touching the run's trained-on paint, as the
+CLI's export does (``engine.components``), so the mask on screen is the one an export writes."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from napari.layers import Labels
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QGroupBox,
@@ -27,7 +31,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..engine import Prediction, SafeguardEvent, TrainedModel
+from ..engine import Prediction, SafeguardEvent, TrainedModel, removed_note
 from ..engine.uncertainty import (
     KINDS,
     MC_SAMPLES,
@@ -44,6 +48,16 @@ from .result_layers import PREDICTION, UNCERTAINTY, UNCERTAINTY_KIND_KEY, Result
 from .runner import Runner
 from .state import DockState
 from .widgets import LayerCombo, button, labelled_row, row
+
+#: why the box is there, and when to turn it off
+PARTS_TIP = (
+    "Keep only the predicted parts of each class that touch what you painted on the slices "
+    "trained on, in Predict, Mask now and the safeguard's check, as the command line's export "
+    "does: look-alikes far from the painted structure are dropped (this raised every method's "
+    "whole-volume IoU in the benchmarks). Turn it off for a structure made of separate parts "
+    "you did not all paint (several lesions, say). A model loaded from a file has no paint: "
+    "it keeps every part."
+)
 
 
 class ResultsPanel(QGroupBox):
@@ -77,6 +91,13 @@ class ResultsPanel(QGroupBox):
         v.addLayout(row(QLabel("MC samples"), self.mc_spin, stretch=True))
         v.addLayout(row(QLabel("TTA samples"), self.tta_spin, stretch=True))
         v.addLayout(labelled_row("uncertainty", self.kind_combo))  # beside MC: too wide
+        #: the state's ``painted_parts``, shown: Predict, Mask now and the safeguard follow it
+        self.parts_box = QCheckBox("Only parts touching the paint")
+        self.parts_box.setChecked(state.painted_parts)
+        self.parts_box.setToolTip(PARTS_TIP)
+        self.parts_box.toggled.connect(self._parts_toggled)
+        state.parts_changed.connect(self._parts_changed)
+        v.addWidget(self.parts_box)
         self.predict_button = button("Predict", self.start_prediction)
         self.accept_button = button("Accept slice", self.accept_current_slice)
         self.accept_button.setToolTip("Copy the prediction on the current slice into your labels")
@@ -139,10 +160,21 @@ class ResultsPanel(QGroupBox):
         self.safeguard_label.setText(safeguard_text(event) if shown else "")
         self.safeguard_label.setVisible(shown)
 
+    def _parts_toggled(self, on: bool) -> None:
+        self.state.painted_parts = on
+
+    def _parts_changed(self, on: bool) -> None:
+        """The state changed from elsewhere (a script): the box shows it."""
+        if self.parts_box.isChecked() != on:
+            self.parts_box.setChecked(on)
+
     def _predicted(self, pred: object) -> None:
         note = getattr(pred, "threshold_note", "") or ""
-        self.threshold_label.setText(f"last prediction's {note}" if note else "")
-        self.threshold_label.setVisible(bool(note))
+        lines = [f"last prediction's {note}" if note else ""]
+        lines.append(removed_note(getattr(pred, "removed", None)))  # "" without paint
+        text = "\n".join(line for line in lines if line)
+        self.threshold_label.setText(text)
+        self.threshold_label.setVisible(bool(text))
         layer, fresh = self.layers.get(PREDICTION), pred is not self._last
         if layer is not None:
             if fresh:  # not when re-announced for another kind: the user's choice stays

@@ -10,6 +10,7 @@ is torn down aborts the process).
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from ..engine import (
     StepEvent,
     TrainConfig,
     check_slice_size,
+    removed_note,
 )
 from ..engine.snapshot import SnapshotEvent, SnapshotFailed
 from . import notify
@@ -77,12 +79,13 @@ class Runner:
         if inputs is None:
             return False
         image, labels, config = inputs
-        state.run = RunInfo(state.axis, list(labelled), sorted(set(holdout or ())))
+        held = sorted(set(holdout or ()))
+        state.run = RunInfo(state.axis, list(labelled), held, weakref.ref(image))
         state.safeguard = state.safeguard_model = None
         self._image = image
         self.layers.ensure(PSEUDO, image)
         state.run_reset.emit(config)
-        self.control = RunControl.new(self._preview_slice)
+        self.control = RunControl.new(self._preview_slice, self._parts)
         self.worker = create_worker(
             training_events,
             np.asarray(image.data),
@@ -92,6 +95,7 @@ class Runner:
             self.control,
             safeguard=bool(self.safeguard()),
             holdout=list(holdout or ()),
+            parts=state.painted_parts,  # the safeguard compares the masks Predict would show
             _start_thread=False,
             _ignore_errors=True,  # reported by _on_training_error instead
             _worker_class=StopsBetweenSteps,
@@ -116,10 +120,16 @@ class Runner:
         """Called from the worker: the slice on screen, when it is along the run's axis."""
         return self.state.current_slice() if self.state.axis == self.state.run.axis else None
 
+    def _parts(self) -> bool:
+        """Called from the worker when it makes a mask: the box as it is now."""
+        return self.state.painted_parts
+
     def _on_event(self, event: object) -> None:
         state = self.state
         if isinstance(event, Started):
             self._trainer = getattr(event, "trainer", None)
+            state.run.paint = getattr(event, "paint", None)
+            state.run.models.append(weakref.ref(event.model))
             state.set_model(event.model)
             state.started.emit(event)
         elif isinstance(event, StepEvent):
@@ -154,6 +164,7 @@ class Runner:
         state = self.state
         kept = getattr(self._trainer, "model", None) or state.model
         state.safeguard, state.safeguard_model = event, kept
+        state.run.models.append(weakref.ref(kept))  # trained on the run's paint too
         state.set_model(kept)
         if event.kept == event.method:
             notify.info(f"SegPL: {event.message}")
@@ -244,7 +255,8 @@ class Runner:
             notify.info(f"SegPL: predicting along axis {axis}, the axis the model trained on")
         worker = create_worker(
             predict, state.model, np.asarray(image.data), axis, mc_samples, self.device(),
-            self.predict_control, tta_samples, _start_thread=False, _ignore_errors=True,
+            self.predict_control, tta_samples, paint=state.paint_for(image),
+            _start_thread=False, _ignore_errors=True,
         )  # fmt: skip
         self._run_predict_worker(worker, "predicting the volume…", predicting=True)
         return True
@@ -287,6 +299,9 @@ class Runner:
         )
         prob.data = pred.probabilities.max(axis=0)
         prob.contrast_limits = (0.0, 1.0)
+        removed = getattr(pred, "removed", None)
+        if removed and any(removed.values()):  # the mask differs from the network's own
+            notify.info(f"SegPL: {removed_note(removed)}")
         self.state.progress_text.emit("prediction ready")
         self.state.predicted.emit(pred)
 

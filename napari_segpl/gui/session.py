@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +55,9 @@ class Started:
     trainer: Trainer | GuardedTrainer | None = None
     #: the run's "Mask now" requests: the training panel sets them and hears the results
     snapshots: Snapshots | None = None
+    #: the slices it trains on (``TrainingData.paint``, copies): the dock's Predict keeps
+    #: only the parts touching them, as the CLI's export does
+    paint: dict[int, np.ndarray] | None = None
 
 
 #: the parts an "auto" run is cut into: a mask at the end of each part but the last (3 masks)
@@ -82,10 +85,16 @@ class RunControl:
     done: threading.Event
     preview_slice: Callable[[], int | None]
     snapshots: Snapshots = field(default_factory=Snapshots)
+    #: read when a mask is made: keep only the parts touching the paint (the dock's box)
+    parts: Callable[[], bool] = lambda: True
 
     @classmethod
-    def new(cls, preview_slice: Callable[[], int | None] = lambda: None) -> RunControl:
-        return cls(threading.Event(), threading.Event(), preview_slice)
+    def new(
+        cls,
+        preview_slice: Callable[[], int | None] = lambda: None,
+        parts: Callable[[], bool] = lambda: True,
+    ) -> RunControl:
+        return cls(threading.Event(), threading.Event(), preview_slice, parts=parts)
 
 
 def training_events(
@@ -97,6 +106,7 @@ def training_events(
     *,
     safeguard: bool = True,
     holdout: Sequence[int] = (),
+    parts: bool = True,
 ) -> Iterator[object]:
     """Prepare the data (in the worker: normalising a volume takes a moment), then train.
 
@@ -106,7 +116,8 @@ def training_events(
     slices along the axis never trained on (zeroed here, left out of ``labelled``); any run with
     them is a ``GuardedTrainer``, so they are scored while training (``HeldoutEvent``s, about
     ``HELDOUT_POINTS`` a run) whether or not the safeguard checks, and the safeguard scores both
-    models on them.
+    models on them. ``parts``: the safeguard compares the models' masks with the parts that
+    touch no paint removed, as Predict with the box on shows them.
 
     Between two steps, when ``control.snapshots`` asks, the network being trained predicts
     ``image`` (``snapshot_events``); the run itself is not changed by it.
@@ -124,7 +135,7 @@ def training_events(
         trainer: Trainer | GuardedTrainer
         if safeguard or holdout:
             trainer = GuardedTrainer(
-                config, data, image, truth=truth, holdout=holdout, check=safeguard
+                config, data, image, truth=truth, holdout=holdout, check=safeguard, parts=parts
             )
             # the inner trainer's steps: an ensemble runs members x steps, one thin slice more
             trainer.holdout_every = max(1, trainer.trainer.total_steps // HELDOUT_POINTS)
@@ -139,6 +150,7 @@ def training_events(
             trainer.one_thin_slice,
             trainer,
             control.snapshots,
+            {s: np.array(p, copy=True) for s, p in data.paint().items()},  # not data's views
         )
         last: StepEvent | None = None  # the run's latest step (not the safeguard twin's)
         for event in trainer.run():
@@ -186,6 +198,7 @@ def snapshot_events(
         result = take_snapshot(
             run.model, image, last.step, last.total, device=run.device,
             progress=stop_between_batches(control.stop.is_set),
+            paint=run.data.paint() if control.parts() else None,  # as Predict would
         )  # fmt: skip
     except PredictionStopped:
         return  # Stop or a closing window: the run ends next, nothing to show
@@ -202,9 +215,12 @@ def predict(
     device: str,
     control: RunControl | None = None,
     tta_samples: int = 0,
+    paint: Mapping[int, np.ndarray] | None = None,
 ) -> Prediction:
     """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold; the
-    test-time-augmentation std when ``tta_samples`` is 2 or more, for any method).
+    test-time-augmentation std when ``tta_samples`` is 2 or more, for any method). ``paint``:
+    the run's trained-on slices; the labels keep only the parts touching them (``removed``
+    says what went), so what the screen shows is what the CLI's export writes.
 
     With ``control``, ``stop`` is checked after every batch of slices (a 3D prediction of a
     large volume on a CPU takes tens of seconds; closing the window must not wait for it, nor
@@ -216,7 +232,7 @@ def predict(
         torch_ready()
         return predict_volume(
             model, image, axis=axis, mc_samples=k, device=device, progress=check,
-            tta_samples=tta_samples if tta_samples >= 2 else 0,
+            tta_samples=tta_samples if tta_samples >= 2 else 0, paint=paint,
         )  # fmt: skip
     finally:
         if control is not None:

@@ -9,6 +9,7 @@ Everything here is changed on the GUI thread only (the workers' results arrive t
 from __future__ import annotations
 
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from psygnal import Signal
 
 if TYPE_CHECKING:
     import napari
+    import numpy as np
     from napari.layers import Image, Labels
 
     from ..engine import SafeguardEvent, TrainedModel
@@ -29,6 +31,14 @@ class RunInfo:
     labelled: list[int] = field(default_factory=list)
     #: labelled slices kept out of training and scored while it runs (the held-out Dice plot)
     holdout: list[int] = field(default_factory=list)
+    #: the image layer the run trained on: its paint fits that layer's prediction only (weak
+    #: references here: a removed layer's volume or a replaced model is not kept alive)
+    image: weakref.ref[Image] | None = None
+    #: the slices the run trained on (slice along ``axis`` -> their labels, held-out ones
+    #: never among them), set when its data is ready: the paint Predict keeps parts touching
+    paint: dict[int, np.ndarray] | None = None
+    #: the models the run made (its own, the safeguard's pick): the paint is theirs alone
+    models: list[weakref.ref[TrainedModel]] = field(default_factory=list)
 
 
 class DockState:
@@ -66,6 +76,8 @@ class DockState:
     status_text = Signal(str)
     #: a whole-volume prediction was shown (the engine's Prediction)
     predicted = Signal(object)
+    #: "Only parts touching the paint" was switched on or off
+    parts_changed = Signal(bool)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self.viewer = viewer
@@ -74,6 +86,7 @@ class DockState:
         self._image: Image | None = None
         self._labels: Labels | None = None
         self._axis = 2
+        self._parts = True  # on by default: it raised every method's IoU (RESULTS.md (rr))
         self.model: TrainedModel | None = None
         self.run = RunInfo()
         self.training = False
@@ -116,6 +129,37 @@ class DockState:
         if int(axis) != self._axis:
             self._axis = int(axis)
             self.axis_changed.emit(self._axis)
+
+    @property
+    def painted_parts(self) -> bool:
+        """Predict, Mask now and the safeguard's check keep only the predicted parts that
+        touch the trained-on paint (``engine.components``), as the CLI's export does."""
+        return self._parts
+
+    @painted_parts.setter
+    def painted_parts(self, on: bool) -> None:
+        if bool(on) != self._parts:
+            self._parts = bool(on)
+            self.parts_changed.emit(self._parts)
+
+    def paint_for(self, image: Image | None) -> dict[int, np.ndarray] | None:
+        """The paint a prediction of ``image`` with the dock's model keeps the touching parts
+        of: the last run's trained-on slices, when the box is on, the model is one that run
+        made and ``image`` is the layer (and shape) it trained on. None otherwise: a loaded
+        model has no paint to check against."""
+        run = self.run
+        trained_on = run.image() if run.image is not None else None
+        if not self._parts or run.paint is None or image is None or image is not trained_on:
+            return None
+        model = self.model
+        if model is None or not any(model is m() for m in run.models):
+            return None
+        shape, axis = image.data.shape, model.config.axis  # the axis the paint is along
+        if len(shape) != 3:
+            return None
+        plane = tuple(n for a, n in enumerate(shape) if a != axis)
+        fits = all(0 <= s < shape[axis] and p.shape == plane for s, p in run.paint.items())
+        return run.paint if fits else None
 
     def set_model(self, model: TrainedModel | None) -> None:
         self.model = model

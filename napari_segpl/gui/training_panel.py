@@ -17,6 +17,7 @@ from ..engine import (
     SafeguardProgress,
     StepEvent,
     TrainConfig,
+    removed_note,
 )
 from ..engine.config import one_thin_slice_note
 from ..engine.snapshot import SnapshotEvent, SnapshotFailed
@@ -116,9 +117,10 @@ class TrainingPanel(QGroupBox):
 
     def _snapshot_shown(self, event: SnapshotEvent | SnapshotFailed) -> None:
         if isinstance(event, SnapshotEvent):
+            parts = removed_note(event.removed)  # "" when the box was off
             self.snapshot_note.setText(
                 f"mask of step {event.step} of {event.total} in {event.seconds:.1f} s: "
-                f"layer '{event.name}'"
+                f"layer '{event.name}'" + (f"; {parts}" if parts else "")
             )
         else:
             self.snapshot_note.setText(
