@@ -39,6 +39,7 @@ def open_store(
         "gammas": list(args.gammas),
         "epsilons": list(args.epsilons),
         "hd95": not args.no_hd95,
+        "painted_parts": not args.no_painted_parts,  # masks scored as exported (or every part)
     }
     store = RunStore(args.out, shared, {c.method: c for c in configs})
     existing = store.existing()

@@ -106,6 +106,10 @@ def test_a_stopped_compare_keeps_its_runs_and_resume_trains_only_the_rest(
     assert compare_cli.run([*_args(volumes, parts, steps="3"), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "steps (saved 2, now 3)" in err and trained == []
+    # ... and so are runs scored on the export's masks, for a request to score every part
+    assert compare_cli.run([*_args(volumes, parts), "--resume", "--no-painted-parts"]) == 2
+    err = capsys.readouterr().err
+    assert "painted_parts (saved True, now False)" in err and trained == []
 
     assert compare_cli.run([*_args(volumes, parts), "--resume"]) == 0
     assert trained == ["segpl"]

@@ -312,3 +312,15 @@ def test_curves_of_every_method_fit_the_dock_at_its_minimum_width(docked, qtbot)
     _assert_plots_show(panel, result)
     panel._show_table(None)  # a new compare starts: no curves until its first run
     assert not panel.plots.isVisible() and panel.plots.lines == {}
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_compare_scores_the_masks_the_box_says(dock, monkeypatch, on):
+    """The Compare panel scores the export's masks: parts touching the paint with the box on,
+    every part with it off (the engine's ``parts``)."""
+    started: list[dict] = []
+    monkeypatch.setattr(dock.compare.runner, "start", lambda *a, **k: started.append(k))
+    _hold_out(dock, 10)
+    dock.state.painted_parts = on
+    assert dock.compare.start()
+    assert started and started[0]["parts"] is on

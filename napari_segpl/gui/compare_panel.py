@@ -243,7 +243,7 @@ class ComparePanel(QGroupBox):
             seeds=seeds, labelled=sorted(set(self.labelled()) | set(holdout)),
             params={config.method: dict(config.extra)},  # the form's method's own values
             spacing=mm_spacing(image), gammas=self.gammas,
-            epsilons=self.epsilons, surface=self.hd95.isChecked(),
+            epsilons=self.epsilons, surface=self.hd95.isChecked(), parts=state.painted_parts,
         )  # fmt: skip
         return True
 
