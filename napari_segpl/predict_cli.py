@@ -32,6 +32,11 @@ def add_predict_parser(sub: Any) -> None:
     support.add_output_args(p, mask_required=False)
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="default: the training axis")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--paint", type=Path, metavar="LABELS",
+        help="the labels the model trained on (on IMAGE's grid): the mask keeps only the parts "
+        "of each class that touch their paint, as 'segpl train --mask' writes it (one image)",
+    )  # fmt: skip
     c = p.add_argument_group("cohort (--out)")
     c.add_argument("--out", type=Path, metavar="DIR", help="write one mask per input volume here")
     c.add_argument("--overwrite", action="store_true", help="redo masks already present in DIR")
@@ -60,12 +65,17 @@ def predict_command(args: argparse.Namespace) -> int:
                 also = "; one image's --mask is always replaced" if flag == "overwrite" else ""
                 raise ValueError(f"--{flag} is for a cohort (--out DIR){also}")
         image_path = Path(args.image[0])
-        support.check_outputs(args, {"image": image_path, "model": args.model})
+        inputs = {"image": image_path, "model": args.model}
+        support.check_outputs(args, inputs | ({"paint": args.paint} if args.paint else {}))
         model = TrainedModel.load(args.model)
         support.check_uncertainty(args, model.config.method)
         args.axis_predict = args.axis
-        support.write_outputs(args, model, support.read_image(image_path, args.series))
+        image = support.read_image(image_path, args.series)
+        paint = None if args.paint is None else _paint(args.paint, image, model.config.axis)
+        support.write_outputs(args, model, image, paint=paint)
         return 0
+    if args.paint is not None:
+        raise ValueError("--paint is for one image (the one it was painted on), not --out")
     for flag in ("mask", "prob", "uncertainty", "uncertainty_kind"):
         if getattr(args, flag) is not None:
             name = flag.replace("_", "-")
@@ -99,3 +109,15 @@ def predict_command(args: argparse.Namespace) -> int:
 def _masks(out: Path) -> dict[str, int]:
     """The masks in ``out`` and their inodes: one written is a new file (renamed into place)."""
     return {p.name: p.stat().st_ino for p in out.glob(f"*{MASK_SUFFIX}")} if out.is_dir() else {}
+
+
+def _paint(path: Path, image: Any, axis: int) -> dict:
+    """The painted slices of the labels at ``path`` along the model's training axis."""
+    from .engine import labelled_slices, painted_slices
+    from .volume import read_labels
+
+    labels = read_labels(path, like=image).array
+    slices = labelled_slices(labels, axis)
+    if not slices:
+        raise ValueError(f"--paint {path}: no painted voxel along axis {axis}")
+    return painted_slices(labels, slices, axis)

@@ -74,6 +74,26 @@ def test_predict_and_evaluate(trained, capsys):
         assert "outside 0..33 along axis 2" in err and "Traceback" not in err
 
 
+def test_predict_with_the_paint_writes_train_s_mask(trained, tmp_path, capsys):
+    """--paint LABELS: the parts touching the paint, the very mask segpl train wrote."""
+    mask = tmp_path / "painted.nii.gz"
+    model = str(trained / "m.pt")
+    assert main(["predict", model, str(CT), "--mask", str(mask), "--paint", str(CT_SPARSE)]) == 0
+    assert "parts not touching the paint removed" in capsys.readouterr().out
+    first = np.asarray(nib.load(trained / "mask.nii.gz").dataobj)
+    np.testing.assert_array_equal(np.asarray(nib.load(mask).dataobj), first)
+    empty = tmp_path / "empty.nii.gz"
+    src = nib.load(CT_SPARSE)
+    nib.save(nib.Nifti1Image(np.zeros(src.shape, np.uint8), src.affine), str(empty))
+    other = tmp_path / "other.nii.gz"
+    assert main(["predict", model, str(CT), "--mask", str(other), "--paint", str(empty)]) == 2
+    assert "no painted voxel along axis 2" in capsys.readouterr().err and not other.exists()
+    cohort = ["predict", model, str(CT), "--out", str(tmp_path / "c"), "--paint", str(CT_SPARSE)]
+    assert main(cohort) == 2
+    assert "--paint is for one image" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def _error(args, capsys) -> str:
     assert main(args) == 2
     return capsys.readouterr().err
