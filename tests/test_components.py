@@ -138,3 +138,16 @@ def test_compare_scores_the_masks_an_export_writes_with_paint_of_trained_slices_
     for c, iou in enumerate(run.iou, start=1):
         union = ((held == c) | (truth == c)).sum()
         assert iou == pytest.approx(((held == c) & (truth == c)).sum() / union if union else 1.0)
+
+
+def test_a_class_predicted_only_away_from_its_painted_slices_is_removed_whole():
+    """The class's box misses the painted slice: nothing seeds it, every part goes."""
+    labels = np.zeros((6, 6, 10), np.uint8)
+    labels[1:4, 1:4, 5:8] = 1
+    labels[0:2, 4:6, 0:3] = 2  # class 2's box holds the painted slice 1
+    paint = {1: np.zeros((6, 6), np.uint8)}
+    paint[1][2, 2] = 1  # class 1 painted on slice 1, where nothing of it is predicted
+    paint[1][0, 5] = 2
+    out = labels.copy()
+    assert keep_painted_parts(out, paint, axis=2) == {1: 27, 2: 0}
+    assert not (out == 1).any() and (out[0:2, 4:6, 0:3] == 2).all()

@@ -49,19 +49,38 @@ def keep_painted_parts(
     removed: dict[int, int] = {}
     for c in classes:
         mask = labels >= c if nested else labels == c
-        seed = np.zeros_like(mask)
+        box = _bounding_box(mask)
+        if box is None:
+            removed[c] = 0
+            continue
+        part = mask[box]  # a view: the propagation's arrays are the class's box, not the scan
+        seed = np.zeros_like(part)
         for s, painted in paint.items():
+            if not box[axis].start <= s < box[axis].stop:
+                continue
             touched = (painted >= c) if nested else (painted == c)
-            index = [slice(None)] * 3
-            index[axis] = s
-            seed[tuple(index)] = touched & mask[tuple(index)]
-        kept = ndimage.binary_propagation(seed, structure=FULL, mask=mask)
-        np.logical_and(mask, ~kept, out=mask)  # the parts to remove, in mask's memory
+            index: list = [slice(None)] * 3
+            index[axis] = s - box[axis].start
+            plane_box = tuple(b for a, b in enumerate(box) if a != axis)
+            seed[tuple(index)] = touched[plane_box] & part[tuple(index)]
+        kept = ndimage.binary_propagation(seed, structure=FULL, mask=part)
+        np.logical_and(part, ~kept, out=part)  # the parts to remove, in mask's memory
         del seed, kept
-        removed[c] = int(mask.sum())
+        removed[c] = int(part.sum())
         if removed[c]:
             labels[mask] = c - 1 if nested else 0
     return removed
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel of a 3D mask, or None when there is none."""
+    box = []
+    for a in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def removed_note(removed: Mapping[int, int] | None) -> str:
