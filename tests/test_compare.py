@@ -48,10 +48,11 @@ def result(toy):
     compare_module.Trainer = Spy
     calls = []
     try:
+        # parts off: the robustness curves start from the network's own masks
         out = compare_module.compare(
             image, labels, _config(), ["supervised", "segpl"], HOLDOUT, labelled=PAINTED,
             spacing=(0.8, 0.8, 2.0), progress=lambda *a: calls.append(a), parts=False,
-        )  # fmt: skip (parts off: the robustness curves start from the network's own masks)
+        )  # fmt: skip
     finally:
         compare_module.Trainer = real
     return out, seen, calls

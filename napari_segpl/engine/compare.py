@@ -7,30 +7,16 @@ labelled slices minus the held-out ones, whose labels are zeroed before the data
 (``safeguard.withhold``), so no run trains on them. Their images stay in the volume as
 unlabelled slices, as for any other slice (the user's own scan is what is compared). Runs go one
 after another with a plain ``Trainer``; ``predict_volume`` then predicts the whole volume as an
-export would, and on the held-out slices along the training axis:
+export would, and ``compare_score.score`` scores it on the held-out slices along the training
+axis (its docstring lists the numbers: iou, dice, brier, ece, their Monte-Carlo twins, hd95,
+the ood and adversarial curves). The loop adds:
 
-- ``iou`` / ``dice``: per class 1..K (background excluded, ``metrics.overlap_scores``), NaN for a
-  class absent from both the prediction and the truth there;
-- ``brier``: mean over held-out voxels and class channels of (p - y)^2;
-- ``ece``: expected calibration error over the same voxels and channels, 15 equal bins
-  (``metrics.expected_calibration_error``), and the bins for a reliability diagram;
-- ``brier_mc`` / ``ece_mc`` (a method that learns a threshold, SegPL-VI; None for the others):
-  the same of the Monte-Carlo foreground probability, the mean of ``1(p > T_k)`` over the
-  paper's ``MC_SAMPLES`` thresholds drawn from the head (its section 4.4 Brier score), and
-  its reliability bins (``calibration_mc``);
-- ``hd95``: per class, MONAI's 95th-percentile Hausdorff distance in mm (in voxels when no
-  spacing is given: ``CompareResult.hd95_unit``)
-  (``metrics.hd95``, MONAI's ``compute_hausdorff_distance``, percentile 95) on each held-out
-  slice in 2D with the in-plane voxel spacing (held-out slices are not neighbours, so no 3D
-  surface joins them), averaged over the slices where either holds the class, a slice where
-  only one does scoring its diagonal (``hd95_slices`` counts them); NaN where none does;
 - ``seconds_per_step``: the median of the run's step times (the median, because the first steps
   and a busy machine's pauses skew a mean); ``cost_ratio``: that over the median of supervised
   training's in the same compare (the mean over its seeds). When the compare has no supervised
   run, one supervised run (the first seed) trains for the ratio only (``reference_trained``),
   unless ``time_supervised`` is False: then the ratio is None (n/a);
-- ``params``: trainable parameters of every network the method trains (CPS two, an ensemble M);
-- ``ood`` / ``adversarial``: the robustness curves of ``robustness.py``.
+- ``params``: trainable parameters of every network the method trains (CPS two, an ensemble M).
 
 Front ends (CLI, dock) follow the one loop: ``progress`` after every training step, ``on_run``
 after every run is scored (``RunDone``), ``should_stop`` before each run and after every step:
@@ -49,22 +35,16 @@ from typing import Any
 import numpy as np
 
 from . import robustness
+from .compare_score import score
 from .compare_store import HD95_RULE
 from .compare_store import plain as _plain
 from .config import TrainConfig
-from .inference import Prediction, PredictionStopped, predict_volume, stop_between_batches
+from .inference import PredictionStopped, predict_volume, stop_between_batches
 from .methods import get_method
-from .metrics import (
-    brier_score,
-    calibration_bins,
-    expected_calibration_error,
-    hd95,
-    overlap_scores,
-    pooled_bins,
-)
+from .metrics import hd95, pooled_bins  # noqa: F401  (hd95: compare's name before compare_score)
 from .model import TrainedModel
 from .safeguard import withhold
-from .sampling import DataError, TrainingData, encode_target, prepare_data
+from .sampling import DataError, TrainingData, prepare_data
 from .trainer import FinishedEvent, StepEvent, Trainer
 from .uncertainty import MC_SAMPLES
 
@@ -79,7 +59,7 @@ SUMMARISED = ("iou", "dice", "hd95", "ood", "adversarial", "mean_iou", "brier", 
 
 @dataclass
 class RunResult:
-    """One trained (method, seed) scored on the held-out slices (module docstring)."""
+    """One trained (method, seed) scored on the held-out slices (``compare_score``)."""
 
     method: str
     seed: int
@@ -250,50 +230,6 @@ def _train(
         elif hasattr(event, "message"):
             notes.append(str(event.message))
     return times, seconds, notes, stopped
-
-
-def score(
-    model: TrainedModel,
-    image: np.ndarray,
-    truth: np.ndarray,
-    holdout: Sequence[int],
-    *,
-    spacing: Sequence[float] | None = None,
-    gammas: Sequence[float] = robustness.GAMMAS,
-    epsilons: Sequence[float] = robustness.EPSILONS,
-    surface: bool = True,
-    prediction: Prediction | None = None,
-) -> dict[str, Any]:
-    """Every held-out number of one trained model (the ``RunResult`` fields it fills);
-    ``prediction``: the model's own ``predict_volume`` of ``image``, when already made."""
-    config, k = model.config, model.num_classes
-    axis, holdout = config.axis, list(holdout)
-    pred = prediction or predict_volume(model, image, device=config.device)
-    labels_h = np.moveaxis(np.take(pred.labels, holdout, axis=axis), axis, 0)
-    truth_h = np.moveaxis(np.take(truth, holdout, axis=axis), axis, 0)
-    scores = overlap_scores(labels_h, truth_h, range(1, k + 1), axis=0, nested=config.nested)
-    target = encode_target(truth_h, k, config.nested)
-    out: dict[str, Any] = {
-        "iou": [scores[c]["iou"] for c in range(1, k + 1)],
-        "dice": [scores[c]["dice"] for c in range(1, k + 1)],
-    }
-    for prob, key in ((pred.probabilities, ""), (pred.mc_mean, "_mc")):  # p; SegPL-VI's MC mean
-        if prob is not None:
-            held = np.moveaxis(np.take(prob, holdout, axis=axis + 1), axis + 1, 1)
-            count, mean_p, freq = calibration_bins(held, target)
-            out |= {f"brier{key}": brier_score(held, target),
-                    f"ece{key}": expected_calibration_error(held, target),
-                    f"calibration{key}": {"count": count.tolist(), "mean_p": mean_p.tolist(),
-                                          "freq": freq.tolist()}}  # fmt: skip
-    if surface:
-        plane = [s for a, s in enumerate(spacing or (1.0, 1.0, 1.0)) if a != axis]
-        out["hd95"], out["hd95_slices"] = hd95(labels_h, truth_h, k, plane, config.nested)
-    volume = robustness.normalised_volume(model, image)
-    curve = robustness.ood_curve(model, volume, truth_h, holdout, gammas)
-    out["ood"] = [mean for mean, _ in curve]
-    curve = robustness.fgsm_curve(model, volume, truth_h, holdout, epsilons)
-    out["adversarial"] = [mean for mean, _ in curve]
-    return out
 
 
 def _finished(

@@ -222,3 +222,14 @@ class CollapseGuard:
             avg, ref = float(self.average[other - 1]), float(self.reference[other - 1])
             found.setdefault(other, ("taking over", avg, ref))
         return found
+
+
+def gate_never_opened(step: int, gate: CollapseGuard, let_in: list[bool]) -> list[CollapseWarning]:
+    """A warning for each class whose pseudo labels never became plausible enough to use."""
+    closed = [c for c, ok in enumerate(let_in, start=1) if not ok]
+    found = gate.implausible()
+    return [
+        CollapseWarning(step, c, *found[c], "gate")  # type: ignore[arg-type]
+        for c in closed
+        if c in found
+    ]

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ import torch
 from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
 from .device import release_memory, resolve_device
-from .guard import CollapseGuard, CollapseWarning, labelled_fractions
+from .guard import CollapseGuard, CollapseWarning, gate_never_opened, labelled_fractions
 from .inference import label_dtype, labels_from_pseudo
 from .intensity import IntensityEvidence
 from .losses import alpha_at
@@ -28,56 +27,7 @@ from .methods import Batch, Method, get_method
 from .model import TrainedModel
 from .networks import memory_format
 from .sampling import Sampler, TrainingData, check_in_plane, encode_target, slice_batch
-
-
-@dataclass
-class StepEvent:
-    """After each optimiser step. ``mu``/``sigma`` are the mean threshold distribution of the
-    step's unlabelled images (SegPL-VI only); ``fg_fraction`` the pseudo labels' foreground
-    fraction per class (methods with pseudo labels only)."""
-
-    step: int
-    total: int
-    losses: dict[str, float]
-    lr: float
-    seconds_per_step: float
-    mu: float | None = None
-    sigma: float | None = None
-    fg_fraction: list[float] | None = None
-
-
-@dataclass
-class PreviewEvent:
-    """Every ``preview_every`` steps: the pseudo labels the E-step makes now of one whole
-    unlabelled slice (the teacher, the intensity evidence and the exclusive rule, as in the
-    loss), and the probabilities they were cut from, in the slice's own in-plane shape.
-    ``threshold`` is the T each class was cut at (SegPL-VI: the head's mu for this slice, the
-    centre of the distribution training draws T from) and ``threshold_note`` says so in one
-    line for the dock."""
-
-    step: int
-    slice_index: int
-    labels: np.ndarray
-    probabilities: np.ndarray
-    threshold: list[float] = field(default_factory=list)
-    threshold_note: str = ""
-
-
-@dataclass
-class FinishedEvent:
-    steps_done: int
-    stopped: bool
-    seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    #: what a front end must add to "done" (the safeguard's check stopped: model unchecked)
-    note: str = ""
-
-
-Event = StepEvent | PreviewEvent | CollapseWarning | FinishedEvent
-
-
-class FillStopped(Exception):
-    """``Trainer.pseudo_label_volume`` was asked to stop before it finished."""
+from .trainer_events import Event, FillStopped, FinishedEvent, PreviewEvent, StepEvent
 
 
 def seed_everything(seed: int) -> None:
@@ -242,26 +192,13 @@ class Trainer:
                     final = self._check_labelled(steps_done, guard)
                     # (a run that ended inside its burn-in never meant to use them)
                     if gate is not None and steps_done > config.burn_in_steps:
-                        final = self._gate_never_opened(steps_done, gate, let_in) + final
+                        final = gate_never_opened(steps_done, gate, let_in) + final
             finally:
                 del optimiser
                 self._to_cpu()  # the evidence too: kept for the fill after the run
                 self._running = False
         yield from final
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
-
-    @staticmethod
-    def _gate_never_opened(
-        step: int, gate: CollapseGuard, let_in: list[bool]
-    ) -> list[CollapseWarning]:
-        """A warning for each class whose pseudo labels never became plausible enough to use."""
-        closed = [c for c, ok in enumerate(let_in, start=1) if not ok]
-        found = gate.implausible()
-        return [
-            CollapseWarning(step, c, *found[c], "gate")  # type: ignore[arg-type]
-            for c in closed
-            if c in found
-        ]
 
     def _check_labelled(self, step: int, guard: CollapseGuard | None) -> list[CollapseWarning]:
         """Warnings when the trained model predicts nothing or everything of a class on the

@@ -13,7 +13,6 @@ overlap.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,17 +21,13 @@ from typing import Any, Protocol
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QFileDialog,
     QGridLayout,
     QGroupBox,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -45,25 +40,21 @@ from ..layers import mm_spacing
 from . import notify
 from .compare_plots import ComparePlots
 from .compare_runner import CompareLayers, CompareRunner, Step
+from .compare_table import (  # noqa: F401  (the panel's names before)
+    COLUMNS,
+    finite_mean,
+    fit_height,
+    number_text,
+    results_table,
+    short_rows,
+    show_rows,
+)
 from .preflight import run_inputs
 from .state import DockState
 from .widgets import button, row, status_label
 
 #: ticked when the dock opens: the baseline and the two methods of the paper
 DEFAULT_METHODS = ("supervised", "segpl", "segpl-vi")
-#: the table's columns: (header, tooltip)
-COLUMNS = (
-    ("method", "one row per method; several seeds: their mean"),
-    ("Dice", "mean Dice over the classes on the held-out slices"),
-    (
-        "HD95",
-        "95th-percentile Hausdorff distance (MONAI), mean over the classes: in mm for an "
-        "image on a file's recorded grid, in voxels for any other layer (its napari scale "
-        "is not read as mm)",
-    ),
-    ("ECE", "expected calibration error on the held-out slices (15 bins)"),
-    ("× sup.", "median seconds per step over supervised training's in this compare"),
-)
 
 
 class Slices(Protocol):
@@ -144,19 +135,7 @@ class ComparePanel(QGroupBox):
         v.addLayout(row(self.compare_button, self.stop_button, self.save_button))
         self.progress = status_label(1)
         v.addWidget(self.progress)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
-        self.table.setHorizontalHeaderLabels([text for text, _ in COLUMNS])
-        for i, (_, tip) in enumerate(COLUMNS):
-            self.table.horizontalHeaderItem(i).setToolTip(tip)
-        self.table.setVisible(False)
+        self.table = results_table()
         v.addWidget(self.table)
         self.plots = ComparePlots(getattr(state.viewer, "theme", "dark"))
         self.plots.setVisible(False)
@@ -268,7 +247,7 @@ class ComparePanel(QGroupBox):
         """A run finished: its line, the table so far, its prediction as a layer."""
         run = event.result.runs[-1]
         self._lines.append(f"{run.method} seed {run.seed}: {run.steps} steps, Dice "
-                           f"{_text(_mean(run.dice))}")  # fmt: skip
+                           f"{number_text(finite_mean(run.dice))}")  # fmt: skip
         if not self.runner.stopping:
             self._current = ""
         self._show_progress()
@@ -297,24 +276,10 @@ class ComparePanel(QGroupBox):
     def _show_table(self, result: CompareResult | None) -> None:
         """One row and one line per plot per method with a finished run: the engine's
         summary over the seeds."""
-        rows = short_rows(result) if result is not None else []
-        self.table.setRowCount(len(rows))
-        for r, values in enumerate(rows):
-            for c, text in enumerate(values):
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(
-                    int(Qt.AlignVCenter | (Qt.AlignLeft if c == 0 else Qt.AlignRight))
-                )
-                self.table.setItem(r, c, item)
-        self.table.setColumnHidden(2, result is None or not any(r.hd95 for r in result.runs))
-        # the unit on a second line, so the header does not take the method names' width
-        unit = {"mm": "\nmm", "voxels": "\nvoxels"}.get(result.hd95_unit, "") if result else ""
-        self.table.horizontalHeaderItem(2).setText(f"HD95{unit}")
-        self.table.setVisible(bool(rows))
+        rows = show_rows(self.table, result)
         self.plots.show_result(result)
         self.plots.setVisible(bool(rows))
-        height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
-        self.table.setFixedHeight(height + sum(self.table.rowHeight(i) for i in range(len(rows))))
+        fit_height(self.table, rows)
 
     # ------------------------------------------------------------ saving
     def _choose_folder(self) -> None:
@@ -375,21 +340,3 @@ class ComparePanel(QGroupBox):
             return True
         self._listen(False)
         return self.runner.shutdown(timeout)
-
-
-def short_rows(result: CompareResult) -> list[list[str]]:
-    """The panel's short table from the engine's summary (mean over seeds and classes)."""
-    return [
-        [r["method"], _text(_mean(r["dice"])), _text(_mean(r["hd95"]), 1), _text(r["ece"], 3),
-         _text(r["cost_ratio"], 2)]
-        for r in result.summary()
-    ]  # fmt: skip
-
-
-def _mean(values: list[float | None] | None) -> float | None:
-    finite = [v for v in values or () if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else None
-
-
-def _text(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"

@@ -7,7 +7,8 @@ The dock only puts panels together; each panel has one job and its own file:
 - ``training_panel.py`` and ``plots_panel.py``: Train and Stop, progress, warnings, live plots;
 - ``results_panel.py``: Predict, Accept, export and model files;
 - ``suggest_panel.py``: the slice-score curve and "Suggest next slice";
-- ``compare_panel.py``: methods trained and scored on the held-out slices (``segpl compare``).
+- ``compare_panel.py`` (``compare_table.py``: its table): methods trained and scored on the
+  held-out slices (``segpl compare``).
 
 They share a ``DockState`` (``state.py``: the choices, the model, what is running, and a signal
 for each change); the few reads across panels (the data panel's slices, the form's config)
