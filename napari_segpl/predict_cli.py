@@ -71,7 +71,7 @@ def predict_command(args: argparse.Namespace) -> int:
         support.check_uncertainty(args, model.config.method)
         args.axis_predict = args.axis
         image = support.read_image(image_path, args.series)
-        paint = None if args.paint is None else _paint(args.paint, image, model.config.axis)
+        paint = None if args.paint is None else read_paint(args.paint, image, model.config.axis)
         support.write_outputs(args, model, image, paint=paint)
         return 0
     if args.paint is not None:
@@ -111,8 +111,9 @@ def _masks(out: Path) -> dict[str, int]:
     return {p.name: p.stat().st_ino for p in out.glob(f"*{MASK_SUFFIX}")} if out.is_dir() else {}
 
 
-def _paint(path: Path, image: Any, axis: int) -> dict:
-    """The painted slices of the labels at ``path`` along the model's training axis."""
+def read_paint(path: Path, image: Any, axis: int) -> dict:
+    """The painted slices of the labels at ``path`` (on ``image``'s grid) along the model's
+    training axis: the ``paint`` whose touching parts a mask keeps (``--paint``)."""
     from .engine import labelled_slices, painted_slices
     from .volume import read_labels
 

@@ -35,6 +35,7 @@ from .engine.uncertainty import (
     resolve_kind,
     uncertainty_volume,
 )
+from .predict_cli import read_paint
 
 
 def add_suggest_parser(sub: Any) -> None:
@@ -72,6 +73,11 @@ def add_suggest_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="for --rule random (default 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-slices", type=int, default=8, help="slices per inference batch")
+    p.add_argument(
+        "--paint", type=Path, metavar="LABELS",
+        help="the labels the model trained on: the structure scored keeps only the parts "
+        "touching them, as the dock's prediction with 'Only parts touching the paint'",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -93,6 +99,7 @@ def suggest_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--labelled-slices {wrong}: axis {axis} has slices 0-{n - 1}")
     if len(set(args.labelled_slices)) == n:  # said now, not after predicting the volume
         raise ValueError(f"every slice is labelled (axis {axis}): there is no slice left to paint")
+    paint = None if args.paint is None else read_paint(args.paint, image, model.config.axis)
     start = time.perf_counter()
     with tqdm(total=n, unit="slice", desc="predict", file=sys.stderr, dynamic_ncols=True,
               disable=args.quiet) as bar:  # fmt: skip
@@ -104,7 +111,7 @@ def suggest_command(args: argparse.Namespace) -> int:
             model, image.array, axis=axis, batch_size=args.batch_slices,
             mc_samples=args.mc_samples if kind == MC else 0,
             tta_samples=args.tta_samples if kind == TTA else 0,
-            device=args.device, progress=progress, probabilities=kind == ENTROPY,
+            device=args.device, progress=progress, probabilities=kind == ENTROPY, paint=paint,
         )  # fmt: skip
     scores = slice_scores(uncertainty_volume(pred, kind), pred.labels, axis)
     ranked = rank_by_score(scores, args.labelled_slices)

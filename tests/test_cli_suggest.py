@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage
 
 from napari_segpl.cli import main
-from napari_segpl.engine import TrainedModel, predict_volume
+from napari_segpl.engine import TrainedModel, painted_slices, predict_volume
 from napari_segpl.engine.learnt_threshold import spread_slices
 from napari_segpl.engine.uncertainty import binary_entropy
 
@@ -101,6 +101,28 @@ def test_suggest_ranks_the_unlabelled_slices_by_the_docks_score(segpl, capsys, p
     text = capsys.readouterr().out
     assert "TTA" in text and "suggested (gap-middle): slice 27" in text  # the gap 21-33
     assert "slice   10 " not in text and "slice   20 " not in text
+
+
+def test_suggest_with_the_paint_scores_the_structure_the_dock_shows(segpl, capsys, painted):
+    """--paint: the structure scored keeps only the parts touching the paint, as Predict with
+    the dock's box on; the entropy itself is the network's."""
+    args = ["suggest", str(segpl), str(CT), "--labelled-slices", ",".join(map(str, painted)),
+            "--uncertainty-kind", "entropy", "--rule", "uncertainty", "--json", "--quiet",
+            "--paint", str(CT_SPARSE)]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    model = TrainedModel.load(segpl)
+    image = np.asarray(nib.load(CT).dataobj, dtype=np.float32)
+    sparse = np.asarray(nib.load(CT_SPARSE).dataobj)
+    pred = predict_volume(model, image, paint=painted_slices(sparse, painted, 2))
+    assert pred.removed is not None and any(pred.removed.values())  # parts were removed
+    scores = _scores_by_hand(binary_entropy(pred.probabilities).max(axis=0), pred.labels)
+    expected = sorted(
+        (s for s in range(len(scores)) if s not in painted and np.isfinite(scores[s])),
+        key=lambda s: (-scores[s], s),
+    )
+    assert [r["slice"] for r in report["ranked"]] == expected
+    np.testing.assert_allclose([r["score"] for r in report["ranked"]], scores[expected], 1e-5)
 
 
 def test_suggest_errors_are_one_line_and_status_2(segpl, tmp_path, capsys):
