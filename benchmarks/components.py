@@ -19,20 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segpl.engine import exported_scores, keep_painted_parts, painted_slices
+from napari_segpl.engine import keep_painted_parts, painted_slices
 from napari_segpl.engine.safeguard import decide, volume_ratios
 
+from . import safeguard as safeguard_bench
 from .accuracy import DATASETS, TUNING, load_case
-from .paired import LOSS_POINTS
+from .paired import LOSS_POINTS, painted_areas
 
 SEMI = ("segpl", "segpl-vi")
 FILE = re.compile(r"(?P<name>.+)-k(?P<k>\d+)-(?P<method>segpl-vi|segpl|supervised)-s(?P<seed>\d+)")
 
 
-def _whole(pred: np.ndarray, truth: np.ndarray, chosen: list[int], axis: int) -> float:
-    classes = [int(c) for c in np.unique(truth) if c]
-    scores = exported_scores(pred, truth, chosen, axis=axis, classes=classes)
-    return 100 * statistics.mean(s["iou"] for s in scores.values())
+def _points(pred: np.ndarray, truth: np.ndarray, chosen: list[int], axis: int) -> float:
+    """Whole-volume mean IoU in points, as benchmarks/safeguard.py scores it."""
+    return 100 * safeguard_bench._whole(pred, truth, chosen, axis)
 
 
 def evaluate(folders: list[Path]) -> list[dict]:
@@ -50,21 +50,16 @@ def evaluate(folders: list[Path]) -> list[dict]:
         axis = DATASETS[name]
         if (name, k) not in cases:
             _, truth, chosen, sparse, _ = load_case(name, axis, k)
-            moved = np.moveaxis(truth, axis, 0)
-            areas = [
-                float(np.mean([(moved[s] == c).sum() for s in chosen]))
-                for c in range(1, int(truth.max()) + 1)
-            ]
-            cases[name, k] = (truth, chosen, sparse, areas)
-        truth, chosen, sparse, areas = cases[name, k]
+            paint = painted_slices(sparse, chosen, axis)
+            cases[name, k] = (truth, chosen, paint, painted_areas(name, k, chosen))
+        truth, chosen, paint, areas = cases[name, k]
         raw = np.load(f)["labels"]
-        paint = painted_slices(sparse, chosen, axis)
         post = raw.copy()
         keep_painted_parts(post, paint, axis)
         rec = {
             "src": src, "dataset": name, "k": k, "seed": seed, "method": method,
             "set": "tuning" if name in TUNING else "validation",
-            "raw": _whole(raw, truth, chosen, axis), "p": _whole(post, truth, chosen, axis),
+            "raw": _points(raw, truth, chosen, axis), "p": _points(post, truth, chosen, axis),
             "removed": int((raw != post).sum()),
         }  # fmt: skip
         sup_file = runs.get((src, name, k, seed, "supervised"))
@@ -74,8 +69,8 @@ def evaluate(folders: list[Path]) -> list[dict]:
             keep_painted_parts(sup_post, paint, axis)
             for tag, semi, sup in (("raw", raw, sup_raw), ("p", post, sup_post)):
                 kept, _ = decide(method, volume_ratios(semi, sup, chosen, axis, areas))
-                score = rec[tag] if kept == method else _whole(sup, truth, chosen, axis)
-                rec[f"gain_{tag}"] = score - _whole(sup, truth, chosen, axis)
+                sup_score = _points(sup, truth, chosen, axis)
+                rec[f"gain_{tag}"] = (rec[tag] if kept == method else sup_score) - sup_score
                 rec[f"kept_{tag}"] = kept
         out.append(rec)
     return out
