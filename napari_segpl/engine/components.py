@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage
 
+from .metrics import class_mask
+
 #: 26-connectivity: voxels touching by a face, an edge or a corner belong to one part, so a
 #: thin structure running diagonally across slices stays whole
 FULL = np.ones((3, 3, 3), bool)
@@ -48,7 +50,7 @@ def keep_painted_parts(
         classes = list(range(1, classes[-1] + 1))
     removed: dict[int, int] = {}
     for c in classes:
-        mask = labels >= c if nested else labels == c
+        mask = class_mask(labels, c, nested)
         box = _bounding_box(mask)
         if box is None:
             removed[c] = 0
@@ -58,7 +60,7 @@ def keep_painted_parts(
         for s, painted in paint.items():
             if not box[axis].start <= s < box[axis].stop:
                 continue
-            touched = (painted >= c) if nested else (painted == c)
+            touched = class_mask(painted, c, nested)
             index: list = [slice(None)] * 3
             index[axis] = s - box[axis].start
             plane_box = tuple(b for a, b in enumerate(box) if a != axis)

@@ -111,11 +111,6 @@ class CheckedLabels:
         return model is self.model and axis == self.axis and same and parts == painted
 
 
-def _mask(labels: np.ndarray, c: int, nested: bool) -> np.ndarray:
-    """Class c's voxels (nested classes: c and every class inside it)."""
-    return labels >= c if nested else labels == c
-
-
 def volume_ratios(
     semi: np.ndarray,
     sup: np.ndarray,
@@ -130,7 +125,7 @@ def volume_ratios(
     a, b = np.take(semi, keep, axis=axis), np.take(sup, keep, axis=axis)
     out = []
     for c, area in enumerate(areas, start=1):
-        va, vb = _mask(a, c, nested).sum(), _mask(b, c, nested).sum()
+        va, vb = class_mask(a, c, nested).sum(), class_mask(b, c, nested).sum()
         out.append(float((va + area) / (vb + area)))
     return out
 
@@ -366,7 +361,7 @@ class GuardedTrainer:
         preds = {m: p.labels for m, p in predictions.items()}
         predicting = time.perf_counter() - start
         areas = [
-            float(np.mean([_mask(data.labels[s], c, data.nested).sum() for s in painted]))
+            float(np.mean([class_mask(data.labels[s], c, data.nested).sum() for s in painted]))
             for c in range(1, data.num_classes + 1)
         ]
         ratios = volume_ratios(
