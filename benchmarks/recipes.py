@@ -35,6 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # the export's parts rule inside the E-step, refreshed every 30 steps (RESULTS.md (ss))
-    "e-parts": (None, {"parts_every": 30}),
 }

@@ -1,4 +1,4 @@
-"""Levers removed in issues 22, 25 and 26 (they did nothing or did harm, benchmarks/RESULTS.md):
+"""Levers removed in issues 22, 23, 25 and 26 (they did nothing or did harm, benchmarks/RESULTS.md):
 model files saved before still load when the lever was off, and are refused with its name when
 it was on."""
 
@@ -20,6 +20,7 @@ OFF_AND_ON = {
     "threshold_weight": (1.0, 10.0),
     "threshold_fit": ("dice", "likelihood"),
     "settle": (0.0, 0.02),
+    "parts_every": (0, 30),
 }
 
 

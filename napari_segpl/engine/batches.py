@@ -132,8 +132,6 @@ class Sampler:
         self._weights = unlabelled_weights(data, config.near)
         volumes = [data.image, *data.unlabelled_volumes]
         self._fill = [float(vol.min()) for vol in volumes]
-        #: (volume, slice, crop offsets) of the last unlabelled batch, in its order
-        self.drawn: list[tuple[int, int, tuple[int, int]]] = []
         h, w = data.image.shape[1:]
         self.out = (
             padded_size(h, config.patch, self.multiple),
@@ -190,7 +188,6 @@ class Sampler:
         if n == 0 or not self._pool:
             return None
         images = []
-        self.drawn = []
         if self._weights is None:
             draws = self.rng.integers(0, len(self._pool), size=n)
         else:
@@ -199,5 +196,4 @@ class Sampler:
             v, s = self._pool[int(r)]
             offs = self._offsets(self.data.volume(v).shape[1:], self.out)
             images.append(self._image(v, s, offs))
-            self.drawn.append((v, s, offs))
         return np.stack(images)[:, None]

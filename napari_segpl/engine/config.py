@@ -158,6 +158,7 @@ REMOVED: dict[str, Any] = {
     "threshold_weight": 1.0,
     "threshold_fit": "dice",
     "settle": 0.0,
+    "parts_every": 0,
 }
 
 
@@ -234,10 +235,6 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: every this many steps after the burn-in, the teacher labels the whole training volume and
-    #: its pseudo labels of class c are kept only inside the parts touching paint of class c
-    #: (``parts_estep.py``, the export's rule moved into the E-step; 0: off)
-    parts_every: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -296,7 +293,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
-            (self.parts_every >= 0, "parts_every must be 0 (off) or a number of steps"),
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",

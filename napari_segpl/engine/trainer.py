@@ -26,7 +26,6 @@ from .losses import alpha_at
 from .methods import Batch, Method, get_method
 from .model import TrainedModel
 from .networks import memory_format
-from .parts_estep import PartsMask, allow_batch
 from .sampling import Sampler, TrainingData, check_in_plane, encode_target, slice_batch
 from .trainer_events import Event, FillStopped, FinishedEvent, PreviewEvent, StepEvent
 
@@ -111,10 +110,6 @@ class Trainer:
             return None, config.burn_in_steps
 
         gate, opened = new_gate()
-        parts = None
-        if config.parts_every and method.cuts_pseudo_labels:
-            shape = self.data.image.shape
-            parts = PartsMask(shape, self.data.num_classes, self.data.nested)
         start = time.perf_counter()
         steps_done = 0
 
@@ -140,13 +135,6 @@ class Trainer:
                     None if mask is None else self._tensor(mask, None),
                     None if x_u is None else self._tensor(x_u, fmt),
                 )
-                if parts is not None and local >= config.burn_in_steps:
-                    if (local - config.burn_in_steps) % config.parts_every == 0:
-                        parts.refresh(self._teacher_labels(), self.data.paint())
-                        method.train()
-                    if x_u is not None:
-                        allow = allow_batch(parts, sampler.drawn, sampler.out, config.dims)
-                        batch.allow_u = self._tensor(allow, None)
                 if config.affine > 0:  # labelled slices seen moved, for every method alike
                     x_aug, y_aug = warp_labelled(batch.x_l, batch.y_l, config.affine)
                     batch.x_l = x_aug.contiguous(memory_format=fmt)
@@ -278,18 +266,6 @@ class Trainer:
         finally:
             self._to_cpu()
         return np.ascontiguousarray(np.moveaxis(out, 0, self.config.axis))
-
-    def _teacher_labels(self, batch_size: int = 8) -> np.ndarray:
-        """The E-step's labels of every slice of the training volume (slices first), for the
-        parts rule in the E-step (``parts_estep.py``)."""
-        n = self.data.image.shape[0]
-        out = np.zeros(self.data.image.shape, label_dtype(self.data.num_classes))
-        for start in range(0, n, batch_size):
-            chunk = list(range(start, min(n, start + batch_size)))
-            prob, pseudo, _ = self._e_step(chunk)
-            for i, s in enumerate(chunk):
-                out[s] = labels_from_pseudo(pseudo[i], prob[i], self.config.nested)
-        return out
 
     def _to_cpu(self) -> None:
         """The networks and the intensity evidence back on the CPU, and the device's cached

@@ -102,9 +102,6 @@ class Batch:
     y_l: torch.Tensor
     mask_l: torch.Tensor | None = None
     x_u: torch.Tensor | None = None
-    #: (N_u, K, ...) 1 where a class may be pseudo-labelled, 0 where the E-step's parts rule
-    #: (``parts_estep.py``) removed it; None: everywhere
-    allow_u: torch.Tensor | None = None
 
 
 @dataclass

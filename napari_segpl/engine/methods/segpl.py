@@ -150,8 +150,6 @@ class SegPL(Method):
             # network's own logits serve when it saw the clean images and there is no teacher
             same = self.teacher is None and config.perturb == 0 and not view.changed
             p_u = self.e_step_probabilities(batch.x_u, logits_u.detach() if same else None)
-            if batch.allow_u is not None:  # parts not touching the paint: no such class
-                p_u = p_u * batch.allow_u
             inside = None
             if view.theta is not None:  # move the teacher's view with the student's
                 p_u = warp(p_u, view.theta)
