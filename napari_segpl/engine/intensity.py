@@ -60,9 +60,8 @@ class IntensityEvidence:
             inside = channel > 0.5
             if not inside.any() or inside.all():
                 continue
-            table[k] = np.clip(
-                np.log(_density(bins[inside]) / _density(bins[~inside])), -CLIP, CLIP
-            )
+            ratio = smoothed_density(bins[inside]) / smoothed_density(bins[~inside])
+            table[k] = np.clip(np.log(ratio), -CLIP, CLIP)
         return cls(
             torch.tensor(edges, dtype=torch.float32), torch.tensor(table, dtype=torch.float32)
         )
@@ -85,7 +84,7 @@ class IntensityEvidence:
         return self.table.to(x.device)[:, index].movedim(0, 1)
 
 
-def _density(bins: np.ndarray) -> np.ndarray:
+def smoothed_density(bins: np.ndarray) -> np.ndarray:
     """Histogram of bin indices with one pseudo-count per bin, box-smoothed, summing to 1."""
     counts = np.bincount(bins, minlength=BINS).astype(np.float64) + 1.0
     counts = np.convolve(np.pad(counts, SMOOTH // 2, mode="edge"), np.ones(SMOOTH), "valid")
