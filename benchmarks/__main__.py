@@ -3,7 +3,7 @@ grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
 compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
 paired|twin_average|
 dock_time_to_mask|target23|compare_summary|neighbour_check|cpu_levers|mc_brier|
-components] ...``.
+components|intensity_arbiter] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -53,6 +53,7 @@ def main(argv: list[str]) -> int:
             "compare_summary",
             "neighbour_check",
             "components",
+            "intensity_arbiter",
         )
     }
     if name not in modules:
