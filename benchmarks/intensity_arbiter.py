@@ -4,10 +4,11 @@ For every semi-supervised run saved with a supervised pair in the same folder
 (``SEGPL_SAVE_PRED``): both masks with P (``keep_painted_parts``, as exported), the default
 safeguard's decision (``decide`` on the volume ratios), and, where it keeps the semi-supervised
 model, ``label_evidence`` of its mask against the twin's on the image normalised as training
-normalises it; below 0 the twin is kept. Whole-volume IoU of the kept model minus supervised
-training's, without and with I. No training.
+normalises it; below ``--margin`` nats a voxel (rule 3: 0; rule 4: -1) the twin is kept.
+Whole-volume IoU of the kept model minus supervised training's, without and with I. No
+training.
 
-    python -m benchmarks intensity_arbiter DIR [DIR ...]
+    python -m benchmarks intensity_arbiter DIR [DIR ...] [--margin M]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _exported(path: Path, paint, axis: int) -> np.ndarray:
     return labels
 
 
-def evaluate(folders: list[Path]) -> list[dict]:
+def evaluate(folders: list[Path], margin: float = 0.0) -> list[dict]:
     runs: dict[tuple, Path] = {}
     for folder in folders:
         for f in sorted(folder.glob("*.npz")):
@@ -69,7 +70,7 @@ def evaluate(folders: list[Path]) -> list[dict]:
             c["image"], np.moveaxis(semi, axis, 0), np.moveaxis(sup, axis, 0),
             c["labels"], c["labelled"], 0,
         )  # fmt: skip
-        with_i = "supervised" if kept == method and evidence.mean < 0 else kept
+        with_i = "supervised" if kept == method and evidence.mean < margin else kept
         score = {
             m: _points(x, c["truth"], chosen, axis)
             for m, x in ((method, semi), ("supervised", sup))
@@ -128,6 +129,7 @@ def report(records: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks intensity_arbiter")
     parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--margin", type=float, default=0.0, help="nats a voxel (default 0)")
     args = parser.parse_args(argv)
-    print(report(evaluate(args.folders)))
+    print(report(evaluate(args.folders, args.margin)))
     return 0
