@@ -43,7 +43,9 @@ def cells(rows: list[dict], areas: Areas, lever: str = "") -> list[dict]:
             for seed in SEEDS:
                 sup = runs.get((name, k, seed, "supervised", "default"))
                 for method, recipe in DEFAULTS.items():
-                    row = runs.get((name, k, seed, method, recipe))
+                    row = runs.get((name, k, seed, method, recipe)) or runs.get(
+                        (name, k, seed, method, "default")  # SegPL-VI's since (cc): the same
+                    )
                     cell = {"dataset": name, "k": k, "seed": seed, "method": method,
                             "set": "validation" if name in VALIDATION else "tuning",
                             "semi": None, "supervised": None}  # fmt: skip

@@ -19,6 +19,10 @@ import numpy as np
 
 from .intensity import BINS, CLIP, smoothed_density
 
+#: the safeguard keeps the twin below this many nats a voxel; near 0 the evidence told gains
+#: from failures no better than a coin on the tuning runs (benchmarks/RESULTS.md (tt) rule 4)
+MARGIN = -1.0
+
 
 @dataclass(frozen=True)
 class LabelEvidence:
@@ -58,11 +62,9 @@ def label_evidence(
     log_density = np.full((labels, BINS), -np.log(BINS))
     for value in np.unique(truth):
         log_density[int(value)] = np.log(smoothed_density(bins[truth == value]))
-    other = np.ones(image.shape[axis], bool)
-    other[list(slices)] = False
-    differ = a != b
-    differ = np.where(np.expand_dims(other, tuple(d for d in range(3) if d != axis)), differ, False)
-    n = int(differ.sum())
+    differ = a != b  # one boolean volume: the painted slices are cleared in place
+    np.moveaxis(differ, axis, 0)[list(slices)] = False
+    n = int(np.count_nonzero(differ))
     if n == 0:
         return LabelEvidence(0.0, 0)
     x = np.clip(np.digitize(image[differ].astype(np.float64), edges) - 1, 0, BINS - 1)

@@ -6,12 +6,14 @@ images (``uses_unlabelled``: not supervised training, not an ensemble) trains, a
 trains on the same painted slices with the same seed and preset, both predict
 the whole volume as an export would, and the semi-supervised model is kept unless it lost a
 class the twin found: some class's predicted volume outside the painted slices is below
-1/``band`` of the twin's. Growth is no reason to fall back: on the validation volumes a
+1/``band`` of the twin's. Growth alone is no reason to fall back: on the validation volumes a
 semi-supervised volume many times the twin's was as often a kidney the twin had missed
-(benchmarks/RESULTS.md (q), (r)), so a structure grown into empty slices is not caught here.
-With slices the user held out, both are also scored there and the semi-supervised model must
-not lose by more than ``HELDOUT_MARGIN`` Dice. Otherwise the supervised model is kept, and the
-event says which and why.
+(benchmarks/RESULTS.md (q), (r)). The image decides instead: where the two masks differ, the
+painted slices' intensities must not favour the twin's labels by over 1 nat a voxel
+(``label_evidence``: a lung grown onto tissue that is not air loses; (tt)). With slices the
+user held out, both are scored there instead and the semi-supervised model must not lose by
+more than ``HELDOUT_MARGIN`` Dice. Otherwise the supervised model is kept, and the event says
+which and why.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .inference import (
     predict_volume,
     stop_between_batches,
 )
+from .label_evidence import MARGIN, LabelEvidence, label_evidence
 from .methods import get_method
 from .metrics import class_mask
 from .model import TrainedModel
@@ -182,11 +185,13 @@ def decide(
     ratios: list[float],
     band: float = BAND,
     heldout: dict[str, list[float]] | None = None,
+    evidence: LabelEvidence | None = None,
 ) -> tuple[str, str]:
     """(kept method, reason): the semi-supervised ``method`` unless a class's volume ratio is
-    below 1/band (a class lost against the twin) or, with held-out scores, it loses there by
-    over HELDOUT_MARGIN. A fallback where the twin lost a class against ``method`` too says
-    so: the kept mask is then no safer than the other."""
+    below 1/band (a class lost against the twin), or, with held-out scores, it loses there by
+    over HELDOUT_MARGIN, or, without them, the image favours the twin's labels where the two
+    differ (``evidence`` below MARGIN). A fallback where the twin lost a class against ``method``
+    too says so: the kept mask is then no safer than the other."""
     out = sorted((r, c) for c, r in enumerate(ratios, start=1) if r < 1 / band)
     if out:
         parts = "; ".join(f"class {c} {r:.2f}x (class lost?)" for r, c in out)
@@ -214,7 +219,14 @@ def decide(
             f"held-out Dice {semi:.3f} against {sup:.3f} (supervised); volumes {agree} "
             f"({ratio_text})"
         )
-    return method, f"volumes {agree} of supervised training's ({ratio_text})"
+    volumes = f"volumes {agree} of supervised training's ({ratio_text})"
+    if evidence is None or not evidence.voxels:
+        return method, volumes
+    image = f"where the masks differ ({evidence.voxels} voxels), the painted slices' intensities "
+    image += f"give {evidence.mean:+.2f} nats a voxel for {method}'s labels over the twin's"
+    if evidence.mean < MARGIN:  # the image looks more like the twin's labels
+        return "supervised", f"{image}, below {MARGIN:g}: {method} labelled unlike the paint"
+    return method, f"{volumes}; {image} (the twin is kept below {MARGIN:g})"
 
 
 class GuardedTrainer:
@@ -244,9 +256,8 @@ class GuardedTrainer:
     ) -> None:
         self.trainer = Trainer(config, data)
         self.parts = parts
-        #: the supervised twin and the choice run (``check``; methods that use unlabelled
-        #: images only); without
-        #: it, held-out slices are still scored while training
+        #: the twin and the choice run (``check``; methods using unlabelled images only);
+        #: without it, held-out slices are still scored while training
         self.active = check and get_method(self.trainer.config.method).uses_unlabelled
         self.holdout_every = holdout_every
         #: the twin's configuration: the preset's, not the run's resolved one, so that it gets
@@ -374,7 +385,13 @@ class GuardedTrainer:
                 m: heldout_dice(p, self.truth, self.holdout, axis, n, config.nested)
                 for m, p in preds.items()
             }
-        kept, reason = decide(config.method, ratios, self.band, heldout)
+        evidence = None
+        if heldout is None:  # the user's own held-out slices, where given, decide instead
+            evidence = label_evidence(
+                data.image, *(np.moveaxis(preds[m], axis, 0) for m in models),
+                data.labels, data.labelled, 0,
+            )  # fmt: skip
+        kept, reason = decide(config.method, ratios, self.band, heldout, evidence)
         if self.keep_labels:  # the kept model's labels only: the other's go with ``preds``
             self.kept_labels = CheckedLabels(
                 models[kept], preds[kept], axis, config.device, predictions[kept].removed
