@@ -109,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
         painted_slices,
         prepare_data,
     )
-    from .engine.safeguard import withhold
+    from .engine.holdout import withhold
 
     inputs = {"image": args.image, "labels": args.labels}
     inputs.update({f"unlabelled {p}": p for p in args.unlabelled})

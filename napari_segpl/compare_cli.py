@@ -313,7 +313,7 @@ def compare_command(args: argparse.Namespace) -> int:
     """Check every argument, train and score (each run kept at once), then write the files."""
     from .compare_resume import kept, open_store, saver, timing_note
     from .engine.compare import check_request, compare
-    from .engine.safeguard import training_slices
+    from .engine.holdout import training_slices
     from .volume import read_labels
 
     methods = method_list(args.methods)

@@ -15,6 +15,7 @@ from napari_segpl.engine import (
     prepare_data,
     safeguard,
 )
+from napari_segpl.engine.holdout import withhold
 from napari_segpl.engine.label_evidence import LabelEvidence
 from napari_segpl.engine.safeguard import (
     GuardedTrainer,
@@ -24,7 +25,6 @@ from napari_segpl.engine.safeguard import (
     decide,
     heldout_dice,
     volume_ratios,
-    withhold,
 )
 from napari_segpl.engine.sampling import DataError
 from napari_segpl.engine.snapshot import frozen_copy

@@ -4,7 +4,7 @@ they never saw.
 Every (method, seed) run gets the same configuration (the preset and the options given; only
 ``method``, ``seed`` and the method's own parameters change) and the same training data: the
 labelled slices minus the held-out ones, whose labels are zeroed before the data is prepared
-(``safeguard.withhold``), so no run trains on them. Their images stay in the volume as
+(``holdout.withhold``), so no run trains on them. Their images stay in the volume as
 unlabelled slices, as for any other slice (the user's own scan is what is compared). Runs go one
 after another with a plain ``Trainer``; ``predict_volume`` then predicts the whole volume as an
 export would, and ``compare_score.score`` scores it on the held-out slices along the training
@@ -39,11 +39,11 @@ from .compare_score import score
 from .compare_store import HD95_RULE
 from .compare_store import plain as _plain
 from .config import TrainConfig
+from .holdout import withhold
 from .inference import PredictionStopped, predict_volume, stop_between_batches
 from .methods import get_method
 from .metrics import hd95, pooled_bins  # noqa: F401  (hd95: compare's name before compare_score)
 from .model import TrainedModel
-from .safeguard import withhold
 from .sampling import DataError, TrainingData, prepare_data
 from .trainer import FinishedEvent, StepEvent, Trainer
 from .uncertainty import MC_SAMPLES

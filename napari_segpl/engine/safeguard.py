@@ -39,7 +39,7 @@ from .label_evidence import MARGIN, LabelEvidence, label_evidence
 from .methods import get_method
 from .metrics import class_mask
 from .model import TrainedModel
-from .sampling import DataError, TrainingData, labelled_slices
+from .sampling import TrainingData
 from .snapshot import frozen_copy
 from .trainer import FinishedEvent, StepEvent, Trainer
 
@@ -150,34 +150,6 @@ def heldout_dice(
         total = pc.sum() + tc.sum()
         out.append(float(2 * np.logical_and(pc, tc).sum() / total) if total else 1.0)
     return out
-
-
-def training_slices(
-    labels: np.ndarray, axis: int, holdout: Sequence[int], labelled: Sequence[int] | None = None
-) -> list[int]:
-    """The labelled slices left to train on once ``holdout`` is kept out. Held-out slices must
-    be labelled ones; at least one labelled slice must remain (DataError otherwise)."""
-    found = labelled_slices(labels, axis, labelled)
-    wrong = sorted(set(holdout) - set(found))
-    if wrong:
-        raise DataError(f"held-out slices {wrong} are not labelled slices along axis {axis}")
-    left = [s for s in found if s not in set(holdout)]
-    if not left:
-        raise DataError("every labelled slice is held out: keep at least one to train on")
-    return left
-
-
-def withhold(
-    labels: np.ndarray, axis: int, holdout: Sequence[int], labelled: Sequence[int] | None = None
-) -> tuple[np.ndarray, list[int]]:
-    """(a copy of ``labels`` with the held-out slices zeroed, the slices left to train on;
-    ``training_slices`` checks them)."""
-    left = training_slices(labels, axis, holdout, labelled)
-    out = np.array(labels, copy=True)
-    index: list = [slice(None)] * out.ndim
-    index[axis] = sorted(set(holdout))
-    out[tuple(index)] = 0
-    return out, left
 
 
 def decide(
