@@ -35,7 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # issue 26: 3D stacks read as the channels of a 2D U-net (RESULTS.md (tt)); where the
-    # painted slices choose the 2D network it changes nothing
-    "flat": (None, {"flat": True}),
 }

@@ -140,11 +140,6 @@ def add_train_parser(sub: Any) -> None:
         help="exclusive classes: at most one pseudo label per pixel, the most probable "
         f"(default {'on' if D.exclusive else 'off'})",
     )  # fmt: skip
-    levers.add_argument(
-        "--flat", action=argparse.BooleanOptionalAction, default=None,
-        help="3D stacks read as the channels of a 2D U-net (faster; under test, "
-        f"default {'on' if D.flat else 'off'})",
-    )  # fmt: skip
     float_levers = {
         "ema": "EMA of the weights: makes pseudo labels, becomes the model (decay, {})",
         "perturb": "intensity change of the unlabelled images the network trains on ({})",

@@ -21,6 +21,7 @@ OFF_AND_ON = {
     "threshold_fit": ("dice", "likelihood"),
     "settle": (0.0, 0.02),
     "parts_every": (0, 30),
+    "flat": (False, True),
 }
 
 

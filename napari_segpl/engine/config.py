@@ -159,11 +159,8 @@ REMOVED: dict[str, Any] = {
     "threshold_fit": "dice",
     "settle": 0.0,
     "parts_every": 0,
+    "flat": False,
 }
-
-
-#: methods that reach into the U-net's layers, which ``flat`` makes 2D
-FLAT_UNSUPPORTED = ("cct", "selfloop")
 
 
 class ConfigError(ValueError):
@@ -239,9 +236,6 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: dims 3 only: a 2D U-net reads the 3-slice stack as channels (the 2D network's cost with
-    #: the stack's context; an issue-26 lever under test, benchmarks/RESULTS.md (tt))
-    flat: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -251,7 +245,7 @@ class TrainConfig:
             raise ConfigError("dims 0 is chosen from the data first: use choose_dims")
         if self.base_channels:
             return self.base_channels
-        return 16 if self.dims == 2 or self.flat else 8
+        return 16 if self.dims == 2 else 8
 
     @property
     def warmup_steps(self) -> int:
@@ -300,11 +294,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
-            (
-                not self.flat or self.method not in FLAT_UNSUPPORTED,
-                f"flat is not available for {', '.join(FLAT_UNSUPPORTED)} (they read the "
-                "network's layers)",
-            ),
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",

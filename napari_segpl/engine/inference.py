@@ -286,8 +286,7 @@ def _predict_batch(
     h, w = size
     spread_fn, spread = getattr(method, "spread", None), None
     with torch.no_grad():
-        fmt = memory_format(config.dims, config.flat)
-        x = torch.from_numpy(batch).to(dev).contiguous(memory_format=fmt)
+        x = torch.from_numpy(batch).to(dev).contiguous(memory_format=memory_format(config.dims))
         if want_mu:
             logits, mu, sigma = method.threshold_distribution(x)
         elif callable(spread_fn):  # as the ensemble's own logits: the logit of the mean
@@ -335,7 +334,7 @@ def _tta_std(
         if t.identity:
             q = p
         else:
-            xa = t.apply(x).contiguous(memory_format=memory_format(dims, method.config.flat))
+            xa = t.apply(x).contiguous(memory_format=memory_format(dims))
             q = torch.sigmoid(method.logits(xa).float())
             q = t.invert(q[:, :, 1] if dims == 3 else q)
         delta = q - mean

@@ -6,22 +6,13 @@ rather than batch normalisation because a batch mixes labelled and unlabelled im
 default, up to 2 and 10 in the paper presets) of different statistics and inference runs on other
 batch sizes; per-image statistics behave the same in training and inference. The 3D network
 convolves across its 3 slices but pools in-plane only, so a 3-slice stack stays 3 slices deep at
-every level. With ``flat`` the 3-slice stack is read as 3 input channels of a 2D U-net, which
-predicts the centre slice only (issue 26's lever: a 2D network's cost for a stack's context).
+every level.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from .config import TrainConfig
-
-#: slices in a 3D network's stack: the centre one and its two neighbours
-STACK = 3
 
 
 def _conv(dims: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
@@ -52,27 +43,15 @@ class UNet(nn.Module):
     """A U-net over (N, C, H, W) images (dims=2) or (N, C, 3, H, W) slice stacks (dims=3).
 
     In-plane sizes must be multiples of ``2**depth``; the sampler and the predictor pad to that.
-    ``flat`` (dims 3 only): 2D layers over the stack's slices as channels; the output, the
-    centre slice's, is repeated along the stack so that callers read slice 1 as in 3D.
     """
 
     def __init__(
-        self,
-        dims: int,
-        in_channels: int,
-        out_channels: int,
-        base: int = 16,
-        depth: int = 4,
-        flat: bool = False,
+        self, dims: int, in_channels: int, out_channels: int, base: int = 16, depth: int = 4
     ) -> None:
         super().__init__()
         if dims not in (2, 3):
             raise ValueError("dims must be 2 or 3")
-        if flat and dims != 3:
-            raise ValueError("flat reads a 3-slice stack: dims must be 3")
-        self.dims, self.depth, self.flat = dims, depth, flat
-        if flat:  # from here on the layers are 2D
-            dims, in_channels = 2, in_channels * STACK
+        self.dims, self.depth = dims, depth
         widths = [base * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
         cin = in_channels
@@ -95,12 +74,6 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (logits, last decoder features), both at the input resolution."""
-        if self.flat:
-            logits, features = self._forward(x.flatten(1, 2))
-            return logits.unsqueeze(2).repeat(1, 1, STACK, 1, 1), features.unsqueeze(2)
-        return self._forward(x)
-
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else self.pool(x))
@@ -109,12 +82,6 @@ class UNet(nn.Module):
         for up, merge in zip(self.up, self.merge, strict=True):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x), x
-
-
-def build_unet(config: TrainConfig, num_classes: int) -> UNet:
-    """The network a run's configuration asks for, one output channel per class."""
-    flat = config.flat and config.dims == 3
-    return UNet(config.dims, 1, num_classes, config.channels, config.depth, flat=flat)
 
 
 class ThresholdHead(nn.Module):
@@ -147,8 +114,7 @@ class ThresholdHead(nn.Module):
         return mu, log_sigma.exp()
 
 
-def memory_format(dims: int, flat: bool = False) -> torch.memory_format:
+def memory_format(dims: int) -> torch.memory_format:
     """The layout measured fastest on a 2-core CPU for these networks, instance norm included:
-    channels_last_3d for the 3D U-net, contiguous for the 2D one (benchmarks/RESULTS.md (z));
-    a flat network's layers are 2D."""
-    return torch.contiguous_format if dims == 2 or flat else torch.channels_last_3d
+    channels_last_3d for the 3D U-net, contiguous for the 2D one (benchmarks/RESULTS.md (z))."""
+    return torch.contiguous_format if dims == 2 else torch.channels_last_3d

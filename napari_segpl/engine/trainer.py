@@ -91,7 +91,7 @@ class Trainer:
         sampler = Sampler(self.data, config, rng)
         optimiser = torch.optim.Adam(method.parameters(), lr=config.lr)
         n_unlabelled = config.batch * config.ratio if method.uses_unlabelled else 0
-        fmt = memory_format(config.dims, config.flat)
+        fmt = memory_format(config.dims)
         history: list[dict[str, float]] = []
         painted = self.painted
         guard = CollapseGuard(painted) if method.uses_unlabelled else None

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..intensity import IntensityEvidence
-from ..networks import UNet, build_unet, memory_format
+from ..networks import UNet, memory_format
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -137,7 +137,7 @@ class Method(ABC):
         self.check_params(config.extra)
         self.config = config
         self.num_classes = num_classes
-        self.model = build_unet(config, num_classes)
+        self.model = UNet(config.dims, 1, num_classes, config.channels, config.depth)
         #: With ``ema > 0``: an exponential moving average of the network's weights. SegPL makes
         #: its pseudo labels with it (a mean teacher); every method hands it over as the trained
         #: model at the end (``finish``), so supervised training gets the same averaging.
@@ -185,7 +185,7 @@ class Method(ABC):
             yield from module.parameters()
 
     def to(self, device: torch.device) -> Method:
-        fmt = memory_format(self.config.dims, self.config.flat)
+        fmt = memory_format(self.config.dims)
         for module in self.modules().values():
             module.to(device=device, memory_format=fmt)
         if self.teacher is not None:

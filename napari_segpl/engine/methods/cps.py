@@ -41,7 +41,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..losses import segmentation_loss
-from ..networks import build_unet
+from ..networks import UNet
 from .base import Batch, Method, Param, StepOutput, register
 from .ramps import unsupervised_ramp
 
@@ -61,7 +61,7 @@ class CPS(Method):
     def __init__(self, config: TrainConfig, num_classes: int) -> None:
         super().__init__(config, num_classes)
         # the next draws of the same generator: a different initialisation of the same net
-        self.model2 = build_unet(config, num_classes)
+        self.model2 = UNet(config.dims, 1, num_classes, config.channels, config.depth)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "model2": self.model2}

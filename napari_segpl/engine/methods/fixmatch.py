@@ -116,7 +116,7 @@ class FixMatch(Method):
         with torch.no_grad():  # the weak view's pseudo labels are constants for the loss
             p_w = torch.sigmoid(logits[n:].detach().float())
             x_s, pseudo, sure = self.strong_view(x_u, p_w)
-            x_s = x_s.contiguous(memory_format=memory_format(self.config.dims, self.config.flat))
+            x_s = x_s.contiguous(memory_format=memory_format(self.config.dims))
             valid = None
             if pseudo.ndim == 5:  # 3-slice stacks: the centre slice only
                 valid = torch.zeros_like(pseudo[:1, :1, :, :1, :1])

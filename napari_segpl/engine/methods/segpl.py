@@ -125,7 +125,7 @@ class SegPL(Method):
         if x_u is not None and self.config.perturb > 0:
             x_u = perturb_intensity(x_u, self.config.perturb)
         if x_u is not None and x_u is not batch.x_u:
-            x_u = x_u.contiguous(memory_format=memory_format(self.config.dims, self.config.flat))
+            x_u = x_u.contiguous(memory_format=memory_format(self.config.dims))
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
         return logits[:n], logits[n:], feats, view

@@ -118,7 +118,7 @@ class SegPLVI(SegPL):
         config, x = self.config, batch.x_l
         theta = random_affine(x.shape[0], config.warp or AUGMENTED_STRENGTH, x.device, x.dtype)
         x = perturb_intensity(warp_image(x, theta), config.perturb or AUGMENTED_STRENGTH)
-        x = x.contiguous(memory_format=memory_format(config.dims, config.flat))
+        x = x.contiguous(memory_format=memory_format(config.dims))
         y = (warp(batch.y_l, theta) > 0.5).to(batch.y_l.dtype)
         mask = (warp(torch.ones_like(y[:, :1]), theta) > 0.999).to(y.dtype)
         if batch.mask_l is not None:
