@@ -35,15 +35,22 @@ def _points(pred: np.ndarray, truth: np.ndarray, chosen: list[int], axis: int) -
     return 100 * safeguard_bench._whole(pred, truth, chosen, axis)
 
 
-def evaluate(folders: list[Path]) -> list[dict]:
-    """One record per saved run: whole-volume IoU raw and with P; for semi-supervised runs
-    with a supervised pair in the same folder, the safeguard's kept IoU both ways."""
+def saved_runs(folders: list[Path]) -> dict[tuple, Path]:
+    """(folder name, dataset, K, seed, method) -> the saved labels' file, for every file of
+    ``folders`` named as ``SEGPL_SAVE_PRED`` names them."""
     runs: dict[tuple, Path] = {}
     for folder in folders:
         for f in sorted(folder.glob("*.npz")):
             m = FILE.fullmatch(f.stem)
             if m and m["name"] in DATASETS:
                 runs[(folder.name, m["name"], int(m["k"]), int(m["seed"]), m["method"])] = f
+    return runs
+
+
+def evaluate(folders: list[Path]) -> list[dict]:
+    """One record per saved run: whole-volume IoU raw and with P; for semi-supervised runs
+    with a supervised pair in the same folder, the safeguard's kept IoU both ways."""
+    runs = saved_runs(folders)
     cases: dict = {}
     out = []
     for (src, name, k, seed, method), f in sorted(runs.items()):

@@ -25,7 +25,7 @@ from napari_segpl.engine.label_evidence import label_evidence
 from napari_segpl.engine.safeguard import decide, volume_ratios
 
 from .accuracy import DATASETS, TUNING, load_case
-from .components import FILE, SEMI, _points
+from .components import SEMI, _points, saved_runs
 from .paired import LOSS_POINTS, painted_areas
 
 
@@ -48,12 +48,8 @@ def _exported(path: Path, paint, axis: int) -> np.ndarray:
 
 
 def evaluate(folders: list[Path], margin: float = 0.0) -> list[dict]:
-    runs: dict[tuple, Path] = {}
-    for folder in folders:
-        for f in sorted(folder.glob("*.npz")):
-            m = FILE.fullmatch(f.stem)
-            if m and m["name"] in DATASETS:
-                runs[(folder.name, m["name"], int(m["k"]), int(m["seed"]), m["method"])] = f
+    """One record per semi-supervised run with a supervised pair in its folder."""
+    runs = saved_runs(folders)
     cases: dict = {}
     out = []
     for (src, name, k, seed, method), f in sorted(runs.items()):
