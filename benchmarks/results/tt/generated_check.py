@@ -22,8 +22,9 @@ image, truth = make_ct()
 painted = spread_slices(truth, 2, 3)
 sparse = np.zeros_like(truth)
 sparse[..., painted] = truth[..., painted]
-config = TrainConfig.from_preset(suggest_preset(image), method="segpl", axis=2, seed=seed,
-                                 preview_every=0)
+config = TrainConfig.from_preset(
+    suggest_preset(image), method="segpl", axis=2, seed=seed, preview_every=0
+)
 data = prepare_data(image, sparse, config, labelled=painted)
 guarded = GuardedTrainer(config, data, image)
 verdict = next(e for e in guarded.run() if isinstance(e, SafeguardEvent))
@@ -32,5 +33,15 @@ scores = {}
 for name, model in (("segpl", guarded.trainer.model), ("supervised", guarded.twin.model)):
     labels = predict_volume(model, image, paint=paint).labels
     scores[name] = float(np.mean(mask_ious(labels, truth, painted, 2)))
-print(json.dumps({"seed": seed, "painted": painted, "kept": verdict.kept,
-                  "reason": verdict.reason, "ratios": verdict.ratios, **scores}))
+print(
+    json.dumps(
+        {
+            "seed": seed,
+            "painted": painted,
+            "kept": verdict.kept,
+            "reason": verdict.reason,
+            "ratios": verdict.ratios,
+            **scores,
+        }
+    )
+)
