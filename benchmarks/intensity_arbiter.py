@@ -61,12 +61,13 @@ def evaluate(folders: list[Path], margin: float = 0.0) -> list[dict]:
         c = cases[name, k]
         axis, chosen = c["axis"], c["chosen"]
         semi, sup = _exported(f, c["paint"], axis), _exported(sup_file, c["paint"], axis)
-        kept, _ = decide(method, volume_ratios(semi, sup, chosen, axis, c["areas"]))
+        ratios = volume_ratios(semi, sup, chosen, axis, c["areas"])
+        kept, _ = decide(method, ratios)
         evidence = label_evidence(
             c["image"], np.moveaxis(semi, axis, 0), np.moveaxis(sup, axis, 0),
             c["labels"], c["labelled"], 0,
         )  # fmt: skip
-        with_i = "supervised" if kept == method and evidence.mean < margin else kept
+        with_i, _ = decide(method, ratios, evidence=evidence, margin=margin)
         score = {
             m: _points(x, c["truth"], chosen, axis)
             for m, x in ((method, semi), ("supervised", sup))

@@ -50,11 +50,8 @@ class IntensityEvidence:
         (K, S, H, W) one channel per class (``sampling.encode_target``). A class with no
         painted voxel gets no evidence (a ratio of 0)."""
         values = np.asarray(images, dtype=np.float64).ravel()
-        lo, hi = np.percentile(values, [0.5, 99.5])
-        if hi <= lo:  # a constant image: one bin says nothing
-            hi = lo + 1.0
-        edges = np.linspace(lo, hi, BINS + 1)
-        bins = np.clip(np.digitize(values, edges) - 1, 0, BINS - 1)
+        edges = bin_edges(values)
+        bins = bin_index(values, edges)
         table = np.zeros((targets.shape[0], BINS))
         for k, channel in enumerate(np.asarray(targets).reshape(targets.shape[0], -1)):
             inside = channel > 0.5
@@ -82,6 +79,19 @@ class IntensityEvidence:
         edges = self.edges.to(x.device)
         index = torch.bucketize(x[:, 0].float().contiguous(), edges[1:-1], right=True)
         return self.table.to(x.device)[:, index].movedim(0, 1)
+
+
+def bin_edges(values: np.ndarray) -> np.ndarray:
+    """BINS + 1 edges over the 0.5-99.5th percentiles of ``values`` (the painted slices')."""
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    if hi <= lo:  # a constant image: one bin says nothing
+        hi = lo + 1.0
+    return np.linspace(lo, hi, BINS + 1)
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each value; values outside the edges fall into the end bins."""
+    return np.clip(np.digitize(values, edges) - 1, 0, BINS - 1)
 
 
 def smoothed_density(bins: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .intensity import BINS, CLIP, smoothed_density
+from .intensity import BINS, CLIP, bin_edges, bin_index, smoothed_density
 
 #: the safeguard keeps the twin below this many nats a voxel; near 0 the evidence told gains
 #: from failures no better than a coin on the tuning runs (benchmarks/RESULTS.md (tt) rule 4)
@@ -33,10 +33,6 @@ class LabelEvidence:
     voxels: int
 
 
-def _along(volume: np.ndarray, axis: int, slices: Sequence[int]) -> np.ndarray:
-    return np.take(volume, list(slices), axis=axis)
-
-
 def label_evidence(
     image: np.ndarray,
     a: np.ndarray,
@@ -50,13 +46,10 @@ def label_evidence(
     ``axis`` only, where they are the truth)."""
     if not (image.shape == a.shape == b.shape == painted.shape):
         raise ValueError(f"shapes differ: {image.shape}, {a.shape}, {b.shape}, {painted.shape}")
-    values = _along(image, axis, slices).astype(np.float64).ravel()
-    truth = _along(painted, axis, slices).ravel()
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    if hi <= lo:
-        hi = lo + 1.0
-    edges = np.linspace(lo, hi, BINS + 1)
-    bins = np.clip(np.digitize(values, edges) - 1, 0, BINS - 1)
+    values = np.take(image, list(slices), axis=axis).astype(np.float64).ravel()
+    truth = np.take(painted, list(slices), axis=axis).ravel()
+    edges = bin_edges(values)
+    bins = bin_index(values, edges)
     labels = int(max(a.max(), b.max(), truth.max())) + 1
     # a label value never painted gets the flat density: its intensity says nothing
     log_density = np.full((labels, BINS), -np.log(BINS))
@@ -67,6 +60,6 @@ def label_evidence(
     n = int(np.count_nonzero(differ))
     if n == 0:
         return LabelEvidence(0.0, 0)
-    x = np.clip(np.digitize(image[differ].astype(np.float64), edges) - 1, 0, BINS - 1)
+    x = bin_index(image[differ].astype(np.float64), edges)
     terms = log_density[a[differ].astype(np.int64), x] - log_density[b[differ].astype(np.int64), x]
     return LabelEvidence(float(np.clip(terms, -CLIP, CLIP).mean()), n)

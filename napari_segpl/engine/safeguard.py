@@ -152,19 +152,25 @@ def heldout_dice(
     return out
 
 
+def lost_classes(ratios: list[float], band: float = BAND) -> list[tuple[float, int]]:
+    """(ratio, class) of each class whose volume ratio is below 1/band, smallest first."""
+    return sorted((r, c) for c, r in enumerate(ratios, start=1) if r < 1 / band)
+
+
 def decide(
     method: str,
     ratios: list[float],
     band: float = BAND,
     heldout: dict[str, list[float]] | None = None,
     evidence: LabelEvidence | None = None,
+    margin: float = MARGIN,
 ) -> tuple[str, str]:
     """(kept method, reason): the semi-supervised ``method`` unless a class's volume ratio is
     below 1/band (a class lost against the twin), or, with held-out scores, it loses there by
     over HELDOUT_MARGIN, or, without them, the image favours the twin's labels where the two
-    differ (``evidence`` below MARGIN). A fallback where the twin lost a class against ``method``
-    too says so: the kept mask is then no safer than the other."""
-    out = sorted((r, c) for c, r in enumerate(ratios, start=1) if r < 1 / band)
+    differ (``evidence`` below ``margin``). A fallback where the twin lost a class against
+    ``method`` too says so: the kept mask is then no safer than the other."""
+    out = lost_classes(ratios, band)
     if out:
         parts = "; ".join(f"class {c} {r:.2f}x (class lost?)" for r, c in out)
         reason = f"{method}'s volume against supervised training's, below 1/{band:g}: {parts}"
@@ -196,9 +202,9 @@ def decide(
         return method, volumes
     image = f"where the masks differ ({evidence.voxels} voxels), the painted slices' intensities "
     image += f"give {evidence.mean:+.2f} nats a voxel for {method}'s labels over the twin's"
-    if evidence.mean < MARGIN:  # the image looks more like the twin's labels
-        return "supervised", f"{image}, below {MARGIN:g}: {method} labelled unlike the paint"
-    return method, f"{volumes}; {image} (the twin is kept below {MARGIN:g})"
+    if evidence.mean < margin:  # the image looks more like the twin's labels
+        return "supervised", f"{image}, below {margin:g}: {method} labelled unlike the paint"
+    return method, f"{volumes}; {image} (the twin is kept below {margin:g})"
 
 
 class GuardedTrainer:
@@ -357,8 +363,8 @@ class GuardedTrainer:
                 m: heldout_dice(p, self.truth, self.holdout, axis, n, config.nested)
                 for m, p in preds.items()
             }
-        evidence = None
-        if heldout is None:  # the user's own held-out slices, where given, decide instead
+        evidence = None  # read only when no class is lost and no slice is held out
+        if heldout is None and not lost_classes(ratios, self.band):
             evidence = label_evidence(
                 data.image, *(np.moveaxis(preds[m], axis, 0) for m in models),
                 data.labels, data.labelled, 0,
