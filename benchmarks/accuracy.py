@@ -152,6 +152,11 @@ def run_one(
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
     # what the user exports: every slice but the painted ones, empty slices included
     whole = exported_scores(pred.labels, truth, chosen, axis=axis, classes=list(scores))
+    sweep = {}  # (vv): the same probabilities cut at other thresholds (issue 25)
+    if os.environ.get("SEGPL_CUT_SWEEP") and pred.probabilities is not None:
+        from .cut_sweep import cut_sweep
+
+        sweep = cut_sweep(pred.probabilities, truth, chosen, paint, axis, cfg.nested)
     per_slice = []  # where along the axis a method gains or loses: [slice, IoU per class]
     for s in test:
         p_s, t_s = np.take(pred.labels, s, axis=axis), np.take(truth, s, axis=axis)
@@ -183,6 +188,7 @@ def run_one(
         learnt = learnt_cut(model, image.array, truth, chosen, axis, list(scores), cfg.device)
     return {
         **learnt,
+        **sweep,
         "dataset": name,
         "axis": axis,
         "method": method,
