@@ -101,3 +101,72 @@ def cut_sweep(
         "neighbour_cut": {str(c): float(t) for c, t in zip(classes, chosen, strict=True)},
         "neighbour_cut_iou": {str(c): round(v, 5) for c, v in at_chosen.items()},
     }
+
+
+def _gains(row: dict) -> dict:
+    """Points over the fixed cut, mean over the classes: the oracle's per-class cuts (each
+    class at its best with the others at BASE) and the neighbour cut's exported IoU."""
+    classes = sorted(row["sweep_class"], key=int)
+    base = np.mean([row["sweep_class"][c][str(BASE)] for c in classes])
+    oracle = np.mean([max(row["sweep_class"][c].values()) for c in classes])
+    near = np.mean([row["neighbour_cut_iou"][c] for c in classes])
+    sides = [
+        np.sign(row["oracle_cut"][c] - BASE) == np.sign(row["neighbour_cut"][c] - BASE)
+        for c in classes
+        if row["oracle_cut"][c] != BASE
+    ]
+    return {
+        "base": 100 * base, "oracle": 100 * (oracle - base), "neighbour": 100 * (near - base),
+        "sides": (sum(sides), len(sides)),
+    }  # fmt: skip
+
+
+def report(rows: list[dict]) -> str:
+    from .accuracy import TUNING
+
+    lines = [
+        "| set | dataset | K | seed | IoU at 0.5 | oracle gain | neighbour gain | oracle cuts "
+        "| neighbour cuts | head mu |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict = {}
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["k"], r["seed"])):
+        if "sweep_class" not in r:
+            continue
+        g = _gains(r)
+        group = "tuning" if r["dataset"] in TUNING else "validation"
+        groups.setdefault(group, {}).setdefault(r["dataset"], []).append(g)
+        cuts = ", ".join(f"{v:g}" for _, v in sorted(r["oracle_cut"].items()))
+        near = ", ".join(f"{v:g}" for _, v in sorted(r["neighbour_cut"].items()))
+        mu = ", ".join(f"{v:.3f}" for v in r.get("mu_per_class", []))
+        lines.append(
+            f"| {group} | {r['dataset']} | {r['k']} | {r['seed']} | {g['base']:.1f} "
+            f"| {g['oracle']:+.1f} | {g['neighbour']:+.1f} | {cuts} | {near} | {mu} |"
+        )
+    lines.append("")
+    for group, sets in sorted(groups.items()):
+        every = [g for gs in sets.values() for g in gs]
+        near = [g["neighbour"] for g in every]
+        same = sum(g["sides"][0] for g in every), sum(g["sides"][1] for g in every)
+        per = "; ".join(
+            f"{name} {np.mean([g['neighbour'] for g in gs]):+.2f}" for name, gs in sets.items()
+        )
+        sd = float(np.std(near, ddof=1)) if len(near) > 1 else 0.0
+        oracle = np.mean([g["oracle"] for g in every])
+        lines.append(
+            f"- {group} ({len(every)} runs): oracle gain {oracle:+.2f}; "
+            f"neighbour gain {np.mean(near):+.2f} (SD {sd:.2f}, worst {min(near):+.1f}; per "
+            f"volume: {per}); neighbour cut on the oracle's side of {BASE:g} in {same[0]} of "
+            f"{same[1]} classes where the oracle moved"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m benchmarks cut_sweep FILE.json [...]``: the table and the per-set lines."""
+    import json
+    from pathlib import Path
+
+    rows = [r for f in argv for r in json.loads(Path(f).read_text())]
+    print(report(rows))
+    return 0

@@ -41,3 +41,14 @@ def test_neighbour_dice_by_hand():
     labels[2] = [[1, 1], [1, 0]]  # both, one extra
     # pooled: intersection 1 + 2 = 3; sizes (1 + 2) + (3 + 2) = 8
     assert neighbour_dice(labels, paint, 0, 1) == 2 * 3 / 8
+
+
+def test_report_reads_the_gains_of_a_row():
+    from benchmarks.cut_sweep import report
+
+    prob, truth, painted, paint = _case()
+    row = {"dataset": "lungs_ct", "k": 1, "seed": 0, **cut_sweep(prob, truth, painted, paint, 0)}
+    text = report([row])
+    # at 0.5 nothing is found (0.0); the oracle and the neighbour cut both reach IoU 1.0
+    assert "| tuning | lungs_ct | 1 | 0 | 0.0 | +100.0 | +100.0 | 0.2 | 0.2 |" in text
+    assert "neighbour cut on the oracle's side of 0.5 in 1 of 1" in text
