@@ -83,13 +83,22 @@ def make_ct(
     return np.clip(np.round(hu), -1024, 3071).astype(np.int16), labels
 
 
-def write_generated(folder: Path, shape: tuple[int, int, int]) -> dict:
-    """The generated case's image, sparse labels (3 painted slices along axis 2) and full
-    labels as NIfTI files in ``folder``."""
+def generated_case(
+    shape: tuple[int, int, int] = GENERATED_SHAPE,
+) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """(image, full labels, the 3 painted slices along axis 2, the sparse labels holding
+    only those slices) of the generated CT."""
     image, labels = make_ct(shape)
     painted = spread_slices(labels, 2, 3)
     sparse = np.zeros_like(labels)
     sparse[..., painted] = labels[..., painted]
+    return image, labels, painted, sparse
+
+
+def write_generated(folder: Path, shape: tuple[int, int, int]) -> dict:
+    """The generated case's image, sparse labels (3 painted slices along axis 2) and full
+    labels as NIfTI files in ``folder``."""
+    image, labels, painted, sparse = generated_case(shape)
     affine = np.diag([1.5, 1.5, 3.0, 1.0])
     files = {}
     for name, array in (("image", image), ("label_sparse", sparse), ("label_full", labels)):

@@ -10,18 +10,14 @@ import sys
 import numpy as np
 import torch
 
-from benchmarks.accuracy import spread_slices
-from benchmarks.time_to_mask import make_ct, mask_ious
+from benchmarks.time_to_mask import generated_case, mask_ious
 from napari_segpl.engine import TrainConfig, predict_volume, prepare_data
 from napari_segpl.engine.config import suggest_preset
 from napari_segpl.engine.safeguard import GuardedTrainer, SafeguardEvent
 
 seed = int(sys.argv[1])
 torch.set_num_threads(1)
-image, truth = make_ct()
-painted = spread_slices(truth, 2, 3)
-sparse = np.zeros_like(truth)
-sparse[..., painted] = truth[..., painted]
+image, truth, painted, sparse = generated_case()
 config = TrainConfig.from_preset(
     suggest_preset(image), method="segpl", axis=2, seed=seed, preview_every=0
 )

@@ -7,21 +7,16 @@ SegPL-VI with the defaults, trained as ``accuracy`` trains (no safeguard).
 import json
 import sys
 
-import numpy as np
 import torch
 
-from benchmarks.accuracy import spread_slices
 from benchmarks.cut_sweep import cut_sweep
-from benchmarks.time_to_mask import make_ct
+from benchmarks.time_to_mask import generated_case
 from napari_segpl.engine import TrainConfig, Trainer, painted_slices, predict_volume, prepare_data
 from napari_segpl.engine.config import suggest_preset
 
 seed = int(sys.argv[1])
 torch.set_num_threads(1)
-image, truth = make_ct()
-painted = spread_slices(truth, 2, 3)
-sparse = np.zeros_like(truth)
-sparse[..., painted] = truth[..., painted]
+image, truth, painted, sparse = generated_case()
 config = TrainConfig.from_preset(
     suggest_preset(image), method="segpl-vi", axis=2, seed=seed, preview_every=0
 )
