@@ -74,10 +74,18 @@ def cut_sweep(
     k = prob.shape[0]
     classes = list(range(1, k + 1))
 
-    def whole(cuts: np.ndarray) -> tuple[dict[int, float], np.ndarray]:
-        labels = _labels(prob, cuts, paint, axis, nested)
-        scores = exported_scores(labels, truth, painted, axis=axis, classes=classes)
-        return {c: s["iou"] for c, s in scores.items()}, labels
+    done: dict[tuple[float, ...], tuple[dict[int, float], dict[int, float]]] = {}
+
+    def whole(cuts: np.ndarray) -> tuple[dict[int, float], dict[int, float]]:
+        """(exported IoU, neighbour Dice) per class of the labels cut at ``cuts``; every
+        class at BASE comes up once per class and once shared, and is labelled once."""
+        key = tuple(float(t) for t in cuts)
+        if key not in done:
+            labels = _labels(prob, cuts, paint, axis, nested)
+            scores = exported_scores(labels, truth, painted, axis=axis, classes=classes)
+            dice = {c: neighbour_dice(labels, paint, axis, c, nested) for c in classes}
+            done[key] = {c: s["iou"] for c, s in scores.items()}, dice
+        return done[key]
 
     shared = {t: float(np.mean(list(whole(np.full(k, t))[0].values()))) for t in CUTS}
     own: dict[int, dict[float, float]] = {c: {} for c in classes}
@@ -86,9 +94,8 @@ def cut_sweep(
         for t in CUTS:
             cuts = np.full(k, BASE)
             cuts[c - 1] = t
-            iou, labels = whole(cuts)
-            own[c][t] = iou[c]
-            near[c][t] = neighbour_dice(labels, paint, axis, c, nested)
+            iou, dice = whole(cuts)
+            own[c][t], near[c][t] = iou[c], dice[c]
     chosen = np.array([_closest(near[c]) for c in classes])
     at_chosen, _ = whole(chosen)
     return {
