@@ -144,6 +144,30 @@ def mask_ious(pred: np.ndarray, truth: np.ndarray, painted: list[int], axis: int
     return [scores[c]["iou"] for c in classes]
 
 
+def safeguard_on_generated(seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """SegPL with the defaults and the safeguard on the generated CT, in this process: the
+    record ((tt), (uu): the painted slices, what the safeguard kept and why, the volume ratios,
+    each model's mean IoU on every unpainted slice) and each model's exported labels (P on)."""
+    from napari_segpl.engine import TrainConfig, predict_volume, prepare_data
+    from napari_segpl.engine.config import suggest_preset
+    from napari_segpl.engine.safeguard import GuardedTrainer, SafeguardEvent
+
+    image, truth, painted, sparse = generated_case()
+    config = TrainConfig.from_preset(
+        suggest_preset(image), method="segpl", axis=2, seed=seed, preview_every=0
+    )
+    data = prepare_data(image, sparse, config, labelled=painted)
+    guarded = GuardedTrainer(config, data, image)
+    verdict = next(e for e in guarded.run() if isinstance(e, SafeguardEvent))
+    paint = data.paint()
+    scores, labels = {}, {}
+    for name, model in (("segpl", guarded.trainer.model), ("supervised", guarded.twin.model)):
+        labels[name] = predict_volume(model, image, paint=paint).labels
+        scores[name] = float(np.mean(mask_ious(labels[name], truth, painted, 2)))
+    record = {"seed": seed, "painted": painted, "kept": verdict.kept, "reason": verdict.reason}
+    return {**record, "ratios": verdict.ratios, **scores}, labels
+
+
 def run_one(case: dict, method: str, extra: str, seed: int, threads: int, work: Path) -> dict:
     """One ``segpl train ... --mask`` process, timed, and its mask scored."""
     model, mask = work / "model.pt", work / "mask.nii.gz"
