@@ -35,9 +35,6 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # training crops of 96 px instead of 176 on CT (issue 26, RESULTS.md (ww)): slices of the
-    # CT volumes here are at most 128 px, so at 176 they were trained whole
-    "patch-96": (None, {"patch": 96}),
     # the painted slices' intensities in the E-step on CT, at the MRI preset's weight (RESULTS.md
     # (xx)); the ct preset keeps 0
     "ct-intensity": (None, {"intensity": 2.0}),
