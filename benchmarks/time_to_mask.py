@@ -144,17 +144,25 @@ def mask_ious(pred: np.ndarray, truth: np.ndarray, painted: list[int], axis: int
     return [scores[c]["iou"] for c in classes]
 
 
-def safeguard_on_generated(seed: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """SegPL with the defaults and the safeguard on the generated CT, in this process: the
-    record ((tt), (uu): the painted slices, what the safeguard kept and why, the volume ratios,
-    each model's mean IoU on every unpainted slice) and each model's exported labels (P on)."""
+def safeguard_on_generated(
+    seed: int, overrides: dict | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """SegPL with the defaults (and ``overrides`` of the preset, a lever's) and the safeguard on
+    the generated CT, in this process: the record ((tt), (uu): the painted slices, what the
+    safeguard kept and why, the volume ratios, each model's mean IoU on every unpainted slice)
+    and each model's exported labels (P on)."""
     from napari_segpl.engine import TrainConfig, predict_volume, prepare_data
     from napari_segpl.engine.config import suggest_preset
     from napari_segpl.engine.safeguard import GuardedTrainer, SafeguardEvent
 
     image, truth, painted, sparse = generated_case()
     config = TrainConfig.from_preset(
-        suggest_preset(image), method="segpl", axis=2, seed=seed, preview_every=0
+        suggest_preset(image),
+        method="segpl",
+        axis=2,
+        seed=seed,
+        preview_every=0,
+        **(overrides or {}),
     )
     data = prepare_data(image, sparse, config, labelled=painted)
     guarded = GuardedTrainer(config, data, image)
