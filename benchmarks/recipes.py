@@ -35,7 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # the painted slices' intensities in the E-step on CT, at the MRI preset's weight (RESULTS.md
-    # (xx)); the ct preset keeps 0
-    "ct-intensity": (None, {"intensity": 2.0}),
 }
