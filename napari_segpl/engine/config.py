@@ -45,9 +45,9 @@ _PAPER_BASE: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {
     # dims 0: the network chosen from the painted slices (``choose_dims``). MRI adds CutMix on
     # the unlabelled images, the painted slices' intensities in the E-step (``intensity.py``)
-    # and 600 steps: each gained on the brain (benchmarks/RESULTS.md (m), (n), (o)); none was
-    # measured on CT, where air inside and outside the body, contrast and bone share
-    # intensities.
+    # and 600 steps: each gained on the brain (benchmarks/RESULTS.md (m), (n), (o)). On CT the
+    # intensity evidence gained on the lungs but lost on the abdominal organs ((xx)); CutMix
+    # and 600 steps were not measured there.
     "mri": {"dims": 0, "mix": 0.5, "intensity": 2.0, "steps": 600},
     # No affine maps of the labelled slices: they helped the brain but cost the lungs and the
     # vessels (RESULTS.md (c)).
