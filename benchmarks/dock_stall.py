@@ -16,6 +16,10 @@ curve shows a score per slice). A 10 ms QTimer heartbeat records how late each f
   apart (a move costs napari a slice of four layers). Napari alone has the same ticks, the
   clicks left out: its "clicks" row is the floor.
 
+Python's full garbage collections hold the GIL for as long as they walk the heap, so each is a
+stall however the phases go; how many came during the phases, the longest, and the length of
+one more made at the end (the cost any of them has now) are reported per configuration.
+
 Each configuration runs in its own process, napari alone and the dock interleaved
 (``--repeat`` rounds), so both see the same load; ``--compare DIR`` adds the dock imported
 from another checkout's ``napari_segpl`` (``DIR`` on PYTHONPATH) to the same rounds. Run under
@@ -36,7 +40,7 @@ import time
 
 import numpy as np
 
-from .heartbeat import Heartbeat
+from .heartbeat import FullCollections, Heartbeat
 
 AXIS = 2  # the dock's default slicing axis: the last one of a 512 x 512 x 400 volume
 
@@ -145,6 +149,12 @@ def child(args: argparse.Namespace) -> dict:
         dock.warmed_up.wait(120)  # torch's first-use set-up, in a thread when the dock opens
     app = QApplication.instance()
     _pump(app, 2.0)  # let the window settle and the dock's first scan happen
+    import gc
+
+    collections = FullCollections()
+    info["tracked objects"] = len(gc.get_objects())  # those a full collection walks
+    info["frozen objects"] = gc.get_freeze_count()
+    collections.start()
     dims = viewer.dims
     rng = np.random.default_rng(0)
 
@@ -176,6 +186,11 @@ def child(args: argparse.Namespace) -> dict:
             d = dock.data
             assert not d.marked_slices() and not d.held_out(), "the slice list did not go back"
             assert sorted(d.painted.slices) == painted
+    collections.stop()
+    info["full collections ms"] = [s * 1000 for s in collections.seconds]
+    t0 = time.perf_counter()
+    gc.collect()  # what any full collection costs now, whether or not the phases had one
+    info["one full collection ms"] = (time.perf_counter() - t0) * 1000
     if dock is not None:
         dock.shutdown()
     viewer.close()
@@ -210,6 +225,7 @@ def main(argv: list[str]) -> int:
     configs = [("napari alone", "napari", None), ("dock", "dock", None)]
     configs += [(f"dock ({d})", "dock", d) for d in args.compare]
     rows: list[tuple] = []
+    heaps: list[tuple] = []
     for r in range(args.repeat):
         for label, mode, path in configs:
             env = dict(os.environ)
@@ -222,6 +238,9 @@ def main(argv: list[str]) -> int:
             with open(out) as f:
                 info = json.load(f)
             os.unlink(out)
+            gcs = info["full collections ms"]
+            heaps.append((r + 1, label, info["tracked objects"], info["frozen objects"], len(gcs),
+                          max(gcs, default=0.0), info["one full collection ms"]))  # fmt: skip
             for phase in ("slice", "list: moves", "list: clicks"):
                 if phase in info:
                     rows.append((phase, r + 1, label, info["load"],
@@ -234,6 +253,11 @@ def main(argv: list[str]) -> int:
     for phase, r, label, load, count, p50, p99, top in sorted(rows, key=lambda x: x[0]):
         print(f"| {phase} | {r} | {label} | {load:.2f} | {count} | {p50:.1f} | {p99:.1f} "
               f"| {top:.1f} |")  # fmt: skip
+    print("\nFull garbage collections during the phases (each holds the GIL: a stall of its own)")
+    print("| round | configuration | objects tracked | of them frozen | full collections | "
+          "longest ms | one after, ms |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for r, label, tracked, frozen, n, top, after in heaps:
+        print(f"| {r} | {label} | {tracked} | {frozen} | {n} | {top:.1f} | {after:.1f} |")
     return 0
 
 

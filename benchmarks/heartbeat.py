@@ -42,3 +42,35 @@ class Heartbeat:
             f"| {len(stalls)} | {np.percentile(stalls, 50):.1f} "
             f"| {np.percentile(stalls, 99):.1f} | {stalls.max():.1f} |"
         )
+
+
+class FullCollections:
+    """Times Python's full (generation 2) garbage collections while it is started: each holds
+    the GIL, so on the GUI thread or beside it each is a stall of its own length."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds.append(time.perf_counter() - self._start)
+
+    def start(self) -> None:
+        import gc
+
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> str:
+        """How many there were and the longest, in ms."""
+        top = max(self.seconds, default=0.0) * 1000
+        return f"{len(self.seconds)} full collections, longest {top:.1f} ms"

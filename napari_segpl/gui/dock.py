@@ -24,10 +24,10 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
-from . import notify
+from . import heap, notify
 from .closing import watch_close
 from .compare_panel import ComparePanel
 from .data_panel import DataPanel
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 class SegPLDock(QWidget):
     """Dock widget for training SegPL models on a few labelled slices (napari.yaml's entry)."""
+
+    _holds_heap = False  # ``heap.hold`` taken and not yet released
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,6 +95,14 @@ class SegPLDock(QWidget):
         self.setMinimumWidth(360)
         self.warmed_up = threading.Event()
         start_warm_up(self.warmed_up)
+        # torch's objects out of the collector's way once they are loaded (``heap.py``)
+        heap.hold()
+        self._holds_heap = True
+        self._warm_poll = QTimer(self)
+        self._warm_poll.setInterval(200)
+        self._warm_poll.timeout.connect(self._freeze_when_warm)
+        self._warm_poll.start()
+        napari_viewer.layers.events.removed.connect(self._refreeze_soon)
 
     # ------------------------------------------------------ what scripts call
     @property
@@ -134,6 +144,27 @@ class SegPLDock(QWidget):
     def _on_busy(self) -> None:
         if self.state.busy:  # a run starts: the window may have changed (floated) since
             self._watch_window()
+        else:  # what the run replaced (a model, a trainer) may be frozen garbage now
+            self._refreeze_soon()
+
+    # ------------------------------------------------------------------ heap
+    def _freeze_when_warm(self) -> None:
+        if self.warmed_up.is_set():
+            self._warm_poll.stop()
+            heap.refreeze()
+
+    def _refreeze_soon(self, event=None) -> None:
+        """Collect and freeze once the event at hand is over (a removed layer is still
+        referenced while napari emits its removal)."""
+        if self._holds_heap:
+            QTimer.singleShot(0, heap.refreeze)
+
+    def _release_heap(self) -> None:
+        if self._holds_heap:
+            self._holds_heap = False
+            self._warm_poll.stop()
+            self.viewer.layers.events.removed.disconnect(self._refreeze_soon)
+            heap.release()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self._watch_window()
@@ -150,7 +181,9 @@ class SegPLDock(QWidget):
         """Stop any training, prediction or compare and wait for their threads (see
         ``Runner.shutdown``)."""
         compared = self.compare.shutdown(timeout)
-        return self.runner.shutdown(timeout) and compared
+        stopped = self.runner.shutdown(timeout) and compared
+        self._release_heap()
+        return stopped
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.shutdown()

@@ -1,0 +1,70 @@
+"""The dock's frozen heap (``gui/heap.py``): torch's objects are frozen once the dock's warm-up
+is done, cyclic garbage that was frozen is freed when a layer leaves the viewer or a run ends,
+and the last dock to close hands every object back to the collector."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from napari_segpl.gui import SegPLDock, heap
+
+pytestmark = pytest.mark.gui
+
+
+class _Cycle:
+    """An object only the cyclic collector can free (it refers to itself)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def holder():
+    heap.hold()
+    yield
+    heap.release()
+
+
+def test_refreeze_freezes_only_while_a_dock_holds_the_heap():
+    assert not heap.refreeze()
+    assert gc.get_freeze_count() == 0
+    heap.hold()
+    try:
+        assert heap.refreeze()
+        assert gc.get_freeze_count() > 0
+    finally:
+        heap.release()
+    assert gc.get_freeze_count() == 0
+
+
+def test_frozen_cyclic_garbage_is_freed_by_the_next_refreeze(holder):
+    cycle = _Cycle()
+    ref = weakref.ref(cycle)
+    heap.refreeze()  # the cycle is alive: frozen
+    del cycle
+    gc.collect()
+    assert ref() is not None, "a plain collection skips frozen objects: the refreeze is needed"
+    heap.refreeze()
+    assert ref() is None
+
+
+def test_the_dock_freezes_when_warm_frees_a_removed_layer_and_unfreezes_on_close(
+    make_napari_viewer, qtbot
+):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((8, 16, 16), np.float32), name="user's image")
+    widget = SegPLDock(viewer)
+    assert widget.warmed_up.wait(120)
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=5000)
+    ref = weakref.ref(layer)
+    viewer.layers.remove(layer)
+    del layer
+    qtbot.waitUntil(lambda: ref() is None, timeout=5000)
+    widget.shutdown()
+    assert gc.get_freeze_count() == 0
+    widget.shutdown()  # a second close (the window after the dock) releases nothing more
+    assert gc.get_freeze_count() == 0
