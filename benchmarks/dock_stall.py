@@ -22,8 +22,8 @@ one more made at the end (the cost any of them has now) are reported per configu
 
 Each configuration runs in its own process, napari alone and the dock interleaved
 (``--repeat`` rounds), so both see the same load; ``--compare DIR`` adds the dock imported
-from another checkout's ``napari_segpl`` (``DIR`` on PYTHONPATH) to the same rounds. Run under
-Xvfb:
+from another checkout's ``napari_segpl`` (``DIR`` first on ``sys.path``) to the same rounds.
+Run under Xvfb:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m benchmarks dock_stall \\
         [--phase slice|list|all] [--repeat 2] [--compare /tmp/segpl_before]
@@ -136,6 +136,9 @@ def child(args: argparse.Namespace) -> dict:
         from napari_segpl.gui.result_layers import PREDICTION, PSEUDO
 
         info["dock"] = os.path.dirname(napari_segpl.__file__)
+        if args.dock_path:
+            wanted = os.path.join(os.path.abspath(args.dock_path), "napari_segpl")
+            assert info["dock"] == wanted, f"imported {info['dock']}, not {wanted}"
         dock = SegPLDock(viewer)
         viewer.window.add_dock_widget(dock, name="SegPL", area="right")
         dock.data.image_combo.set_layer(image)
@@ -216,8 +219,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--compare", nargs="*", default=[], help="other checkouts' dock")
     parser.add_argument("--mode", choices=("napari", "dock"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
+    parser.add_argument("--dock-path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode is not None:  # a child: one configuration, results to --json
+        if args.dock_path:  # ahead of the working directory and the installed package, which
+            sys.path.insert(0, os.path.abspath(args.dock_path))  # PYTHONPATH is not
         with open(args.json, "w") as f:
             json.dump(child(args), f)
         return 0
@@ -228,13 +234,10 @@ def main(argv: list[str]) -> int:
     heaps: list[tuple] = []
     for r in range(args.repeat):
         for label, mode, path in configs:
-            env = dict(os.environ)
-            if path:
-                env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
             out = f"/tmp/dock_stall_{os.getpid()}.json"
             cmd = [sys.executable, "-m", "benchmarks", "dock_stall", *_own(argv)]
-            cmd += ["--mode", mode, "--json", out]
-            subprocess.run(cmd, env=env, check=True)
+            cmd += ["--mode", mode, "--json", out] + (["--dock-path", path] if path else [])
+            subprocess.run(cmd, check=True)
             with open(out) as f:
                 info = json.load(f)
             os.unlink(out)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .heartbeat import Heartbeat
+from .heartbeat import FullCollections, Heartbeat
 
 
 def main(argv: list[str]) -> int:
@@ -42,8 +42,9 @@ def main(argv: list[str]) -> int:
         app.processEvents()
         time.sleep(0.01)
 
-    heart = Heartbeat()
+    heart, collections = Heartbeat(), FullCollections()
     heart.start()
+    collections.start()
     gui_steps: list[float] = []
     dock.state.step.connect(lambda e: gui_steps.append(e.seconds_per_step))
     viewer_image = np.asarray(viewer.layers["lungs_ct"].data)
@@ -55,9 +56,11 @@ def main(argv: list[str]) -> int:
         time.sleep(0.001)
     seconds = time.perf_counter() - t0
     heart.stop()
+    collections.stop()
     steps = dock.model.steps_done if dock.model else 0
     print(f"{args.method}, {steps} steps in {seconds:.1f} s (incl. final pseudo-label fill)")
     print(heart.table())
+    print(f"during the run: {collections.summary()}")
     config = dock.params.config(dock.state.axis)
     labels = viewer.layers["lungs_ct labels"]
     dock.shutdown()

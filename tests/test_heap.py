@@ -22,6 +22,15 @@ class _Cycle:
         self.me = self
 
 
+@pytest.fixture(autouse=True)
+def alone(monkeypatch):
+    """No dock of an earlier test holds the heap (one left open would), nothing frozen."""
+    monkeypatch.setattr(heap, "_holders", 0)
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
 @pytest.fixture
 def holder():
     heap.hold()
@@ -68,3 +77,22 @@ def test_the_dock_freezes_when_warm_frees_a_removed_layer_and_unfreezes_on_close
     assert gc.get_freeze_count() == 0
     widget.shutdown()  # a second close (the window after the dock) releases nothing more
     assert gc.get_freeze_count() == 0
+
+
+def test_no_refreeze_while_a_run_is_under_way(make_napari_viewer, qtbot, monkeypatch):
+    """Between a run's training and its fill the dock is idle for a moment: the refreeze the
+    training's end asks for must wait for the fill's end, not pause the window inside it."""
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "refreeze", lambda: calls.append(1) or True)
+    widget = SegPLDock(make_napari_viewer())
+    assert widget.warmed_up.wait(120)
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=3000)  # the warm-up's freeze
+    widget.state.set_busy(training=True)
+    widget.state.set_busy(training=False)  # the runner's training end: idle for a moment
+    widget.state.set_busy(filling=True)  # then the fill
+    widget._refreeze_soon()  # a layer removed meanwhile asks too
+    qtbot.wait(700)
+    assert len(calls) == 1
+    widget.state.set_busy(filling=False)
+    qtbot.waitUntil(lambda: len(calls) == 2, timeout=3000)
+    widget.shutdown()

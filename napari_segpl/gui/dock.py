@@ -102,6 +102,10 @@ class SegPLDock(QWidget):
         self._warm_poll.setInterval(200)
         self._warm_poll.timeout.connect(self._freeze_when_warm)
         self._warm_poll.start()
+        self._refreeze_timer = QTimer(self)  # restarted by each request: one refreeze a burst
+        self._refreeze_timer.setSingleShot(True)
+        self._refreeze_timer.setInterval(300)
+        self._refreeze_timer.timeout.connect(self._refreeze_if_idle)
         napari_viewer.layers.events.removed.connect(self._refreeze_soon)
 
     # ------------------------------------------------------ what scripts call
@@ -154,15 +158,21 @@ class SegPLDock(QWidget):
             heap.refreeze()
 
     def _refreeze_soon(self, event=None) -> None:
-        """Collect and freeze once the event at hand is over (a removed layer is still
+        """Collect and freeze a moment after the event at hand (a removed layer is still
         referenced while napari emits its removal)."""
         if self._holds_heap:
-            QTimer.singleShot(0, heap.refreeze)
+            self._refreeze_timer.start()
+
+    def _refreeze_if_idle(self) -> None:
+        # not between a run's training and its fill: the run's end asks again
+        if self._holds_heap and not self.state.busy:
+            heap.refreeze()
 
     def _release_heap(self) -> None:
         if self._holds_heap:
             self._holds_heap = False
             self._warm_poll.stop()
+            self._refreeze_timer.stop()
             self.viewer.layers.events.removed.disconnect(self._refreeze_soon)
             heap.release()
 
