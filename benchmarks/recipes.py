@@ -39,5 +39,6 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     # network at half width (4 channels first); "patch-96" is its 2D half (the vessels' network,
     # width as before), the recipe (ww) ran
     "narrow-96": (None, {"patch": 96, "base_channels": 4}),
+    "narrow": (None, {"base_channels": 4}),  # (zz) rule 2: the half width alone
     "patch-96": (None, {"patch": 96}),
 }
