@@ -35,10 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # the ct preset's lever of RESULTS.md (zz) (issue 26): training crops of 96 px and the 3D
-    # network at half width (4 channels first); "patch-96" is its 2D half (the vessels' network,
-    # width as before), the recipe (ww) ran
-    "narrow-96": (None, {"patch": 96, "base_channels": 4}),
-    "narrow": (None, {"base_channels": 4}),  # (zz) rule 2: the half width alone
-    "patch-96": (None, {"patch": 96}),
 }
