@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .heartbeat import Heartbeat
+from .heartbeat import FullCollections, Heartbeat
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     axis = int(viewer.dims.order[0])  # the sliced axis
     rng = np.random.default_rng(0)
 
-    heart = Heartbeat()
+    heart, collections = Heartbeat(), FullCollections()
     done = [0]
     dab = [0]  # brush positions of the stroke under way
     start = [np.zeros(2)]
@@ -91,6 +91,7 @@ def main(argv: list[str]) -> int:
     painter.setInterval(args.every)
     painter.timeout.connect(step)
     heart.start()
+    collections.start()
     painter.start()
     while done[0] < args.strokes:
         app.processEvents()
@@ -100,10 +101,12 @@ def main(argv: list[str]) -> int:
         app.processEvents()
         time.sleep(0.001)
     heart.stop()
+    collections.stop()
     painter.stop()
     print("no dock" if dock is None else f"dock from {napari_segpl.__file__}")
     print(f"labels {shape[0]} x {shape[1]} x {shape[2]} uint8, {args.strokes} strokes")
     print(heart.table())
+    print(f"while painting: {collections.summary()}")
     if dock is not None:
         dock.shutdown()
     viewer.close()
