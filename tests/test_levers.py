@@ -397,13 +397,3 @@ def test_the_e_step_adds_the_weighted_intensity_evidence_to_the_logits(weight):
     torch.testing.assert_close(out.pseudo, expected.float())
     plain = (torch.sigmoid(logits) > 0.5).float()
     assert torch.equal(out.pseudo, plain) == (weight == 0)
-
-
-def test_a_patch_the_unet_cannot_halve_depth_times_is_refused():
-    """--patch 100 with depth 4 cropped images wider than it to 100 x 100, and the U-net's
-    skip connections failed to rejoin (25 against 24) in the first step."""
-    with pytest.raises(ConfigError, match="patch must be a multiple of 16"):
-        TrainConfig(patch=100, depth=4).validate()
-    TrainConfig(patch=96, depth=4).validate()
-    with pytest.raises(ConfigError, match="multiple of 4"):
-        TrainConfig(patch=30, depth=2).validate()

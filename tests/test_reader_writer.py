@@ -271,20 +271,6 @@ def test_grid_of_without_or_with_stale_metadata(oblique_nifti) -> None:
         grid_of(Labels(np.zeros((5, 5), np.int32), name="flat"))
 
 
-def test_export_refuses_overwrite_and_other_formats(tmp_path: Path) -> None:
-    layer = Labels(np.ones(SHAPE, np.uint8))
-    target = tmp_path / "mask.nii.gz"
-    export_layer(layer, target)
-    layer.data[0, 0, 0] = 3
-    with pytest.raises(FileExistsError, match="mask.nii.gz"):
-        export_layer(layer, target)
-    assert nib.load(target).get_fdata()[0, 0, 0] == 1
-    export_layer(layer, target, overwrite=True)
-    assert nib.load(target).get_fdata()[0, 0, 0] == 3
-    with pytest.raises(VolumeError, match=r"\.nii or \.nii\.gz"):
-        export_layer(layer, tmp_path / "mask.mha")
-
-
 def test_npe2_writers_use_layer_state(oblique_nifti, tmp_path: Path) -> None:
     image = _open_image(oblique_nifti[0])
     labels = Labels(np.zeros(SHAPE, np.int32), **same_grid_kwargs(image, "lab"))
