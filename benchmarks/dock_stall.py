@@ -32,6 +32,7 @@ Run under Xvfb:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -152,8 +153,6 @@ def child(args: argparse.Namespace) -> dict:
         dock.warmed_up.wait(120)  # torch's first-use set-up, in a thread when the dock opens
     app = QApplication.instance()
     _pump(app, 2.0)  # let the window settle and the dock's first scan happen
-    import gc
-
     collections = FullCollections()
     info["tracked objects"] = len(gc.get_objects())  # those a full collection walks
     info["frozen objects"] = gc.get_freeze_count()

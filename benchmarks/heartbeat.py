@@ -3,6 +3,7 @@ could not react (paint, mouse, keyboard). Shared by the event_loop and paint_sta
 
 from __future__ import annotations
 
+import gc
 import time
 
 import numpy as np
@@ -61,13 +62,9 @@ class FullCollections:
             self.seconds.append(time.perf_counter() - self._start)
 
     def start(self) -> None:
-        import gc
-
         gc.callbacks.append(self._callback)
 
     def stop(self) -> None:
-        import gc
-
         gc.callbacks.remove(self._callback)
 
     def summary(self) -> str:
