@@ -3,7 +3,7 @@ grid|cuda|intensity|safeguard|cohort|big_scan|uncertainty_auroc|time_to_mask|
 compare_grid|compare_merge|heldout_check|method_cost|threshold_signal|layout|suggest_sim|
 paired|twin_average|
 dock_time_to_mask|target23|compare_summary|neighbour_check|cpu_levers|mc_brier|
-components|intensity_arbiter|cut_sweep] ...``.
+components|intensity_arbiter|cut_sweep|gc_threads] ...``.
 
 Runs one benchmark (or the two quick ones, speed and inference, with no argument). Each prints
 a Markdown table to paste into RESULTS.md."""
@@ -55,6 +55,7 @@ def main(argv: list[str]) -> int:
             "components",
             "intensity_arbiter",
             "cut_sweep",
+            "gc_threads",
         )
     }
     if name not in modules:

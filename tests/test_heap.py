@@ -1,11 +1,14 @@
-"""The dock's frozen heap (``gui/heap.py``): torch's objects are frozen once the dock's warm-up
-is done, cyclic garbage that was frozen is freed when a layer leaves the viewer or a run ends,
-and the last dock to close hands every object back to the collector."""
+"""The dock's garbage collection (``gui/heap.py``): while a dock is open only the GUI thread
+collects (a worker's allocations never start a collection there), torch's objects are frozen
+once the dock's warm-up is done, cyclic garbage that was frozen is freed when a layer leaves
+the viewer or a run ends, and the last dock to close, or to be freed, hands the collector back
+as it was."""
 
 from __future__ import annotations
 
 import gc
 import sys
+import threading
 import weakref
 
 import numpy as np
@@ -23,32 +26,130 @@ class _Cycle:
         self.me = self
 
 
+class _Owner:
+    """Stands for a dock."""
+
+
 @pytest.fixture(autouse=True)
 def alone(monkeypatch):
-    """No dock of an earlier test holds the heap (one left open would), nothing frozen."""
-    monkeypatch.setattr(heap, "_holders", 0)
+    """No dock of an earlier test holds the heap (one left open would), nothing frozen, the
+    collector on; each as it was afterwards."""
+    monkeypatch.setattr(heap, "_holders", {})
+    monkeypatch.setattr(heap, "_last_full", 0.0)
+    was_enabled = gc.isenabled()
+    gc.enable()
     gc.unfreeze()
     yield
     gc.unfreeze()
+    if not was_enabled:
+        gc.disable()
 
 
 @pytest.fixture
 def holder():
-    heap.hold()
-    yield
-    heap.release()
+    owner = _Owner()
+    heap.hold(owner)
+    yield owner
+    heap.release(owner)
 
 
 def test_refreeze_freezes_only_while_a_dock_holds_the_heap():
     assert not heap.refreeze()
     assert gc.get_freeze_count() == 0
-    heap.hold()
+    owner = _Owner()
+    heap.hold(owner)
     try:
         assert heap.refreeze()
         assert gc.get_freeze_count() > 0
     finally:
-        heap.release()
+        heap.release(owner)
     assert gc.get_freeze_count() == 0
+
+
+def test_the_collector_is_off_while_held_and_back_after_the_last_holder():
+    first, second = _Owner(), _Owner()
+    heap.hold(first)
+    heap.hold(second)
+    assert not gc.isenabled()
+    heap.release(first)
+    assert not gc.isenabled() and heap.held()
+    heap.release(second)
+    heap.release(second)  # a second close releases nothing more
+    assert gc.isenabled() and not heap.held()
+    gc.disable()  # a collector the user had turned off stays off
+    try:
+        heap.hold(first)
+        heap.release(first)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_holder_freed_without_release_hands_the_collector_back():
+    owner = _Owner()
+    heap.hold(owner)
+    heap.refreeze()
+    del owner  # freed by its reference count: a dock deleted without its close
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and not heap.held()
+
+
+def test_a_worker_thread_starts_no_collection_while_held(holder):
+    """The crash in CI: a collection started by the training thread's allocations deleted a
+    Qt object there. Held, a thread making cyclic garbage starts none; the GUI thread's
+    ``collect_due`` does the collecting and frees that garbage."""
+    where: list[str] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start":
+            where.append(threading.current_thread().name)
+
+    def allocate() -> None:
+        for _ in range(200_000):
+            _Cycle()
+
+    gc.callbacks.append(seen)
+    try:
+        worker = threading.Thread(target=allocate, name="worker")
+        worker.start()
+        worker.join()
+        assert "worker" not in where
+        assert gc.get_count()[0] > gc.get_threshold()[0]
+        cycle = weakref.ref(_Cycle())
+        assert heap.collect_due() is not None
+        assert where and set(where) == {threading.main_thread().name}
+        assert cycle() is None
+    finally:
+        gc.callbacks.remove(seen)
+    heap.release(holder)  # the same thread, unheld: Python's own collector is back
+    where.clear()
+    gc.callbacks.append(seen)
+    try:
+        worker = threading.Thread(target=allocate, name="worker")
+        worker.start()
+        worker.join()
+    finally:
+        gc.callbacks.remove(seen)
+    assert "worker" in where
+
+
+def test_collect_due_follows_the_thresholds_and_spaces_full_collections(holder):
+    gc.collect()
+    assert heap.collect_due() is None  # nothing allocated since
+    t0, t1, t2 = gc.get_threshold()
+    done = []
+    now = 1000.0
+    for _ in range((t1 + 1) * (t2 + 1) + 5):
+        keep = [_Cycle() for _ in range(t0 + 1)]
+        done.append(heap.collect_due(now=now))
+        del keep
+    assert done.count(0) and done.count(1)
+    assert done.count(2) == 1  # later full ones wait FULL_EVERY_S (the clock stood still)
+    later = []
+    for _ in range((t1 + 1) * (t2 + 1)):  # once the clock has moved on, a full one comes
+        keep = [_Cycle() for _ in range(t0 + 1)]
+        later.append(heap.collect_due(now=now + heap.FULL_EVERY_S))
+        del keep
+    assert 2 in later
 
 
 def test_frozen_cyclic_garbage_is_freed_by_the_next_refreeze(holder):
@@ -70,12 +171,13 @@ def test_the_dock_freezes_when_warm_frees_a_removed_layer_and_unfreezes_on_close
     widget = SegPLDock(viewer)
     assert widget.warmed_up.wait(120)
     qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=5000)
+    assert not gc.isenabled()
     ref = weakref.ref(layer)
     viewer.layers.remove(layer)
     del layer
     qtbot.waitUntil(lambda: ref() is None, timeout=5000)
     widget.shutdown()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
     widget.shutdown()  # a second close (the window after the dock) releases nothing more
     assert gc.get_freeze_count() == 0
 

@@ -95,9 +95,13 @@ class SegPLDock(QWidget):
         self.setMinimumWidth(360)
         self.warmed_up = threading.Event()
         start_warm_up(self.warmed_up)
-        # torch's objects out of the collector's way once they are loaded (``heap.py``)
-        heap.hold()
+        # collections on this thread only, and torch's objects out of their way once loaded
+        heap.hold(self)
         self._holds_heap = True
+        self._collect_timer = QTimer(self)  # the automatic collector's work (``heap.py``)
+        self._collect_timer.setInterval(100)
+        self._collect_timer.timeout.connect(heap.collect_due)
+        self._collect_timer.start()
         self._warm_poll = QTimer(self)
         self._warm_poll.setInterval(200)
         self._warm_poll.timeout.connect(self._freeze_when_warm)
@@ -155,7 +159,7 @@ class SegPLDock(QWidget):
     def _freeze_when_warm(self) -> None:
         if self.warmed_up.is_set():
             self._warm_poll.stop()
-            heap.refreeze()
+            self._refreeze_soon()  # once nothing runs, as every refreeze
 
     def _refreeze_soon(self, event=None) -> None:
         """Collect and freeze a moment after the event at hand (a removed layer is still
@@ -173,8 +177,9 @@ class SegPLDock(QWidget):
             self._holds_heap = False
             self._warm_poll.stop()
             self._refreeze_timer.stop()
+            self._collect_timer.stop()
             self.viewer.layers.events.removed.disconnect(self._refreeze_soon)
-            heap.release()
+            heap.release(self)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self._watch_window()
