@@ -161,9 +161,14 @@ def test_plots_are_in_view_while_training_at_1600_by_1000(make_napari_viewer, qt
         _settle(qtbot)
         scroll = dock.findChild(QScrollArea)
         assert scroll.verticalScrollBar().value() == 0  # nothing was scrolled
-        for plot in (dock.plots.loss_plot, dock.plots.threshold_plot):
-            assert _wholly_visible(plot), (plot.visibleRegion().boundingRect(), plot.rect())
-        assert _wholly_visible(dock.training.progress)
+        plots = (dock.plots.loss_plot, dock.plots.threshold_plot, dock.training.progress)
+        # once the layout has caught up with the run's texts (on a loaded machine Qt lays out
+        # a moment after the texts change): a plot still cut after 3 s is below the fold
+        try:
+            qtbot.waitUntil(lambda: all(_wholly_visible(p) for p in plots), timeout=3000)
+        except qtbot.TimeoutError:
+            cut = [(p.visibleRegion().boundingRect(), p.rect()) for p in plots]
+            raise AssertionError(f"not in full view: {cut}") from None
     finally:
         dock.shutdown()
 
