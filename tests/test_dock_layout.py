@@ -183,3 +183,33 @@ def test_the_docks_sample_counts_are_the_commands_defaults(docked):
         defaults = {a.dest: a.default for a in commands[name]._actions}
         assert defaults["mc_samples"] == docked.results.mc_spin.value() == 5, name
         assert defaults["tta_samples"] == docked.results.tta_spin.value() == 8, name
+
+
+def test_the_first_preview_moves_nothing(make_napari_viewer, qtbot):
+    """The preview's note ("pseudo labels of slice N at step M: T = ...") has its two lines
+    from the start: when it first shows, the Stop button the user may be reaching for and the
+    plots stay where they were."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-segpl", "lungs_ct")
+    dock = SegPLDock(viewer)
+    viewer.window.add_dock_widget(dock, name="SegPL")
+    viewer.window._qt_window.resize(1600, 1000)
+    quick_params(dock.params)
+    dock.params.method.value = "segpl-vi"
+    dock.params.steps.value = 10_000
+    watched = (dock.training.stop_button, dock.plots.loss_plot, dock.plots.threshold_plot)
+
+    def places() -> list[tuple[int, int]]:
+        return [(w.mapTo(dock, w.rect().topLeft()).y(), w.height()) for w in watched]
+
+    try:
+        assert dock.start_training()
+        qtbot.waitUntil(lambda: bool(dock.training.status.text()), timeout=60_000)
+        _settle(qtbot)
+        assert not dock.training.preview_note.text()  # no preview yet (one every 2 steps)
+        before = places()
+        qtbot.waitUntil(lambda: bool(dock.training.preview_note.text()), timeout=60_000)
+        _settle(qtbot)
+        assert places() == before
+    finally:
+        dock.shutdown()

@@ -70,9 +70,9 @@ class TrainingPanel(QGroupBox):
         self.progress.setTextVisible(True)
         v.addWidget(self.progress)
         self.status = status_label()
-        #: which T the pseudo-label preview was cut at (SegPL-VI: the head's mu for the slice)
-        self.preview_note = QLabel("")
-        self.preview_note.setWordWrap(True)
+        #: which T the pseudo-label preview was cut at (SegPL-VI: the head's mu for the slice);
+        #: two lines from the start, so the first preview does not move the plots
+        self.preview_note = status_label()
         #: the last mask made while training: which step and how long it took
         self.snapshot_note = QLabel("")
         self.snapshot_note.setWordWrap(True)

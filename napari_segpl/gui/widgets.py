@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QEvent, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from .params import let_shrink
@@ -95,14 +95,35 @@ def labelled_row(text: str, widget: QWidget, *more: QWidget) -> QHBoxLayout:
     return layout
 
 
+class ReservedLabel(QLabel):
+    """A word-wrapped label never shorter than ``lines`` lines of its own text, as the current
+    font and style lay them out (napari's stylesheet, applied once the label is in the window,
+    changes both), so a text of up to that many lines re-lays out nothing around it."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__("")
+        self.setWordWrap(True)
+        self._lines = lines
+        self._reserve()
+
+    def _reserve(self) -> None:
+        text = self.text()
+        self.setText("\n".join("X" * self._lines))
+        self.setMinimumHeight(0)
+        self.setMinimumHeight(self.sizeHint().height())
+        self.setText(text)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() in (QEvent.FontChange, QEvent.StyleChange):
+            self._reserve()
+
+
 def status_label(lines: int = 2) -> QLabel:
-    """A word-wrapped label with room for ``lines`` lines from the start, so the usual status
-    text never re-lays out the plots below it while training. A longer text (a collapse
+    """A label with room for ``lines`` lines from the start, so the usual status text never
+    re-lays out the plots or the buttons around it while training. A longer text (a collapse
     warning, an error) makes it taller rather than being cut."""
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.setMinimumHeight(lines * label.fontMetrics().lineSpacing() + 4)
-    return label
+    return ReservedLabel(lines)
 
 
 def format_seconds(seconds: float) -> str:
