@@ -144,9 +144,8 @@ def _wholly_visible(widget) -> bool:
     return widget.isVisible() and region == widget.rect()
 
 
-def test_plots_are_in_view_while_training_at_1600_by_1000(make_napari_viewer, qtbot):
-    """The loss and threshold plots of a SegPL-VI run are seen in full, without scrolling,
-    in a 1600 x 1000 window (they were below the fold, only their titles in view)."""
+def _long_run_at_1600_by_1000(make_napari_viewer) -> SegPLDock:
+    """The dock in a 1600 x 1000 window over the CT sample, set for a long SegPL-VI run."""
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-segpl", "lungs_ct")
     dock = SegPLDock(viewer)
@@ -155,6 +154,13 @@ def test_plots_are_in_view_while_training_at_1600_by_1000(make_napari_viewer, qt
     quick_params(dock.params)
     dock.params.method.value = "segpl-vi"
     dock.params.steps.value = 10_000
+    return dock
+
+
+def test_plots_are_in_view_while_training_at_1600_by_1000(make_napari_viewer, qtbot):
+    """The loss and threshold plots of a SegPL-VI run are seen in full, without scrolling,
+    in a 1600 x 1000 window (they were below the fold, only their titles in view)."""
+    dock = _long_run_at_1600_by_1000(make_napari_viewer)
     try:
         assert dock.start_training()
         qtbot.waitUntil(lambda: dock.training.progress.value() >= 2, timeout=60_000)
@@ -189,14 +195,7 @@ def test_the_first_preview_moves_nothing(make_napari_viewer, qtbot):
     """The preview's note ("pseudo labels of slice N at step M: T = ...") has its two lines
     from the start: when it first shows, the Stop button the user may be reaching for and the
     plots stay where they were."""
-    viewer = make_napari_viewer(show=True)
-    viewer.open_sample("napari-segpl", "lungs_ct")
-    dock = SegPLDock(viewer)
-    viewer.window.add_dock_widget(dock, name="SegPL")
-    viewer.window._qt_window.resize(1600, 1000)
-    quick_params(dock.params)
-    dock.params.method.value = "segpl-vi"
-    dock.params.steps.value = 10_000
+    dock = _long_run_at_1600_by_1000(make_napari_viewer)
     watched = (dock.training.stop_button, dock.plots.loss_plot, dock.plots.threshold_plot)
 
     def places() -> list[tuple[int, int]]:
