@@ -72,7 +72,7 @@ def test_the_collector_is_off_while_held_and_back_after_the_last_holder():
     heap.hold(second)
     assert not gc.isenabled()
     heap.release(first)
-    assert not gc.isenabled() and heap.held()
+    assert not gc.isenabled() and heap.held() and heap.held(second) and not heap.held(first)
     heap.release(second)
     heap.release(second)  # a second close releases nothing more
     assert gc.isenabled() and not heap.held()

@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 class SegPLDock(QWidget):
     """Dock widget for training SegPL models on a few labelled slices (napari.yaml's entry)."""
 
-    _holds_heap = False  # ``heap.hold`` taken and not yet released
-
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -97,7 +95,6 @@ class SegPLDock(QWidget):
         start_warm_up(self.warmed_up)
         # collections on this thread only, and torch's objects out of their way once loaded
         heap.hold(self)
-        self._holds_heap = True
         self._collect_timer = QTimer(self)  # the automatic collector's work (``heap.py``)
         self._collect_timer.setInterval(100)
         self._collect_timer.timeout.connect(heap.collect_due)
@@ -164,17 +161,16 @@ class SegPLDock(QWidget):
     def _refreeze_soon(self, event=None) -> None:
         """Collect and freeze a moment after the event at hand (a removed layer is still
         referenced while napari emits its removal)."""
-        if self._holds_heap:
+        if heap.held(self):
             self._refreeze_timer.start()
 
     def _refreeze_if_idle(self) -> None:
         # not between a run's training and its fill: the run's end asks again
-        if self._holds_heap and not self.state.busy:
+        if heap.held(self) and not self.state.busy:
             heap.refreeze()
 
     def _release_heap(self) -> None:
-        if self._holds_heap:
-            self._holds_heap = False
+        if heap.held(self):
             self._warm_poll.stop()
             self._refreeze_timer.stop()
             self._collect_timer.stop()

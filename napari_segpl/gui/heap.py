@@ -36,9 +36,9 @@ _was_enabled = True
 _last_full = 0.0
 
 
-def held() -> bool:
-    """True while a dock holds the heap (the automatic collector off)."""
-    return bool(_holders)
+def held(owner: object | None = None) -> bool:
+    """True while a dock (``owner``, or any) holds the heap: the automatic collector is off."""
+    return bool(_holders) if owner is None else id(owner) in _holders
 
 
 def hold(owner: object) -> None:
