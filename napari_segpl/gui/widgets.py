@@ -109,7 +109,6 @@ class ReservedLabel(QLabel):
     def _reserve(self) -> None:
         text = self.text()
         self.setText("\n".join("X" * self._lines))
-        self.setMinimumHeight(0)
         self.setMinimumHeight(self.sizeHint().height())
         self.setText(text)
 
