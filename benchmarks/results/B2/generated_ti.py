@@ -1,5 +1,6 @@
 """(B2) rule 1: lever TI on the generated CT's saved masks (``uu/generated_save.py``: SegPL's
-and its twin's exported labels, P on, and the safeguard's record), no training.
+and its twin's exported labels, P on, and the safeguard's record), no training. Runs with the
+code of 9aa7160, where ``traded_check`` lived (removed since with the lever).
 
     python benchmarks/results/B2/generated_ti.py RECORDS.jsonl MASK_DIR [RECORDS MASK_DIR ...]
 """
@@ -22,7 +23,7 @@ config = TrainConfig.from_preset(suggest_preset(image), method="segpl", axis=2)
 data = prepare_data(image, sparse, config, labelled=painted)
 paint = painted_slices(sparse, painted, 2)
 args = sys.argv[1:]
-for records, folder in zip(args[::2], args[1::2]):
+for records, folder in zip(args[::2], args[1::2], strict=True):
     for line in Path(records).read_text().splitlines():
         r = json.loads(line)
         labels = np.load(Path(folder) / f"generated-s{r['seed']}.npz")
@@ -35,7 +36,9 @@ for records, folder in zip(args[::2], args[1::2]):
             traded, nats, keep = traded_check(
                 semi, sup, lost, paint, 2, data.image, data.labels, list(data.labelled), MARGIN
             )
-            ti = float(np.mean(mask_ious(traded, truth, painted, 2))) if keep else score["supervised"]
+            ti = score["supervised"]
+            if keep:
+                ti = float(np.mean(mask_ious(traded, truth, painted, 2)))
         print(json.dumps({
             "seed": r["seed"], "kept": r["kept"], "lost": lost, "segpl": round(score["segpl"], 4),
             "supervised": round(score["supervised"], 4), "today": round(today, 4),
