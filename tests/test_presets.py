@@ -32,7 +32,7 @@ LEVERS_OFF = {
     "burn_in": 0.0, "unsup_dice": "image", "confidence": 0.0, "skip_empty": False, "ema": 0.0,
     "augment": False, "lr_schedule": "constant", "threshold_signal": "kl", "perturb": 0.0,
     "unsup_loss": "", "warp": 0.0, "affine": 0.0, "near": 0.0, "span": 1.0, "mix": 0.0,
-    "gate": False, "exclusive": False, "intensity": 0.0, "settle": 0.0,
+    "gate": False, "exclusive": False, "intensity": 0.0, "settle": 0.0, "compete": 0.0,
 }  # fmt: skip
 #: Fields that are no part of a recipe (the data, the run, the architecture's depth, a CT
 #: window the z-score ignores, the warm-up, which the paper leaves open, a weight unused while

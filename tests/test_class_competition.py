@@ -1,0 +1,106 @@
+"""The cross-entropy between painted foreground classes (``compete``): by hand, its mask, and why
+the Dice alone cannot do its work (a saturated channel gets no gradient from it)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from napari_segpl.engine.config import ConfigError, TrainConfig
+from napari_segpl.engine.losses import class_competition_loss, segmentation_loss
+from napari_segpl.engine.methods import get_method
+from napari_segpl.engine.methods.base import Batch
+
+
+def _one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, *spatial) integer labels -> (N, K, *spatial) channels for classes 1..K."""
+    return torch.stack([(labels == c).float() for c in range(1, k + 1)], dim=1)
+
+
+def test_competition_matches_hand_computation():
+    logits = torch.tensor([[[[2.0, 0.0]], [[1.0, 3.0]], [[-1.0, 0.5]]]])  # (1, 3, 1, 2)
+    labels = torch.tensor([[[2, 0]]])  # one voxel painted class 2, one background
+    got = class_competition_loss(logits, _one_hot(labels, 3))
+    # only the first voxel counts: -log(e^1 / (e^2 + e^1 + e^-1))
+    expected = -(1.0 - math.log(math.exp(2.0) + math.exp(1.0) + math.exp(-1.0)))
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_competition_averages_over_painted_voxels_only():
+    logits = torch.tensor([[[[0.0, 0.0, 5.0]], [[math.log(3.0), 0.0, -5.0]]]])  # (1, 2, 1, 3)
+    labels = torch.tensor([[[1, 2, 0]]])
+    got = class_competition_loss(logits, _one_hot(labels, 2))
+    voxel1 = -math.log(1.0 / (1.0 + 3.0))  # class 1 against logit log 3 of class 2
+    voxel2 = -math.log(0.5)  # tied logits
+    assert got.item() == pytest.approx((voxel1 + voxel2) / 2, rel=1e-6)
+
+
+def test_competition_is_zero_without_paint_and_keeps_a_gradient():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    got = class_competition_loss(logits, torch.zeros(2, 3, 4, 4))
+    assert got.item() == 0.0
+    got.backward()
+    assert torch.all(logits.grad == 0)
+
+
+def test_competition_mask_keeps_the_centre_slice_of_a_stack():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 3, 4, 4)
+    labels = torch.randint(0, 4, (2, 3, 4, 4))
+    target = _one_hot(labels, 3)
+    centre = torch.zeros(1, 1, 3, 1, 1)
+    centre[:, :, 1] = 1
+    got = class_competition_loss(logits, target, centre)
+    alone = class_competition_loss(logits[:, :, 1], target[:, :, 1])
+    assert got.item() == pytest.approx(alone.item(), rel=1e-6)
+
+
+def test_a_saturated_channel_learns_from_competition_not_from_the_dice():
+    """A voxel painted class 2 where class 1's channel reads 0.99995 (logit 10): the Dice moves
+    class 1's logit there by almost nothing; the competition pushes it down by about 0.88."""
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[:, :4] = 1
+    labels[:, 4:, :4] = 2
+    target = _one_hot(labels, 2)
+    logits = torch.full((1, 2, 8, 8), -10.0)
+    logits[:, 0, :4] = 10.0
+    logits[:, 0, 4:, :4] = 10.0  # class 1 claims class 2's voxels too
+    logits[:, 1, 4:, :4] = 8.0  # class 2 is right, but less sure
+    dice_logits = logits.clone().requires_grad_(True)
+    segmentation_loss(dice_logits, target, "dice").backward()
+    ce_logits = logits.clone().requires_grad_(True)
+    class_competition_loss(ce_logits, target).backward()
+    voxel = (0, 0, 6, 1)  # class 1's channel on a voxel painted class 2
+    assert abs(dice_logits.grad[voxel].item()) < 1e-5
+    painted = int((labels > 0).sum())
+    assert ce_logits.grad[voxel].item() * painted == pytest.approx(
+        1.0 / (1.0 + math.exp(-2.0)), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("nested,k,adds", [(False, 2, True), (True, 2, False), (False, 1, False)])
+def test_supervised_loss_adds_competition_only_for_exclusive_classes(nested, k, adds):
+    torch.manual_seed(1)
+    config = TrainConfig(method="supervised", dims=2, nested=nested, compete=0.7)
+    method = get_method("supervised")(config, k)
+    logits = torch.randn(2, k, 16, 16)
+    labels = torch.randint(0, k + 1, (2, 16, 16))
+    target = (
+        torch.stack([(labels >= c).float() for c in range(1, k + 1)], 1)
+        if nested
+        else _one_hot(labels, k)
+    )
+    batch = Batch(torch.zeros(2, 1, 16, 16), target)
+    got = method.supervised_loss(logits, batch)
+    dice = segmentation_loss(logits, target, "dice")
+    extra = 0.7 * class_competition_loss(logits, target) if adds else 0.0
+    assert got.item() == pytest.approx((dice + extra).item(), rel=1e-6)
+
+
+def test_compete_is_checked_and_off_in_the_paper_presets():
+    with pytest.raises(ConfigError, match="compete"):
+        TrainConfig(compete=-1.0).validate()
+    assert TrainConfig.from_preset("paper", compete=1.0).compete == 1.0
+    assert TrainConfig.from_preset("paper").compete == 0.0
