@@ -1,4 +1,4 @@
-"""The cross-entropy between painted foreground classes (``compete``): by hand, its mask, and why
+"""The other classes pushed down where a class is painted (``compete``): by hand, its mask, and why
 the Dice alone cannot do its work (a saturated channel gets no gradient from it)."""
 
 from __future__ import annotations
@@ -19,21 +19,25 @@ def _one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:
     return torch.stack([(labels == c).float() for c in range(1, k + 1)], dim=1)
 
 
+def _softplus(z: float) -> float:
+    return math.log1p(math.exp(z))
+
+
 def test_competition_matches_hand_computation():
     logits = torch.tensor([[[[2.0, 0.0]], [[1.0, 3.0]], [[-1.0, 0.5]]]])  # (1, 3, 1, 2)
     labels = torch.tensor([[[2, 0]]])  # one voxel painted class 2, one background
     got = class_competition_loss(logits, _one_hot(labels, 3))
-    # only the first voxel counts: -log(e^1 / (e^2 + e^1 + e^-1))
-    expected = -(1.0 - math.log(math.exp(2.0) + math.exp(1.0) + math.exp(-1.0)))
+    # only the first voxel counts, and there classes 1 and 3 against 0
+    expected = (_softplus(2.0) + _softplus(-1.0)) / 2
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_competition_averages_over_painted_voxels_only():
-    logits = torch.tensor([[[[0.0, 0.0, 5.0]], [[math.log(3.0), 0.0, -5.0]]]])  # (1, 2, 1, 3)
+    logits = torch.tensor([[[[0.0, 1.0, 5.0]], [[math.log(3.0), 0.0, -5.0]]]])  # (1, 2, 1, 3)
     labels = torch.tensor([[[1, 2, 0]]])
     got = class_competition_loss(logits, _one_hot(labels, 2))
-    voxel1 = -math.log(1.0 / (1.0 + 3.0))  # class 1 against logit log 3 of class 2
-    voxel2 = -math.log(0.5)  # tied logits
+    voxel1 = _softplus(math.log(3.0))  # painted 1: class 2's channel against 0
+    voxel2 = _softplus(1.0)  # painted 2: class 1's channel against 0
     assert got.item() == pytest.approx((voxel1 + voxel2) / 2, rel=1e-6)
 
 
@@ -59,7 +63,7 @@ def test_competition_mask_keeps_the_centre_slice_of_a_stack():
 
 def test_a_saturated_channel_learns_from_competition_not_from_the_dice():
     """A voxel painted class 2 where class 1's channel reads 0.99995 (logit 10): the Dice moves
-    class 1's logit there by almost nothing; the competition pushes it down by about 0.88."""
+    class 1's logit there by almost nothing; the competition pushes it down with its p."""
     labels = torch.zeros(1, 8, 8, dtype=torch.long)
     labels[:, :4] = 1
     labels[:, 4:, :4] = 2
@@ -76,8 +80,11 @@ def test_a_saturated_channel_learns_from_competition_not_from_the_dice():
     assert abs(dice_logits.grad[voxel].item()) < 1e-5
     painted = int((labels > 0).sum())
     assert ce_logits.grad[voxel].item() * painted == pytest.approx(
-        1.0 / (1.0 + math.exp(-2.0)), rel=1e-5
+        1.0 / (1.0 + math.exp(-10.0)), rel=1e-5
     )
+    # and it never pushes a painted class's own channel up (no growth into the background)
+    assert torch.all(ce_logits.grad[:, 1][labels == 2] == 0)
+    assert torch.all(ce_logits.grad[:, 0][labels == 1] == 0)
 
 
 @pytest.mark.parametrize("nested,k,adds", [(False, 2, True), (True, 2, False), (False, 1, False)])

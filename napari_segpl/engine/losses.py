@@ -90,27 +90,29 @@ def segmentation_loss(
 def class_competition_loss(
     logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Cross-entropy between the foreground classes, ``-log softmax(logits)[c]`` over the class
-    channels, averaged over the voxels whose one-hot ``target`` holds a class c (and that
-    ``mask``, broadcastable to (N, 1, ...), keeps); 0 when there are none.
+    """The binary cross-entropy of every other class channel against 0, ``log(1 + e^z_j)``
+    for j != c, on the voxels whose one-hot ``target`` holds a class c (and that ``mask``,
+    broadcastable to (N, 1, ...), keeps): the mean over those voxels of the mean over the other
+    channels; 0 when there are none.
 
     Exclusive classes are cut by the most probable channel, but each sigmoid channel's Dice
-    hardly penalises a neighbour's voxels once the channel is saturated there (the gradient
-    carries p (1 - p)): two organs of one density then both read about 1 and the larger one
-    takes the other's voxels. This term only ranks the classes against each other where the
-    paint says which one it is; background against foreground stays the Dice's."""
+    hardly corrects it once it is saturated (the gradient carries p (1 - p)): two organs of one
+    density then both read about 1 and the larger takes the other's voxels. This term pushes a
+    channel down where another class was painted, with a gradient of p, and never pushes the
+    painted class up (a softmax cross-entropy did, and grew classes into the background:
+    benchmarks/RESULTS.md (D2)); background against foreground stays the Dice's."""
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
     with _float32(logits.device):
         logits, target = logits.float(), target.float()
-        weight = (target.sum(dim=1) > 0.5).float()  # (N, *spatial): painted with a class
+        weight = (target.sum(dim=1, keepdim=True) > 0.5).float()  # painted with a class
         if mask is not None:
             keep = mask.float()
-            if keep.ndim == logits.ndim:
-                keep = keep.amax(dim=1)
-            weight = weight * keep.expand_as(weight)
-        each = F.cross_entropy(logits, target.argmax(dim=1), reduction="none")
-        return (each * weight).sum() / weight.sum().clamp_min(1.0)
+            weight = weight * (keep.amax(dim=1, keepdim=True) if keep.ndim == logits.ndim else keep)
+        others = (1.0 - target) * weight  # the channels a painted voxel is not
+        each = F.softplus(logits) * others
+        rivals = max(logits.shape[1] - 1, 1)
+        return each.sum() / (rivals * weight.sum().clamp_min(1.0))
 
 
 def gaussian_kl(
