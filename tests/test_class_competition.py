@@ -1,4 +1,4 @@
-"""The other classes pushed down where a class is painted (``compete``): by hand, its mask, and why
+"""A cross-entropy of the class channels on painted voxels (``compete``): by hand, its mask, and why
 the Dice alone cannot do its work (a saturated channel gets no gradient from it)."""
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def test_competition_matches_hand_computation():
     logits = torch.tensor([[[[2.0, 0.0]], [[1.0, 3.0]], [[-1.0, 0.5]]]])  # (1, 3, 1, 2)
     labels = torch.tensor([[[2, 0]]])  # one voxel painted class 2, one background
     got = class_competition_loss(logits, _one_hot(labels, 3))
-    # only the first voxel counts, and there classes 1 and 3 against 0
-    expected = (_softplus(2.0) + _softplus(-1.0)) / 2
+    # only the first voxel counts: class 2's channel against 1, classes 1 and 3 against 0
+    expected = (_softplus(2.0) + _softplus(-1.0) + _softplus(-1.0)) / 3
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -36,8 +36,8 @@ def test_competition_averages_over_painted_voxels_only():
     logits = torch.tensor([[[[0.0, 1.0, 5.0]], [[math.log(3.0), 0.0, -5.0]]]])  # (1, 2, 1, 3)
     labels = torch.tensor([[[1, 2, 0]]])
     got = class_competition_loss(logits, _one_hot(labels, 2))
-    voxel1 = _softplus(math.log(3.0))  # painted 1: class 2's channel against 0
-    voxel2 = _softplus(1.0)  # painted 2: class 1's channel against 0
+    voxel1 = (_softplus(-0.0) + _softplus(math.log(3.0))) / 2  # painted 1
+    voxel2 = (_softplus(1.0) + _softplus(-0.0)) / 2  # painted 2
     assert got.item() == pytest.approx((voxel1 + voxel2) / 2, rel=1e-6)
 
 
@@ -62,29 +62,34 @@ def test_competition_mask_keeps_the_centre_slice_of_a_stack():
 
 
 def test_a_saturated_channel_learns_from_competition_not_from_the_dice():
-    """A voxel painted class 2 where class 1's channel reads 0.99995 (logit 10): the Dice moves
-    class 1's logit there by almost nothing; the competition pushes it down with its p."""
+    """A voxel painted class 2 where class 1's channel reads 0.99995 (logit 10), and class 2's
+    reads 0.00005 (logit -10) on its own paint: the Dice moves neither logit by much; the
+    competition moves each by its p - y, whole."""
     labels = torch.zeros(1, 8, 8, dtype=torch.long)
     labels[:, :4] = 1
     labels[:, 4:, :4] = 2
     target = _one_hot(labels, 2)
     logits = torch.full((1, 2, 8, 8), -10.0)
     logits[:, 0, :4] = 10.0
-    logits[:, 0, 4:, :4] = 10.0  # class 1 claims class 2's voxels too
-    logits[:, 1, 4:, :4] = 8.0  # class 2 is right, but less sure
+    logits[:, 0, 4:, :4] = 10.0  # class 1 claims class 2's voxels
+    logits[:, 1, 4:, 2:4] = 8.0  # class 2 is right on half of its paint, stuck at 0 elsewhere
     dice_logits = logits.clone().requires_grad_(True)
     segmentation_loss(dice_logits, target, "dice").backward()
     ce_logits = logits.clone().requires_grad_(True)
     class_competition_loss(ce_logits, target).backward()
-    voxel = (0, 0, 6, 1)  # class 1's channel on a voxel painted class 2
-    assert abs(dice_logits.grad[voxel].item()) < 1e-5
-    painted = int((labels > 0).sum())
-    assert ce_logits.grad[voxel].item() * painted == pytest.approx(
-        1.0 / (1.0 + math.exp(-10.0)), rel=1e-5
+    scale = 2 * int((labels > 0).sum())  # channels times painted voxels
+    wrong = (0, 0, 6, 1)  # class 1's channel on a voxel painted class 2
+    stuck = (0, 1, 6, 1)  # class 2's channel at 0 on its own paint
+    assert abs(dice_logits.grad[wrong].item()) < 1e-3
+    assert abs(dice_logits.grad[stuck].item()) < 1e-3
+    assert ce_logits.grad[wrong].item() * scale == pytest.approx(
+        torch.sigmoid(torch.tensor(10.0)).item(), rel=1e-5
     )
-    # and it never pushes a painted class's own channel up (no growth into the background)
-    assert torch.all(ce_logits.grad[:, 1][labels == 2] == 0)
-    assert torch.all(ce_logits.grad[:, 0][labels == 1] == 0)
+    assert ce_logits.grad[stuck].item() * scale == pytest.approx(
+        torch.sigmoid(torch.tensor(-10.0)).item() - 1, rel=1e-5
+    )
+    # and the background is left to the Dice
+    assert torch.all(ce_logits.grad[:, :, labels[0] == 0] == 0)
 
 
 @pytest.mark.parametrize("nested,k,adds", [(False, 2, True), (True, 2, False), (False, 1, False)])

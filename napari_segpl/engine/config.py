@@ -237,9 +237,9 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: weight of a binary cross-entropy pushing the other classes' channels towards 0 on each
-    #: voxel painted with a class, added to the supervised Dice (exclusive classes, two or
-    #: more): the Dice of a saturated sigmoid channel hardly corrects it there
+    #: weight of a binary cross-entropy of every class channel on the voxels painted with a
+    #: class, added to the supervised Dice (exclusive classes, two or more): the Dice of a
+    #: saturated sigmoid channel hardly corrects it there
     compete: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -90,17 +90,15 @@ def segmentation_loss(
 def class_competition_loss(
     logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The binary cross-entropy of every other class channel against 0, ``log(1 + e^z_j)``
-    for j != c, on the voxels whose one-hot ``target`` holds a class c (and that ``mask``,
-    broadcastable to (N, 1, ...), keeps): the mean over those voxels of the mean over the other
-    channels; 0 when there are none.
+    """The binary cross-entropy of every class channel against the one-hot ``target``, only on
+    the voxels painted with a class (and that ``mask``, broadcastable to (N, 1, ...), keeps):
+    the mean over the channels, then over those voxels; 0 when there are none.
 
-    Exclusive classes are cut by the most probable channel, but each sigmoid channel's Dice
-    hardly corrects it once it is saturated (the gradient carries p (1 - p)): two organs of one
-    density then both read about 1 and the larger takes the other's voxels. This term pushes a
-    channel down where another class was painted, with a gradient of p, and never pushes the
-    painted class up (a softmax cross-entropy did, and grew classes into the background:
-    benchmarks/RESULTS.md (D2)); background against foreground stays the Dice's."""
+    A sigmoid channel trained by the Dice alone hardly moves once it is saturated (the gradient
+    carries p (1 - p)): a large organ's channel reading 1 on a neighbour of its density, or a
+    class's channel stuck at 0 on its own paint. Here the gradient is p - y, whole where the
+    channel is wrong. Background voxels are left to the Dice, so a thin structure's few voxels
+    are not outweighed by the background (benchmarks/RESULTS.md (D2))."""
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
     with _float32(logits.device):
@@ -109,10 +107,8 @@ def class_competition_loss(
         if mask is not None:
             keep = mask.float()
             weight = weight * (keep.amax(dim=1, keepdim=True) if keep.ndim == logits.ndim else keep)
-        others = (1.0 - target) * weight  # the channels a painted voxel is not
-        each = F.softplus(logits) * others
-        rivals = max(logits.shape[1] - 1, 1)
-        return each.sum() / (rivals * weight.sum().clamp_min(1.0))
+        each = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight
+        return each.sum() / (logits.shape[1] * weight.sum().clamp_min(1.0))
 
 
 def gaussian_kl(

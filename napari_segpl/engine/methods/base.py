@@ -229,8 +229,8 @@ class Method(ABC):
 
     def supervised_loss(self, logits_l: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The labelled images' loss, the same for every method: ``config.loss`` on the painted
-        slices, plus ``config.compete`` times the other classes' channels pushed towards 0 where
-        one of two or more exclusive classes was painted (``class_competition_loss``)."""
+        slices, plus ``config.compete`` times a cross-entropy of the class channels on the voxels
+        painted with one of two or more exclusive classes (``class_competition_loss``)."""
         config = self.config
         loss = segmentation_loss(logits_l, batch.y_l, config.loss, batch.mask_l)
         if config.compete > 0 and not config.nested and logits_l.shape[1] > 1:
