@@ -35,6 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # a cross-entropy of the class channels on the voxels painted a class (RESULTS.md (D2) rule 3)
-    "painted-bce": (None, {"compete": 0.1}),
 }

@@ -22,6 +22,7 @@ OFF_AND_ON = {
     "settle": (0.0, 0.02),
     "parts_every": (0, 30),
     "flat": (False, True),
+    "compete": (0.0, 0.1),
 }
 
 

@@ -35,7 +35,6 @@ _PAPER_BASE: dict[str, Any] = {
     "gate": False,
     "exclusive": False,
     "intensity": 0.0,
-    "compete": 0.0,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -161,6 +160,7 @@ REMOVED: dict[str, Any] = {
     "settle": 0.0,
     "parts_every": 0,
     "flat": False,
+    "compete": 0.0,
 }
 
 
@@ -237,10 +237,6 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: weight of a binary cross-entropy of every class channel on the voxels painted with a
-    #: class, added to the supervised Dice (exclusive classes, two or more): the Dice of a
-    #: saturated sigmoid channel hardly corrects it there
-    compete: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -299,7 +295,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
-            (self.compete >= 0, "compete must be 0 (off) or more"),
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",

@@ -18,7 +18,6 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..intensity import IntensityEvidence
-from ..losses import class_competition_loss, segmentation_loss
 from ..networks import UNet, memory_format
 
 METHODS: dict[str, type[Method]] = {}
@@ -226,16 +225,6 @@ class Method(ABC):
         if self.teacher is not None:
             self.model.load_state_dict(self.teacher.state_dict())
         self.finished = True
-
-    def supervised_loss(self, logits_l: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The labelled images' loss, the same for every method: ``config.loss`` on the painted
-        slices, plus ``config.compete`` times a cross-entropy of the class channels on the voxels
-        painted with one of two or more exclusive classes (``class_competition_loss``)."""
-        config = self.config
-        loss = segmentation_loss(logits_l, batch.y_l, config.loss, batch.mask_l)
-        if config.compete > 0 and not config.nested and logits_l.shape[1] > 1:
-            loss = loss + config.compete * class_competition_loss(logits_l, batch.y_l, batch.mask_l)
-        return loss
 
     @abstractmethod
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
