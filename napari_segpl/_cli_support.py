@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import METHODS, DataError, check_slice_size, removed_note
+from .engine import METHODS, DataError, absent_note, check_slice_size, removed_note
 from .engine.uncertainty import (
     ENTROPY,
     KINDS,
@@ -71,6 +71,12 @@ def check_outputs(
             folder = folder.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise ValueError(f"{flag} {path}: cannot write in {folder}")
+
+
+def warn_absent(labels: np.ndarray, paint: dict[int, np.ndarray] | None, nested: bool) -> None:
+    """A warning line on stderr when a painted class is nowhere in the mask (``absent_note``)."""
+    if paint is not None and (note := absent_note(labels, paint, nested)):
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def check_uncertainty(args: argparse.Namespace, method: str) -> str | None:
@@ -154,6 +160,7 @@ def write_outputs(
         print("prediction: the safeguard's check predicted this model already (reused)")
         if note := removed_note(checked.removed):
             print(f"mask: {note}")
+        warn_absent(checked.labels, paint, model.config.nested)
         print(f"mask        -> {write_nifti(checked.labels, image, args.mask)}")
         return
     from tqdm import tqdm
@@ -185,6 +192,8 @@ def write_outputs(
     print(f"prediction: {slices} slices in {time.perf_counter() - start:.1f} s")
     if note := removed_note(pred.removed):
         print(f"mask: {note}")
+    if pred.absent:
+        print(f"warning: {pred.absent}", file=sys.stderr)
     if args.mask:
         print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
     if args.prob:

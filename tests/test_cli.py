@@ -94,6 +94,31 @@ def test_predict_with_the_paint_writes_train_s_mask(trained, tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+def test_predict_warns_when_a_painted_class_is_nowhere_in_the_mask(
+    trained, tmp_path, monkeypatch, capsys
+):
+    """A whole painted class missing from the mask gets a warning line; the mask is still
+    written, as predicted (the network's labels here made to lose class 2)."""
+    from napari_segpl.engine import inference
+
+    real = inference.labels_from_probabilities
+
+    def without_class_2(*args, **kwargs):
+        labels = real(*args, **kwargs)
+        labels[labels == 2] = 0
+        return labels
+
+    monkeypatch.setattr(inference, "labels_from_probabilities", without_class_2)
+    mask = tmp_path / "lost.nii.gz"
+    model = str(trained / "m.pt")
+    assert main(["predict", model, str(CT), "--mask", str(mask), "--paint", str(CT_SPARSE)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: class 2 painted but nowhere in the mask" in err
+    assert "class 1" not in err
+    written = np.asarray(nib.load(mask).dataobj)
+    assert not (written == 2).any()
+
+
 def _error(args, capsys) -> str:
     assert main(args) == 2
     return capsys.readouterr().err

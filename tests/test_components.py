@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_segpl.engine.components import keep_painted_parts, painted_slices, removed_note
+from napari_segpl.engine.components import (
+    absent_note,
+    keep_painted_parts,
+    painted_slices,
+    removed_note,
+)
 
 
 def _by_labelling(labels: np.ndarray, paint: dict[int, np.ndarray], axis: int) -> np.ndarray:
@@ -151,3 +156,21 @@ def test_a_class_predicted_only_away_from_its_painted_slices_is_removed_whole():
     out = labels.copy()
     assert keep_painted_parts(out, paint, axis=2) == {1: 27, 2: 0}
     assert not (out == 1).any() and (out[0:2, 4:6, 0:3] == 2).all()
+
+
+def test_absent_note_names_each_painted_class_with_no_voxel():
+    labels = np.zeros((4, 4, 6), np.uint8)
+    labels[0, 0, :] = 1
+    paint = {2: np.array([[1, 2, 0, 0]] * 4, np.uint8), 4: np.zeros((4, 4), np.uint8)}
+    assert absent_note(labels, paint) == (
+        "class 2 painted but nowhere in the mask: the model did not learn it; "
+        "paint more slices or check the mask"
+    )
+    labels[3, 3, 5] = 2
+    assert absent_note(labels, paint) == ""
+    paint[4][0, 0] = 3
+    assert absent_note(labels, paint).startswith("class 3 painted but nowhere")
+    # nested classes: class 2's region holds every label >= 2, so a 3 counts for it
+    labels[labels == 2] = 3
+    assert absent_note(labels, paint, nested=True) == ""
+    assert absent_note(np.zeros_like(labels), paint).startswith("classes 1, 2, 3 painted")

@@ -159,3 +159,17 @@ def test_the_safeguard_compares_the_masks_the_box_gives(dock, qtbot, monkeypatch
         assert (paint is not None) is on
         if on:
             assert sorted(paint) == PAINTED
+
+
+def test_a_painted_class_missing_from_the_mask_is_said(dock, qtbot, monkeypatch):
+    """The network's labels made empty: classes 1 and 2, painted, are nowhere in the prediction;
+    the results panel and a warning say so (the mask is still shown as predicted)."""
+    _train(dock, qtbot)
+    monkeypatch.setattr(
+        inference, "labels_from_probabilities", lambda p, t, n: np.zeros(p.shape[1:], np.uint8)
+    )
+    shown = _predict(dock, qtbot)
+    assert not shown.any()
+    warning = "classes 1, 2 painted but nowhere in the mask: the model did not learn them"
+    assert f"warning: {warning}" in dock.results.threshold_label.text()
+    assert any(warning in text for text in dock.seen["warning"]), dock.seen["warning"]

@@ -1,7 +1,7 @@
 """The SegPL engine: torch and numpy (MONAI for HD95, imported only when asked). Nothing below
 this package imports Qt or napari."""
 
-from .components import keep_painted_parts, painted_slices, removed_note
+from .components import absent_note, keep_painted_parts, painted_slices, removed_note
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device
 from .guard import CollapseWarning
@@ -58,6 +58,7 @@ __all__ = [
     "predict_volume",
     "prepare_data",
     "removed_note",
+    "absent_note",
     "resolve_device",
     "stop_between_batches",
     "train",

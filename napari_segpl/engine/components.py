@@ -95,3 +95,20 @@ def removed_note(removed: Mapping[int, int] | None) -> str:
         f"class {c}: {n} voxel{'' if n == 1 else 's'}" for c, n in removed.items() if n
     )
     return f"parts not touching the paint removed: {parts}"
+
+
+def absent_note(labels: np.ndarray, paint: Mapping[int, np.ndarray], nested: bool = False) -> str:
+    """One line for front ends when a class painted in ``paint`` has no voxel in ``labels``
+    ("" when every painted class is there): a mask that lost a whole organ looks plausible,
+    and nothing else says so (benchmarks/RESULTS.md (D2): on the organs CT it happened after
+    supervised training too, the painted slices included)."""
+    painted = sorted({int(c) for p in paint.values() for c in np.unique(p) if c > 0})
+    missing = [c for c in painted if not class_mask(labels, c, nested).any()]
+    if not missing:
+        return ""
+    one = len(missing) == 1
+    which = ", ".join(str(c) for c in missing)
+    return (
+        f"{'class' if one else 'classes'} {which} painted but nowhere in the mask: the model "
+        f"did not learn {'it' if one else 'them'}; paint more slices or check the mask"
+    )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .components import keep_painted_parts
+from .components import absent_note, keep_painted_parts
 from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
@@ -64,6 +64,9 @@ class Prediction:
     tta_std: np.ndarray | None = None
     #: voxels removed per painted class by ``keep_painted_parts`` (None: no paint was given)
     removed: dict[int, int] | None = None
+    #: ``absent_note``: the painted classes with no voxel in ``labels`` ("" when none, or no
+    #: paint was given)
+    absent: str = ""
 
 
 def labels_from_probabilities(
@@ -257,15 +260,16 @@ def predict_volume(
     finally:
         method.to(torch.device("cpu"))
         release_memory(dev)
-    removed = None
+    removed, absent = None, ""
     if paint is not None:
         removed = keep_painted_parts(labels, paint, config.axis, config.nested)
+        absent = absent_note(labels, paint, config.nested)
     if cut == "mu" and mu is not None:
         means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
     else:
         note = f"labels: p > {config.threshold:g} (fixed)"
-    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed)
+    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed, absent)
 
 
 def _predict_batch(

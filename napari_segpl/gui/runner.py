@@ -302,6 +302,8 @@ class Runner:
         removed = getattr(pred, "removed", None)
         if removed and any(removed.values()):  # the mask differs from the network's own
             notify.info(f"SegPL: {removed_note(removed)}")
+        if absent := getattr(pred, "absent", ""):  # a whole painted class missing
+            notify.warning(f"SegPL: {absent}")
         self.state.progress_text.emit("prediction ready")
         self.state.predicted.emit(pred)
 
