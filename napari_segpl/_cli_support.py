@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import METHODS, DataError, absent_note, check_slice_size, removed_note
+from .engine import METHODS, DataError, check_slice_size, removed_note
 from .engine.uncertainty import (
     ENTROPY,
     KINDS,
@@ -73,10 +73,13 @@ def check_outputs(
             raise ValueError(f"{flag} {path}: cannot write in {folder}")
 
 
-def warn_absent(labels: np.ndarray, paint: dict[int, np.ndarray] | None, nested: bool) -> None:
-    """A warning line on stderr when a painted class is nowhere in the mask (``absent_note``)."""
-    if paint is not None and (note := absent_note(labels, paint, nested)):
-        print(f"warning: {note}", file=sys.stderr)
+def mask_notes(removed: dict[int, int] | None, absent: str) -> None:
+    """What the paint did to the mask (``removed_note``), and a warning line on stderr when a
+    painted class is nowhere in it (``Prediction.absent``)."""
+    if note := removed_note(removed):
+        print(f"mask: {note}")
+    if absent:
+        print(f"warning: {absent}", file=sys.stderr)
 
 
 def check_uncertainty(args: argparse.Namespace, method: str) -> str | None:
@@ -158,9 +161,7 @@ def write_outputs(
     parts = paint is not None
     if checked is not None and mask_only(args) and checked.fits(model, axis, device, parts):
         print("prediction: the safeguard's check predicted this model already (reused)")
-        if note := removed_note(checked.removed):
-            print(f"mask: {note}")
-        warn_absent(checked.labels, paint, model.config.nested)
+        mask_notes(checked.removed, checked.absent)
         print(f"mask        -> {write_nifti(checked.labels, image, args.mask)}")
         return
     from tqdm import tqdm
@@ -190,10 +191,7 @@ def write_outputs(
             paint=paint,
         )
     print(f"prediction: {slices} slices in {time.perf_counter() - start:.1f} s")
-    if note := removed_note(pred.removed):
-        print(f"mask: {note}")
-    if pred.absent:
-        print(f"warning: {pred.absent}", file=sys.stderr)
+    mask_notes(pred.removed, pred.absent)
     if args.mask:
         print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
     if args.prob:

@@ -134,3 +134,22 @@ def test_labels_are_kept_only_when_asked_and_only_for_their_prediction():
     assert not kept.fits(guarded.model, None, "cpu", False)  # the parts not touching kept
     assert not kept.fits(guarded.model, 0, "cpu", True)  # another axis
     assert not kept.fits(quiet.model, None, "cpu", True)  # another model
+
+
+def test_the_reused_labels_carry_the_missing_class_warning(tmp_path, monkeypatch, capsys):
+    """The safeguard's labels, written without a second prediction, still say when a painted
+    class is nowhere in them (the network's labels here made to lose class 2)."""
+    from napari_segpl.engine import inference
+
+    real = inference.labels_from_probabilities
+
+    def without_class_2(*args, **kwargs):
+        labels = real(*args, **kwargs)
+        labels[labels == 2] = 0
+        return labels
+
+    monkeypatch.setattr(inference, "labels_from_probabilities", without_class_2)
+    mask, _, _ = _train(tmp_path, "lost")
+    captured = capsys.readouterr()
+    assert "(reused)" in captured.out and not (mask == 2).any()
+    assert "warning: class 2 painted but nowhere in the mask" in captured.err

@@ -104,6 +104,8 @@ class CheckedLabels:
     #: voxels removed per class as not touching the paint (``predict_volume``'s ``paint``),
     #: None when every predicted part was kept
     removed: dict[int, int] | None = None
+    #: the prediction's ``absent``: painted classes with no voxel in ``labels`` ("" when none)
+    absent: str = ""
 
     def fits(self, model: TrainedModel, axis: int | None, device: str, parts: bool) -> bool:
         """Whether ``predict_volume(model, axis=axis, device=device)`` would give these labels,
@@ -372,7 +374,12 @@ class GuardedTrainer:
         kept, reason = decide(config.method, ratios, self.band, heldout, evidence)
         if self.keep_labels:  # the kept model's labels only: the other's go with ``preds``
             self.kept_labels = CheckedLabels(
-                models[kept], preds[kept], axis, config.device, predictions[kept].removed
+                models[kept],
+                preds[kept],
+                axis,
+                config.device,
+                predictions[kept].removed,
+                predictions[kept].absent,
             )
         return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
                               seconds + predicting, predicting)  # fmt: skip
