@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from napari_segpl.cli import main
-from napari_segpl.engine import TrainConfig, keep_painted_parts, labelled_slices, painted_slices
+from napari_segpl.engine import (
+    TrainConfig,
+    inference,
+    keep_painted_parts,
+    labelled_slices,
+    painted_slices,
+)
 from napari_segpl.engine.config import PRESETS
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -94,13 +100,8 @@ def test_predict_with_the_paint_writes_train_s_mask(trained, tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
-def test_predict_warns_when_a_painted_class_is_nowhere_in_the_mask(
-    trained, tmp_path, monkeypatch, capsys
-):
-    """A whole painted class missing from the mask gets a warning line; the mask is still
-    written, as predicted (the network's labels here made to lose class 2)."""
-    from napari_segpl.engine import inference
-
+def lose_class_2(monkeypatch) -> None:
+    """Every prediction's labels lose class 2, whatever the network says."""
     real = inference.labels_from_probabilities
 
     def without_class_2(*args, **kwargs):
@@ -109,6 +110,14 @@ def test_predict_warns_when_a_painted_class_is_nowhere_in_the_mask(
         return labels
 
     monkeypatch.setattr(inference, "labels_from_probabilities", without_class_2)
+
+
+def test_predict_warns_when_a_painted_class_is_nowhere_in_the_mask(
+    trained, tmp_path, monkeypatch, capsys
+):
+    """A whole painted class missing from the mask gets a warning line; the mask is still
+    written, as predicted (the network's labels here made to lose class 2)."""
+    lose_class_2(monkeypatch)
     mask = tmp_path / "lost.nii.gz"
     model = str(trained / "m.pt")
     assert main(["predict", model, str(CT), "--mask", str(mask), "--paint", str(CT_SPARSE)]) == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import make_toy_volume
-from test_cli import CT, CT_SPARSE, FAST
+from test_cli import CT, CT_SPARSE, FAST, lose_class_2
 
 import napari_segpl._cli_support as support
 import napari_segpl.cli as cli
@@ -139,16 +139,7 @@ def test_labels_are_kept_only_when_asked_and_only_for_their_prediction():
 def test_the_reused_labels_carry_the_missing_class_warning(tmp_path, monkeypatch, capsys):
     """The safeguard's labels, written without a second prediction, still say when a painted
     class is nowhere in them (the network's labels here made to lose class 2)."""
-    from napari_segpl.engine import inference
-
-    real = inference.labels_from_probabilities
-
-    def without_class_2(*args, **kwargs):
-        labels = real(*args, **kwargs)
-        labels[labels == 2] = 0
-        return labels
-
-    monkeypatch.setattr(inference, "labels_from_probabilities", without_class_2)
+    lose_class_2(monkeypatch)
     mask, _, _ = _train(tmp_path, "lost")
     captured = capsys.readouterr()
     assert "(reused)" in captured.out and not (mask == 2).any()
