@@ -42,7 +42,6 @@ import torch.nn.functional as F
 
 from ..cct_network import CCTNetwork
 from ..config import TrainConfig
-from ..losses import segmentation_loss
 from .base import Batch, Method, Param, StepOutput, register
 from .ramps import centre_slice, unsupervised_ramp
 
@@ -82,7 +81,7 @@ class CCT(Method):
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         features = self.model.trunk(x)
         logits, _ = self.model.main(features)
-        sup = segmentation_loss(logits[:n], batch.y_l, self.config.loss, batch.mask_l)
+        sup = self.supervised_loss(logits[:n], batch)
         w = self.weight(step)
         logs = {"sup": sup.item(), "alpha": w}
         if batch.x_u is None or batch.x_u.shape[0] == 0:
