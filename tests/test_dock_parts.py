@@ -125,6 +125,8 @@ def test_mask_now_applies_the_paint_while_the_box_is_on(dock, qtbot):
     on = np.array(dock.layers.get(SNAPSHOT).data, copy=True)
     assert (on[BLOB] == 0).all() and (on[COLUMN] == 1).all()
     assert NOTE in panel.snapshot_note.text()
+    # these labels never hold class 2, painted: the note says so (and Predict's warning does)
+    assert "⚠ class 2 painted but nowhere in the mask" in panel.snapshot_note.text()
     first = dock.layers.get(SNAPSHOT).name
     dock.results.parts_box.setChecked(False)  # read when the next mask is made
     panel.snapshot_button.click()

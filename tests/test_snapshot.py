@@ -130,11 +130,30 @@ def test_a_mask_is_what_stop_then_predict_gives(toy_volume, method, safeguard):
     stopped_events, stopped = _run(toy_volume, config, stop_at=5)
     assert stopped_events[-1].stopped and stopped_events[-1].steps_done == 5
     paint = painted_slices(toy_volume[1], LABELLED, axis=2)
-    expected = predict_volume(stopped.model, toy_volume[0], device="cpu", paint=paint).labels
+    predicted = predict_volume(stopped.model, toy_volume[0], device="cpu", paint=paint)
+    expected = predicted.labels
     assert shot.removed is not None
     assert shot.step == 5 and shot.total == 8 and shot.labels.dtype == expected.dtype
     np.testing.assert_array_equal(shot.labels, expected)
     assert expected.any()  # a real mask, not two empty ones
+    assert shot.absent == predicted.absent  # the same missing-class note as Predict's
+
+
+def test_a_mask_that_lost_a_painted_class_says_so(toy_volume, monkeypatch):
+    """The network's labels made to hold class 1 only: the painted class 2 is in the note."""
+    from napari_segpl.engine import inference
+
+    assert 2 in np.unique(toy_volume[1])
+    real = inference.labels_from_probabilities
+    monkeypatch.setattr(
+        inference,
+        "labels_from_probabilities",
+        lambda p, t, n: np.where(real(p, t, n) == 2, 0, real(p, t, n)).astype(np.uint8),
+    )
+    events, _ = _run(toy_volume, _config(method="supervised", steps=4), ask_at=(2,))
+    (shot,) = [e for e in events if isinstance(e, SnapshotEvent)]
+    assert not (shot.labels == 2).any()
+    assert shot.absent.startswith("class 2 painted but nowhere in the mask")
 
 
 def test_frozen_copy_is_finished_and_apart(toy_volume):

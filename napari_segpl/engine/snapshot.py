@@ -34,6 +34,9 @@ class SnapshotEvent:
     threshold_note: str = ""
     #: voxels removed per painted class as not touching the paint (None: no paint was given)
     removed: dict[int, int] | None = None
+    #: ``absent_note`` of the mask: a painted class with no voxel in it ("" when none, or when
+    #: no paint was given)
+    absent: str = ""
 
     @property
     def name(self) -> str:
@@ -91,4 +94,6 @@ def take_snapshot(
         )
     del frozen
     seconds = time.perf_counter() - start
-    return SnapshotEvent(step, total, pred.labels, seconds, pred.threshold_note, pred.removed)
+    return SnapshotEvent(
+        step, total, pred.labels, seconds, pred.threshold_note, pred.removed, pred.absent
+    )

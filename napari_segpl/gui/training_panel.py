@@ -120,7 +120,9 @@ class TrainingPanel(QGroupBox):
             parts = removed_note(event.removed)  # "" when the box was off
             self.snapshot_note.setText(
                 f"mask of step {event.step} of {event.total} in {event.seconds:.1f} s: "
-                f"layer '{event.name}'" + (f"; {parts}" if parts else "")
+                f"layer '{event.name}'"
+                + (f"; {parts}" if parts else "")
+                + (f"\n⚠ {event.absent}" if event.absent else "")
             )
         else:
             self.snapshot_note.setText(
