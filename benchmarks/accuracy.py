@@ -208,8 +208,6 @@ def run_one(
         "fg_trace": fg_trace,
         "painted_fractions": [round(f, 5) for f in labelled_fractions(trainer.data)],
         "train_seconds": seconds,
-        # (E2): how many (image, class) pairs the missing-class term acted on
-        "rescued": getattr(model.method, "rescued", 0),
         "config": cfg.to_dict(),
         "device": _device_name(trainer.device),
         "torch": torch.__version__,

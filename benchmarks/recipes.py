@@ -35,6 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # a cross-entropy on a painted class the network lost on its painted slice (RESULTS (E2))
-    "rescue": (None, {"rescue": 1.0}),
 }

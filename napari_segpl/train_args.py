@@ -148,7 +148,6 @@ def add_train_parser(sub: Any) -> None:
         "near": "draw unlabelled slices by exp(-distance / (NEAR * slices)) ({})",
         "mix": "probability of a CutMix box from another unlabelled image (mri 0.5, else {})",
         "intensity": "weight of the painted slices' intensities in the E-step (mri 2, else {})",
-        "rescue": "weight of a cross-entropy on a painted class the network lost there ({})",
     }
     for name, text in float_levers.items():
         levers.add_argument(f"--{name}", type=float, help=text.format(getattr(D, name)))

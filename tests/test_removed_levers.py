@@ -23,6 +23,7 @@ OFF_AND_ON = {
     "parts_every": (0, 30),
     "flat": (False, True),
     "compete": (0.0, 0.1),
+    "rescue": (0.0, 1.0),
 }
 
 

@@ -35,7 +35,6 @@ _PAPER_BASE: dict[str, Any] = {
     "gate": False,
     "exclusive": False,
     "intensity": 0.0,
-    "rescue": 0.0,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -162,6 +161,7 @@ REMOVED: dict[str, Any] = {
     "parts_every": 0,
     "flat": False,
     "compete": 0.0,
+    "rescue": 0.0,
 }
 
 
@@ -238,9 +238,6 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: weight of a cross-entropy on the painted voxels of a class the network has all but lost
-    #: on its own painted slice (``missing_class_loss``), from a quarter of the run on
-    rescue: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -299,7 +296,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
-            (self.rescue >= 0, "rescue must be 0 (off) or more"),
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper), 'labelled' or 'augmented'",

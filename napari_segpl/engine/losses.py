@@ -87,48 +87,6 @@ def segmentation_loss(
         return bce if kind == "bce" else 0.5 * loss + 0.5 * bce
 
 
-def missing_class_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    threshold: float = 0.5,
-    floor: float = 0.1,
-) -> tuple[torch.Tensor, int]:
-    """For each image and each exclusive class painted in it whose painted voxels are labelled
-    with it for less than ``floor`` of them (the inference rule: its channel above
-    ``threshold`` and the most probable), the binary cross-entropy of every channel against
-    the one-hot ``target`` on those voxels (and that ``mask`` keeps). Returns the mean of these
-    per (image, class) pairs (0 when none is missing) and how many pairs there were.
-
-    A sigmoid channel trained by the Dice alone hardly moves once it is saturated (the gradient
-    carries p (1 - p)): a large organ's channel reading 1 on a neighbour of its density takes
-    that neighbour's paint. A cross-entropy on every painted voxel at all times changed
-    training where no class was lost (benchmarks/RESULTS.md (D2)); this one acts only where
-    the network has lost a painted class on its own painted slice."""
-    if logits.shape != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
-    with _float32(logits.device):
-        logits, target = logits.float(), target.float()
-        spatial = tuple(range(2, logits.ndim))
-        painted = target > 0.5
-        if mask is not None:
-            painted = painted & (mask > 0.5)
-        with torch.no_grad():
-            p = torch.sigmoid(logits)
-            winner = p.argmax(dim=1, keepdim=True)
-            ranks = torch.arange(p.shape[1], device=p.device).reshape(1, -1, *(1,) * len(spatial))
-            labelled = (p > threshold) & (winner == ranks)
-            count = painted.sum(spatial)
-            hit = (labelled & painted).sum(spatial)
-            missing = (count > 0) & (hit < floor * count)
-        pairs = int(missing.sum())
-        if pairs == 0:
-            return logits.new_zeros(()), 0
-        per_voxel = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
-        each = (per_voxel.unsqueeze(1) * painted).sum(spatial) / count.clamp_min(1)
-        return each[missing].mean(), pairs
-
-
 def gaussian_kl(
     mu: torch.Tensor, sigma: torch.Tensor, prior_mu: float, prior_sigma: float
 ) -> torch.Tensor:

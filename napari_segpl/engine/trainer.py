@@ -140,7 +140,6 @@ class Trainer:
                     batch.x_l = x_aug.contiguous(memory_format=fmt)
                     batch.y_l = y_aug.contiguous(memory_format=fmt)
                 optimiser.zero_grad(set_to_none=True)
-                method.step = step
                 with self._autocast():
                     out = method.compute_loss(batch, step, alpha_fn)
                 out.loss.backward()

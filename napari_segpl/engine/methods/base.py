@@ -18,7 +18,6 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..intensity import IntensityEvidence
-from ..losses import missing_class_loss, segmentation_loss
 from ..networks import UNet, memory_format
 
 METHODS: dict[str, type[Method]] = {}
@@ -150,10 +149,6 @@ class Method(ABC):
         #: fits before a run; methods that make pseudo labels add it to the teacher's logits.
         self.evidence: IntensityEvidence | None = None
         self._ema_updates = 0
-        #: The step being trained (set by the trainer): ``rescue`` acts from a quarter of the run
-        self.step = 0
-        #: How many (image, class) pairs ``rescue`` acted on so far
-        self.rescued = 0
         #: True once ``finish`` ran: the network then holds the teacher's weights, so the
         #: E-step reads it instead of computing the same logits twice
         self.finished = False
@@ -230,22 +225,6 @@ class Method(ABC):
         if self.teacher is not None:
             self.model.load_state_dict(self.teacher.state_dict())
         self.finished = True
-
-    def supervised_loss(self, logits_l: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The labelled images' loss, the same for every method: ``config.loss`` on the painted
-        slices, plus, from a quarter of the run on, ``config.rescue`` times a cross-entropy on
-        the voxels of a painted class the network has all but lost there
-        (``missing_class_loss``)."""
-        config = self.config
-        loss = segmentation_loss(logits_l, batch.y_l, config.loss, batch.mask_l)
-        if config.rescue > 0 and not config.nested and self.step >= config.steps // 4:
-            extra, pairs = missing_class_loss(
-                logits_l, batch.y_l, batch.mask_l, float(config.threshold)
-            )
-            if pairs:
-                self.rescued += pairs
-                loss = loss + config.rescue * extra
-        return loss
 
     @abstractmethod
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from ..cct_network import CCTNetwork
 from ..config import TrainConfig
+from ..losses import segmentation_loss
 from .base import Batch, Method, Param, StepOutput, register
 from .ramps import centre_slice, unsupervised_ramp
 
@@ -81,7 +82,7 @@ class CCT(Method):
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         features = self.model.trunk(x)
         logits, _ = self.model.main(features)
-        sup = self.supervised_loss(logits[:n], batch)
+        sup = segmentation_loss(logits[:n], batch.y_l, self.config.loss, batch.mask_l)
         w = self.weight(step)
         logs = {"sup": sup.item(), "alpha": w}
         if batch.x_u is None or batch.x_u.shape[0] == 0:

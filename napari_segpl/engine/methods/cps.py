@@ -77,12 +77,12 @@ class CPS(Method):
             return self.cut(p, float(self.config.threshold)).to(logits.dtype)
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        n = batch.x_l.shape[0]
+        n, kind = batch.x_l.shape[0], self.config.loss
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         logits1, _ = self.model(x)
         logits2, _ = self.model2(x)
-        sup1 = self.supervised_loss(logits1[:n], batch)
-        sup2 = self.supervised_loss(logits2[:n], batch)
+        sup1 = segmentation_loss(logits1[:n], batch.y_l, kind, batch.mask_l)
+        sup2 = segmentation_loss(logits2[:n], batch.y_l, kind, batch.mask_l)
         y1, y2 = self.hard_labels(logits1), self.hard_labels(logits2)
         mask = None
         if x.ndim == 5:  # 3-slice stacks: the centre slice only

@@ -157,9 +157,7 @@ class Ensemble(Method):
         self._current = min(step // steps, len(self.members) - 1)
         self._local_step = step - self._current * steps
         self.trained[self._current] = True
-        member = self.members[self._current]
-        member.step = self._local_step
-        return member.compute_loss(batch, self._local_step, alpha_fn)
+        return self.members[self._current].compute_loss(batch, self._local_step, alpha_fn)
 
     def after_step(self) -> None:
         """The member's own EMA; at its last step it finishes (the EMA becomes its weights)."""

@@ -42,7 +42,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..losses import dice_loss
+from ..losses import dice_loss, segmentation_loss
 from ..networks import memory_format
 from ..strong_augment import StrongAugment, cutmix, cutmix_boxes, intensity_view
 from .base import Batch, Method, Param, StepOutput, per_channel, register
@@ -110,7 +110,7 @@ class FixMatch(Method):
         x_u = batch.x_u
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, _ = self.model(x)
-        sup = self.supervised_loss(logits[:n], batch)
+        sup = segmentation_loss(logits[:n], batch.y_l, self.config.loss, batch.mask_l)
         if x_u is None or x_u.shape[0] == 0:
             return StepOutput(sup, {"loss": sup.item(), "sup": sup.item()})
         with torch.no_grad():  # the weak view's pseudo labels are constants for the loss

@@ -37,6 +37,7 @@ from collections.abc import Callable
 import torch
 
 from ..config import TrainConfig
+from ..losses import segmentation_loss
 from .base import Batch, Method, Param, StepOutput, register
 from .ramps import centre_slice, sigmoid_rampup
 
@@ -79,7 +80,7 @@ class MeanTeacher(Method):
         n = batch.x_l.shape[0]
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         logits, _ = self.model(x)
-        sup = self.supervised_loss(logits[:n], batch)
+        sup = segmentation_loss(logits[:n], batch.y_l, self.config.loss, batch.mask_l)
         if batch.x_u is None or batch.x_u.shape[0] == 0:
             return StepOutput(sup, {"loss": sup.item(), "sup": sup.item()})
         target = self.teacher_probabilities(batch.x_u)

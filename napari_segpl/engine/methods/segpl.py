@@ -140,7 +140,7 @@ class SegPL(Method):
         view: View | None = None,
     ) -> StepOutput:
         config, kind, view = self.config, self.config.loss, view or View()
-        sup = self.supervised_loss(logits_l, batch)
+        sup = segmentation_loss(logits_l, batch.y_l, kind, batch.mask_l)
         logs = {"sup": sup.item(), "alpha": alpha}
         if logits_u.shape[0] == 0:
             logs["loss"] = sup.item()

@@ -181,7 +181,7 @@ class SelfLoop(Method):
         config, n = self.config, batch.x_l.shape[0]
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         logits, _ = self.model(x)
-        sup = self.supervised_loss(logits[:n], batch)
+        sup = segmentation_loss(logits[:n], batch.y_l, config.loss, batch.mask_l)
         shuffled, targets, _ = self.shuffle(x)  # the pretext task, on every image
         ss = F.cross_entropy(self.head(encode(self.model, shuffled)), targets)
         loss = sup + self.param("ss_weight") * ss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..losses import segmentation_loss
 from .base import Batch, Method, StepOutput, register
 
 
@@ -16,5 +17,5 @@ class Supervised(Method):
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
         logits, _ = self.model(batch.x_l)
-        loss = self.supervised_loss(logits, batch)
+        loss = segmentation_loss(logits, batch.y_l, self.config.loss, batch.mask_l)
         return StepOutput(loss, {"loss": loss.item(), "sup": loss.item()})
