@@ -143,9 +143,11 @@ def write_outputs(
     image: Volume,
     checked: Any = None,
     paint: dict[int, np.ndarray] | None = None,
+    keep_parts: bool = True,
 ) -> None:
     """Predict ``image`` with ``model`` and write the outputs asked for (each atomically).
-    ``paint``: the trained-on slices' labels; the mask keeps only the parts touching them.
+    ``paint``: the trained-on slices' labels; the mask keeps only the parts touching them
+    unless ``keep_parts`` is False, and a painted class missing from it is named either way.
 
     ``checked``: the safeguard's ``CheckedLabels``; for a mask alone predicted as the check
     predicted (same model, axis and device), its labels are written instead of predicting the
@@ -158,7 +160,7 @@ def write_outputs(
     axis = getattr(args, "axis_predict", None)
     device = args.device or "auto"
     check_slices(model, image, axis)
-    parts = paint is not None
+    parts = paint is not None and keep_parts
     if checked is not None and mask_only(args) and checked.fits(model, axis, device, parts):
         print("prediction: the safeguard's check predicted this model already (reused)")
         mask_notes(checked.removed, checked.absent)
@@ -189,6 +191,7 @@ def write_outputs(
             # a 512 x 512 x 400 scan); --prob and the entropy map do
             probabilities=bool(args.prob) or kind == ENTROPY,
             paint=paint,
+            keep_parts=keep_parts,
         )
     print(f"prediction: {slices} slices in {time.perf_counter() - start:.1f} s")
     mask_notes(pred.removed, pred.absent)

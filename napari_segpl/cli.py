@@ -213,11 +213,11 @@ def _train(args: argparse.Namespace) -> int:
             print(f"segpl train: error: {exc}; writing the masks asked for", file=sys.stderr)
     args.axis_predict = None
     model, reuse = trainer.model, getattr(trainer, "kept_labels", None)
-    paint = painted_slices(train_labels, data.labelled, config.axis) if args.painted_parts else None
+    paint = painted_slices(train_labels, data.labelled, config.axis)
     del trainer, data, extra, labels, train_labels  # the training copies (525 MB on a big CT)
     if line := uncertainty_for_kept(args, model, config.method):
         print(line, file=sys.stderr)  # the safeguard kept another method: another kind
-    write_outputs(args, model, image, reuse, paint)  # a mask alone: the check's labels
+    write_outputs(args, model, image, reuse, paint, args.painted_parts)  # a mask alone: reused
     if unsaved is not None:
         return 2
     return 130 if interrupt.received else 0

@@ -144,3 +144,17 @@ def test_the_reused_labels_carry_the_missing_class_warning(tmp_path, monkeypatch
     captured = capsys.readouterr()
     assert "(reused)" in captured.out and not (mask == 2).any()
     assert "warning: class 2 painted but nowhere in the mask" in captured.err
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_without_painted_parts_a_missing_class_is_still_named(tmp_path, monkeypatch, capsys, reuse):
+    """--no-painted-parts keeps every part, but a painted class missing from the mask is
+    missing all the same: the warning comes, from the reused labels or from a new prediction
+    (--prob asks for one)."""
+    lose_class_2(monkeypatch)
+    extra = [] if reuse else ["--prob", str(tmp_path / "p.nii.gz")]
+    mask, _, _ = _train(tmp_path, "lost", "--no-painted-parts", *extra)
+    captured = capsys.readouterr()
+    assert ("(reused)" in captured.out) is reuse and not (mask == 2).any()
+    assert "touch" not in captured.out  # no part was removed
+    assert "warning: class 2 painted but nowhere in the mask" in captured.err

@@ -174,3 +174,34 @@ def test_absent_note_names_each_painted_class_with_no_voxel():
     labels[labels == 2] = 3
     assert absent_note(labels, paint, nested=True) == ""
     assert absent_note(np.zeros_like(labels), paint).startswith("classes 1, 2, 3 painted")
+
+
+def test_predict_names_a_missing_class_whether_parts_are_kept_or_not(monkeypatch):
+    """``keep_parts=False`` leaves every predicted part (as without paint) but still names a
+    painted class the mask lacks; with parts kept the unpainted blob goes too."""
+    from napari_segpl.engine import TrainConfig, TrainedModel, inference, predict_volume
+    from napari_segpl.engine.methods import get_method
+
+    shape = (12, 10, 6)
+    fixed = np.zeros(shape, np.uint8)
+    fixed[1:4, 1:4, :] = 1  # touches the paint on slice 2
+    fixed[8:11, 6:9, :] = 1  # a blob of class 1 that does not
+    monkeypatch.setattr(
+        inference,
+        "labels_from_probabilities",
+        lambda p, t, n: fixed[..., : p.shape[1]].transpose(2, 0, 1).copy(),
+    )
+    config = TrainConfig(dims=2, axis=2, base_channels=4, depth=2)
+    model = TrainedModel(get_method("supervised")(config, 2), config, 2, 0)
+    image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    paint = {2: np.zeros(shape[:2], np.uint8)}
+    paint[2][2, 2], paint[2][6, 2] = 1, 2  # class 2 painted where nothing of it is predicted
+    kept = predict_volume(model, image, paint=paint)
+    every = predict_volume(model, image, paint=paint, keep_parts=False)
+    plain = predict_volume(model, image)
+    assert kept.removed == {1: 54, 2: 0} and not kept.labels[8:11, 6:9].any()
+    np.testing.assert_array_equal(every.labels, fixed)
+    np.testing.assert_array_equal(every.labels, plain.labels)
+    assert every.removed is None and plain.removed is None
+    assert kept.absent == every.absent == absent_note(fixed, paint)
+    assert every.absent.startswith("class 2 painted but nowhere") and plain.absent == ""

@@ -87,6 +87,10 @@ def test_with_the_box_off_predict_keeps_every_part(dock, qtbot):
     np.testing.assert_array_equal(shown, _expected(dock, None))
     assert (shown[BLOB] == 1).all() and (shown[COLUMN] == 1).all()
     assert "removed" not in dock.results.threshold_label.text()
+    # every part kept, but class 2, painted, is in none of them: said all the same
+    warning = "class 2 painted but nowhere in the mask"
+    assert warning in dock.results.threshold_label.text()
+    assert any(warning in text for text in dock.seen["warning"]), dock.seen["warning"]
     dock.state.painted_parts = True  # from a script: the box follows
     assert dock.results.parts_box.isChecked()
 
@@ -134,6 +138,7 @@ def test_mask_now_applies_the_paint_while_the_box_is_on(dock, qtbot):
     off = np.asarray(dock.layers.get(SNAPSHOT).data)
     assert (off[BLOB] == 1).all() and (off[COLUMN] == 1).all()
     assert "removed" not in panel.snapshot_note.text()
+    assert "⚠ class 2 painted but nowhere in the mask" in panel.snapshot_note.text()
     panel.stop_button.click()
     qtbot.waitUntil(lambda: not dock.state.busy, timeout=120_000)
     assert not dock.seen["error"] and not dock.seen["warning"], dock.seen
@@ -145,11 +150,11 @@ def test_mask_now_applies_the_paint_while_the_box_is_on(dock, qtbot):
 
 @pytest.mark.parametrize("on", [True, False])
 def test_the_safeguard_compares_the_masks_the_box_gives(dock, qtbot, monkeypatch, on):
-    paints: list[object] = []
+    paints: list[tuple[object, bool]] = []
     real = safeguard_module.predict_volume
 
     def spy(*args, **kwargs):
-        paints.append(kwargs.get("paint"))
+        paints.append((kwargs.get("paint"), kwargs.get("keep_parts", True)))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(safeguard_module, "predict_volume", spy)
@@ -159,10 +164,8 @@ def test_the_safeguard_compares_the_masks_the_box_gives(dock, qtbot, monkeypatch
     (started,) = dock.events["started"]
     assert started.trainer.parts is on
     assert len(paints) == 2  # the run's model and its supervised twin
-    for paint in paints:
-        assert (paint is not None) is on
-        if on:
-            assert sorted(paint) == PAINTED
+    for paint, keep_parts in paints:  # the paint always (a missing class is named either way)
+        assert keep_parts is on and sorted(paint) == PAINTED
 
 
 def test_a_painted_class_missing_from_the_mask_is_said(dock, qtbot, monkeypatch):

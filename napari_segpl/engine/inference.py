@@ -159,6 +159,7 @@ def predict_volume(
     tta_samples: int = 0,
     tta: Sequence[TTATransform] | None = None,
     paint: Mapping[int, np.ndarray] | None = None,
+    keep_parts: bool = True,
 ) -> Prediction:
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
@@ -176,7 +177,9 @@ def predict_volume(
     batch's probabilities, whatever M). Nothing else in the prediction changes.
     ``paint`` (slice index along the training axis -> the labels painted there and trained on):
     the labels keep only the parts of each painted class that touch its paint
-    (``components.keep_painted_parts``); probabilities and uncertainty are left as they are.
+    (``components.keep_painted_parts``) unless ``keep_parts`` is False; probabilities and
+    uncertainty are left as they are. With paint, ``absent`` names any painted class with no
+    voxel in the labels, whether parts were kept or not.
     """
     config, method = model.config, model.method
     image = np.asarray(image)
@@ -262,7 +265,8 @@ def predict_volume(
         release_memory(dev)
     removed, absent = None, ""
     if paint is not None:
-        removed = keep_painted_parts(labels, paint, config.axis, config.nested)
+        if keep_parts:
+            removed = keep_painted_parts(labels, paint, config.axis, config.nested)
         absent = absent_note(labels, paint, config.nested)
     if cut == "mu" and mu is not None:
         means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))

@@ -341,11 +341,10 @@ class GuardedTrainer:
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
         stop_here = stop_between_batches(lambda: self._stopped)  # a Stop ends the check
         # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
-        paint = data.paint() if self.parts else None
         predictions = {
             m: predict_volume(
                 x, self.image, device=config.device, probabilities=False, progress=stop_here,
-                paint=paint,
+                paint=data.paint(), keep_parts=self.parts,
             )
             for m, x in models.items()
         }  # fmt: skip

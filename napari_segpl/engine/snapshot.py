@@ -70,12 +70,14 @@ def take_snapshot(
     axis: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     paint: Mapping[int, np.ndarray] | None = None,
+    keep_parts: bool = True,
 ) -> SnapshotEvent:
     """Predict ``image`` (the raw volume, as an export reads it) with a finished copy of the
     network being trained, on ``device`` (the run's). Labels only: no probabilities are kept.
     ``progress(done, total)`` after each batch of slices may raise to cancel it. ``paint``
     (the run's trained-on slices, ``predict_volume``'s): the mask keeps only the parts
-    touching it, so that it is the mask an export with it would write."""
+    touching it unless ``keep_parts`` is False, so that it is the mask an export with the
+    same choice would write."""
     start = time.perf_counter()
     dev = torch.device(device)
     cuda = [dev.index or 0] if dev.type == "cuda" else []
@@ -91,6 +93,7 @@ def take_snapshot(
             progress=progress,
             probabilities=False,
             paint=paint,
+            keep_parts=keep_parts,
         )
     del frozen
     seconds = time.perf_counter() - start

@@ -256,7 +256,7 @@ class Runner:
         worker = create_worker(
             predict, state.model, np.asarray(image.data), axis, mc_samples, self.device(),
             self.predict_control, tta_samples, paint=state.paint_for(image),
-            _start_thread=False, _ignore_errors=True,
+            keep_parts=state.painted_parts, _start_thread=False, _ignore_errors=True,
         )  # fmt: skip
         self._run_predict_worker(worker, "predicting the volume…", predicting=True)
         return True

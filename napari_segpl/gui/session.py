@@ -198,7 +198,7 @@ def snapshot_events(
         result = take_snapshot(
             run.model, image, last.step, last.total, device=run.device,
             progress=stop_between_batches(control.stop.is_set),
-            paint=run.data.paint() if control.parts() else None,  # as Predict would
+            paint=run.data.paint(), keep_parts=control.parts(),  # as Predict would
         )  # fmt: skip
     except PredictionStopped:
         return  # Stop or a closing window: the run ends next, nothing to show
@@ -216,11 +216,13 @@ def predict(
     control: RunControl | None = None,
     tta_samples: int = 0,
     paint: Mapping[int, np.ndarray] | None = None,
+    keep_parts: bool = True,
 ) -> Prediction:
     """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold; the
     test-time-augmentation std when ``tta_samples`` is 2 or more, for any method). ``paint``:
     the run's trained-on slices; the labels keep only the parts touching them (``removed``
-    says what went), so what the screen shows is what the CLI's export writes.
+    says what went) unless ``keep_parts`` is False, so what the screen shows is what the CLI's
+    export writes, and a painted class missing from the mask is named either way.
 
     With ``control``, ``stop`` is checked after every batch of slices (a 3D prediction of a
     large volume on a CPU takes tens of seconds; closing the window must not wait for it, nor
@@ -233,6 +235,7 @@ def predict(
         return predict_volume(
             model, image, axis=axis, mc_samples=k, device=device, progress=check,
             tta_samples=tta_samples if tta_samples >= 2 else 0, paint=paint,
+            keep_parts=keep_parts,
         )  # fmt: skip
     finally:
         if control is not None:

@@ -143,13 +143,14 @@ class DockState:
             self.parts_changed.emit(self._parts)
 
     def paint_for(self, image: Image | None) -> dict[int, np.ndarray] | None:
-        """The paint a prediction of ``image`` with the dock's model keeps the touching parts
-        of: the last run's trained-on slices, when the box is on, the model is one that run
-        made and ``image`` is the layer (and shape) it trained on. None otherwise: a loaded
-        model has no paint to check against."""
+        """The paint a prediction of ``image`` with the dock's model is checked against (the
+        touching parts kept when the box is on, a painted class missing named either way): the
+        last run's trained-on slices, when the model is one that run made and ``image`` is the
+        layer (and shape) it trained on. None otherwise: a loaded model has no paint to check
+        against."""
         run = self.run
         trained_on = run.image() if run.image is not None else None
-        if not self._parts or run.paint is None or image is None or image is not trained_on:
+        if run.paint is None or image is None or image is not trained_on:
             return None
         model = self.model
         if model is None or not any(model is m() for m in run.models):
