@@ -163,8 +163,8 @@ def test_absent_note_names_each_painted_class_with_no_voxel():
     labels[0, 0, :] = 1
     paint = {2: np.array([[1, 2, 0, 0]] * 4, np.uint8), 4: np.zeros((4, 4), np.uint8)}
     assert absent_note(labels, paint) == (
-        "class 2 painted but nowhere in the mask: the model did not learn it; "
-        "paint more slices or check the mask"
+        "class 2 painted but nowhere in the mask: the model did not learn it, so the mask is "
+        "incomplete; check it before use"
     )
     labels[3, 3, 5] = 2
     assert absent_note(labels, paint) == ""

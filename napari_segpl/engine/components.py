@@ -110,5 +110,5 @@ def absent_note(labels: np.ndarray, paint: Mapping[int, np.ndarray], nested: boo
     which = ", ".join(str(c) for c in missing)
     return (
         f"{'class' if one else 'classes'} {which} painted but nowhere in the mask: the model "
-        f"did not learn {'it' if one else 'them'}; paint more slices or check the mask"
+        f"did not learn {'it' if one else 'them'}, so the mask is incomplete; check it before use"
     )
