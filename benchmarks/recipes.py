@@ -35,6 +35,4 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # supervised training with (D2) rule 3's cross-entropy on the painted voxels (RESULTS (F2))
-    "sup-painted-bce": (None, {"extra": {"painted_bce": 0.1}}),
 }

@@ -64,7 +64,7 @@ def test_every_method_gets_one_widget_a_parameter_within_its_range(form):
 
 def test_ensemble_shows_its_member_and_passes_the_member_parameters(form):
     form.method.value = "ensemble"
-    assert titles(form) == ["Deep ensemble parameters", "Supervised parameters (each member)"]
+    assert titles(form) == ["Deep ensemble parameters"]
     members = form.method_params.widget("members")
     member = form.method_params.widget("member")
     assert members.value == 5 and member.value == "supervised"
@@ -82,8 +82,8 @@ def test_ensemble_shows_its_member_and_passes_the_member_parameters(form):
     }  # fmt: skip
     assert type(config.extra["members"]) is int
     member.value = "supervised"
-    assert titles(form) == ["Deep ensemble parameters", "Supervised parameters (each member)"]
-    assert form.config(axis=2).extra == {"members": 3, "member": "supervised", "painted_bce": 0.0}
+    assert titles(form) == ["Deep ensemble parameters"]
+    assert form.config(axis=2).extra == {"members": 3, "member": "supervised"}
 
 
 def test_out_of_range_values_cannot_be_entered(form, qtbot):

@@ -87,29 +87,6 @@ def segmentation_loss(
         return bce if kind == "bce" else 0.5 * loss + 0.5 * bce
 
 
-def painted_class_bce(
-    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The binary cross-entropy of every class channel against the one-hot ``target``, only on
-    the voxels painted with a class (and that ``mask``, broadcastable to (N, 1, ...), keeps):
-    the mean over the channels, then over those voxels; 0 when there are none.
-
-    A sigmoid channel trained by the Dice alone hardly moves once it is saturated (the gradient
-    carries p (1 - p)): a large organ's channel reading 1 on a neighbour of its density, or a
-    class's channel stuck at 0 on its own paint. Here the gradient is p - y, whole where the
-    channel is wrong. Background voxels are left to the Dice."""
-    if logits.shape != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
-    with _float32(logits.device):
-        logits, target = logits.float(), target.float()
-        weight = (target.sum(dim=1, keepdim=True) > 0.5).float()  # painted with a class
-        if mask is not None:
-            keep = mask.float()
-            weight = weight * (keep.amax(dim=1, keepdim=True) if keep.ndim == logits.ndim else keep)
-        each = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight
-        return each.sum() / (logits.shape[1] * weight.sum().clamp_min(1.0))
-
-
 def gaussian_kl(
     mu: torch.Tensor, sigma: torch.Tensor, prior_mu: float, prior_sigma: float
 ) -> torch.Tensor:
