@@ -35,7 +35,13 @@ def add_predict_parser(sub: Any) -> None:
     p.add_argument(
         "--paint", type=Path, metavar="LABELS",
         help="the labels the model trained on (on IMAGE's grid): the mask keeps only the parts "
-        "of each class that touch their paint, as 'segpl train --mask' writes it (one image)",
+        "of each class that touch their paint, as 'segpl train --mask' writes it (one image); "
+        "a painted class missing from the mask is named on stderr",
+    )  # fmt: skip
+    p.add_argument(
+        "--painted-parts", action=argparse.BooleanOptionalAction, default=True,
+        help="with --paint: keep only the parts touching the paint (default); "
+        "--no-painted-parts keeps every predicted part and only names a missing class",
     )  # fmt: skip
     c = p.add_argument_group("cohort (--out)")
     c.add_argument("--out", type=Path, metavar="DIR", help="write one mask per input volume here")
@@ -57,6 +63,8 @@ def predict_command(args: argparse.Namespace) -> int:
     """``segpl predict``: the single-volume form in this process, or a cohort with --out."""
     from .engine import TrainedModel
 
+    if not args.painted_parts and args.paint is None:  # else silently unused
+        raise ValueError("--no-painted-parts goes with --paint LABELS")
     if args.out is None:
         if args.mask is None or len(args.image) > 1:
             raise ValueError("give one image with --mask OUT.nii.gz, or images with --out DIR")
@@ -72,7 +80,7 @@ def predict_command(args: argparse.Namespace) -> int:
         args.axis_predict = args.axis
         image = support.read_image(image_path, args.series)
         paint = None if args.paint is None else read_paint(args.paint, image, model.config.axis)
-        support.write_outputs(args, model, image, paint=paint)
+        support.write_outputs(args, model, image, paint=paint, keep_parts=args.painted_parts)
         return 0
     if args.paint is not None:
         raise ValueError("--paint is for one image (the one it was painted on), not --out")

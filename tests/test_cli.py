@@ -128,6 +128,29 @@ def test_predict_warns_when_a_painted_class_is_nowhere_in_the_mask(
     assert not (written == 2).any()
 
 
+def test_predict_without_painted_parts_keeps_every_part_and_still_warns(
+    trained, tmp_path, monkeypatch, capsys
+):
+    """--paint with --no-painted-parts: the mask is every predicted part (as without paint),
+    and a painted class missing from it is still named; without --paint the flag is refused."""
+    model, raw, kept = str(trained / "m.pt"), tmp_path / "raw.nii.gz", tmp_path / "all.nii.gz"
+    assert main(["predict", model, str(CT), "--mask", str(raw)]) == 0
+    lose_class_2(monkeypatch)
+    args = ["predict", model, str(CT), "--mask", str(kept), "--paint", str(CT_SPARSE)]
+    assert main([*args, "--no-painted-parts"]) == 0
+    captured = capsys.readouterr()
+    assert "touch" not in captured.out  # nothing removed
+    assert "warning: class 2 painted but nowhere in the mask" in captured.err
+    expected = np.asarray(nib.load(raw).dataobj).copy()
+    assert (expected == 2).any()  # the network did predict class 2
+    expected[expected == 2] = 0  # the patch's doing, nothing else
+    np.testing.assert_array_equal(np.asarray(nib.load(kept).dataobj), expected)
+    other = tmp_path / "other.nii.gz"
+    assert main(["predict", model, str(CT), "--mask", str(other), "--no-painted-parts"]) == 2
+    assert "--no-painted-parts goes with --paint" in capsys.readouterr().err
+    assert not other.exists()
+
+
 def _error(args, capsys) -> str:
     assert main(args) == 2
     return capsys.readouterr().err
