@@ -340,11 +340,13 @@ class GuardedTrainer:
         start = time.perf_counter()
         models = {config.method: self.trainer.model, "supervised": self.twin.model}
         stop_here = stop_between_batches(lambda: self._stopped)  # a Stop ends the check
-        # labels only: no (K, *shape) float32 probabilities for a check that counts voxels
+        # labels only: no (K, *shape) float32 probabilities for a check that counts voxels;
+        # both masks are checked against the same paint (parts kept only when ``parts``)
+        paint = data.paint()
         predictions = {
             m: predict_volume(
                 x, self.image, device=config.device, probabilities=False, progress=stop_here,
-                paint=data.paint(), keep_parts=self.parts,
+                paint=paint, keep_parts=self.parts,
             )
             for m, x in models.items()
         }  # fmt: skip
