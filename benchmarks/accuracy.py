@@ -191,7 +191,9 @@ def run_one(
     if model.method.learns_threshold:
         from .threshold_signal import learnt_cut
 
-        learnt = learnt_cut(model, image.array, truth, chosen, axis, list(scores), cfg.device)
+        learnt = learnt_cut(
+            model, image.array, truth, chosen, axis, list(scores), cfg.device, paint=paint
+        )
     return {
         **learnt,
         **sweep,

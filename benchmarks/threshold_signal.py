@@ -107,13 +107,16 @@ def learnt_cut(
     axis: int,
     classes: list[int],
     device: str,
+    paint: dict | None = None,
 ) -> dict:
     """For a SegPL-VI model (the accuracy benchmark's rows, RESULTS.md (bb)): the exported
     scores with the labels cut at the head's mu per slice and class instead of the fixed
-    threshold, and the head's mu per class averaged over the unpainted slices."""
+    threshold, and the head's mu per class averaged over the unpainted slices. ``paint``: the
+    run's painted slices, so that both cuts keep only the parts touching the paint as an
+    export does (rows made before 2026-12-06 21:55 UTC scored the mu cut on every part, (G2))."""
     from napari_segpl.engine import exported_scores, predict_volume
 
-    pred = predict_volume(model, image, device=device, cut="mu", probabilities=False)
+    pred = predict_volume(model, image, device=device, cut="mu", probabilities=False, paint=paint)
     scores = exported_scores(pred.labels, truth, painted, axis=axis, classes=classes)
     keep = sorted(set(range(pred.mu.shape[1])) - set(painted))
     return {
