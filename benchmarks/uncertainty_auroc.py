@@ -10,9 +10,8 @@ clinician would miss. Calibration of p (Brier, ECE) is over every voxel of those
 Each kind saved beside the probabilities is measured: the entropy of p always, SegPL-VI's MC
 std (``mc_std``), the ensemble's spread (``spread``) and test-time augmentation (``tta_std``,
 the std of p over M small affine maps; with flips in runs before 2026-12-02 12:30, and
-``tta_noflip_std`` beside it in (x)'s runs) and, from (G2), the binary entropy of the TTA
-mean p (``tta_mean``) where the run saved them (``saved_arrays`` says what to save from a
-prediction).
+``tta_noflip_std`` beside it in (x)'s runs) where the run saved them (``saved_arrays``
+says what to save from a prediction).
 
     python -m benchmarks uncertainty_auroc --rows ROWS.json [...] --preds DIR --probs DIR
 """
@@ -39,14 +38,11 @@ SAMPLE = 400_000
 #: (x)'s runs: TTA without flips, saved beside the TTA with flips of those runs
 NOFLIP = "tta_noflip_std"
 TTA_NOFLIP = "tta-noflip"
-#: (G2): the binary entropy of the mean p over the same TTA predictions, in bits
-TTA_MEAN, TTA_ENTROPY = "tta_mean", "tta-entropy"
 #: the kinds measured beside the entropy of p, each by the name of its saved array
 SAVED = {MC: "mc_std", SPREAD: "spread", TTA: "tta_std", TTA_NOFLIP: NOFLIP}
 #: short column names for the table
 SHORT = {
-    ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std", TTA_NOFLIP: "TTA no flip",
-    TTA_ENTROPY: "TTA entropy",
+    ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std", TTA_NOFLIP: "TTA no flip"
 }  # fmt: skip
 
 
@@ -59,8 +55,6 @@ def saved_arrays(pred: Prediction) -> dict[str, np.ndarray]:
     for name in SAVED.values():  # (the no-flip TTA is a second prediction's tta_std)
         if getattr(pred, name, None) is not None:
             arrays[name] = getattr(pred, name).astype(np.float16)
-    if pred.tta_mean is not None:  # float32, as p: its entropy near 0 and 1 must not tie
-        arrays[TTA_MEAN] = pred.tta_mean.astype(np.float32)
     return arrays
 
 
@@ -83,9 +77,6 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
         if name in arrays:
             per_class = np.moveaxis(arrays[name].astype(np.float32), axis + 1, 1)[:, keep]
             maps[kind] = per_class.max(axis=0)
-    if TTA_MEAN in arrays:
-        mean = np.moveaxis(arrays[TTA_MEAN].astype(np.float32), axis + 1, 1)[:, keep]
-        maps[TTA_ENTROPY] = binary_entropy(mean).max(axis=0)
     band = grow_in_plane((truth > 0) | (pred > 0), BAND)
     wrong = pred[band] != truth[band]
     # one subsample of the band for every kind: the kinds are compared on the same voxels
@@ -101,7 +92,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
     for kind, volume in maps.items():
         score = volume[band]
         out[f"auroc_{kind}"] = auroc(score[pick], wrong[pick])
-        top = KINDS[{TTA_NOFLIP: TTA, TTA_ENTROPY: ENTROPY}.get(kind, kind)].upper
+        top = KINDS[TTA if kind == TTA_NOFLIP else kind].upper
         out[f"confident_{kind}"] = float((score[wrong] < 0.1 * top).mean()) if wrong.any() else 0
     return out
 
@@ -109,7 +100,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
 def table(records: list[dict]) -> str:
     """One row per run; an AUROC column for every kind some run has (the entropy and the MC
     std always, as before), blank where a run lacks it."""
-    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA, TTA_NOFLIP, TTA_ENTROPY)
+    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA, TTA_NOFLIP)
              if k in (ENTROPY, MC) or any(f"auroc_{k}" in r for r in records)]  # fmt: skip
     names = [SHORT[k] for k in kinds]
 
