@@ -35,6 +35,6 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # SegPL-VI's threshold head fitted on a moved view of the painted slices (RESULTS.md (H2))
-    "vi-augmented": (None, {"threshold_signal": "augmented"}),
+    # (H2)'s rows carry "vi-augmented": SegPL-VI's head fitted on a moved view of the painted
+    # slices (threshold_signal "augmented"), since removed
 }

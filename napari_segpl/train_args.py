@@ -155,7 +155,7 @@ def add_train_parser(sub: Any) -> None:
         "--threshold-signal",
         choices=THRESHOLD_SIGNALS,
         help="segpl-vi: the paper's KL-only head, or a head also fitted on the labelled slices "
-        f"as they are or moved and changed as the student sees them (default {D.threshold_signal})",
+        f"(default {D.threshold_signal})",
     )
     t.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE",

@@ -22,14 +22,9 @@ the prior unless the labels say otherwise. The term weighs as much as the KL: th
 prior N(0.5, 0.05) still dominates a Dice gain of less than about (mu - 0.5)^2 / 0.005 (the
 paper's N(0.5, 0.1): / 0.02), so T moves only where the labels disagree strongly.
 
-``threshold_signal="augmented"`` fits the head the same way on a view of the painted slices where
-the E-step is unsure (a teacher that has learnt the painted slices is sure there, so any T fits them
-and "labelled" leaves mu at the prior): the slices and their labels are moved by the student's
-random affine map (``warp``) and intensity change (``perturb``), ``AUGMENTED_STRENGTH`` where one is
-0, pixels brought in from outside left out, no CutMix. The head reads the labelled images' features
-from the training pass; the cost is the E-step's forward pass of the moved view, without
-gradient. Not a default: not shown to move T on real data (benchmarks/RESULTS.md (z');
-``python -m benchmarks threshold_signal``).
+A fit on the painted slices moved and changed as the student sees unlabelled images, where the
+E-step is unsure (``"augmented"``), left mu at the prior after 300 steps on the tuning volumes
+and was removed (benchmarks/RESULTS.md (H2)).
 
 Training draws T; the dock's preview and the pseudo-label fill after training use the head's
 mu for each slice (``pseudo_labels``), so what they show does not change from one look to
@@ -43,19 +38,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..augment import random_affine, warp, warp_image
 from ..config import TrainConfig
 from ..losses import dice_loss, gaussian_kl, sample_threshold
-from ..networks import ThresholdHead, memory_format
+from ..networks import ThresholdHead
 from .base import Batch, StepOutput, per_channel, register
-from .segpl import SegPL, perturb_intensity
+from .segpl import SegPL
 
 #: Width of the soft threshold: sigmoid((p - T) / tau) goes from 0.12 to 0.88 over p = T +- 0.1.
 SOFT_THRESHOLD_TEMPERATURE = 0.05
-
-#: Strength of the "augmented" view's affine map or intensity change where the config's
-#: ``warp`` or ``perturb`` is 0 (the paper presets; the engine's default is 0.2 for both).
-AUGMENTED_STRENGTH = 0.2
 
 
 @register
@@ -84,7 +74,7 @@ class SegPLVI(SegPL):
         out = self._loss(batch, logits_l, logits_u, t, alpha_fn(step), view)
         kl = gaussian_kl(mu, sigma, self.config.prior_mu, self.config.prior_sigma).mean()
         out.loss = out.loss + kl
-        if self.config.threshold_signal in ("labelled", "augmented"):
+        if self.config.threshold_signal == "labelled":
             fit = self._threshold_fit(batch, logits_l, feats[:n])
             out.loss = out.loss + fit
             out.logs["t_fit"] = fit.item()
@@ -96,34 +86,16 @@ class SegPLVI(SegPL):
     def _threshold_fit(
         self, batch: Batch, logits_l: torch.Tensor, feats_l: torch.Tensor
     ) -> torch.Tensor:
-        """Dice of the soft-thresholded labelled probabilities (of the plain or the augmented
-        view) against the labels; only T (hence only the head) receives its gradient."""
+        """Dice of the soft-thresholded labelled probabilities against the labels; only T
+        (hence only the head) receives its gradient."""
         mu_l, sigma_l = self.head(feats_l.detach())
         t_l = sample_threshold(mu_l, sigma_l)
         t_l = t_l.reshape(t_l.shape + (1,) * (logits_l.ndim - 2))
         with torch.no_grad():  # T is applied to the E-step's probabilities: fit it there
-            if self.config.threshold_signal == "augmented":
-                p_l, y_l, mask = self.augmented_view(batch)
-            else:
-                own = logits_l.detach() if self.teacher is None else None
-                p_l = self.e_step_probabilities(batch.x_l, own)
-                y_l, mask = batch.y_l, batch.mask_l
+            own = logits_l.detach() if self.teacher is None else None
+            p_l = self.e_step_probabilities(batch.x_l, own)
         soft = torch.sigmoid((p_l - t_l) / SOFT_THRESHOLD_TEMPERATURE)
-        return dice_loss(soft, y_l, mask=mask)
-
-    def augmented_view(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(E-step probabilities, labels, mask) of the labelled images moved and changed as the
-        student sees unlabelled ones, the labels moved alike; the mask keeps the pixels inside
-        the map (and, in 3D, the centre slice). Call without gradient."""
-        config, x = self.config, batch.x_l
-        theta = random_affine(x.shape[0], config.warp or AUGMENTED_STRENGTH, x.device, x.dtype)
-        x = perturb_intensity(warp_image(x, theta), config.perturb or AUGMENTED_STRENGTH)
-        x = x.contiguous(memory_format=memory_format(config.dims))
-        y = (warp(batch.y_l, theta) > 0.5).to(batch.y_l.dtype)
-        mask = (warp(torch.ones_like(y[:, :1]), theta) > 0.999).to(y.dtype)
-        if batch.mask_l is not None:
-            mask = mask * batch.mask_l.to(mask.dtype)
-        return self.e_step_probabilities(x), y, mask
+        return dice_loss(soft, batch.y_l, mask=batch.mask_l)
 
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``Method.pseudo_labels``, cut at the head's mu, with one pass of the network for
