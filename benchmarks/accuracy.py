@@ -147,7 +147,13 @@ def run_one(
     # scored as exported: each class kept where it touches its paint (since (rr), 2026-12-05)
     paint = painted_slices(sparse, chosen, axis)
     pred = predict_volume(
-        model, image.array, device=cfg.device, mc_samples=mc, tta_samples=tta, paint=paint
+        model,
+        image.array,
+        device=cfg.device,
+        mc_samples=mc,
+        tta_samples=tta,
+        paint=paint,
+        tta_mean=bool(tta),  # (I2): pooled with the twin's TTA moments
     )
     scores = overlap_scores(pred.labels, truth, axis=axis, slices=test)
     # what the user exports: every slice but the painted ones, empty slices included

@@ -38,6 +38,8 @@ SAMPLE = 400_000
 #: (x)'s runs: TTA without flips, saved beside the TTA with flips of those runs
 NOFLIP = "tta_noflip_std"
 TTA_NOFLIP = "tta-noflip"
+#: (I2): the mean p over the same TTA predictions, saved beside their std
+TTA_MEAN = "tta_mean"
 #: the kinds measured beside the entropy of p, each by the name of its saved array
 SAVED = {MC: "mc_std", SPREAD: "spread", TTA: "tta_std", TTA_NOFLIP: NOFLIP}
 #: short column names for the table
@@ -55,6 +57,8 @@ def saved_arrays(pred: Prediction) -> dict[str, np.ndarray]:
     for name in SAVED.values():  # (the no-flip TTA is a second prediction's tta_std)
         if getattr(pred, name, None) is not None:
             arrays[name] = getattr(pred, name).astype(np.float16)
+    if pred.tta_mean is not None:  # float32, as p: (I2) pools two models' TTA moments
+        arrays[TTA_MEAN] = pred.tta_mean.astype(np.float32)
     return arrays
 
 

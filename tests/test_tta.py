@@ -164,6 +164,10 @@ def test_std_under_flips_equals_torch_std_of_flipped_volumes_predicted_alone(dim
     expected = torch.std(torch.from_numpy(np.stack(probs)), dim=0, unbiased=False)
     np.testing.assert_allclose(pred.tta_std, expected.numpy(), atol=1e-5)
     assert pred.tta_std.max() > 1e-3
+    assert pred.tta_mean is None  # kept only when asked: one more (K, *shape) array
+    mean = predict_volume(model, image, tta=FLIPS, batch_size=4, tta_mean=True).tta_mean
+    np.testing.assert_allclose(mean, np.mean(probs, axis=0), atol=1e-5)
+    assert np.abs(mean - pred.probabilities).max() > 1e-3  # not p itself
 
 
 def test_std_with_affine_maps_equals_a_computation_by_hand():
@@ -283,6 +287,8 @@ def test_the_auroc_benchmark_measures_tta_beside_the_others():
     flipless = evaluate(row, pred.labels, {**arrays, "tta_noflip_std": 0.4 - perfect}, case)
     assert flipless["auroc_tta-noflip"] == pytest.approx(0.0)  # exactly the wrong way round
     assert "AUROC TTA no flip" in table([flipless]).splitlines()[0]
+    with_mean = saved_arrays(predict_volume(_model(classes=1), image, tta_samples=3, tta_mean=True))
+    assert with_mean["tta_mean"].dtype == np.float32
 
 
 def test_every_uncertainty_kind_is_scored_on_the_same_voxels(monkeypatch):

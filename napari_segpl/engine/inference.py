@@ -51,7 +51,8 @@ class Prediction:
     with ``cut="mu"`` or Monte-Carlo samples), else None. ``spread`` (K, *shape): for a method
     with members (the ensemble), the standard deviation of their probabilities, else None.
     ``tta_std`` (K, *shape): with test-time augmentation, the standard deviation of p over
-    the augmented predictions, else None. ``probabilities`` is None when ``predict_volume``
+    the augmented predictions, else None; ``tta_mean`` their mean p (its entropy is an
+    uncertainty kind of its own). ``probabilities`` is None when ``predict_volume``
     was told not to keep them. ``removed``: what ``paint`` removed from the labels."""
 
     labels: np.ndarray
@@ -67,6 +68,7 @@ class Prediction:
     #: ``absent_note``: the painted classes with no voxel in ``labels`` ("" when none, or no
     #: paint was given)
     absent: str = ""
+    tta_mean: np.ndarray | None = None
 
 
 def labels_from_probabilities(
@@ -160,6 +162,7 @@ def predict_volume(
     tta: Sequence[TTATransform] | None = None,
     paint: Mapping[int, np.ndarray] | None = None,
     keep_parts: bool = True,
+    tta_mean: bool = False,
 ) -> Prediction:
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
@@ -174,7 +177,8 @@ def predict_volume(
     ``tta_samples`` M >= 2 (any method) adds ``tta_std``, the std of p over the M transforms
     of ``tta_transforms(M, seed)`` (or over ``tta``, a list of one's own), computed a batch
     at a time: M - 1 more forward passes, and a running mean and sum of squares (three of one
-    batch's probabilities, whatever M). Nothing else in the prediction changes.
+    batch's probabilities, whatever M). Nothing else in the prediction changes. ``tta_mean``
+    True keeps their mean p too (``Prediction.tta_mean``; one more (K, *shape) array).
     ``paint`` (slice index along the training axis -> the labels painted there and trained on):
     the labels keep only the parts of each painted class that touch its paint
     (``components.keep_painted_parts``) unless ``keep_parts`` is False; probabilities and
@@ -226,6 +230,7 @@ def predict_volume(
     has_spread = callable(getattr(method, "spread", None))
     spread, spread_m = grid((k,), np.float32) if has_spread else (None, None)
     tta_std, tta_m = grid((k,), np.float32) if tta else (None, None)
+    tta_mean_a, tta_mean_m = grid((k,), np.float32) if tta and tta_mean else (None, None)
     generator = torch.Generator(device=dev).manual_seed(seed)
     method.to(dev)
     method.train(False)
@@ -257,6 +262,8 @@ def predict_volume(
                 spread_m[:, start:stop] = out[4]
             if tta_m is not None:
                 tta_m[:, start:stop] = out[5]
+            if tta_mean_m is not None:
+                tta_mean_m[:, start:stop] = out[6]
             del out
             if progress:
                 progress(stop, n)
@@ -273,7 +280,9 @@ def predict_volume(
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
     else:
         note = f"labels: p > {config.threshold:g} (fixed)"
-    return Prediction(labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed, absent)
+    return Prediction(
+        labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed, absent, tta_mean_a
+    )
 
 
 def _predict_batch(
@@ -287,7 +296,7 @@ def _predict_batch(
     tta: Sequence[TTATransform] | None = None,
 ) -> tuple[np.ndarray | None, ...]:
     """One batch of slices -> numpy (prob (K, b, h, w), mu (K, b), mc_mean, mc_std, spread,
-    tta_std; None where not computed). A function
+    tta_std, tta_mean; None where not computed). A function
     of its own so that every tensor of the batch is gone when it returns: nothing keeps device
     memory alive when the caller empties the cache."""
     config, method = model.config, model.method
@@ -307,15 +316,16 @@ def _predict_batch(
         p = torch.sigmoid(logits.float())
         if config.dims == 3:
             p = p[:, :, 1]
-        tta_np = None
+        tta_np = tta_mean_np = None
         if tta:  # on the padded slices: the maps turn about the same centre both ways
-            std = _tta_std(method, x, p, tta, config.dims)[..., :h, :w]
-            tta_np = std.transpose(0, 1).cpu().numpy()
+            mean_p, std = _tta_moments(method, x, p, tta, config.dims)
+            tta_np = std[..., :h, :w].transpose(0, 1).cpu().numpy()
+            tta_mean_np = mean_p[..., :h, :w].transpose(0, 1).cpu().numpy()
         p = p[..., :h, :w]
         prob = p.transpose(0, 1).cpu().numpy()
         mu_np = None if mu is None else mu.float().transpose(0, 1).cpu().numpy()
         if not mc_samples or mu is None or sigma is None:
-            return prob, mu_np, None, None, spread, tta_np
+            return prob, mu_np, None, None, spread, tta_np, tta_mean_np
         hits = torch.stack(
             [
                 (p > sample_threshold(mu, sigma, generator)[..., None, None]).float()
@@ -324,19 +334,19 @@ def _predict_batch(
         )
         mean = hits.mean(0).transpose(0, 1).cpu().numpy()
         std = hits.std(0, unbiased=False).transpose(0, 1).cpu().numpy()
-        return prob, mu_np, mean, std, spread, tta_np
+        return prob, mu_np, mean, std, spread, tta_np, tta_mean_np
 
 
-def _tta_std(
+def _tta_moments(
     method: Method,
     x: torch.Tensor,
     p: torch.Tensor,
     tta: Sequence[TTATransform],
     dims: int,
-) -> torch.Tensor:
-    """Population std of p (b, K, H, W) over the transforms, each prediction mapped back onto
-    the slices' grid; an identity transform reuses ``p``. Welford's running mean and sum of
-    squares: one batch's prediction at a time, whatever M."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population std of p (b, K, H, W) over the transforms, each prediction mapped
+    back onto the slices' grid; an identity transform reuses ``p``. Welford's running mean and
+    sum of squares: one batch's prediction at a time, whatever M."""
     mean, m2 = torch.zeros_like(p), torch.zeros_like(p)
     for i, t in enumerate(tta, start=1):
         if t.identity:
@@ -348,4 +358,4 @@ def _tta_std(
         delta = q - mean
         mean += delta / i
         m2 += delta * (q - mean)
-    return (m2 / len(tta)).clamp_min_(0).sqrt_()
+    return mean, (m2 / len(tta)).clamp_min_(0).sqrt_()
