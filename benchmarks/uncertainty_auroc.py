@@ -11,7 +11,8 @@ Each kind saved beside the probabilities is measured: the entropy of p always, S
 std (``mc_std``), the ensemble's spread (``spread``) and test-time augmentation (``tta_std``,
 the std of p over M small affine maps; with flips in runs before 2026-12-02 12:30, and
 ``tta_noflip_std`` beside it in (x)'s runs) where the run saved them (``saved_arrays``
-says what to save from a prediction).
+says what to save from a prediction); from (I2), the TTA std pooled with the supervised
+twin's, where both runs saved their TTA mean.
 
     python -m benchmarks uncertainty_auroc --rows ROWS.json [...] --preds DIR --probs DIR
 """
@@ -29,7 +30,15 @@ from monai.metrics import compute_roc_auc
 from napari_segpl.engine.inference import Prediction
 from napari_segpl.engine.metrics import brier_score, expected_calibration_error
 from napari_segpl.engine.suggest import grow_in_plane
-from napari_segpl.engine.uncertainty import ENTROPY, KINDS, MC, SPREAD, TTA, binary_entropy
+from napari_segpl.engine.uncertainty import (
+    ENTROPY,
+    KINDS,
+    MC,
+    SPREAD,
+    TTA,
+    binary_entropy,
+    pooled_std,
+)
 
 from .accuracy import TUNING, load_case
 
@@ -38,13 +47,15 @@ SAMPLE = 400_000
 #: (x)'s runs: TTA without flips, saved beside the TTA with flips of those runs
 NOFLIP = "tta_noflip_std"
 TTA_NOFLIP = "tta-noflip"
-#: (I2): the mean p over the same TTA predictions, saved beside their std
-TTA_MEAN = "tta_mean"
+#: (I2): the mean p over the same TTA predictions, saved beside their std; the TTA std pooled
+#: with the supervised twin's (the same dataset, K and seed), scored where both saved it
+TTA_MEAN, TTA_TWIN = "tta_mean", "tta-twin"
 #: the kinds measured beside the entropy of p, each by the name of its saved array
 SAVED = {MC: "mc_std", SPREAD: "spread", TTA: "tta_std", TTA_NOFLIP: NOFLIP}
 #: short column names for the table
 SHORT = {
-    ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std", TTA_NOFLIP: "TTA no flip"
+    ENTROPY: "entropy", MC: "MC std", SPREAD: "spread", TTA: "TTA std", TTA_NOFLIP: "TTA no flip",
+    TTA_TWIN: "TTA std with twin",
 }  # fmt: skip
 
 
@@ -70,7 +81,16 @@ def auroc(score: np.ndarray, wrong: np.ndarray) -> float:
     return float(compute_roc_auc(y_pred, torch.from_numpy(wrong.astype(np.int64))))
 
 
-def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
+def twin_map(arrays: dict, twin: dict | None) -> np.ndarray | None:
+    """(I2)'s candidate: per class, the std of p over the model's and the twin's TTA maps."""
+    if twin is None or TTA_MEAN not in arrays or TTA_MEAN not in twin:
+        return None
+    means, stds = [arrays[TTA_MEAN], twin[TTA_MEAN]], [arrays["tta_std"], twin["tta_std"]]
+    return pooled_std(means, stds)
+
+
+def evaluate(row: dict, labels: np.ndarray, arrays: dict, case, twin: dict | None = None) -> dict:
+    """Scores of one run; ``twin``: the arrays its supervised twin saved, if any."""
     axis, painted = row["axis"], set(case.chosen)
     keep = [s for s in range(labels.shape[axis]) if s not in painted]
     pred = np.moveaxis(labels, axis, 0)[keep]
@@ -81,6 +101,8 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
         if name in arrays:
             per_class = np.moveaxis(arrays[name].astype(np.float32), axis + 1, 1)[:, keep]
             maps[kind] = per_class.max(axis=0)
+    if (pooled := twin_map(arrays, twin)) is not None:
+        maps[TTA_TWIN] = np.moveaxis(pooled, axis + 1, 1)[:, keep].max(axis=0)
     band = grow_in_plane((truth > 0) | (pred > 0), BAND)
     wrong = pred[band] != truth[band]
     # one subsample of the band for every kind: the kinds are compared on the same voxels
@@ -96,7 +118,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
     for kind, volume in maps.items():
         score = volume[band]
         out[f"auroc_{kind}"] = auroc(score[pick], wrong[pick])
-        top = KINDS[TTA if kind == TTA_NOFLIP else kind].upper
+        top = KINDS[TTA if kind in (TTA_NOFLIP, TTA_TWIN) else kind].upper
         out[f"confident_{kind}"] = float((score[wrong] < 0.1 * top).mean()) if wrong.any() else 0
     return out
 
@@ -104,7 +126,7 @@ def evaluate(row: dict, labels: np.ndarray, arrays: dict, case) -> dict:
 def table(records: list[dict]) -> str:
     """One row per run; an AUROC column for every kind some run has (the entropy and the MC
     std always, as before), blank where a run lacks it."""
-    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA, TTA_NOFLIP)
+    kinds = [k for k in (ENTROPY, MC, SPREAD, TTA, TTA_NOFLIP, TTA_TWIN)
              if k in (ENTROPY, MC) or any(f"auroc_{k}" in r for r in records)]  # fmt: skip
     names = [SHORT[k] for k in kinds]
 
@@ -147,8 +169,13 @@ def main(argv: list[str]) -> int:
         if key not in cases:
             cases[key] = load_case(row["dataset"], row["axis"], row["k"])
         labels = np.load(args.preds / stem)["labels"]
+        twin_stem = args.probs / stem.replace(f"-{row['method']}-", "-supervised-")
+        twin = None
+        if row["method"] != "supervised" and twin_stem.exists():
+            with np.load(twin_stem) as arrays:
+                twin = dict(arrays)
         with np.load(args.probs / stem) as arrays:
-            records.append(evaluate(row, labels, dict(arrays), cases[key]))
+            records.append(evaluate(row, labels, dict(arrays), cases[key], twin))
         print(json.dumps(records[-1]), flush=True)
     print(table(records))
     if args.out:

@@ -291,6 +291,43 @@ def test_the_auroc_benchmark_measures_tta_beside_the_others():
     assert with_mean["tta_mean"].dtype == np.float32
 
 
+def test_std_pooled_over_two_models_equals_torch_std_of_all_their_maps():
+    """(I2): two groups of 8 maps each, pooled from their means and stds, against torch.std
+    over the 16 maps themselves."""
+    from napari_segpl.engine.uncertainty import pooled_std
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(8, 2, 5, 6, 7, generator=gen)
+    b = torch.rand(8, 2, 5, 6, 7, generator=gen) * 0.3 + 0.6  # another model: other means
+    moments = [(g.mean(0).numpy(), g.std(0, unbiased=False).numpy()) for g in (a, b)]
+    pooled = pooled_std([m for m, _ in moments], [s for _, s in moments])
+    expected = torch.cat([a, b]).std(0, unbiased=False).numpy()
+    np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    within = (moments[0][1] ** 2 + moments[1][1] ** 2) / 2
+    assert pooled.dtype == np.float32 and (pooled**2 - within).max() > 0.01  # the means count
+
+
+def test_the_auroc_benchmark_scores_the_twin_pooled_std_where_both_saved_it():
+    from benchmarks.uncertainty_auroc import evaluate, table
+
+    image, truth = make_toy_volume(SHAPE, classes=1)
+    pred = predict_volume(_model(classes=1), image, tta_samples=3, tta_mean=True)
+    wrong = pred.labels != truth
+    row = {"dataset": "toy", "k": 1, "seed": 0, "method": "segpl", "axis": 2}
+    case = SimpleNamespace(chosen=[2], truth=truth)
+    zero = np.zeros_like(pred.tta_std)[None] if pred.tta_std.ndim == 3 else 0 * pred.tta_std
+    own = {"probabilities": pred.probabilities, "tta_std": zero, "tta_mean": pred.probabilities}
+    # a twin whose mean p differs by 0.6 exactly on the wrong voxels: the pooled std marks them
+    twin_mean = np.where(wrong[None], pred.probabilities + 0.6, pred.probabilities)
+    twin = {"tta_std": zero, "tta_mean": twin_mean.astype(np.float32)}
+    record = evaluate(row, pred.labels, own, case, twin)
+    assert record["auroc_tta-twin"] == pytest.approx(1.0)
+    assert "AUROC TTA std with twin" in table([record]).splitlines()[0]
+    assert "auroc_tta-twin" not in evaluate(row, pred.labels, own, case)  # no twin, no column
+    no_mean = {k: v for k, v in twin.items() if k != "tta_mean"}
+    assert "auroc_tta-twin" not in evaluate(row, pred.labels, own, case, no_mean)
+
+
 def test_every_uncertainty_kind_is_scored_on_the_same_voxels(monkeypatch):
     """Above SAMPLE band voxels the AUROC subsamples: one draw for every kind, so two kinds
     holding the same map score the same (each kind drew its own before)."""

@@ -183,6 +183,16 @@ def uncertainty_volume(pred: Prediction, kind: str) -> np.ndarray:
     return uncertainty_maps(pred, kind).max(axis=0)
 
 
+def pooled_std(means: list[np.ndarray], stds: list[np.ndarray]) -> np.ndarray:
+    """Population std over equal-sized groups of predictions, from each group's mean and
+    population std: the mean within-group variance plus the variance of the group means.
+    Two models' TTA moments give the std over all their TTA maps (RESULTS.md (I2))."""
+    m = np.stack([np.asarray(a, dtype=np.float32) for a in means])
+    s = np.stack([np.asarray(a, dtype=np.float32) for a in stds])
+    var = (s**2).mean(axis=0) + m.var(axis=0)
+    return np.sqrt(var).astype(np.float32, copy=False)
+
+
 # --- test-time augmentation ----------------------------------------------------------------
 
 
