@@ -51,9 +51,9 @@ class Prediction:
     with ``cut="mu"`` or Monte-Carlo samples), else None. ``spread`` (K, *shape): for a method
     with members (the ensemble), the standard deviation of their probabilities, else None.
     ``tta_std`` (K, *shape): with test-time augmentation, the standard deviation of p over
-    the augmented predictions, else None; ``tta_mean`` their mean p (its entropy is an
-    uncertainty kind of its own). ``probabilities`` is None when ``predict_volume``
-    was told not to keep them. ``removed``: what ``paint`` removed from the labels."""
+    the augmented predictions, else None; ``tta_mean`` their mean p, where asked for (with
+    the std, two models' TTA maps pool into one std, ``uncertainty.pooled_std``).
+    ``probabilities`` is None when ``predict_volume`` was told not to keep them. ``removed``: what ``paint`` removed from the labels."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None
