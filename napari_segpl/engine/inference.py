@@ -53,7 +53,8 @@ class Prediction:
     ``tta_std`` (K, *shape): with test-time augmentation, the standard deviation of p over
     the augmented predictions, else None; ``tta_mean`` their mean p, where asked for (with
     the std, two models' TTA maps pool into one std, ``uncertainty.pooled_std``).
-    ``probabilities`` is None when ``predict_volume`` was told not to keep them. ``removed``: what ``paint`` removed from the labels."""
+    ``probabilities`` is None when ``predict_volume`` was told not to keep them.
+    ``removed``: what ``paint`` removed from the labels."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None
