@@ -1,6 +1,6 @@
-"""What the ``segpl`` command reads and writes, checked before the work starts, and its
-Ctrl-C handling: a user's mistake in an output argument must not cost a whole training run,
-and an interrupted run must not lose the model trained so far."""
+"""What the ``segpl`` command reads and writes, checked before the work starts: a user's
+mistake in an output argument must not cost a whole training run (Ctrl-C and failures while
+training: ``run_guard``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,8 @@ from .engine.uncertainty import (
     TTA_DEGREES,
     TTA_SAMPLES,
     TTA_SCALE,
+    TWIN,
+    predict_with_twin,
     resolve_kind,
     uncertainty_maps,
 )
@@ -82,28 +82,39 @@ def mask_notes(removed: dict[int, int] | None, absent: str) -> None:
         print(f"warning: {absent}", file=sys.stderr)
 
 
-def check_uncertainty(args: argparse.Namespace, method: str) -> str | None:
+def check_uncertainty(args: argparse.Namespace, method: str, twin: bool = False) -> str | None:
     """The uncertainty kind ``--uncertainty`` writes for a ``method`` model (``--uncertainty-
-    kind``, default the method's own: see ``engine.uncertainty``), or None when none is asked
-    for; a kind the method does not have is refused before any work starts."""
+    kind``, default the method's own: see ``engine.uncertainty``; with ``twin``, a safeguarded
+    run's other model, the TTA std with twin, by default only for the semi-supervised model:
+    where the twin was kept, pooling with the model judged wrong found its errors worse,
+    RESULTS.md (I2) rule 3), or None when none is asked for; a kind the method does not have
+    is refused before any work starts."""
     kind = getattr(args, "uncertainty_kind", None)
     if not args.uncertainty:
         return None
+    if twin and (kind == TWIN or kind is None and METHODS[method].uses_unlabelled):
+        return TWIN
     try:
         return resolve_kind(METHODS[method], kind)
     except ValueError as exc:
         raise ValueError(f"--uncertainty-kind: {exc}") from exc
 
 
-def uncertainty_for_kept(args: argparse.Namespace, model: Any, trained: str) -> str | None:
+def uncertainty_for_kept(
+    args: argparse.Namespace, model: Any, trained: str, twin: bool = False
+) -> str | None:
     """After the safeguard chose ``model`` over the ``trained`` method: a line for the
     terminal when ``--uncertainty`` changes meaning, or None. An explicit kind the kept model
     lacks is dropped (``args.uncertainty`` = None: nothing fails after training); the default
-    kind becomes the kept model's own, and the line says so."""
+    kind becomes the kept model's own, and the line says so. ``twin`` False (Stop came before
+    the safeguard decided): an explicit tta-twin becomes tta, and the line says so."""
     kept = model.config.method
-    if not args.uncertainty or kept == trained:
-        return None
     kind = getattr(args, "uncertainty_kind", None)
+    if args.uncertainty and kind == TWIN and not twin:
+        args.uncertainty_kind = TTA
+        return "note: no twin (the safeguard did not decide): --uncertainty holds the TTA std"
+    if not args.uncertainty or kept == trained or twin and kind == TWIN:
+        return None
     try:
         own = resolve_kind(METHODS[kept], kind)
     except ValueError as exc:
@@ -144,8 +155,10 @@ def write_outputs(
     checked: Any = None,
     paint: dict[int, np.ndarray] | None = None,
     keep_parts: bool = True,
+    twin: Any = None,
 ) -> None:
-    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically).
+    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically);
+    ``twin``: a safeguarded run's other model, for the TTA std with twin.
     ``paint``: the trained-on slices' labels; the mask keeps only the parts touching them
     unless ``keep_parts`` is False, and a painted class missing from it is named either way.
 
@@ -154,7 +167,7 @@ def write_outputs(
     volume a second time (they are the same voxels: see tests/test_cli_reuse.py)."""
     from .engine import predict_volume
 
-    kind = check_uncertainty(args, model.config.method)
+    kind = check_uncertainty(args, model.config.method, twin is not None)
     if not (args.mask or args.prob or args.uncertainty):
         return
     axis = getattr(args, "axis_predict", None)
@@ -178,13 +191,16 @@ def write_outputs(
 
     start = time.perf_counter()
     with bar:
-        pred = predict_volume(
-            model,
+        pred = (
+            partial(predict_with_twin, model, twin)
+            if kind == TWIN
+            else partial(predict_volume, model)
+        )(  # fmt: skip
             image.array,
             axis=axis,
             batch_size=args.batch_slices,
             mc_samples=args.mc_samples if kind == MC else 0,
-            tta_samples=getattr(args, "tta_samples", TTA_SAMPLES) if kind == TTA else 0,
+            tta_samples=getattr(args, "tta_samples", TTA_SAMPLES) if kind in (TTA, TWIN) else 0,
             device=device,
             progress=progress,
             # a mask alone needs no (K, *shape) float32 probabilities (840 MB, 2 classes of
@@ -209,71 +225,6 @@ def channels_last(array: np.ndarray) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
 
 
-class TrainingFailed(RuntimeError):
-    """Training stopped by an unexpected error (out of memory, a driver fault): the message says
-    what, and where the model of the steps done was saved."""
-
-
-def saving_on_failure(trainer: Any, path: Path) -> Iterator[object]:
-    """``trainer.run()``'s events; on an unexpected error, the model of the steps done (the
-    trainer finishes it on the way out: averaged weights, on the CPU) is saved to ``path``
-    before one ``TrainingFailed`` line replaces the traceback. A second Ctrl-C
-    (KeyboardInterrupt) passes through: it means quit without saving."""
-    try:
-        yield from trainer.run()
-    except Exception as exc:
-        steps, what = trainer.model.steps_done, f"{type(exc).__name__}: {exc}"
-        if not steps:
-            raise TrainingFailed(f"training failed before its first step: {what}") from exc
-        try:
-            saved = f"the model of those steps -> {trainer.model.save(path)}"
-        except OSError as err:
-            saved = f"the model could not be saved either: {err}"
-        raise TrainingFailed(f"training failed after {steps} steps: {what}; {saved}") from exc
-
-
-class Interrupt:
-    """Ctrl-C while training: the first asks the trainer to stop after the step under way (the
-    caller then saves the model), a second quits at once (KeyboardInterrupt). Installed only
-    in the main thread, and not where SIGINT is ignored (a background job)."""
-
-    MESSAGE = (
-        "\ninterrupted: stopping after this step and saving the model so far "
-        "(Ctrl-C again quits without saving)\n"
-    )
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
-        self.received = False
-        self._installed = False
-        self._previous: Any = None
-
-    def __enter__(self) -> Interrupt:
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            previous = self._previous
-            signal.signal(
-                signal.SIGINT, signal.default_int_handler if previous is None else previous
-            )
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received:
-            raise KeyboardInterrupt
-        self.received = True
-        self.trainer.stop()
-        # os.write, not print: a handler may run in the middle of a print to the same stream
-        try:
-            os.write(sys.stderr.fileno(), self.MESSAGE.encode())
-        except (AttributeError, OSError, ValueError):
-            pass
-
-
 def slice_list(text: str) -> list[int]:
     """ "3,40,77" -> [3, 40, 77], for argparse."""
     try:
@@ -282,7 +233,8 @@ def slice_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected slice numbers like 3,40,77: {text!r}") from exc
 
 
-def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
+def add_output_args(p: argparse.ArgumentParser, mask_required: bool, twin: bool = False) -> None:
+    """``twin``: the command trains with the safeguard (segpl train), so tta-twin is a kind."""
     p.add_argument(
         "--mask",
         type=Path,
@@ -305,13 +257,18 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
     )
     p.add_argument(
         "--uncertainty-kind",
-        choices=list(KINDS),
+        choices=[k for k in KINDS if twin or k != TWIN],
         help="entropy: binary entropy of p in bits (every method); mc: std of 1(p > T_k) over "
         "K thresholds drawn from the learnt distribution (segpl-vi); spread: std of the "
         "members' probabilities (ensemble); tta: std of p over --tta-samples small affine maps, "
-        "each mapped back (every method; M - 1 extra passes). Default: spread for "
-        "ensemble, entropy for every other method (segpl-vi too: it finds wrong voxels better "
-        "than mc)",
+        "each mapped back (every method; M - 1 extra passes)"
+        + (
+            "; tta-twin: tta pooled with the safeguard's other model's (2M passes)" if twin else ""
+        )  # fmt: skip
+        + ". Default: "
+        + ("tta-twin for a method the safeguard checks, else " if twin else "")
+        + "spread for ensemble, entropy for every other method (segpl-vi too: it finds wrong "
+        "voxels better than mc)",
     )
     p.add_argument(
         "--mc-samples",

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from napari_segpl import cli
-from napari_segpl._cli_support import Interrupt
 from napari_segpl.engine import model as model_module
 from napari_segpl.engine.config import TrainConfig
 from napari_segpl.engine.model import TrainedModel
 from napari_segpl.engine.trainer import Trainer
+from napari_segpl.run_guard import Interrupt
 from napari_segpl.volume import Volume, read_volume, write_nifti
 
 SHAPE = (24, 24, 8)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segpl._cli_support import TrainingFailed, saving_on_failure
 from napari_segpl.cli import main
 from napari_segpl.cohort import Settings, run_cohort
 from napari_segpl.engine.config import TrainConfig
 from napari_segpl.engine.model import CheckpointError, TrainedModel, UnsavableModel
+from napari_segpl.run_guard import TrainingFailed, saving_on_failure
 
 SMALL = TrainConfig(dims=2, base_channels=4, depth=2, patch=32)
 NAME = "down.0.0.weight"  # the network's first tensor, as stored under "model"

@@ -70,6 +70,9 @@ class Prediction:
     #: paint was given)
     absent: str = ""
     tta_mean: np.ndarray | None = None
+    #: (K, *shape): the TTA std pooled with the safeguard's other model
+    #: (``uncertainty.predict_with_twin``), else None
+    tta_twin_std: np.ndarray | None = None
 
 
 def labels_from_probabilities(
