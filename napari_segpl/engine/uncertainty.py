@@ -16,7 +16,9 @@ runs where both were measured (benchmarks/RESULTS.md (x), (ee), (ff), (gg); see
 ``tta_transforms``). A run with the safeguard has two models, the kept one and the other (the
 supervised twin, or the semi-supervised model when the twin was kept); their TTA maps pool into
 one std (``tta-twin``, ``predict_with_twin``), which sees where the two models disagree, a mask
-wrong with confidence included, and found wrong voxels better still (RESULTS.md (I2)).
+wrong with confidence included. It found the semi-supervised model's wrong voxels better still,
+but the kept twin's worse than the twin's own TTA std (RESULTS.md (I2) rules 1 and 3), so the
+front ends show it by default only where the semi-supervised model was kept.
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 ``Prediction.probabilities``. Front ends that show one layer take the maximum over classes
