@@ -6,6 +6,8 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.segpl-setup-done
 PYTEST_ARGS ?=
+# pytest workers (pytest-xdist; each test file runs whole in one worker); 0 runs in one process
+TEST_WORKERS ?= 2
 
 # Libraries Qt/napari need to open a (virtual) display, plus the Xvfb server itself.
 APT_PACKAGES := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxkbcommon-x11-0 \
@@ -44,7 +46,7 @@ $(STAMP): setup.cfg pyproject.toml
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -27,7 +27,7 @@ CONTRAST = {"lungs_ct": (-1200.0, 400.0)}
 @cache
 def samples() -> dict[str, dict[str, Any]]:
     """The sample descriptions from ``samples.json``, keyed by sample name."""
-    return json.loads((RESOURCES / "samples.json").read_text())["samples"]
+    return json.loads((RESOURCES / "samples.json").read_text(encoding="utf-8"))["samples"]
 
 
 def _load(filename: str) -> Volume:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import locale
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from napari_segpl.engine.methods import Batch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on the 2 cores (Makefile TEST_WORKERS): one torch
+    # thread each, so they do not fight over the cores.
+    torch.set_num_threads(1)
 
 
 def make_toy_volume(
@@ -39,6 +47,15 @@ def add_toy_layers(viewer, shape, painted) -> np.ndarray:
     viewer.add_image(image, name="toy")
     viewer.add_labels(labels, name="toy labels")
     return truth
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_locale():
+    """GDCM's DICOM writer, which tests use to make series, leaves the process in the C locale
+    (text then reads as ASCII by default): every test ends in the locale it started in."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
 
 
 @pytest.fixture

@@ -189,11 +189,11 @@ def test_a_compare_fills_a_row_per_method_with_the_engine_numbers(dock, qtbot, t
     # the CLI's files, from its own writers
     written = panel.save(tmp_path / "out")
     assert {"table.md", "table.csv", "results.json", "ood.png"} <= set(written)
-    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    data = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in data["summary"]] == METHODS
     assert math.isclose(data["runs"][1]["ece"], result.runs[1].ece)
-    assert "| segpl |" in (tmp_path / "out" / "table.md").read_text()
-    assert "HD95 1 (voxels)" in (tmp_path / "out" / "table.csv").read_text()
+    assert "| segpl |" in (tmp_path / "out" / "table.md").read_text(encoding="utf-8")
+    assert "HD95 1 (voxels)" in (tmp_path / "out" / "table.csv").read_text(encoding="utf-8")
     # each run's prediction is a layer: the one it was scored on (its held-out Dice), on the
     # image's grid; the user's layer of the same name and the painted labels are untouched
     ours = {run.method: viewer.layers[f"compare: {run.method} s0" + (" [1]" if run.method ==
@@ -245,12 +245,12 @@ def test_stop_keeps_the_finished_runs_and_the_dock_usable(dock, qtbot, tmp_path)
     # the files of the finished run, whole: nothing of segpl, no temporary file left
     written = panel.save(tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(written)
-    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    data = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
     assert data["stopped"] is True and data["methods"] == ["supervised"]
     assert [r["method"] for r in data["runs"]] == ["supervised"]
-    table = (tmp_path / "out" / "table.md").read_text()
+    table = (tmp_path / "out" / "table.md").read_text(encoding="utf-8")
     assert "| supervised |" in table and "segpl |" not in table and "Stopped" in table
-    assert (tmp_path / "out" / "table.csv").read_text().count("\n") == 2
+    assert (tmp_path / "out" / "table.csv").read_text(encoding="utf-8").count("\n") == 2
     for png in ("ood.png", "adversarial.png", "reliability.png"):
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dock.params.steps.value = 2  # training starts (and ends) as usual afterwards

@@ -20,7 +20,7 @@ from napari_segpl.volume import NIFTI_EXTENSIONS, SITK_EXTENSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "napari.yaml"
-SAMPLES = json.loads((ROOT / "resources" / "samples.json").read_text())["samples"]
+SAMPLES = json.loads((ROOT / "resources" / "samples.json").read_text(encoding="utf-8"))["samples"]
 
 
 @pytest.fixture(scope="module")
