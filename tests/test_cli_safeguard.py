@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from test_cli import CT, CT_SPARSE, FAST
 
@@ -45,10 +44,8 @@ def test_without_it_no_twin_trains_and_held_out_slices_are_still_scored(tmp_path
 
 def test_a_kept_supervised_model_is_saved_with_its_own_uncertainty(tmp_path, capsys, monkeypatch):
     """When the check keeps the twin, the saved model and the mask are the twin's; the default
-    uncertainty becomes the twin's own kind (the entropy of p, not the TTA std with twin: the
-    other model is the one judged wrong, RESULTS.md (I2) rule 3) and the terminal says so; an
-    explicit tta-twin is still written, and an explicit kind the twin lacks (SegPL-VI's MC
-    std) is not written beside its mask."""
+    uncertainty becomes the twin's own kind (the entropy of p) and the terminal says so, and
+    an explicit kind the twin lacks (SegPL-VI's MC std) is not written beside its mask."""
     monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: ("supervised", "x"))
     mask, unc = tmp_path / "mask.nii.gz", tmp_path / "unc.nii.gz"
     outputs = ["--method", "segpl-vi", "--mask", str(mask), "--uncertainty", str(unc)]
@@ -60,50 +57,5 @@ def test_a_kept_supervised_model_is_saved_with_its_own_uncertainty(tmp_path, cap
     assert model.config.method == "supervised" and mask.exists() and unc.exists()
     assert all(torch.isfinite(p).all() for p in model.method.model.parameters())
     unc.unlink()
-    assert _train(tmp_path, "--safeguard", *outputs, "--uncertainty-kind", "tta-twin") == 0
-    captured = capsys.readouterr()
-    assert "pooled over a safeguarded run's two models" in captured.out and unc.exists()
-    assert "the safeguard kept supervised:" not in captured.err
-    unc.unlink()
     assert _train(tmp_path, "--safeguard", *outputs, "--uncertainty-kind", "mc") == 0
     assert "--uncertainty not written" in capsys.readouterr().err and not unc.exists()
-
-
-def test_train_writes_the_tta_std_with_twin_by_default(tmp_path, capsys, monkeypatch):
-    """(I2): with the safeguard keeping SegPL, --uncertainty holds the std over both models'
-    TTA maps (as the engine's predict_with_twin gives it for the two models the run trained);
-    without it, or for segpl predict, tta-twin is refused before any work, with the reason."""
-    import nibabel as nib
-    import numpy as np
-
-    from napari_segpl._cli_support import channels_last
-    from napari_segpl.engine import uncertainty
-
-    models = []
-    real = uncertainty.predict_with_twin
-
-    def spy(model, twin, image, **kwargs):
-        models.append((model, twin))
-        return real(model, twin, image, **kwargs)
-
-    monkeypatch.setattr("napari_segpl._cli_support.predict_with_twin", spy)
-    monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: (method, "x"))
-    unc = tmp_path / "unc.nii.gz"
-    assert _train(tmp_path, "--uncertainty", str(unc), "--tta-samples", "3") == 0
-    out = capsys.readouterr().out
-    assert "pooled over a safeguarded run's two models" in out and unc.exists()
-    ((model, twin),) = models
-    assert (model.config.method, twin.config.method) == ("segpl", "supervised")
-    from napari_segpl.volume import read_volume
-
-    image = read_volume(CT).array
-    expected = real(model, twin, image, tta_samples=3).tta_twin_std
-    written = np.asarray(nib.load(unc).dataobj)
-    np.testing.assert_allclose(written, channels_last(expected), atol=1e-5)
-    args = ["--no-safeguard", "--uncertainty", str(unc), "--uncertainty-kind", "tta-twin"]
-    assert _train(tmp_path, *args) == 2
-    assert "needs the safeguard's two models" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # not a choice of segpl predict: no twin in a model file
-        main(["predict", str(tmp_path / "m.pt"), str(CT), "--uncertainty", str(unc),
-              "--uncertainty-kind", "tta-twin"])  # fmt: skip
-    assert "invalid choice: 'tta-twin'" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """(K2) rules A and B over (I2)'s grid with its nine missing runs added (run from the
-repository root, after ``uncertainty_auroc --out benchmarks/results/I2/auroc.json`` over every
-saved run):
+repository root; ``auroc.json`` here is (I2)'s records and the new runs' records,
+``uncertainty_auroc --rows benchmarks/results/I2/*-[CD].json``, in one list):
 
     SEGPL_DATA=../shared/data python benchmarks/results/K2/rule.py PROBS_DIR
 """
@@ -17,6 +17,7 @@ from benchmarks.intensity_arbiter import evaluate as arbiter
 from benchmarks.uncertainty_auroc import evaluate
 
 I2 = Path("benchmarks/results/I2")
+K2 = Path("benchmarks/results/K2")
 NEW, OLD, FREE = "auroc_tta-twin", "auroc_tta", "auroc_entropy"
 DEADLINE_NEW = {(d, m, 2) for d in DATASETS for m in ("segpl", "segpl-vi")}
 DEADLINE_NEW.add(("abdomen_organs_mri", "segpl-vi", 0))
@@ -47,7 +48,7 @@ def rule_one(records: list[dict], label: str) -> bool:
     return means_ok and 3 * higher >= 2 * len(records)
 
 
-records = [r for r in json.loads((I2 / "auroc.json").read_text()) if r["method"] != "supervised"]
+records = [r for r in json.loads((K2 / "auroc.json").read_text()) if r["method"] != "supervised"]
 ok = rule_one(records, "rule A, every run")
 verdict = "the pooled std stays the default" if ok else "the pooled std stops being a default"
 print(f"- rule A: {verdict}")
