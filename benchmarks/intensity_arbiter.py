@@ -77,6 +77,7 @@ def evaluate(folders: list[Path], margin: float = 0.0) -> list[dict]:
             "set": "tuning" if name in TUNING else "validation",
             "semi": score[method], "sup": score["supervised"],
             "kept": kept, "kept_i": with_i, "nats": evidence.mean, "voxels": evidence.voxels,
+            "ratios": ratios,
             "gain": score[kept] - score["supervised"],
             "gain_i": score[with_i] - score["supervised"],
         })  # fmt: skip
