@@ -37,6 +37,7 @@ from napari_segpl.engine.uncertainty import (
     SPREAD,
     TTA,
     binary_entropy,
+    pooled_std,
 )
 
 from .accuracy import TUNING, load_case
@@ -78,16 +79,6 @@ def auroc(score: np.ndarray, wrong: np.ndarray) -> float:
         return float("nan")
     y_pred = torch.from_numpy(score.astype(np.float64))
     return float(compute_roc_auc(y_pred, torch.from_numpy(wrong.astype(np.int64))))
-
-
-def pooled_std(means: list[np.ndarray], stds: list[np.ndarray]) -> np.ndarray:
-    """Population std over equal-sized groups of predictions, from each group's mean and
-    population std: the mean within-group variance plus the variance of the group means.
-    Two models' TTA moments give the std over all their TTA maps ((I2), (K2))."""
-    m = np.stack([np.asarray(a, dtype=np.float32) for a in means])
-    s = np.stack([np.asarray(a, dtype=np.float32) for a in stds])
-    var = (s**2).mean(axis=0) + m.var(axis=0)
-    return np.sqrt(var).astype(np.float32, copy=False)
 
 
 def twin_map(arrays: dict, twin: dict | None) -> np.ndarray | None:

@@ -9,8 +9,9 @@ Opens the CT sample in a 1600 x 1000 window and trains SegPL-VI with the default
 the pseudo labels, the loss plot and the threshold plot are live; with 0 it waits until the run,
 the safeguard's supervised check and the fill have ended and shows the safeguard's line. ``hold``
 holds that slice out (scored by the safeguard, never trained on). ``suggest`` 1 then presses
-Predict (TTA uncertainty, the dock's default), waits for it, shows the uncertainty layer over the
-image, presses *Suggest next slice* and scrolls the dock to the slice-score curve.
+Predict (the TTA std with twin, the dock's default after a safeguarded run), waits for it,
+shows the uncertainty layer over the image, presses *Suggest next slice* and scrolls the dock
+to the slice-score curve.
 """
 
 from __future__ import annotations

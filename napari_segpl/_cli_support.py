@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from .engine.uncertainty import (
     TTA_DEGREES,
     TTA_SAMPLES,
     TTA_SCALE,
+    TWIN,
+    predict_with_twin,
     resolve_kind,
     uncertainty_maps,
 )
@@ -79,28 +82,38 @@ def mask_notes(removed: dict[int, int] | None, absent: str) -> None:
         print(f"warning: {absent}", file=sys.stderr)
 
 
-def check_uncertainty(args: argparse.Namespace, method: str) -> str | None:
+def check_uncertainty(args: argparse.Namespace, method: str, twin: bool = False) -> str | None:
     """The uncertainty kind ``--uncertainty`` writes for a ``method`` model (``--uncertainty-
-    kind``, default the method's own: see ``engine.uncertainty``), or None when none is asked
-    for; a kind the method does not have is refused before any work starts."""
+    kind``, default the method's own: see ``engine.uncertainty``; with ``twin``, a safeguarded
+    run's other model, the TTA std with twin, whichever model was kept: it found the exported
+    mask's wrong voxels best, RESULTS.md (M2)), or None when none is asked for; a kind the
+    method does not have is refused before any work starts."""
     kind = getattr(args, "uncertainty_kind", None)
     if not args.uncertainty:
         return None
+    if twin and kind in (TWIN, None):
+        return TWIN
     try:
         return resolve_kind(METHODS[method], kind)
     except ValueError as exc:
         raise ValueError(f"--uncertainty-kind: {exc}") from exc
 
 
-def uncertainty_for_kept(args: argparse.Namespace, model: Any, trained: str) -> str | None:
+def uncertainty_for_kept(
+    args: argparse.Namespace, model: Any, trained: str, twin: bool = False
+) -> str | None:
     """After the safeguard chose ``model`` over the ``trained`` method: a line for the
     terminal when ``--uncertainty`` changes meaning, or None. An explicit kind the kept model
     lacks is dropped (``args.uncertainty`` = None: nothing fails after training); the default
-    kind becomes the kept model's own, and the line says so."""
+    kind becomes the kept model's own, and the line says so. ``twin`` False (Stop came before
+    the safeguard decided): an explicit tta-twin becomes tta, and the line says so."""
     kept = model.config.method
-    if not args.uncertainty or kept == trained:
-        return None
     kind = getattr(args, "uncertainty_kind", None)
+    if args.uncertainty and kind == TWIN and not twin:
+        args.uncertainty_kind = TTA
+        return "note: no twin (the safeguard did not decide): --uncertainty holds the TTA std"
+    if not args.uncertainty or kept == trained or twin and kind in (TWIN, None):
+        return None
     try:
         own = resolve_kind(METHODS[kept], kind)
     except ValueError as exc:
@@ -141,8 +154,10 @@ def write_outputs(
     checked: Any = None,
     paint: dict[int, np.ndarray] | None = None,
     keep_parts: bool = True,
+    twin: Any = None,
 ) -> None:
-    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically).
+    """Predict ``image`` with ``model`` and write the outputs asked for (each atomically);
+    ``twin``: a safeguarded run's other model, for the TTA std with twin.
     ``paint``: the trained-on slices' labels; the mask keeps only the parts touching them
     unless ``keep_parts`` is False, and a painted class missing from it is named either way.
 
@@ -151,7 +166,7 @@ def write_outputs(
     volume a second time (they are the same voxels: see tests/test_cli_reuse.py)."""
     from .engine import predict_volume
 
-    kind = check_uncertainty(args, model.config.method)
+    kind = check_uncertainty(args, model.config.method, twin is not None)
     if not (args.mask or args.prob or args.uncertainty):
         return
     axis = getattr(args, "axis_predict", None)
@@ -175,13 +190,16 @@ def write_outputs(
 
     start = time.perf_counter()
     with bar:
-        pred = predict_volume(
-            model,
+        pred = (
+            partial(predict_with_twin, model, twin)
+            if kind == TWIN
+            else partial(predict_volume, model)
+        )(  # fmt: skip
             image.array,
             axis=axis,
             batch_size=args.batch_slices,
             mc_samples=args.mc_samples if kind == MC else 0,
-            tta_samples=getattr(args, "tta_samples", TTA_SAMPLES) if kind == TTA else 0,
+            tta_samples=getattr(args, "tta_samples", TTA_SAMPLES) if kind in (TTA, TWIN) else 0,
             device=device,
             progress=progress,
             # a mask alone needs no (K, *shape) float32 probabilities (840 MB, 2 classes of
@@ -214,7 +232,8 @@ def slice_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected slice numbers like 3,40,77: {text!r}") from exc
 
 
-def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
+def add_output_args(p: argparse.ArgumentParser, mask_required: bool, twin: bool = False) -> None:
+    """``twin``: the command trains with the safeguard (segpl train), so tta-twin is a kind."""
     p.add_argument(
         "--mask",
         type=Path,
@@ -237,13 +256,18 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool) -> None:
     )
     p.add_argument(
         "--uncertainty-kind",
-        choices=list(KINDS),
+        choices=[k for k in KINDS if twin or k != TWIN],
         help="entropy: binary entropy of p in bits (every method); mc: std of 1(p > T_k) over "
         "K thresholds drawn from the learnt distribution (segpl-vi); spread: std of the "
         "members' probabilities (ensemble); tta: std of p over --tta-samples small affine maps, "
-        "each mapped back (every method; M - 1 extra passes). Default: spread for "
-        "ensemble, entropy for every other method (segpl-vi too: it finds wrong voxels better "
-        "than mc)",
+        "each mapped back (every method; M - 1 extra passes)"
+        + (
+            "; tta-twin: tta pooled with the safeguard's other model's (2M passes)" if twin else ""
+        )  # fmt: skip
+        + ". Default: "
+        + ("tta-twin for a method the safeguard checks, else " if twin else "")
+        + "spread for ensemble, entropy for every other method (segpl-vi too: it finds wrong "
+        "voxels better than mc)",
     )
     p.add_argument(
         "--mc-samples",

@@ -94,6 +94,11 @@ def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
     return config
 
 
+def _twin(args: argparse.Namespace, method: str) -> bool:
+    """Whether the run will have the safeguard's two models (for the TTA std with twin)."""
+    return bool(args.safeguard) and METHODS[method].uses_unlabelled
+
+
 def _train(args: argparse.Namespace) -> int:
     from .engine import (
         CollapseWarning,
@@ -113,11 +118,11 @@ def _train(args: argparse.Namespace) -> int:
     inputs.update({f"unlabelled {p}": p for p in args.unlabelled})
     check_outputs(args, inputs, model=args.model)
     if args.method is not None:
-        check_uncertainty(args, args.method)
+        check_uncertainty(args, args.method, _twin(args, args.method))
     image = read_image(args.image, args.series)
     preset = resolve_preset(args.preset, image.array)
     config = _config(args, preset)
-    check_uncertainty(args, config.method)
+    check_uncertainty(args, config.method, _twin(args, config.method))
     labels = read_labels(args.labels, like=image)
     extra = [read_volume(p).array for p in args.unlabelled]
     train_labels, labelled = labels.array, args.labelled_slices
@@ -211,11 +216,12 @@ def _train(args: argparse.Namespace) -> int:
             print(f"segpl train: error: {exc}; writing the masks asked for", file=sys.stderr)
     args.axis_predict = None
     model, reuse = trainer.model, getattr(trainer, "kept_labels", None)
+    twin = getattr(trainer, "partner", None)  # the safeguard's other model, once it decided
     paint = painted_slices(train_labels, data.labelled, config.axis)
     del trainer, data, extra, labels, train_labels  # the training copies (525 MB on a big CT)
-    if line := uncertainty_for_kept(args, model, config.method):
+    if line := uncertainty_for_kept(args, model, config.method, twin is not None):
         print(line, file=sys.stderr)  # the safeguard kept another method: another kind
-    write_outputs(args, model, image, reuse, paint, args.painted_parts)  # a mask alone: reused
+    write_outputs(args, model, image, reuse, paint, args.painted_parts, twin)  # a mask: reused
     if unsaved is not None:
         return 2
     return 130 if interrupt.received else 0

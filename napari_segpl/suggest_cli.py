@@ -32,6 +32,7 @@ from .engine.uncertainty import (
     MC_SAMPLES,
     TTA,
     TTA_SAMPLES,
+    TWIN,
     resolve_kind,
     uncertainty_volume,
 )
@@ -63,7 +64,7 @@ def add_suggest_parser(sub: Any) -> None:
         "uncertainty: the highest score; random)",
     )  # fmt: skip
     p.add_argument(
-        "--uncertainty-kind", choices=list(KINDS), default=TTA,
+        "--uncertainty-kind", choices=[k for k in KINDS if k != TWIN], default=TTA,
         help="the uncertainty scored (default tta, the dock's default)",
     )  # fmt: skip
     p.add_argument("--tta-samples", type=int, default=TTA_SAMPLES, metavar="M",

@@ -42,7 +42,7 @@ def add_train_parser(sub: Any) -> None:
         help="ct or mri (the engine's recipe; chosen from the image when not given), or the "
         "paper's settings: paper (= paper-mri) or paper-ct",
     )  # fmt: skip
-    add_output_args(t, mask_required=False)
+    add_output_args(t, mask_required=False, twin=True)
     t.add_argument("--axis", type=int, choices=(0, 1, 2), help="slicing axis (default 2)")
     t.add_argument(
         "--labelled-slices",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_cli import CT, CT_SPARSE, FAST
 
@@ -42,20 +43,69 @@ def test_without_it_no_twin_trains_and_held_out_slices_are_still_scored(tmp_path
     assert TrainedModel.load(tmp_path / "m.pt").config.method == "segpl"
 
 
-def test_a_kept_supervised_model_is_saved_with_its_own_uncertainty(tmp_path, capsys, monkeypatch):
+def test_a_kept_supervised_model_is_saved_with_the_pooled_uncertainty(
+    tmp_path, capsys, monkeypatch
+):
     """When the check keeps the twin, the saved model and the mask are the twin's; the default
-    uncertainty becomes the twin's own kind (the entropy of p) and the terminal says so, and
-    an explicit kind the twin lacks (SegPL-VI's MC std) is not written beside its mask."""
+    uncertainty is still the TTA std with twin (the other model is SegPL-VI: RESULTS.md (M2)),
+    an explicit tta is the twin's own TTA std (a note line says so), and an explicit kind the
+    twin lacks (SegPL-VI's MC std) is not written beside its mask."""
     monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: ("supervised", "x"))
     mask, unc = tmp_path / "mask.nii.gz", tmp_path / "unc.nii.gz"
     outputs = ["--method", "segpl-vi", "--mask", str(mask), "--uncertainty", str(unc)]
     assert _train(tmp_path, "--safeguard", *outputs) == 0
     captured = capsys.readouterr()
     assert "safeguard kept supervised: x" in captured.out
-    assert "the safeguard kept supervised" in captured.err and "entropy" in captured.err
+    assert "pooled over a safeguarded run's two models" in captured.out
+    assert "the safeguard kept supervised:" not in captured.err
     model = TrainedModel.load(tmp_path / "m.pt")
     assert model.config.method == "supervised" and mask.exists() and unc.exists()
     assert all(torch.isfinite(p).all() for p in model.method.model.parameters())
     unc.unlink()
+    assert _train(tmp_path, "--safeguard", *outputs, "--uncertainty-kind", "tta") == 0
+    captured = capsys.readouterr()
+    assert "the safeguard kept supervised: --uncertainty holds its TTA std" in captured.err
+    assert unc.exists()
+    unc.unlink()
     assert _train(tmp_path, "--safeguard", *outputs, "--uncertainty-kind", "mc") == 0
     assert "--uncertainty not written" in capsys.readouterr().err and not unc.exists()
+
+
+def test_train_writes_the_tta_std_with_twin_by_default(tmp_path, capsys, monkeypatch):
+    """(I2): with the safeguard keeping SegPL, --uncertainty holds the std over both models'
+    TTA maps (as the engine's predict_with_twin gives it for the two models the run trained);
+    without it, or for segpl predict, tta-twin is refused before any work, with the reason."""
+    import nibabel as nib
+    import numpy as np
+
+    from napari_segpl._cli_support import channels_last
+    from napari_segpl.engine import uncertainty
+
+    models = []
+    real = uncertainty.predict_with_twin
+
+    def spy(model, twin, image, **kwargs):
+        models.append((model, twin))
+        return real(model, twin, image, **kwargs)
+
+    monkeypatch.setattr("napari_segpl._cli_support.predict_with_twin", spy)
+    monkeypatch.setattr(safeguard_module, "decide", lambda method, *a, **k: (method, "x"))
+    unc = tmp_path / "unc.nii.gz"
+    assert _train(tmp_path, "--uncertainty", str(unc), "--tta-samples", "3") == 0
+    out = capsys.readouterr().out
+    assert "pooled over a safeguarded run's two models" in out and unc.exists()
+    ((model, twin),) = models
+    assert (model.config.method, twin.config.method) == ("segpl", "supervised")
+    from napari_segpl.volume import read_volume
+
+    image = read_volume(CT).array
+    expected = real(model, twin, image, tta_samples=3).tta_twin_std
+    written = np.asarray(nib.load(unc).dataobj)
+    np.testing.assert_allclose(written, channels_last(expected), atol=1e-5)
+    args = ["--no-safeguard", "--uncertainty", str(unc), "--uncertainty-kind", "tta-twin"]
+    assert _train(tmp_path, *args) == 2
+    assert "needs the safeguard's two models" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # not a choice of segpl predict: no twin in a model file
+        main(["predict", str(tmp_path / "m.pt"), str(CT), "--uncertainty", str(unc),
+              "--uncertainty-kind", "tta-twin"])  # fmt: skip
+    assert "invalid choice: 'tta-twin'" in capsys.readouterr().err

@@ -188,3 +188,35 @@ def test_an_ensembles_status_line_counts_its_members_steps(dock):
     model = TrainedModel.new(config.validate(), 2)
     dock.training._started(Started(model, [1], 3, 2, "cpu"))
     assert "3 members x 4 steps, on cpu" in dock.training.status.text()
+
+
+def test_predict_after_a_safeguarded_run_pools_tta_with_the_twin(dock, qtbot):
+    """After a run with the safeguard, Predict also gives the TTA std pooled over the run's two
+    models (RESULTS.md (I2), (M2)), the std over both models' TTA maps, shown first whichever
+    model was kept; a model set from elsewhere has no twin and shows the TTA std."""
+    from napari_segpl.engine import predict_volume
+    from napari_segpl.engine.uncertainty import pooled_std
+
+    _train(dock, qtbot)
+    (started,) = dock.events["started"]
+    guarded, state = started.trainer, dock.state
+    pair = (guarded.twin.model, guarded.trainer.model)
+    kept, other = pair if dock.model is guarded.twin.model else pair[::-1]
+    assert dock.model is kept and state.safeguard_partner is other and other is not kept
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: not state.busy, timeout=120_000)
+    viewer, kinds = dock.viewer, dock.results.kind_combo
+    assert kinds.currentData() == "tta-twin"  # the default after a safeguarded run (M2)
+    assert [kinds.itemData(i) for i in range(kinds.count())] == ["entropy", "tta", "tta-twin"]
+    shown = viewer.layers["uncertainty: TTA std with twin"].data
+    image = np.asarray(viewer.layers["toy"].data)
+    m = dock.results.tta_spin.value()
+    common = {"axis": 2, "tta_samples": m, "tta_mean": True, "device": dock.runner.device()}
+    a, b = (predict_volume(x, image, **common) for x in (kept, other))
+    expected = pooled_std([a.tta_mean, b.tta_mean], [a.tta_std, b.tta_std]).max(axis=0)
+    np.testing.assert_allclose(shown, expected, atol=1e-5)
+    assert np.abs(shown - a.tta_std.max(axis=0)).max() > 1e-3  # not the kept model's alone
+    state.set_model(other)  # not the model the safeguard kept: no twin
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: not state.busy, timeout=120_000)
+    assert kinds.currentData() == "tta" and "uncertainty: TTA std of p" in viewer.layers

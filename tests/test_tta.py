@@ -292,9 +292,9 @@ def test_the_auroc_benchmark_measures_tta_beside_the_others():
 
 
 def test_std_pooled_over_two_models_equals_torch_std_of_all_their_maps():
-    """The benchmark's pooled std ((I2), (K2)): two groups of 8 maps each, pooled from their
-    means and stds, against torch.std over the 16 maps themselves."""
-    from benchmarks.uncertainty_auroc import pooled_std
+    """(I2), (M2): two groups of 8 maps each, pooled from their means and stds, against
+    torch.std over the 16 maps themselves."""
+    from napari_segpl.engine.uncertainty import pooled_std
 
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(8, 2, 5, 6, 7, generator=gen)

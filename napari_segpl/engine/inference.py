@@ -52,7 +52,7 @@ class Prediction:
     with members (the ensemble), the standard deviation of their probabilities, else None.
     ``tta_std`` (K, *shape): with test-time augmentation, the standard deviation of p over
     the augmented predictions, else None; ``tta_mean`` their mean p, where asked for (with
-    the std, two models' TTA maps pool into one std, the AUROC benchmark's ``pooled_std``).
+    the std, two models' TTA maps pool into one std, ``uncertainty.pooled_std``).
     ``probabilities`` is None when ``predict_volume`` was told not to keep them.
     ``removed``: what ``paint`` removed from the labels."""
 
@@ -70,6 +70,9 @@ class Prediction:
     #: paint was given)
     absent: str = ""
     tta_mean: np.ndarray | None = None
+    #: (K, *shape): the TTA std pooled with the safeguard's other model
+    #: (``uncertainty.predict_with_twin``), else None
+    tta_twin_std: np.ndarray | None = None
 
 
 def labels_from_probabilities(

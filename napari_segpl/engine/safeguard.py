@@ -311,6 +311,14 @@ class GuardedTrainer:
         if finished is not None:
             yield finished
 
+    @property
+    def partner(self) -> TrainedModel | None:
+        """The model the safeguard did not keep, once it decided (else None): the TTA std
+        with twin pools the kept model's TTA maps with this one's."""
+        if self.verdict is None or self.twin is None:
+            return None
+        return self.trainer.model if self.model is self.twin.model else self.twin.model
+
     def heldout_now(self, step: int) -> HeldoutEvent:
         """Dice per class on the held-out slices of the model a Stop now would leave (the
         averaged weights: what Mask now, Predict and the safeguard's own score use), as a

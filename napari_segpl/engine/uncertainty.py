@@ -13,7 +13,12 @@ over M augmented copies of each slice (small rotations and scalings, each predic
 back onto the original grid), a cheap uncertainty that costs M - 1 extra forward passes; the
 dock predicts it by default, since it found wrong voxels better than the entropy of p on most
 runs where both were measured (benchmarks/RESULTS.md (x), (ee), (ff), (gg); see
-``tta_transforms``).
+``tta_transforms``). A run with the safeguard has two models, the kept one and the other (the
+supervised twin, or the semi-supervised model when the twin was kept); their TTA maps pool into
+one std (``tta-twin``, ``predict_with_twin``), which sees where the two models disagree, a mask
+wrong with confidence included. Scored on the mask the front ends export (the kept model's),
+it found wrong voxels better than the kept model's TTA std (RESULTS.md (M2)), so they show it
+by default after every safeguarded run.
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 ``Prediction.probabilities``. Front ends that show one layer take the maximum over classes
@@ -23,8 +28,9 @@ Classes are sigmoid channels here, so each map is per class: (K, *shape), like
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,13 +41,19 @@ from .methods import get_method
 if TYPE_CHECKING:
     from .inference import Prediction
     from .methods import Method
+    from .model import TrainedModel
 
-ENTROPY, MC, SPREAD, TTA = "entropy", "mc", "spread", "tta"
+ENTROPY, MC, SPREAD, TTA, TWIN = "entropy", "mc", "spread", "tta", "tta-twin"
 #: TTA's default number of augmented predictions M (the first is the unaugmented one)
 TTA_SAMPLES = 8
 #: thresholds drawn for SegPL-VI's Monte-Carlo uncertainty by default (the paper's 5), in the
 #: dock and every command alike
 MC_SAMPLES = 5
+#: where the twin kind comes from: only a run's own prediction has the second model
+TWIN_NEEDS = (
+    "the safeguard's two models, so only a run made with the safeguard has it (segpl train, "
+    "or the dock's Predict after such a run), not a model read from a file"
+)
 #: TTA's small affine maps: a rotation drawn in +-TTA_DEGREES and a scale in 1 +- TTA_SCALE
 TTA_DEGREES, TTA_SCALE = 5.0, 0.05
 
@@ -78,6 +90,13 @@ KINDS: dict[str, UncertaintyKind] = {
         f"first unaugmented, the others rotated in-plane by up to "
         f"{TTA_DEGREES:g} degrees and scaled by up to {100 * TTA_SCALE:g} %, a seeded list), "
         f"each mapped back onto the original grid (bilinear, edges repeated) before comparing",
+    ),
+    TWIN: UncertaintyKind(
+        TWIN, "TTA std with twin", "", 0.5,
+        "TTA std of p pooled over a safeguarded run's two models: population standard "
+        "deviation of each class's probability over the M TTA predictions of the model and "
+        "the M of the other model the safeguard trained (the supervised twin, or the "
+        "semi-supervised model when the twin was kept)",
     ),
 }  # fmt: skip
 
@@ -127,7 +146,10 @@ def resolve_kind(method: str | type[Method] | Method, kind: str | None) -> str:
         raise ValueError(f"unknown uncertainty kind {kind!r}; one of {', '.join(KINDS)}")
     allowed = available_kinds(cls)
     if kind not in allowed:
-        needs = {MC: "a learnt threshold (--method segpl-vi)", SPREAD: "--method ensemble"}[kind]
+        needs = {
+            MC: "a learnt threshold (--method segpl-vi)", SPREAD: "--method ensemble",
+            TWIN: TWIN_NEEDS,
+        }[kind]  # fmt: skip
         raise ValueError(
             f"uncertainty kind {kind!r} ({KINDS[kind].title}) needs {needs}; a {cls.name} "
             f"model has: {', '.join(allowed)}"
@@ -139,7 +161,8 @@ def kinds_in(pred: Prediction) -> list[str]:
     """The kinds a prediction holds the data for, in the order of ``kinds_for`` (the first is
     the one a front end shows by default)."""
     own = _ordered(pred.mc_std is not None, pred.spread is not None)
-    return own + [TTA] if pred.tta_std is not None else own
+    extra = [k for k, a in ((TTA, pred.tta_std), (TWIN, pred.tta_twin_std)) if a is not None]
+    return own + extra
 
 
 def layer_name(kind: str) -> str:
@@ -175,12 +198,61 @@ def uncertainty_maps(pred: Prediction, kind: str) -> np.ndarray:
         if pred.tta_std is None:
             raise ValueError("no TTA in this prediction: predict with tta_samples >= 2")
         return pred.tta_std
+    if kind == TWIN:
+        if pred.tta_twin_std is None:
+            raise ValueError(f"no twin in this prediction: {TWIN_NEEDS}")
+        return pred.tta_twin_std
     raise ValueError(f"unknown uncertainty kind {kind!r}; one of {', '.join(KINDS)}")
 
 
 def uncertainty_volume(pred: Prediction, kind: str) -> np.ndarray:
     """One map for display and slice scores: the most uncertain class at each voxel."""
     return uncertainty_maps(pred, kind).max(axis=0)
+
+
+def pooled_std(means: list[np.ndarray], stds: list[np.ndarray]) -> np.ndarray:
+    """Population std over equal-sized groups of predictions, from each group's mean and
+    population std: the mean within-group variance plus the variance of the group means.
+    Two models' TTA moments give the std over all their TTA maps (RESULTS.md (I2), (M2))."""
+    m = np.stack([np.asarray(a, dtype=np.float32) for a in means])
+    s = np.stack([np.asarray(a, dtype=np.float32) for a in stds])
+    var = (s**2).mean(axis=0) + m.var(axis=0)
+    return np.sqrt(var).astype(np.float32, copy=False)
+
+
+def predict_with_twin(
+    model: TrainedModel,
+    twin: TrainedModel,
+    image: np.ndarray,
+    *,
+    tta_samples: int = TTA_SAMPLES,
+    progress: Callable[[int, int], None] | None = None,
+    **kwargs: Any,
+) -> Prediction:
+    """``model``'s prediction with TTA and ``tta_twin_std``: the TTA std pooled with
+    ``twin``'s (the same transforms, axis, device and batches; ``pooled_std``). ``kwargs`` go
+    to ``predict_volume`` for ``model``; the twin's pass keeps nothing but its TTA moments.
+    ``progress`` sees one count over both passes."""
+    from .inference import predict_volume
+
+    def part(first: bool) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(done + (0 if first else total), 2 * total)
+
+    shared = {k: kwargs[k] for k in ("axis", "batch_size", "device", "seed", "tta") if k in kwargs}
+    pred = predict_volume(
+        model, image, tta_samples=tta_samples, tta_mean=True, progress=part(True), **kwargs
+    )
+    other = predict_volume(
+        twin, image, tta_samples=tta_samples, tta_mean=True, probabilities=False,
+        progress=part(False), **shared,
+    )  # fmt: skip
+    assert pred.tta_mean is not None and pred.tta_std is not None
+    assert other.tta_mean is not None and other.tta_std is not None
+    pred.tta_twin_std = pooled_std([pred.tta_mean, other.tta_mean], [pred.tta_std, other.tta_std])
+    pred.tta_mean = None  # (K, *shape) float32 a user does not see
+    return pred
 
 
 # --- test-time augmentation ----------------------------------------------------------------

@@ -8,7 +8,9 @@ The "uncertainty" combo redraws it as another kind the last prediction holds (Se
 MC std; "TTA std of p" when the prediction was made with test-time augmentation). The dock
 predicts TTA by default (*TTA samples* 8) and shows it first: it found wrong voxels better than
 the entropy of p on most runs where both were measured (benchmarks/RESULTS.md (x), (ff)), at the
-cost of 7 more forward passes per slice; set the box to off for a quick prediction.
+cost of 7 more forward passes per slice; set the box to off for a quick prediction. After a
+run with the safeguard, its two models' TTA maps pool into "TTA std with twin" (8 passes more),
+shown first whichever model was kept (RESULTS.md (M2)).
 *Only parts touching the paint* (on by default; ``DockState.painted_parts``) makes Predict, Mask
 now and the safeguard keep only the predicted parts touching the run's trained-on paint, as the
 CLI's export does (``engine.components``), so the mask on screen is the one an export writes."""
@@ -37,6 +39,7 @@ from ..engine.uncertainty import (
     MC_SAMPLES,
     TTA,
     TTA_SAMPLES,
+    TWIN,
     kinds_in,
     layer_name,
     uncertainty_volume,
@@ -79,7 +82,8 @@ class ResultsPanel(QGroupBox):
         self.tta_spin.setSpecialValueText("off")
         self.tta_spin.setToolTip(
             "Test-time augmentation: the std of p over M rotated and scaled copies, the "
-            "uncertainty shown by default (M - 1 extra passes: off for a quicker prediction)"
+            "uncertainty shown by default (M - 1 extra passes: off for a quicker prediction); "
+            "after a run with the safeguard, pooled with the run's other model's (M more)"
         )
         #: the uncertainty kind the dock's layer shows, of those the last prediction holds
         self.kind_combo = QComboBox()
@@ -194,7 +198,9 @@ class ResultsPanel(QGroupBox):
         self.kind_combo.clear()
         for kind in kinds:
             self.kind_combo.addItem(KINDS[kind].title, kind)
-        first = kinds.index(TTA) if TTA in kinds else 0  # TTA, when predicted, is the default
+        # the TTA std with twin after a safeguarded run, whichever model was kept (RESULTS.md
+        # (M2)), else the TTA std, when predicted, is the default
+        first = next((kinds.index(k) for k in (TWIN, TTA) if k in kinds), 0)
         self.kind_combo.setCurrentIndex(first)
         self.kind_combo.blockSignals(False)
         self.kind_combo.setToolTip(KINDS[kinds[first]].description)

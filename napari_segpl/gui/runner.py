@@ -81,7 +81,7 @@ class Runner:
         image, labels, config = inputs
         held = sorted(set(holdout or ()))
         state.run = RunInfo(state.axis, list(labelled), held, weakref.ref(image))
-        state.safeguard = state.safeguard_model = None
+        state.safeguard = state.safeguard_model = state.safeguard_partner = None
         self._image = image
         self.layers.ensure(PSEUDO, image)
         state.run_reset.emit(config)
@@ -164,6 +164,7 @@ class Runner:
         state = self.state
         kept = getattr(self._trainer, "model", None) or state.model
         state.safeguard, state.safeguard_model = event, kept
+        state.safeguard_partner = getattr(self._trainer, "partner", None)
         state.run.models.append(weakref.ref(kept))  # trained on the run's paint too
         state.set_model(kept)
         if event.kept == event.method:
@@ -253,10 +254,12 @@ class Runner:
         self.predict_control = RunControl.new()
         if axis != state.axis:
             notify.info(f"SegPL: predicting along axis {axis}, the axis the model trained on")
+        # the run's other model, for the TTA std with twin (not for a model read from a file)
+        twin = state.safeguard_partner if state.model is state.safeguard_model else None
         worker = create_worker(
             predict, state.model, np.asarray(image.data), axis, mc_samples, self.device(),
             self.predict_control, tta_samples, paint=state.paint_for(image),
-            keep_parts=state.painted_parts, _start_thread=False, _ignore_errors=True,
+            keep_parts=state.painted_parts, twin=twin, _start_thread=False, _ignore_errors=True,
         )  # fmt: skip
         self._run_predict_worker(worker, "predicting the volume…", predicting=True)
         return True

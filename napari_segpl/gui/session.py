@@ -32,6 +32,7 @@ from ..engine import (
     stop_between_batches,
 )
 from ..engine.snapshot import SnapshotFailed, take_snapshot
+from ..engine.uncertainty import predict_with_twin
 
 #: about how many held-out Dice points a run plots (the validation curve): enough to see a
 #: trend, few enough that scoring the held-out slices costs little next to the training steps
@@ -217,9 +218,11 @@ def predict(
     tta_samples: int = 0,
     paint: Mapping[int, np.ndarray] | None = None,
     keep_parts: bool = True,
+    twin: TrainedModel | None = None,
 ) -> Prediction:
     """Whole-volume prediction for the dock (Monte-Carlo only for a learnt threshold; the
-    test-time-augmentation std when ``tta_samples`` is 2 or more, for any method). ``paint``:
+    test-time-augmentation std when ``tta_samples`` is 2 or more, for any method, and with
+    ``twin``, the safeguard's other model, the TTA std pooled over both). ``paint``:
     the run's trained-on slices; the labels keep only the parts touching them (``removed``
     says what went) unless ``keep_parts`` is False, so what the screen shows is what the CLI's
     export writes, and a painted class missing from the mask is named either way.
@@ -232,11 +235,12 @@ def predict(
     k = mc_samples if model.method.learns_threshold else 0
     try:
         torch_ready()
-        return predict_volume(
-            model, image, axis=axis, mc_samples=k, device=device, progress=check,
-            tta_samples=tta_samples if tta_samples >= 2 else 0, paint=paint,
-            keep_parts=keep_parts,
-        )  # fmt: skip
+        kwargs = {"axis": axis, "mc_samples": k, "device": device, "progress": check,
+                  "paint": paint, "keep_parts": keep_parts}  # fmt: skip
+        if twin is not None and tta_samples >= 2:
+            return predict_with_twin(model, twin, image, tta_samples=tta_samples, **kwargs)
+        return predict_volume(model, image, tta_samples=tta_samples if tta_samples >= 2 else 0,
+                              **kwargs)  # fmt: skip
     finally:
         if control is not None:
             control.done.set()

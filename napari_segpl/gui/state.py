@@ -98,6 +98,8 @@ class DockState:
         #: the last run's safeguard verdict and the model it kept (a loaded model is not it)
         self.safeguard: SafeguardEvent | None = None
         self.safeguard_model: TrainedModel | None = None
+        #: the run's other model, which "TTA std with twin" pools with the kept one's
+        self.safeguard_partner: TrainedModel | None = None
 
     # ------------------------------------------------------------ choices
     @property
