@@ -265,7 +265,11 @@ def add_output_args(p: argparse.ArgumentParser, mask_required: bool, twin: bool 
             "; tta-twin: tta pooled with the safeguard's other model's (2M passes)" if twin else ""
         )  # fmt: skip
         + ". Default: "
-        + ("tta-twin for a method the safeguard checks, else " if twin else "")
+        + (
+            "tta-twin after a run the safeguard checked (not with --no-safeguard), else "
+            if twin
+            else ""
+        )
         + "spread for ensemble, entropy for every other method (segpl-vi too: it finds wrong "
         "voxels better than mc)",
     )
