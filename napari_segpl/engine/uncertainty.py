@@ -17,7 +17,7 @@ runs where both were measured (benchmarks/RESULTS.md (x), (ee), (ff), (gg); see
 supervised twin, or the semi-supervised model when the twin was kept); their TTA maps pool into
 one std (``tta-twin``, ``predict_with_twin``), which sees where the two models disagree, a mask
 wrong with confidence included. Scored on the mask the front ends export (the kept model's),
-it found wrong voxels better than the kept model's TTA std (RESULTS.md (M2)), so they show it
+it found wrong voxels better than the kept model's TTA std (RESULTS.md (M2), (N2)), so they show it
 by default after every safeguarded run.
 
 Classes are sigmoid channels here, so each map is per class: (K, *shape), like
