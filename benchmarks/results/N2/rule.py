@@ -20,17 +20,19 @@ from benchmarks.uncertainty_auroc import evaluate
 
 HERE = Path("benchmarks/results/N2")
 NEW, OLD, ENT = "auroc_tta-twin", "auroc_tta", "auroc_entropy"
-PREDS = {3: Path("benchmarks/results/M2/preds"), 4: HERE / "preds"}
-PROBS = {3: Path(sys.argv[1]), 4: Path(sys.argv[2])}
 
 
-def score() -> list[dict]:
+def score(preds: dict[int, Path], probs: dict[int, Path], only: str | None = None) -> list[dict]:
+    """One record per semi-supervised run; ``preds`` and ``probs``: folders by seed; ``only``:
+    one dataset."""
     records, cases = [], {}
-    for r in arbiter(list(PREDS.values()), margin=-1.0):
+    for r in arbiter(list(dict.fromkeys(preds.values())), margin=-1.0):
         kept, seed = r["kept_i"], r["seed"]
+        if seed not in probs or (only and r["dataset"] != only):
+            continue
         other = "supervised" if kept != "supervised" else r["method"]
         base = f"{r['dataset']}-k{r['k']}-%s-s{seed}.npz"
-        own, twin = PROBS[seed] / (base % kept), PROBS[seed] / (base % other)
+        own, twin = probs[seed] / (base % kept), probs[seed] / (base % other)
         if not own.exists() or not twin.exists():
             print(f"- {r['dataset']} s{seed} {r['method']}: probabilities missing")
             continue
@@ -38,7 +40,7 @@ def score() -> list[dict]:
             cases[r["dataset"]] = load_case(r["dataset"], DATASETS[r["dataset"]], r["k"])
         row = {"dataset": r["dataset"], "k": r["k"], "seed": seed, "method": kept,
                "axis": DATASETS[r["dataset"]]}  # fmt: skip
-        labels = np.load(PREDS[seed] / (base % kept))["labels"]
+        labels = np.load(preds[seed] / (base % kept))["labels"]
         e = evaluate(row, labels, dict(np.load(own)), cases[r["dataset"]], dict(np.load(twin)))
         e.update({"run": r["method"], "kept": kept, "gain": r["gain_i"]})
         records.append(e)
@@ -71,7 +73,8 @@ def decide(records: list[dict], label: str, minimum: int, per_set: int) -> bool:
 
 
 if __name__ == "__main__":
-    records = score()
+    preds = {3: Path("benchmarks/results/M2/preds"), 4: HERE / "preds"}
+    records = score(preds, {3: Path(sys.argv[1]), 4: Path(sys.argv[2])})
     (HERE / "auroc.json").write_text(json.dumps(records, indent=1))
     decide([r for r in records if r["seed"] == 4], "seed 4 (reported)", 0, 0)
     ok = decide(records, "seeds 3-4", 12, 5)
