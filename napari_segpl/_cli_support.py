@@ -112,7 +112,7 @@ def uncertainty_for_kept(
     if args.uncertainty and kind == TWIN and not twin:
         args.uncertainty_kind = TTA
         return "note: no twin (the safeguard did not decide): --uncertainty holds the TTA std"
-    if not args.uncertainty or kept == trained or twin and kind in (TWIN, None):
+    if not args.uncertainty or kept == trained or (twin and kind in (TWIN, None)):
         return None
     try:
         own = resolve_kind(METHODS[kept], kind)

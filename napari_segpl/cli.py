@@ -94,8 +94,9 @@ def _config(args: argparse.Namespace, preset: str) -> TrainConfig:
     return config
 
 
-def _twin(args: argparse.Namespace, method: str) -> bool:
-    """Whether the run will have the safeguard's two models (for the TTA std with twin)."""
+def _checked(args: argparse.Namespace, method: str) -> bool:
+    """Whether the safeguard checks a run of ``method``, so that the run ends with two models
+    (the TTA std with twin pools them)."""
     return bool(args.safeguard) and METHODS[method].uses_unlabelled
 
 
@@ -118,11 +119,11 @@ def _train(args: argparse.Namespace) -> int:
     inputs.update({f"unlabelled {p}": p for p in args.unlabelled})
     check_outputs(args, inputs, model=args.model)
     if args.method is not None:
-        check_uncertainty(args, args.method, _twin(args, args.method))
+        check_uncertainty(args, args.method, _checked(args, args.method))
     image = read_image(args.image, args.series)
     preset = resolve_preset(args.preset, image.array)
     config = _config(args, preset)
-    check_uncertainty(args, config.method, _twin(args, config.method))
+    check_uncertainty(args, config.method, _checked(args, config.method))
     labels = read_labels(args.labels, like=image)
     extra = [read_volume(p).array for p in args.unlabelled]
     train_labels, labelled = labels.array, args.labelled_slices
@@ -131,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
     data = prepare_data(image.array, train_labels, config, labelled, extra)
     n_unlab = len(data.unlabelled)
     trainer: Trainer | GuardedTrainer = Trainer(config, data)
-    checked = args.safeguard and METHODS[config.method].uses_unlabelled
+    checked = _checked(args, config.method)
     if checked or args.holdout_slices:
         trainer = GuardedTrainer(
             config, data, image.array, truth=labels.array, holdout=args.holdout_slices,
