@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from benchmarks.accuracy import DATASETS, load_case
-from napari_segpl.engine import TrainConfig, Trainer, predict_volume, prepare_data
-from napari_segpl.engine import losses
+from napari_segpl.engine import TrainConfig, Trainer, losses, predict_volume, prepare_data
 from napari_segpl.engine.components import painted_slices
 from napari_segpl.engine.config import suggest_preset
-from napari_segpl.engine.metrics import exported_scores
 from napari_segpl.engine.methods import segpl, supervised
+from napari_segpl.engine.metrics import exported_scores
 
 torch.set_num_threads(1)
 name, seed, method, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
