@@ -75,3 +75,23 @@ def make_batch(dims=2, n_l=2, n_u=4, size=32, classes=1, seed=0) -> Batch:
         mask = torch.zeros(1, 1, 3, 1, 1)
         mask[:, :, 1] = 1
     return Batch(x_l, y_l, mask, x_u)
+
+
+def set_model_labels(monkeypatch, change) -> None:
+    """Every prediction's labels replaced by ``change(prob, labels)`` (the (K, ...) batch of
+    probabilities and the labels the model would give them): ``TrainedModel.labels`` is where
+    every prediction of a trained model turns probabilities into labels."""
+    from napari_segpl.engine.model import TrainedModel
+
+    real = TrainedModel.labels
+    monkeypatch.setattr(TrainedModel, "labels", lambda self, p: change(p, real(self, p)))
+
+
+def threshold_rule(monkeypatch) -> None:
+    """Runs end without a fitted label decision, so masks are cut at the threshold as by a
+    model file from before the decision. For tests of a mask's plumbing that need a few-step
+    model's mask to hold every class: fitted to the paint, such a model's p separates nothing
+    yet and its mask is all background (tests/test_decision.py tests the decision itself)."""
+    from napari_segpl.engine.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "fit_decision", lambda self, method=None: None)

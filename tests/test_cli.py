@@ -8,11 +8,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import set_model_labels, threshold_rule
 
 from napari_segpl.cli import main
 from napari_segpl.engine import (
     TrainConfig,
-    inference,
     keep_painted_parts,
     labelled_slices,
     painted_slices,
@@ -28,12 +28,16 @@ FAST = ["--steps", "4", "--patch", "64", "--channels", "4", "--ratio", "1", "--q
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A 4-step model without a fitted decision (``threshold_rule``), so its mask holds both
+    classes for the tests of warnings and parts."""
     out = tmp_path_factory.mktemp("cli")
     args = ["train", str(CT), str(CT_SPARSE), "--method", "segpl-vi", "--model"]
     args += [str(out / "m.pt"), "--mask", str(out / "mask.nii.gz")]
     args += ["--prob", str(out / "prob.nii.gz"), "--uncertainty", str(out / "unc.nii.gz")]
     args += ["--mc-samples", "3", "--normalisation", "ct", "--ct-window", "-600", "1500", *FAST]
-    assert main(args) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        threshold_rule(patch)
+        assert main(args) == 0
     return out
 
 
@@ -102,14 +106,7 @@ def test_predict_with_the_paint_writes_train_s_mask(trained, tmp_path, capsys):
 
 def lose_class_2(monkeypatch) -> None:
     """Every prediction's labels lose class 2, whatever the network says."""
-    real = inference.labels_from_probabilities
-
-    def without_class_2(*args, **kwargs):
-        labels = real(*args, **kwargs)
-        labels[labels == 2] = 0
-        return labels
-
-    monkeypatch.setattr(inference, "labels_from_probabilities", without_class_2)
+    set_model_labels(monkeypatch, lambda p, labels: np.where(labels == 2, 0, labels))
 
 
 def test_predict_warns_when_a_painted_class_is_nowhere_in_the_mask(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_toy_volume
+from conftest import make_toy_volume, threshold_rule
 from test_cli import CT, CT_SPARSE, FAST, lose_class_2
 
 import napari_segpl._cli_support as support
@@ -28,9 +28,10 @@ SMALL = {"base_channels": 4, "depth": 2, "axis": 2, "ratio": 2, "steps": 3, "pre
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-def test_labels_do_not_depend_on_batch_size_or_probabilities(dims):
+def test_labels_do_not_depend_on_batch_size_or_probabilities(dims, monkeypatch):
     """The claim the reuse rests on: the check predicts with the default batch and no
     probabilities, a user may ask --batch-slices N; the labels are the same voxels."""
+    threshold_rule(monkeypatch)  # a 3-step model's fitted decision: all background
     image, labels = make_toy_volume((40, 36, 19))
     cfg = TrainConfig(method="segpl", dims=dims, **SMALL)
     model = train(cfg, prepare_data(image, labels, cfg, [4, 9, 14]))
@@ -71,6 +72,7 @@ def _train(tmp_path, name: str, *extra: str) -> tuple[np.ndarray, TrainedModel, 
 def test_default_mask_path_predicts_once_less_and_writes_the_same_voxels(
     tmp_path, monkeypatch, capsys
 ):
+    threshold_rule(monkeypatch)  # a 4-step model's fitted decision: all background
     calls = _count_predictions(monkeypatch)
     mask, model, _ = _train(tmp_path, "reused")
     reused_calls = len(calls)
@@ -139,6 +141,7 @@ def test_labels_are_kept_only_when_asked_and_only_for_their_prediction():
 def test_the_reused_labels_carry_the_missing_class_warning(tmp_path, monkeypatch, capsys):
     """The safeguard's labels, written without a second prediction, still say when a painted
     class is nowhere in them (the network's labels here made to lose class 2)."""
+    threshold_rule(monkeypatch)  # so that class 1 is there
     lose_class_2(monkeypatch)
     mask, _, _ = _train(tmp_path, "lost")
     captured = capsys.readouterr()

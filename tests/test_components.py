@@ -179,18 +179,16 @@ def test_absent_note_names_each_painted_class_with_no_voxel():
 def test_predict_names_a_missing_class_whether_parts_are_kept_or_not(monkeypatch):
     """``keep_parts=False`` leaves every predicted part (as without paint) but still names a
     painted class the mask lacks; with parts kept the unpainted blob goes too."""
-    from napari_segpl.engine import TrainConfig, TrainedModel, inference, predict_volume
+    from conftest import set_model_labels
+
+    from napari_segpl.engine import TrainConfig, TrainedModel, predict_volume
     from napari_segpl.engine.methods import get_method
 
     shape = (12, 10, 6)
     fixed = np.zeros(shape, np.uint8)
     fixed[1:4, 1:4, :] = 1  # touches the paint on slice 2
     fixed[8:11, 6:9, :] = 1  # a blob of class 1 that does not
-    monkeypatch.setattr(
-        inference,
-        "labels_from_probabilities",
-        lambda p, t, n: fixed[..., : p.shape[1]].transpose(2, 0, 1).copy(),
-    )
+    set_model_labels(monkeypatch, lambda p, _: fixed[..., : p.shape[1]].transpose(2, 0, 1).copy())
     config = TrainConfig(dims=2, axis=2, base_channels=4, depth=2)
     model = TrainedModel(get_method("supervised")(config, 2), config, 2, 0)
     image = np.random.default_rng(0).normal(size=shape).astype(np.float32)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import set_model_labels
 from test_dock_safeguard import _train
 from test_dock_safeguard import dock as safeguard_dock  # noqa: F401 (the fixture, reused)
 
-from napari_segpl.engine import inference, painted_slices, predict_volume
+from napari_segpl.engine import painted_slices, predict_volume
 from napari_segpl.engine import safeguard as safeguard_module
 from napari_segpl.gui.result_layers import PREDICTION, SNAPSHOT
 
@@ -42,7 +43,7 @@ def dock(safeguard_dock, monkeypatch):  # noqa: F811
     safeguard_dock.params.steps.value = 6
     safeguard_dock.params.safeguard.value = False
     safeguard_dock.results.tta_spin.setValue(0)
-    monkeypatch.setattr(inference, "labels_from_probabilities", fake_labels)
+    set_model_labels(monkeypatch, lambda p, labels: fake_labels(p, None, None))
     return safeguard_dock
 
 
@@ -172,9 +173,7 @@ def test_a_painted_class_missing_from_the_mask_is_said(dock, qtbot, monkeypatch)
     """The network's labels made empty: classes 1 and 2, painted, are nowhere in the prediction;
     the results panel and a warning say so (the mask is still shown as predicted)."""
     _train(dock, qtbot)
-    monkeypatch.setattr(
-        inference, "labels_from_probabilities", lambda p, t, n: np.zeros(p.shape[1:], np.uint8)
-    )
+    set_model_labels(monkeypatch, lambda p, labels: np.zeros(p.shape[1:], np.uint8))
     shown = _predict(dock, qtbot)
     assert not shown.any()
     warning = "classes 1, 2 painted but nowhere in the mask: the model did not learn them"

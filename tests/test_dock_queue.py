@@ -102,8 +102,16 @@ def test_preview_and_prediction_say_which_threshold_they_show(dock, qtbot):
     assert dock.start_prediction()
     qtbot.waitUntil(lambda: not dock.state.busy, timeout=120_000)
     (pred,) = predictions
-    # Predict cuts at the form's fixed threshold: the note names it, and the labels agree
-    t = dock.params.threshold.value
+    # Predict labels with the decision fitted to the paint, started at the form's threshold:
+    # the note says so and names it, and the labels are the decision's
+    t, model = dock.params.threshold.value, dock.state.model
+    note = pred.threshold_note
+    assert _numbers(note) == [t] and "decision fitted to the paint" in note
+    np.testing.assert_array_equal(pred.labels, model.decision.labels(pred.probabilities))
+    model.decision = None  # a model without one (a file from before): cut at the threshold
+    assert dock.start_prediction()
+    qtbot.waitUntil(lambda: not dock.state.busy, timeout=120_000)
+    pred = predictions[-1]
     assert _numbers(pred.threshold_note) == [t] and "fixed" in pred.threshold_note
     np.testing.assert_array_equal(pred.labels > 0, _cut_by_hand(pred.probabilities, t))
     assert dock.results.threshold_label.text() == f"last prediction's {pred.threshold_note}"

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import threshold_rule
 from napari._qt.qt_main_window import ConfirmCloseDialog
 from qtpy.QtWidgets import QDialog
 from test_dock import toy_dock
@@ -185,9 +186,10 @@ def test_a_duplicate_of_a_compare_layer_and_one_painted_on_are_the_users(dock, q
         assert ours[0].data.shape == SHAPE and not (ours[0].data == 7).all()
 
 
-def test_a_result_layer_painted_on_is_the_users(dock, qtbot):
+def test_a_result_layer_painted_on_is_the_users(dock, qtbot, monkeypatch):
     """A hand edit on the dock's prediction or pseudo labels makes the layer the user's: the
     next Predict and Train put their results in new layers and the edit stays."""
+    threshold_rule(monkeypatch)  # a 2-step model's fitted decision: all background
     viewer = dock.viewer
     dock.params.steps.value = 2
     assert dock.start_training()

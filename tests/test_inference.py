@@ -48,9 +48,8 @@ def test_prediction_is_on_the_input_grid(vi_model):
     assert pred.labels.shape == image.shape
     assert pred.probabilities.shape == (2, *image.shape)
     assert 0 <= pred.probabilities.min() and pred.probabilities.max() <= 1
-    np.testing.assert_array_equal(
-        pred.labels, labels_from_probabilities(pred.probabilities, 0.5, False)
-    )
+    assert model.decision is not None  # fitted to the paint at the end of the run
+    np.testing.assert_array_equal(pred.labels, model.decision.labels(pred.probabilities))
     assert pred.mc_mean is None
 
 

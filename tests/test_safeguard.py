@@ -208,7 +208,9 @@ def test_held_out_slices_are_scored_while_training_without_the_check(toy_volume)
     for event in guarded.run():
         if isinstance(event, HeldoutEvent):
             model = guarded.trainer.model
-            kept = predict_volume(frozen_copy(model), image, device="cpu")
+            stopped = frozen_copy(model)  # and labelled as a Stop's end of run labels it
+            stopped.decision = guarded.trainer.fit_decision(stopped.method)
+            kept = predict_volume(stopped, image, device="cpu")
             pred = kept.labels
             scores.append((event.step, event.dice, heldout_dice(pred, labels, [10], 2, 2)))
             raw = predict_volume(model, image, device="cpu")  # the control: another model

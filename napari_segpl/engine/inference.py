@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .components import absent_note, keep_painted_parts
+from .decision import label_dtype, labels_from_probabilities
 from .device import release_memory, resolve_device
 from .losses import sample_threshold
 from .model import TrainedModel
@@ -75,28 +76,6 @@ class Prediction:
     tta_twin_std: np.ndarray | None = None
 
 
-def labels_from_probabilities(
-    prob: np.ndarray, threshold: float | np.ndarray, nested: bool
-) -> np.ndarray:
-    """(K, ...) sigmoid probabilities -> integer labels; ``threshold`` a float or an array
-    broadcastable to ``prob`` (one threshold per class, or per class and slice).
-
-    Exclusive classes: the most probable class, if it is above its threshold, else 0 (with
-    one threshold for every class: the most probable of those above it). This is the rule
-    the E-step's exclusive pseudo labels follow.
-    Nested classes: the highest class whose channel is above its threshold.
-    """
-    above = prob > threshold
-    if nested:
-        ranks = np.arange(1, prob.shape[0] + 1).reshape((-1,) + (1,) * (prob.ndim - 1))
-        labels = (above * ranks).max(axis=0)
-    else:
-        winner = prob.argmax(axis=0)
-        on = np.take_along_axis(above, winner[None], axis=0)[0]
-        labels = np.where(on, winner + 1, 0)
-    return labels.astype(label_dtype(prob.shape[0]))
-
-
 def labels_from_pseudo(pseudo: np.ndarray, prob: np.ndarray, nested: bool) -> np.ndarray:
     """(K, ...) boolean pseudo labels (``Method.cut``) -> integer labels, for display.
 
@@ -145,11 +124,6 @@ def check_slice_size(config: TrainConfig, shape: Sequence[int], axis: int | None
         )
 
 
-def label_dtype(classes: int) -> type:
-    """The smallest unsigned integer type that holds labels 0..classes."""
-    return np.uint8 if classes < 256 else np.uint16
-
-
 def predict_volume(
     model: TrainedModel,
     image: np.ndarray,
@@ -171,7 +145,8 @@ def predict_volume(
     """Predict every slice of ``image`` along ``axis`` (the training axis by default).
 
     ``mc_samples`` > 0 adds Monte-Carlo uncertainty; it needs a method that learns a threshold.
-    ``cut``: "fixed" cuts the labels at the configuration's ``threshold`` for every method;
+    ``cut``: "fixed" labels as ``TrainedModel.labels`` (the decision fitted to the paint after
+    training, or p > the configuration's ``threshold`` where there is none) for every method;
     "mu" (SegPL-VI only) at the threshold head's mu for each slice and class.
     ``progress(done, total)`` is called after each batch of slices. ``probabilities`` False
     leaves ``Prediction.probabilities`` None: a mask alone then needs no (K, *shape) float32
@@ -256,10 +231,11 @@ def predict_volume(
                 prob_m[:, start:stop] = out[0]
             if mu is not None:
                 mu[:, start:stop] = out[1]
-            threshold = (
-                out[1][:, :, None, None] if cut == "mu" and mu is not None else config.threshold
-            )
-            labels_m[start:stop] = labels_from_probabilities(out[0], threshold, config.nested)
+            if cut == "mu" and mu is not None:
+                t_mu = out[1][:, :, None, None]
+                labels_m[start:stop] = labels_from_probabilities(out[0], t_mu, config.nested)
+            else:  # the decision fitted to the paint where the model has one
+                labels_m[start:stop] = model.labels(out[0])
             if mc_mean_m is not None and mc_std_m is not None:
                 mc_mean_m[:, start:stop], mc_std_m[:, start:stop] = out[2], out[3]
             if spread_m is not None:
@@ -282,6 +258,8 @@ def predict_volume(
     if cut == "mu" and mu is not None:
         means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
+    elif model.decision is not None:
+        note = f"labels: the decision fitted to the paint (from p > {config.threshold:g})"
     else:
         note = f"labels: p > {config.threshold:g} (fixed)"
     return Prediction(

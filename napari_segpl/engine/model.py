@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..atomic import write_atomically
 from .config import MAX_CLASSES, ConfigError, TrainConfig
+from .decision import Decision, label_dtype, labels_from_probabilities
 from .methods import METHODS, Method, get_method
 
 FORMAT = "napari-segpl/1"
@@ -152,6 +154,23 @@ def _stored_config(stored: Any, num_classes: Any) -> tuple[TrainConfig, int]:
     return config.validate(), num_classes
 
 
+def _stored_decision(stored: Any, num_classes: int) -> Decision | None:
+    """The checkpoint's label decision (None when it has none), shapes and values checked."""
+    if stored is None:
+        return None
+    shapes = {"weight": (num_classes + 1, num_classes), "bias": (num_classes + 1,)}
+    if not isinstance(stored, dict) or set(stored) != set(shapes):
+        raise ValueError("the label decision is not a weight and a bias")
+    for name, shape in shapes.items():
+        t = stored[name]
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or not t.is_floating_point():
+            raise ValueError(f"the label decision's {name} is not a {shape} float tensor")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"the label decision's {name} is not finite")
+    weight, bias = (stored[n].double().numpy() for n in ("weight", "bias"))
+    return Decision(weight, bias)
+
+
 @dataclass
 class TrainedModel:
     """What prediction and saving need: the method (with weights) and its configuration."""
@@ -160,6 +179,15 @@ class TrainedModel:
     config: TrainConfig
     num_classes: int
     steps_done: int = 0
+    #: the label decision fitted to the paint after training (None: the threshold rule)
+    decision: Decision | None = None
+
+    def labels(self, prob: np.ndarray) -> np.ndarray:
+        """(K, ...) probabilities -> labels, as every prediction of this model cuts them: the
+        decision fitted to the paint where there is one, else p > the threshold."""
+        if self.decision is not None:
+            return self.decision.labels(prob).astype(label_dtype(self.num_classes))
+        return labels_from_probabilities(prob, self.config.threshold, self.config.nested)
 
     @classmethod
     def new(cls, config: TrainConfig, num_classes: int) -> TrainedModel:
@@ -188,6 +216,11 @@ class TrainedModel:
             "steps_done": self.steps_done,
             "state": state,
         }
+        if self.decision is not None:
+            payload["decision"] = {
+                "weight": torch.from_numpy(self.decision.weight.copy()),
+                "bias": torch.from_numpy(self.decision.bias.copy()),
+            }
 
         def write(tmp: Path) -> None:
             try:
@@ -252,4 +285,8 @@ class TrainedModel:
             )
         steps = payload.get("steps_done", 0)
         model.steps_done = steps if isinstance(steps, int) and steps >= 0 else 0
+        try:  # files from before (P2) have none: they label as they always did
+            model.decision = _stored_decision(payload.get("decision"), num_classes)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: model file refused, {exc}; it was not loaded") from None
         return model

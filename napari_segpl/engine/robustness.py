@@ -26,7 +26,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .inference import labels_from_probabilities
 from .losses import segmentation_loss
 from .metrics import overlap_scores
 from .model import TrainedModel
@@ -84,9 +83,7 @@ def heldout_iou(
     is, against (B, h, w) true labels; NaN for a class absent from both (left out of the
     mean)."""
     k = prob.shape[1]
-    labels = labels_from_probabilities(
-        np.moveaxis(prob, 1, 0), model.config.threshold, model.config.nested
-    )
+    labels = model.labels(np.moveaxis(prob, 1, 0))
     scores = overlap_scores(labels, truth, range(1, k + 1), axis=0, nested=model.config.nested)
     per_class = [scores[c]["iou"] for c in range(1, k + 1)]
     finite = [v for v in per_class if np.isfinite(v)]

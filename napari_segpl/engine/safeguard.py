@@ -31,7 +31,6 @@ from .device import resolve_device
 from .guard import CollapseWarning
 from .inference import (
     PredictionStopped,
-    labels_from_probabilities,
     predict_volume,
     stop_between_batches,
 )
@@ -327,14 +326,10 @@ class GuardedTrainer:
         trainer, config = self.trainer, self.trainer.config
         cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            frozen = frozen_copy(trainer.model).method
+            frozen = frozen_copy(trainer.model)
+        frozen.decision = trainer.fit_decision(frozen.method)
         pred = np.stack(
-            [
-                labels_from_probabilities(
-                    trainer._probabilities(s, frozen), config.threshold, config.nested
-                )
-                for s in self.holdout
-            ]
+            [frozen.labels(trainer._probabilities(s, frozen.method)) for s in self.holdout]
         )
         truth = np.stack([np.take(self.truth, s, axis=config.axis) for s in self.holdout])
         classes = trainer.data.num_classes

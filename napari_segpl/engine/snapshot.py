@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .decision import Decision
 from .inference import predict_volume
+from .methods import Method
 from .model import TrainedModel
 
 
@@ -57,7 +59,7 @@ def frozen_copy(model: TrainedModel) -> TrainedModel:
     """A copy of ``model`` as a Stop now would leave it (``Method.finish`` on the copy only)."""
     method = copy.deepcopy(model.method)
     method.finish()
-    return TrainedModel(method, model.config, model.num_classes, model.steps_done)
+    return TrainedModel(method, model.config, model.num_classes, model.steps_done, model.decision)
 
 
 def take_snapshot(
@@ -71,13 +73,15 @@ def take_snapshot(
     progress: Callable[[int, int], None] | None = None,
     paint: Mapping[int, np.ndarray] | None = None,
     keep_parts: bool = True,
+    fit: Callable[[Method], Decision | None] | None = None,
 ) -> SnapshotEvent:
     """Predict ``image`` (the raw volume, as an export reads it) with a finished copy of the
     network being trained, on ``device`` (the run's). Labels only: no probabilities are kept.
     ``progress(done, total)`` after each batch of slices may raise to cancel it. ``paint``
     (the run's trained-on slices, ``predict_volume``'s): the mask keeps only the parts
     touching it unless ``keep_parts`` is False, so that it is the mask an export with the
-    same choice would write."""
+    same choice would write. ``fit`` (the trainer's ``fit_decision``) fits the copy's label
+    decision to the paint, as the end of a run does."""
     start = time.perf_counter()
     dev = torch.device(device)
     cuda = [dev.index or 0] if dev.type == "cuda" else []
@@ -85,6 +89,8 @@ def take_snapshot(
     # generators keeps it so whatever a method's copy or prediction comes to do.
     with torch.random.fork_rng(devices=cuda):
         frozen = frozen_copy(model)
+        if fit is not None:
+            frozen.decision = fit(frozen.method)
         pred = predict_volume(
             frozen,
             image,

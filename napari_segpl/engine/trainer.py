@@ -18,6 +18,7 @@ import torch
 
 from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
+from .decision import Decision, fit_decision
 from .device import release_memory, resolve_device
 from .guard import CollapseGuard, CollapseWarning, gate_never_opened, labelled_fractions
 from .inference import label_dtype, labels_from_pseudo
@@ -34,6 +35,10 @@ def seed_everything(seed: int) -> None:
     """Seed torch's generators (the initial weights); ``run`` makes the sampler's numpy
     generator from the same seed."""
     torch.manual_seed(seed)
+
+
+#: The most painted voxels the label decision is fitted on (evenly spaced beyond it).
+DECISION_VOXELS = 262_144
 
 
 class Trainer:
@@ -188,6 +193,8 @@ class Trainer:
             final: list[CollapseWarning] = []
             try:  # the finished model on the slices it was given (yielded below: a generator
                 # being closed may not yield)
+                if steps_done:  # what a Stop leaves is exported too: it labels the same way
+                    self.model.decision = self.fit_decision()
                 if not stopped:
                     final = self._check_labelled(steps_done, guard)
                     # (a run that ended inside its burn-in never meant to use them)
@@ -199,6 +206,19 @@ class Trainer:
                 self._running = False
         yield from final
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
+
+    def fit_decision(self, method: Method | None = None) -> Decision | None:
+        """The label decision fitted to the painted slices (``decision.py``) for the trained
+        network, or for ``method`` (a finished copy: what a Stop now would leave); None for
+        nested classes, which keep their own rule. At most ``DECISION_VOXELS`` painted voxels,
+        evenly spaced, so it takes seconds on a big scan."""
+        if self.config.nested or not self.data.labelled:
+            return None
+        probs = [self._probabilities(s, method) for s in self.data.labelled]
+        prob = np.stack(probs, axis=1).reshape(len(probs[0]), -1)
+        truth = np.stack([self.data.labels[s] for s in self.data.labelled]).reshape(-1)
+        step = max(1, -(-truth.size // DECISION_VOXELS))
+        return fit_decision(prob[:, ::step], truth[::step], self.config.threshold)
 
     def _check_labelled(self, step: int, guard: CollapseGuard | None) -> list[CollapseWarning]:
         """Warnings when the trained model predicts nothing or everything of a class on the

@@ -200,6 +200,7 @@ def snapshot_events(
             run.model, image, last.step, last.total, device=run.device,
             progress=stop_between_batches(control.stop.is_set),
             paint=run.data.paint(), keep_parts=control.parts(),  # as Predict would
+            fit=run.fit_decision,  # as the end of a run labels
         )  # fmt: skip
     except PredictionStopped:
         return  # Stop or a closing window: the run ends next, nothing to show
