@@ -15,11 +15,9 @@ import time
 
 import numpy as np
 import torch
+from probe_case import probe_case
 
-from benchmarks.accuracy import DATASETS, load_case
-from napari_segpl.engine import TrainConfig, Trainer, losses, predict_volume, prepare_data
-from napari_segpl.engine.components import painted_slices
-from napari_segpl.engine.config import suggest_preset
+from napari_segpl.engine import Trainer, losses, predict_volume, prepare_data
 from napari_segpl.engine.methods import segpl, supervised
 from napari_segpl.engine.metrics import exported_scores
 
@@ -33,12 +31,9 @@ if mode == "batch":  # the labelled loss only: a call that names per_image keeps
         return original(*args, **kwargs)
 
     supervised.segmentation_loss = segpl.segmentation_loss = batch_dice
-axis = DATASETS[name]
-image, truth, chosen, sparse, test = load_case(name, axis, 3)
-preset = suggest_preset(image.array)
-paint = painted_slices(sparse, chosen, axis)
-classes = [int(c) for c in np.unique(truth) if c]
-cfg = TrainConfig.from_preset(preset, method=method, axis=axis, seed=seed, preview_every=0)
+case = probe_case(name, method, seed)
+axis, image, truth, chosen = case["axis"], case["image"], case["truth"], case["chosen"]
+sparse, paint, classes, cfg = case["sparse"], case["paint"], case["classes"], case["config"]
 t0 = time.perf_counter()
 tr = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
 for _ in tr.run():

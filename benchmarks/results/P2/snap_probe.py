@@ -14,23 +14,19 @@ import time
 
 import numpy as np
 import torch
+from probe_case import probe_case
 
-from benchmarks.accuracy import DATASETS, load_case
-from napari_segpl.engine import TrainConfig, Trainer, predict_volume, prepare_data
-from napari_segpl.engine.components import keep_painted_parts, painted_slices
-from napari_segpl.engine.config import suggest_preset
+from napari_segpl.engine import Trainer, predict_volume, prepare_data
+from napari_segpl.engine.components import keep_painted_parts
 from napari_segpl.engine.inference import labels_from_probabilities
 from napari_segpl.engine.metrics import exported_scores
 from napari_segpl.engine.snapshot import frozen_copy
 
 torch.set_num_threads(1)
 name, seed, method = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-axis = DATASETS[name]
-image, truth, chosen, sparse, test = load_case(name, axis, 3)
-preset = suggest_preset(image.array)
-paint = painted_slices(sparse, chosen, axis)
-classes = [int(c) for c in np.unique(truth) if c]
-cfg = TrainConfig.from_preset(preset, method=method, axis=axis, seed=seed, preview_every=0)
+case = probe_case(name, method, seed)
+axis, image, truth, chosen = case["axis"], case["image"], case["truth"], case["chosen"]
+sparse, paint, classes, cfg = case["sparse"], case["paint"], case["classes"], case["config"]
 at = sorted({round(cfg.steps * f) for f in (1 / 3, 1 / 2, 2 / 3, 5 / 6, 1)})
 
 
