@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_toy_volume
 
 from napari_segpl.engine import TrainConfig, predict_volume, prepare_data
 from napari_segpl.engine.decision import Decision, fit_decision
@@ -132,3 +133,22 @@ def test_the_decision_is_saved_with_the_model(toy_volume, tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="not finite"):
         TrainedModel.load(path)
+
+
+def test_many_painted_slices_are_fitted_on_a_few(monkeypatch):
+    """Not every labelled slice of a scan painted through is predicted again for the fit: 16
+    evenly spaced ones are (more only where DECISION_VOXELS holds more)."""
+    from napari_segpl.engine import trainer as trainer_module
+
+    image, truth = make_toy_volume((48, 40, 40))  # 40 slices along axis 2
+    config = TrainConfig(**{**SMALL, "method": "supervised", "steps": 1})
+    every = list(range(truth.shape[2]))
+    trainer = Trainer(config, prepare_data(image, truth, config, labelled=every))
+    monkeypatch.setattr(trainer_module, "DECISION_VOXELS", 48 * 40 * 4)
+    seen: list[int] = []
+    real = Trainer._probabilities
+    monkeypatch.setattr(
+        Trainer, "_probabilities", lambda self, s, m=None: seen.append(s) or real(self, s, m)
+    )
+    assert trainer.fit_decision() is not None
+    assert len(seen) == 14 and seen == sorted(seen) and seen[-1] - seen[0] >= 36  # every 3rd

@@ -210,13 +210,17 @@ class Trainer:
     def fit_decision(self, method: Method | None = None) -> Decision | None:
         """The label decision fitted to the painted slices (``decision.py``) for the trained
         network, or for ``method`` (a finished copy: what a Stop now would leave); None for
-        nested classes, which keep their own rule. At most ``DECISION_VOXELS`` painted voxels,
-        evenly spaced, so it takes seconds on a big scan."""
-        if self.config.nested or not self.data.labelled:
+        nested classes, which keep their own rule. Predicted on at most 16 evenly spaced
+        painted slices (more where they are small) and fitted on at most ``DECISION_VOXELS``
+        of their voxels, evenly spaced, so it takes seconds on a big scan painted through."""
+        labelled = self.data.labelled
+        if self.config.nested or not labelled:
             return None
-        probs = [self._probabilities(s, method) for s in self.data.labelled]
+        fit_slices = max(16, DECISION_VOXELS // int(np.prod(self.data.image.shape[1:])))
+        labelled = labelled[:: max(1, -(-len(labelled) // fit_slices))]
+        probs = [self._probabilities(s, method) for s in labelled]
         prob = np.stack(probs, axis=1).reshape(len(probs[0]), -1)
-        truth = np.stack([self.data.labels[s] for s in self.data.labelled]).reshape(-1)
+        truth = np.stack([self.data.labels[s] for s in labelled]).reshape(-1)
         step = max(1, -(-truth.size // DECISION_VOXELS))
         return fit_decision(prob[:, ::step], truth[::step], self.config.threshold)
 
