@@ -208,8 +208,8 @@ def test_held_out_slices_are_scored_while_training_without_the_check(toy_volume)
     for event in guarded.run():
         if isinstance(event, HeldoutEvent):
             model = guarded.trainer.model
-            stopped = frozen_copy(model)  # and labelled as a Stop's end of run labels it
-            stopped.decision = guarded.trainer.fit_decision(stopped.method)
+            # labelled as a Stop's end of run labels it
+            stopped = frozen_copy(model, guarded.trainer.fit_decision)
             kept = predict_volume(stopped, image, device="cpu")
             pred = kept.labels
             scores.append((event.step, event.dice, heldout_dice(pred, labels, [10], 2, 2)))

@@ -326,8 +326,7 @@ class GuardedTrainer:
         trainer, config = self.trainer, self.trainer.config
         cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            frozen = frozen_copy(trainer.model)
-        frozen.decision = trainer.fit_decision(frozen.method)
+            frozen = frozen_copy(trainer.model, trainer.fit_decision)
         pred = np.stack(
             [frozen.labels(trainer._probabilities(s, frozen.method)) for s in self.holdout]
         )

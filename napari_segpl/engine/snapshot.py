@@ -55,11 +55,16 @@ class SnapshotFailed:
     message: str
 
 
-def frozen_copy(model: TrainedModel) -> TrainedModel:
-    """A copy of ``model`` as a Stop now would leave it (``Method.finish`` on the copy only)."""
+def frozen_copy(
+    model: TrainedModel, fit: Callable[[Method], Decision | None] | None = None
+) -> TrainedModel:
+    """A copy of ``model`` as a Stop now would leave it (``Method.finish`` on the copy only).
+    ``fit`` (the run's ``Trainer.fit_decision``) fits the copy's label decision to the paint,
+    as the end of a run does; without it the copy keeps ``model``'s."""
     method = copy.deepcopy(model.method)
     method.finish()
-    return TrainedModel(method, model.config, model.num_classes, model.steps_done, model.decision)
+    decision = model.decision if fit is None else fit(method)
+    return TrainedModel(method, model.config, model.num_classes, model.steps_done, decision)
 
 
 def take_snapshot(
@@ -88,9 +93,7 @@ def take_snapshot(
     # Nothing below draws random numbers today (no Monte-Carlo samples); forking the
     # generators keeps it so whatever a method's copy or prediction comes to do.
     with torch.random.fork_rng(devices=cuda):
-        frozen = frozen_copy(model)
-        if fit is not None:
-            frozen.decision = fit(frozen.method)
+        frozen = frozen_copy(model, fit)
         pred = predict_volume(
             frozen,
             image,

@@ -41,6 +41,11 @@ def seed_everything(seed: int) -> None:
 DECISION_VOXELS = 262_144
 
 
+def evenly_spaced(slices: list[int], most: int) -> list[int]:
+    """Every k-th of ``slices``, k as small as keeps at most ``most`` of them."""
+    return slices[:: max(1, -(-len(slices) // most))]
+
+
 class Trainer:
     """Runs one training configuration over prepared data; one ``run()`` per Trainer.
 
@@ -217,7 +222,7 @@ class Trainer:
         if self.config.nested or not labelled:
             return None
         fit_slices = max(16, DECISION_VOXELS // int(np.prod(self.data.image.shape[1:])))
-        labelled = labelled[:: max(1, -(-len(labelled) // fit_slices))]
+        labelled = evenly_spaced(labelled, fit_slices)
         probs = [self._probabilities(s, method) for s in labelled]
         prob = np.stack(probs, axis=1).reshape(len(probs[0]), -1)
         truth = np.stack([self.data.labels[s] for s in labelled]).reshape(-1)
@@ -227,7 +232,7 @@ class Trainer:
     def _check_labelled(self, step: int, guard: CollapseGuard | None) -> list[CollapseWarning]:
         """Warnings when the trained model predicts nothing or everything of a class on the
         labelled slices (at most 16 of them, so the check stays well under a second a slice)."""
-        slices = self.data.labelled[:: max(1, -(-len(self.data.labelled) // 16))]
+        slices = evenly_spaced(self.data.labelled, 16)
         predicted, painted = [], []
         for s in slices:
             prob = self._probabilities(s)
