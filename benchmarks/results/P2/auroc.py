@@ -26,6 +26,7 @@ PROBS = {0: "/work/i2/probs", 1: "/work/i2/probs", 2: "/work/i2/probs", 3: "/wor
          4: "/work/n2/probs", 5: "/work/o2/probs", 6: "/work/o2/probs", 7: "/work/o2/probs",
          8: "/work/p2q/probs"}  # fmt: skip
 preds: dict[int, Path] = {}
+paints: dict[str, dict] = {}  # dataset -> its painted slices, read once
 for arg in sys.argv[1:]:
     src, dst = Path(arg) / "preds", Path(arg) / "preds-parts"
     dst.mkdir(exist_ok=True)
@@ -33,9 +34,11 @@ for arg in sys.argv[1:]:
         m = FILE.fullmatch(f.stem)
         name, seed = m["name"], int(m["seed"])
         axis = DATASETS[name]
-        _, _, chosen, sparse, _ = load_case(name, axis, 3)
+        if name not in paints:
+            _, _, chosen, sparse, _ = load_case(name, axis, 3)
+            paints[name] = painted_slices(sparse, chosen, axis)
         labels = np.load(f)["labels"]
-        keep_painted_parts(labels, painted_slices(sparse, chosen, axis), axis)
+        keep_painted_parts(labels, paints[name], axis)
         np.savez_compressed(dst / f.name, labels=labels)
         preds[seed] = dst
 records = score(preds, {seed: Path(PROBS[seed]) for seed in preds})

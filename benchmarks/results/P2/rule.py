@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.accuracy import DATASETS, TUNING, load_case
-from benchmarks.components import saved_runs
+from benchmarks.components import _points, saved_runs
 from benchmarks.intensity_arbiter import evaluate as arbiter
 from napari_segpl.engine.components import keep_painted_parts, painted_slices
 from napari_segpl.engine.decision import Decision, fit_decision
-from napari_segpl.engine.metrics import exported_scores
 
 R = Path("benchmarks/results")
 SOURCES = {
@@ -45,7 +44,6 @@ for (src, name, k, seed, method), f in sorted(saved_runs(list(SOURCES[which])).i
         cases[name] = (truth, chosen, sparse, painted_slices(sparse, chosen, axis))
     truth, chosen, sparse, paint = cases[name]
     prob = np.load(probs)["probabilities"]
-    classes = [int(c) for c in np.unique(truth) if c]
     saved = np.load(f)["labels"]
     same = Decision.identity(prob.shape[0]).labels(prob)
     keep_painted_parts(same, paint, axis)
@@ -57,18 +55,14 @@ for (src, name, k, seed, method), f in sorted(saved_runs(list(SOURCES[which])).i
     np.savez_compressed(out / src / f.name, labels=d)
     keep_painted_parts(d, paint, axis)
 
-    def points(labels, truth=truth, chosen=chosen, axis=axis, classes=classes):
-        w = exported_scores(labels, truth, chosen, axis=axis, classes=classes)
-        return 100 * float(np.mean([s["iou"] for s in w.values()]))
-
     row = {
         "src": src,
         "dataset": name,
         "seed": seed,
         "method": method,
         "set": "tuning" if name in TUNING else "validation",
-        "before": points(saved),
-        "after": points(d),
+        "before": _points(saved, truth, chosen, axis),
+        "after": _points(d, truth, chosen, axis),
         "mismatch": mismatch,
         "weight": fitted.weight.round(2).tolist(),
         "bias": fitted.bias.round(2).tolist(),
