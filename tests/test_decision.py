@@ -148,7 +148,28 @@ def test_many_painted_slices_are_fitted_on_a_few(monkeypatch):
     seen: list[int] = []
     real = Trainer._probabilities
     monkeypatch.setattr(
-        Trainer, "_probabilities", lambda self, s, m=None: seen.append(s) or real(self, s, m)
+        Trainer, "_probabilities", lambda self, s, *a: seen.append(s) or real(self, s, *a)
     )
     assert trainer.fit_decision() is not None
     assert len(seen) == 14 and seen == sorted(seen) and seen[-1] - seen[0] >= 36  # every 3rd
+
+
+def test_the_end_of_a_run_predicts_each_painted_slice_once(monkeypatch):
+    """The fit of the decision and the collapse check read the same painted slices: the
+    network sees each of them once after the last step, and the check's numbers are those of
+    a fresh prediction."""
+    image, truth = make_toy_volume((48, 40, 24))
+    config = TrainConfig(**{**SMALL, "method": "supervised", "steps": 2})
+    trainer = Trainer(config, prepare_data(image, truth, config, labelled=LABELLED))
+    passes: list[list[int]] = []
+    real = Trainer._slices
+    monkeypatch.setattr(
+        Trainer, "_slices", lambda self, slices: passes.append(list(slices)) or real(self, slices)
+    )
+    list(trainer.run())
+    assert sorted(passes) == [[s] for s in LABELLED]  # training samples crops, not slices
+    seen: dict[int, np.ndarray] = {}
+    trainer.fit_decision(seen=seen)
+    assert sorted(seen) == LABELLED
+    fresh = {s: Trainer._probabilities(trainer, s) for s in LABELLED}
+    assert all(np.array_equal(seen[s], fresh[s]) for s in LABELLED)

@@ -196,12 +196,13 @@ class Trainer:
             if steps_done:
                 method.finish()
             final: list[CollapseWarning] = []
+            seen: dict[int, np.ndarray] = {}  # painted slices predicted once for both uses
             try:  # the finished model on the slices it was given (yielded below: a generator
                 # being closed may not yield)
                 if steps_done:  # what a Stop leaves is exported too: it labels the same way
-                    self.model.decision = self.fit_decision()
+                    self.model.decision = self.fit_decision(seen=seen)
                 if not stopped:
-                    final = self._check_labelled(steps_done, guard)
+                    final = self._check_labelled(steps_done, guard, seen)
                     # (a run that ended inside its burn-in never meant to use them)
                     if gate is not None and steps_done > config.burn_in_steps:
                         final = gate_never_opened(steps_done, gate, let_in) + final
@@ -212,30 +213,37 @@ class Trainer:
         yield from final
         yield FinishedEvent(steps_done, stopped, time.perf_counter() - start, history)
 
-    def fit_decision(self, method: Method | None = None) -> Decision | None:
+    def fit_decision(
+        self, method: Method | None = None, seen: dict[int, np.ndarray] | None = None
+    ) -> Decision | None:
         """The label decision fitted to the painted slices (``decision.py``) for the trained
         network, or for ``method`` (a finished copy: what a Stop now would leave); None for
         nested classes, which keep their own rule. Predicted on at most 16 evenly spaced
         painted slices (more where they are small) and fitted on at most ``DECISION_VOXELS``
-        of their voxels, evenly spaced, so it takes seconds on a big scan painted through."""
+        of their voxels, evenly spaced, so it takes seconds on a big scan painted through.
+        ``seen`` (the trained network only) keeps each slice's probabilities for reuse."""
         labelled = self.data.labelled
         if self.config.nested or not labelled:
             return None
         fit_slices = max(16, DECISION_VOXELS // int(np.prod(self.data.image.shape[1:])))
         labelled = evenly_spaced(labelled, fit_slices)
-        probs = [self._probabilities(s, method) for s in labelled]
+        keep = seen if method is None else None  # a copy's probabilities are not the run's
+        probs = [self._probabilities(s, method, keep) for s in labelled]
         prob = np.stack(probs, axis=1).reshape(len(probs[0]), -1)
         truth = np.stack([self.data.labels[s] for s in labelled]).reshape(-1)
         step = max(1, -(-truth.size // DECISION_VOXELS))
         return fit_decision(prob[:, ::step], truth[::step], self.config.threshold)
 
-    def _check_labelled(self, step: int, guard: CollapseGuard | None) -> list[CollapseWarning]:
+    def _check_labelled(
+        self, step: int, guard: CollapseGuard | None, seen: dict[int, np.ndarray] | None = None
+    ) -> list[CollapseWarning]:
         """Warnings when the trained model predicts nothing or everything of a class on the
-        labelled slices (at most 16 of them, so the check stays well under a second a slice)."""
+        labelled slices (at most 16 of them, so the check stays well under a second a slice);
+        ``seen``: probabilities already predicted (by ``fit_decision``)."""
         slices = evenly_spaced(self.data.labelled, 16)
         predicted, painted = [], []
         for s in slices:
-            prob = self._probabilities(s)
+            prob = self._probabilities(s, seen=seen)
             predicted.append((prob > self.config.threshold).reshape(len(prob), -1).mean(axis=1))
             target = encode_target(self.data.labels[s], self.data.num_classes, self.data.nested)
             painted.append(target.reshape(len(target), -1).mean(axis=1))
@@ -332,16 +340,24 @@ class Trainer:
         if self.config.intensity > 0 and method.uses_unlabelled:
             method.evidence = IntensityEvidence.from_painted(self.data).to(self.device)
 
-    def _probabilities(self, s: int, method: Method | None = None) -> np.ndarray:
+    def _probabilities(
+        self, s: int, method: Method | None = None, seen: dict[int, np.ndarray] | None = None
+    ) -> np.ndarray:
         """(K, h, w) class probabilities of slice ``s`` of the training volume from the
-        network being trained, or from ``method`` (what prediction would give), in eval mode."""
+        network being trained, or from ``method`` (what prediction would give), in eval mode;
+        read from and kept in ``seen`` when given."""
+        if seen is not None and s in seen:
+            return seen[s]
         x, (h, w) = self._slices([s])
         method = self.model.method if method is None else method
         method.train(False)
         with torch.no_grad(), self._autocast():
             prob = torch.sigmoid(method.logits(x.to(self.device)).float())
         prob = prob[0, :, 1] if self.config.dims == 3 else prob[0]
-        return prob[:, :h, :w].cpu().numpy()
+        out = prob[:, :h, :w].cpu().numpy()
+        if seen is not None:
+            seen[s] = out
+        return out
 
     def _tensor(self, array: np.ndarray, fmt: torch.memory_format | None) -> torch.Tensor:
         tensor = torch.from_numpy(array).to(self.device, non_blocking=True)
