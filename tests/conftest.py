@@ -94,4 +94,4 @@ def threshold_rule(monkeypatch) -> None:
     yet and its mask is all background (tests/test_decision.py tests the decision itself)."""
     from napari_segpl.engine.trainer import Trainer
 
-    monkeypatch.setattr(Trainer, "fit_decision", lambda self, method=None: None)
+    monkeypatch.setattr(Trainer, "fit_decision", lambda self, method=None, seen=None: None)
