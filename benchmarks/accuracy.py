@@ -130,8 +130,8 @@ def run_one(
         elif isinstance(event, StepEvent):
             if event.mu is not None and event.step % 20 == 0:
                 trace.append([event.step, round(event.mu, 4), round(event.sigma, 4)])
-            if "capped" in event.logs and event.step % 10 == 0:  # (R2)'s cap, when on
-                capped.append([event.step, round(event.logs["capped"], 4)])
+            if "capped" in event.losses and event.step % 10 == 0:  # (R2)'s cap, when on
+                capped.append([event.step, round(event.losses["capped"], 4)])
             if event.fg_fraction is not None:  # pseudo labels' foreground, per 10-step window
                 window.append(event.fg_fraction)
                 if event.step % 10 == 0:
