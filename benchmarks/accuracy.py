@@ -123,15 +123,13 @@ def run_one(
     )
     t0 = time.perf_counter()
     trainer = Trainer(cfg, prepare_data(image.array, sparse, cfg, labelled=chosen))
-    warnings, trace, fg_trace, window, capped = [], [], [], [], []
+    warnings, trace, fg_trace, window = [], [], [], []
     for event in trainer.run():
         if isinstance(event, CollapseWarning):
             warnings.append(event.message)
         elif isinstance(event, StepEvent):
             if event.mu is not None and event.step % 20 == 0:
                 trace.append([event.step, round(event.mu, 4), round(event.sigma, 4)])
-            if "capped" in event.losses and event.step % 10 == 0:  # (R2)'s cap, when on
-                capped.append([event.step, round(event.losses["capped"], 4)])
             if event.fg_fraction is not None:  # pseudo labels' foreground, per 10-step window
                 window.append(event.fg_fraction)
                 if event.step % 10 == 0:
@@ -216,7 +214,6 @@ def run_one(
         "collapse_warnings": warnings,
         "threshold_trace": trace,
         "fg_trace": fg_trace,
-        **({"capped_trace": capped} if capped else {}),
         "painted_fractions": [round(f, 5) for f in labelled_fractions(trainer.data)],
         "train_seconds": seconds,
         "config": cfg.to_dict(),

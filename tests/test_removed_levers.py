@@ -24,6 +24,7 @@ OFF_AND_ON = {
     "flat": (False, True),
     "compete": (0.0, 0.1),
     "rescue": (0.0, 1.0),
+    "cap": (0.0, 1.5),
 }
 
 

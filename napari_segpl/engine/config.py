@@ -35,7 +35,6 @@ _PAPER_BASE: dict[str, Any] = {
     "gate": False,
     "exclusive": False,
     "intensity": 0.0,
-    "cap": 0.0,
 }
 
 #: ``paper-mri`` (alias ``paper``) is the paper's BRATS setting (appendix table 1: 2D, lr 0.03,
@@ -166,6 +165,7 @@ REMOVED: dict[str, Any] = {
     "flat": False,
     "compete": 0.0,
     "rescue": 0.0,
+    "cap": 0.0,
 }
 
 
@@ -242,9 +242,6 @@ class TrainConfig:
     #: log-likelihood ratio of each class, times this, added to the teacher's logits before
     #: the pseudo labels are cut (0: the network alone)
     intensity: float = 0.0
-    #: a class's pseudo labels on an image held to ``cap`` times the class's largest painted
-    #: area on a slice (its most probable pixels; the rest left out of its loss); 0: no cap
-    cap: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -303,7 +300,6 @@ class TrainConfig:
             (self.near >= 0, "near must be 0 (uniform) or a positive fraction of the slice count"),
             (0 <= self.mix <= 1, "mix is a probability, in [0, 1]"),
             (self.intensity >= 0, "intensity must be 0 (off) or more"),
-            (self.cap >= 0, "cap must be 0 (off) or more"),
             (
                 self.threshold_signal in THRESHOLD_SIGNALS,
                 "threshold_signal must be 'kl' (paper) or 'labelled'",

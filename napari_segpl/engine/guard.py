@@ -81,12 +81,6 @@ def labelled_fractions(data: TrainingData) -> list[float]:
     return painted_fractions(data.labels[data.labelled], data.num_classes, data.nested)
 
 
-def largest_painted_area(data: TrainingData) -> np.ndarray:
-    """(K,) float32: each class channel's most pixels on one labelled slice."""
-    target = encode_target(data.labels[data.labelled], data.num_classes, data.nested)
-    return target.reshape(*target.shape[:2], -1).sum(axis=2).max(axis=1)
-
-
 def painted_fractions(painted: np.ndarray, num_classes: int, nested: bool) -> list[float]:
     """Foreground fraction of each class channel over ``painted`` (the labelled slices)."""
     target = encode_target(painted, num_classes, nested)

@@ -20,13 +20,7 @@ from .augment import warp_labelled
 from .config import TrainConfig, choose_dims, one_thin_slice
 from .decision import Decision, fit_decision
 from .device import release_memory, resolve_device
-from .guard import (
-    CollapseGuard,
-    CollapseWarning,
-    gate_never_opened,
-    labelled_fractions,
-    largest_painted_area,
-)
+from .guard import CollapseGuard, CollapseWarning, gate_never_opened, labelled_fractions
 from .inference import label_dtype, labels_from_pseudo
 from .intensity import IntensityEvidence
 from .losses import alpha_at
@@ -345,8 +339,6 @@ class Trainer:
         method = self.model.method
         if self.config.intensity > 0 and method.uses_unlabelled:
             method.evidence = IntensityEvidence.from_painted(self.data).to(self.device)
-        if self.config.cap > 0 and method.uses_unlabelled:
-            method.area_cap = torch.from_numpy(self.config.cap * largest_painted_area(self.data))
 
     def _probabilities(
         self, s: int, method: Method | None = None, seen: dict[int, np.ndarray] | None = None

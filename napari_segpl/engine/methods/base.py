@@ -148,9 +148,6 @@ class Method(ABC):
         #: With ``intensity > 0``: the painted slices' intensity evidence, which the trainer
         #: fits before a run; methods that make pseudo labels add it to the teacher's logits.
         self.evidence: IntensityEvidence | None = None
-        #: With ``cap > 0``: the most pixels (K,) a class's pseudo labels may hold on one
-        #: image, set by the trainer from the painted slices (``cap_pseudo_labels``).
-        self.area_cap: torch.Tensor | None = None
         self._ema_updates = 0
         #: True once ``finish`` ran: the network then holds the teacher's weights, so the
         #: E-step reads it instead of computing the same logits twice
@@ -267,27 +264,6 @@ class Method(ABC):
         if self.config.exclusive and not self.config.nested and p.shape[1] > 1:
             pseudo = pseudo & most_probable(p)
         return pseudo
-
-    def cap_mask(self, p: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor | None:
-        """Where a class's pseudo labels on an image hold more pixels than ``area_cap``, a
-        mask leaving its less probable pseudo-labelled pixels out of the loss (its ``area_cap``
-        most probable ones stay; ties at the cut stay too); None without a cap. On 3-slice
-        stacks the count and the choice are on the centre slice, the only one trained, and the
-        mask (N, K, 1, h, w) spans the stack."""
-        if self.area_cap is None:
-            return None
-        stack = p.ndim == 5
-        if stack:
-            p, pseudo = p[:, :, p.shape[2] // 2], pseudo[:, :, pseudo.shape[2] // 2]
-        score = torch.where(pseudo, p.float(), torch.zeros((), device=p.device))
-        flat = score.flatten(2)  # (N, K, pixels)
-        cap = self.area_cap.to(p.device).long().clamp(1, flat.shape[2])  # (K,)
-        top = flat.topk(int(cap.max()), dim=2).values  # descending
-        kth = top.gather(2, (cap - 1).reshape(1, -1, 1).expand(flat.shape[0], -1, 1))
-        over = pseudo.flatten(2).sum(dim=2, keepdim=True) > cap.reshape(1, -1, 1)
-        keep = ~(over & (flat < kth) & pseudo.flatten(2))
-        keep = keep.reshape(pseudo.shape)
-        return keep.unsqueeze(2) if stack else keep
 
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The E-step of clean images ``x`` as the dock shows it: (probabilities (N, K, ...),

@@ -159,16 +159,8 @@ class SegPL(Method):
                 p_u = mix(p_u, view.boxes.to(p_u.dtype), view.partner)
                 if inside is not None:
                     inside = mix(inside, view.boxes.to(inside.dtype), view.partner)
-            cut = self.cut(p_u, threshold)
-            pseudo = cut.to(logits_u.dtype)
+            pseudo = self.cut(p_u, threshold).to(logits_u.dtype)
             mask = inside
-            capped = self.cap_mask(p_u, cut)
-            if capped is not None:  # the share of pseudo-labelled pixels the cap left out
-                one = cut[:, :, cut.shape[2] // 2, None] if cut.ndim == 5 else cut
-                left_out = (one & ~capped).sum() / one.sum().clamp_min(1)
-                logs["capped"] = left_out.item()
-                capped = capped.to(logits_u.dtype)
-                mask = capped if mask is None else mask * capped
             if config.confidence > 0:
                 sure = sure_pixels(p_u, threshold, config.confidence).to(logits_u.dtype)
                 mask = sure if mask is None else mask * sure
