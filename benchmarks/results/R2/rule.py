@@ -1,0 +1,61 @@
+"""(R2)'s rule: lever C (``cap`` 1.5) against the default, SegPL at seeds 9 and 10, K = 3, each
+scored as the product exports it (the fitted decision's labels saved by the benchmark, the
+safeguard recomputed against the seed's supervised run by ``intensity_arbiter``, margin -1).
+The default's runs and the supervised runs are (Q2)'s; ``R2/preds`` holds copies of (Q2)'s
+supervised labels beside C's. From the repository root:
+
+    SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py
+"""
+
+import json
+import statistics
+from pathlib import Path
+
+from benchmarks.intensity_arbiter import evaluate
+
+R = Path("benchmarks/results")
+
+
+def exported(folder: Path) -> dict:
+    """(dataset, seed) -> the SegPL record, with the product's whole-volume IoU as ``out``."""
+    return {
+        (r["dataset"], r["seed"]): dict(r, out=r["sup"] + r["gain_i"])
+        for r in evaluate([folder], -1.0)
+        if r["k"] == 3 and r["method"] == "segpl" and r["seed"] in (9, 10)
+    }
+
+
+default, lever = exported(R / "Q2/preds"), exported(R / "R2/preds")
+rows, lines, ok = [], [], True
+for key in sorted(lever):
+    d, c = default[key], lever[key]
+    row = {
+        "dataset": key[0], "seed": key[1], "set": d["set"], "sup": d["sup"],
+        "default": d["out"], "default_kept": d["kept_i"], "C": c["out"], "C_kept": c["kept_i"],
+        "C_semi": c["semi"], "default_semi": d["semi"],
+    }  # fmt: skip
+    rows.append(row)
+    lines.append(
+        f"- {key[0]} s{key[1]}: supervised {d['sup']:.1f}; default {d['out']:.1f} ({d['kept_i']}"
+        f" kept, SegPL's own {d['semi']:.1f}); C {c['out']:.1f} ({c['kept_i']} kept, SegPL's own"
+        f" {c['semi']:.1f}); C minus default {c['out'] - d['out']:+.1f}"
+    )
+for group, need in (("tuning", 0.5), ("validation", 0.0)):
+    diff = [r["C"] - r["default"] for r in rows if r["set"] == group]
+    if not diff:
+        ok = False
+        continue
+    sd = statistics.stdev(diff) if len(diff) > 1 else 0.0
+    good = statistics.mean(diff) >= need and min(diff) >= -2
+    ok &= good
+    gc = [r["C"] - r["sup"] for r in rows if r["set"] == group]
+    gd = [r["default"] - r["sup"] for r in rows if r["set"] == group]
+    lines.append(
+        f"- {group}: {len(diff)} runs, C minus default {statistics.mean(diff):+.2f} (SD {sd:.2f},"
+        f" worst {min(diff):+.1f}); minus supervised: C {statistics.mean(gc):+.2f}, default"
+        f" {statistics.mean(gd):+.2f}{'' if good else ' FAILS'}"
+    )
+lines.append(f"- decision: {'C adopted' if ok and len(rows) == 8 else 'C not adopted'}")
+print("\n".join(lines))
+(R / "R2/rule.json").write_text(json.dumps(rows, indent=1))
+(R / "R2/rule.txt").write_text("\n".join(lines) + "\n")
