@@ -1,14 +1,20 @@
-"""(R2)'s rule: lever C (``cap`` 1.5) against the default, SegPL at seeds 9 and 10, K = 3, each
-scored as the product exports it (the fitted decision's labels saved by the benchmark, the
-safeguard recomputed against the seed's supervised run by ``intensity_arbiter``, margin -1).
-The default's runs and the supervised runs are (Q2)'s; ``R2/preds`` holds copies of (Q2)'s
-supervised labels beside C's. From the repository root:
+"""(R2)'s rules: lever C (``cap`` 1.5) or D (``alpha`` 0.3) against the default, SegPL at
+seeds 9 and 10, K = 3, each scored as the product exports it (the fitted decision's labels
+saved by the benchmark, the safeguard recomputed against the seed's supervised run by
+``intensity_arbiter``, margin -1). The default's runs and the supervised runs are (Q2)'s;
+``R2/preds`` holds copies of (Q2)'s supervised labels beside C's, ``R2/preds-D`` beside D's.
+From the repository root:
 
-    SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py
+    SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py        # C
+    SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py D      # D
+
+Rule D asks at least +0.5 on each set; C asked +0.5 on the tuning set and 0 on the validation
+set.
 """
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from benchmarks.intensity_arbiter import evaluate
@@ -25,22 +31,24 @@ def exported(folder: Path) -> dict:
     }
 
 
-default, lever = exported(R / "Q2/preds"), exported(R / "R2/preds")
+name = sys.argv[1] if len(sys.argv) > 1 else "C"
+folder, needs = {"C": ("preds", (0.5, 0.0)), "D": ("preds-D", (0.5, 0.5))}[name]
+default, lever = exported(R / "Q2/preds"), exported(R / "R2" / folder)
 rows, lines, ok = [], [], True
 for key in sorted(lever):
     d, c = default[key], lever[key]
     row = {
         "dataset": key[0], "seed": key[1], "set": d["set"], "sup": d["sup"],
         "default": d["out"], "default_kept": d["kept_i"], "C": c["out"], "C_kept": c["kept_i"],
-        "C_semi": c["semi"], "default_semi": d["semi"],
+        "C_semi": c["semi"], "default_semi": d["semi"], "lever": name,
     }  # fmt: skip
     rows.append(row)
     lines.append(
         f"- {key[0]} s{key[1]}: supervised {d['sup']:.1f}; default {d['out']:.1f} ({d['kept_i']}"
-        f" kept, SegPL's own {d['semi']:.1f}); C {c['out']:.1f} ({c['kept_i']} kept, SegPL's own"
-        f" {c['semi']:.1f}); C minus default {c['out'] - d['out']:+.1f}"
+        f" kept, SegPL's own {d['semi']:.1f}); {name} {c['out']:.1f} ({c['kept_i']} kept,"
+        f" SegPL's own {c['semi']:.1f}); {name} minus default {c['out'] - d['out']:+.1f}"
     )
-for group, need in (("tuning", 0.5), ("validation", 0.0)):
+for group, need in zip(("tuning", "validation"), needs, strict=True):
     diff = [r["C"] - r["default"] for r in rows if r["set"] == group]
     if not diff:
         ok = False
@@ -51,11 +59,12 @@ for group, need in (("tuning", 0.5), ("validation", 0.0)):
     gc = [r["C"] - r["sup"] for r in rows if r["set"] == group]
     gd = [r["default"] - r["sup"] for r in rows if r["set"] == group]
     lines.append(
-        f"- {group}: {len(diff)} runs, C minus default {statistics.mean(diff):+.2f} (SD {sd:.2f},"
-        f" worst {min(diff):+.1f}); minus supervised: C {statistics.mean(gc):+.2f}, default"
-        f" {statistics.mean(gd):+.2f}{'' if good else ' FAILS'}"
+        f"- {group}: {len(diff)} runs, {name} minus default {statistics.mean(diff):+.2f}"
+        f" (SD {sd:.2f}, worst {min(diff):+.1f}); minus supervised: {name}"
+        f" {statistics.mean(gc):+.2f}, default {statistics.mean(gd):+.2f}{'' if good else ' FAILS'}"
     )
-lines.append(f"- decision: {'C adopted' if ok and len(rows) == 8 else 'C not adopted'}")
+lines.append(f"- decision: {name} {'adopted' if ok and len(rows) == 8 else 'not adopted'}")
 print("\n".join(lines))
-(R / "R2/rule.json").write_text(json.dumps(rows, indent=1))
-(R / "R2/rule.txt").write_text("\n".join(lines) + "\n")
+tail = "" if name == "C" else f"-{name}"
+(R / f"R2/rule{tail}.json").write_text(json.dumps(rows, indent=1))
+(R / f"R2/rule{tail}.txt").write_text("\n".join(lines) + "\n")
