@@ -7,9 +7,10 @@ From the repository root:
 
     SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py        # C
     SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py D      # D
+    SEGPL_DATA=../shared/data PYTHONPATH=. python benchmarks/results/R2/rule.py E      # E
 
-Rule D asks at least +0.5 on each set; C asked +0.5 on the tuning set and 0 on the validation
-set.
+Rules D and E (SegPL-VI, its labels in ``R2/preds-D`` too) ask at least +0.5 on each set; C
+asked +0.5 on the tuning set and 0 on the validation set.
 """
 
 import json
@@ -22,18 +23,22 @@ from benchmarks.intensity_arbiter import evaluate
 R = Path("benchmarks/results")
 
 
-def exported(folder: Path) -> dict:
+def exported(folder: Path, method: str) -> dict:
     """(dataset, seed) -> the SegPL record, with the product's whole-volume IoU as ``out``."""
     return {
         (r["dataset"], r["seed"]): dict(r, out=r["sup"] + r["gain_i"])
         for r in evaluate([folder], -1.0)
-        if r["k"] == 3 and r["method"] == "segpl" and r["seed"] in (9, 10)
+        if r["k"] == 3 and r["method"] == method and r["seed"] in (9, 10)
     }
 
 
 name = sys.argv[1] if len(sys.argv) > 1 else "C"
-folder, needs = {"C": ("preds", (0.5, 0.0)), "D": ("preds-D", (0.5, 0.5))}[name]
-default, lever = exported(R / "Q2/preds"), exported(R / "R2" / folder)
+folder, method, needs = {
+    "C": ("preds", "segpl", (0.5, 0.0)),
+    "D": ("preds-D", "segpl", (0.5, 0.5)),
+    "E": ("preds-D", "segpl-vi", (0.5, 0.5)),
+}[name]
+default, lever = exported(R / "Q2/preds", method), exported(R / "R2" / folder, method)
 rows, lines, ok = [], [], True
 for key in sorted(lever):
     d, c = default[key], lever[key]
@@ -45,8 +50,8 @@ for key in sorted(lever):
     rows.append(row)
     lines.append(
         f"- {key[0]} s{key[1]}: supervised {d['sup']:.1f}; default {d['out']:.1f} ({d['kept_i']}"
-        f" kept, SegPL's own {d['semi']:.1f}); {name} {c['out']:.1f} ({c['kept_i']} kept,"
-        f" SegPL's own {c['semi']:.1f}); {name} minus default {c['out'] - d['out']:+.1f}"
+        f" kept, its own {d['semi']:.1f}); {name} {c['out']:.1f} ({c['kept_i']} kept,"
+        f" its own {c['semi']:.1f}); {name} minus default {c['out'] - d['out']:+.1f}"
     )
 for group, need in zip(("tuning", "validation"), needs, strict=True):
     diff = [r["C"] - r["default"] for r in rows if r["set"] == group]
@@ -63,7 +68,8 @@ for group, need in zip(("tuning", "validation"), needs, strict=True):
         f" (SD {sd:.2f}, worst {min(diff):+.1f}); minus supervised: {name}"
         f" {statistics.mean(gc):+.2f}, default {statistics.mean(gd):+.2f}{'' if good else ' FAILS'}"
     )
-lines.append(f"- decision: {name} {'adopted' if ok and len(rows) == 8 else 'not adopted'}")
+full = len(rows) == (5 if name == "E" else 8)
+lines.append(f"- decision: {name} {'adopted' if ok and full else 'not adopted'}")
 print("\n".join(lines))
 tail = "" if name == "C" else f"-{name}"
 (R / f"R2/rule{tail}.json").write_text(json.dumps(rows, indent=1))
