@@ -35,10 +35,9 @@ RECIPES: dict[str, tuple[str | None, dict]] = {
     "2d": (None, {"dims": 2}),
     "2d-no-affine": (None, {"dims": 2, "affine": 0.0}),
     "2d-affine": (None, {"dims": 2, "affine": 0.2}),
-    # (R2) rule D: a third of the pseudo-label loss's weight
-    "alpha-0.3": (None, {"alpha": 0.3}),
     # (R2)'s rows carry "cap-1.5": each class's pseudo labels on an image held to 1.5 times its
-    # largest painted area (option ``cap``), since removed
+    # largest painted area (option ``cap``), since removed; and "alpha-0.3", a third of the
+    # pseudo-label loss's weight, not adopted
     # (H2)'s rows carry "vi-augmented": SegPL-VI's head fitted on a moved view of the painted
     # slices (threshold_signal "augmented"), since removed
 }
