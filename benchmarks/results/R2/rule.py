@@ -24,7 +24,7 @@ R = Path("benchmarks/results")
 
 
 def exported(folder: Path, method: str) -> dict:
-    """(dataset, seed) -> the SegPL record, with the product's whole-volume IoU as ``out``."""
+    """(dataset, seed) -> ``method``'s record, with the product's whole-volume IoU as ``out``."""
     return {
         (r["dataset"], r["seed"]): dict(r, out=r["sup"] + r["gain_i"])
         for r in evaluate([folder], -1.0)
@@ -44,8 +44,9 @@ for key in sorted(lever):
     d, c = default[key], lever[key]
     row = {
         "dataset": key[0], "seed": key[1], "set": d["set"], "sup": d["sup"],
-        "default": d["out"], "default_kept": d["kept_i"], "C": c["out"], "C_kept": c["kept_i"],
-        "C_semi": c["semi"], "default_semi": d["semi"], "lever": name,
+        "default": d["out"], "default_kept": d["kept_i"], "lever": name,
+        "lever_out": c["out"], "lever_kept": c["kept_i"], "lever_semi": c["semi"],
+        "default_semi": d["semi"],
     }  # fmt: skip
     rows.append(row)
     lines.append(
@@ -54,14 +55,14 @@ for key in sorted(lever):
         f" its own {c['semi']:.1f}); {name} minus default {c['out'] - d['out']:+.1f}"
     )
 for group, need in zip(("tuning", "validation"), needs, strict=True):
-    diff = [r["C"] - r["default"] for r in rows if r["set"] == group]
+    diff = [r["lever_out"] - r["default"] for r in rows if r["set"] == group]
     if not diff:
         ok = False
         continue
     sd = statistics.stdev(diff) if len(diff) > 1 else 0.0
     good = statistics.mean(diff) >= need and min(diff) >= -2
     ok &= good
-    gc = [r["C"] - r["sup"] for r in rows if r["set"] == group]
+    gc = [r["lever_out"] - r["sup"] for r in rows if r["set"] == group]
     gd = [r["default"] - r["sup"] for r in rows if r["set"] == group]
     lines.append(
         f"- {group}: {len(diff)} runs, {name} minus default {statistics.mean(diff):+.2f}"
