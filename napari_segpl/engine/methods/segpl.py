@@ -109,10 +109,20 @@ class SegPL(Method):
     uses_unlabelled = True
     cuts_pseudo_labels = True
     mixes = True
+    #: reads the unlabelled images' features even while the pseudo-label loss weighs 0
+    needs_unlabelled_features: bool = False
 
-    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, View]:
+    def _forward(
+        self, batch: Batch, train_unlabelled: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, View]:
         """One pass over labelled and unlabelled images together: (logits_l, logits_u, feats,
-        view), view how the unlabelled images were changed for the network being trained."""
+        view), view how the unlabelled images were changed for the network being trained.
+
+        ``train_unlabelled`` False (the pseudo-label loss weighs 0: the burn-in, a gate not yet
+        open): the network's pass over the unlabelled images would only feed a loss times 0,
+        so it is skipped (logits_u None); instance norm makes the labelled outputs independent
+        of them. The view is still drawn, so the random streams and the pseudo labels the gate
+        watches are as before."""
         n = batch.x_l.shape[0]
         x_u, view = batch.x_u, View()
         if x_u is not None and self.config.warp > 0:
@@ -126,6 +136,12 @@ class SegPL(Method):
             x_u = perturb_intensity(x_u, self.config.perturb)
         if x_u is not None and x_u is not batch.x_u:
             x_u = x_u.contiguous(memory_format=memory_format(self.config.dims))
+        if x_u is not None and not train_unlabelled:
+            logits_l, feats = self.model(batch.x_l)
+            if self.needs_unlabelled_features:
+                with torch.no_grad():
+                    feats = torch.cat([feats, self.model(x_u)[1]])
+            return logits_l, None, feats, view
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)
         return logits[:n], logits[n:], feats, view
@@ -134,35 +150,39 @@ class SegPL(Method):
         self,
         batch: Batch,
         logits_l: torch.Tensor,
-        logits_u: torch.Tensor,
+        logits_u: torch.Tensor | None,
         threshold: torch.Tensor | float,
         alpha: float,
         view: View | None = None,
     ) -> StepOutput:
+        """The M-step's loss; ``logits_u`` None: the student's pass was skipped (alpha 0), so
+        only the pseudo labels are made (the gate and the guard watch them), not their loss."""
         config, kind, view = self.config, self.config.loss, view or View()
         sup = segmentation_loss(logits_l, batch.y_l, kind, batch.mask_l)
         logs = {"sup": sup.item(), "alpha": alpha}
-        if logits_u.shape[0] == 0:
+        if batch.x_u is None or (logits_u is not None and logits_u.shape[0] == 0):
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step
             # the clean images' probabilities (the preview's and the fill's function); the
             # network's own logits serve when it saw the clean images and there is no teacher
             same = self.teacher is None and config.perturb == 0 and not view.changed
-            p_u = self.e_step_probabilities(batch.x_u, logits_u.detach() if same else None)
+            own = logits_u.detach() if same and logits_u is not None else None
+            p_u = self.e_step_probabilities(batch.x_u, own)
+            dtype = logits_l.dtype
             inside = None
             if view.theta is not None:  # move the teacher's view with the student's
                 p_u = warp(p_u, view.theta)
                 inside = warp(torch.ones_like(p_u[:, :1]), view.theta) > 0.999
-                inside = inside.to(logits_u.dtype)
+                inside = inside.to(dtype)
             if view.boxes is not None:  # and mix it alike: each box carries its own pixels
                 p_u = mix(p_u, view.boxes.to(p_u.dtype), view.partner)
                 if inside is not None:
                     inside = mix(inside, view.boxes.to(inside.dtype), view.partner)
-            pseudo = self.cut(p_u, threshold).to(logits_u.dtype)
+            pseudo = self.cut(p_u, threshold).to(dtype)
             mask = inside
             if config.confidence > 0:
-                sure = sure_pixels(p_u, threshold, config.confidence).to(logits_u.dtype)
+                sure = sure_pixels(p_u, threshold, config.confidence).to(dtype)
                 mask = sure if mask is None else mask * sure
             centre = None
             if pseudo.ndim == 5:  # 3-slice stacks: as on labelled stacks, only the centre
@@ -175,15 +195,19 @@ class SegPL(Method):
                 shape = (1, len(self.pseudo_classes)) + (1,) * (pseudo.ndim - 2)
                 gated = torch.tensor(self.pseudo_classes, dtype=pseudo.dtype, device=pseudo.device)
                 mask = gated.reshape(shape) if mask is None else mask * gated.reshape(shape)
-        unsup = segmentation_loss(
-            logits_u, pseudo, kind, mask, per_image=config.unsup_dice == "image"
-        )
-        loss = sup + alpha * unsup
-        logs.update(unsup=unsup.item(), loss=loss.item())
+        loss = sup
+        if logits_u is not None:
+            unsup = segmentation_loss(
+                logits_u, pseudo, kind, mask, per_image=config.unsup_dice == "image"
+            )
+            loss = sup + alpha * unsup
+            logs["unsup"] = unsup.item()
+        logs["loss"] = loss.item()
         if centre is not None:  # the foreground fraction the guard watches: centre slices
             pseudo = pseudo[:, :, pseudo.shape[2] // 2]
         return StepOutput(loss, logs, pseudo=pseudo)
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        logits_l, logits_u, _, view = self._forward(batch)
-        return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step), view)
+        alpha = alpha_fn(step)
+        logits_l, logits_u, _, view = self._forward(batch, train_unlabelled=alpha > 0)
+        return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha, view)

@@ -55,6 +55,7 @@ class SegPLVI(SegPL):
     name = "segpl-vi"
     title = "SegPL-VI"
     learns_threshold = True
+    needs_unlabelled_features = True  # the head's KL reads them from the first step
 
     def __init__(self, config: TrainConfig, num_classes: int) -> None:
         super().__init__(config, num_classes)
@@ -64,14 +65,15 @@ class SegPLVI(SegPL):
         return {"model": self.model, "head": self.head}
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
-        logits_l, logits_u, feats, view = self._forward(batch)
-        if logits_u.shape[0] == 0:
-            return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha_fn(step))
+        alpha = alpha_fn(step)
+        logits_l, logits_u, feats, view = self._forward(batch, train_unlabelled=alpha > 0)
+        if batch.x_u is None or batch.x_u.shape[0] == 0:
+            return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha)
         n = logits_l.shape[0]
         mu, sigma = self.head(feats[n:].detach())
         t = sample_threshold(mu, sigma).detach()
-        t = t.reshape(t.shape + (1,) * (logits_u.ndim - 2))
-        out = self._loss(batch, logits_l, logits_u, t, alpha_fn(step), view)
+        t = t.reshape(t.shape + (1,) * (logits_l.ndim - 2))
+        out = self._loss(batch, logits_l, logits_u, t, alpha, view)
         kl = gaussian_kl(mu, sigma, self.config.prior_mu, self.config.prior_sigma).mean()
         out.loss = out.loss + kl
         if self.config.threshold_signal == "labelled":
