@@ -103,6 +103,11 @@ class Batch:
     mask_l: torch.Tensor | None = None
     x_u: torch.Tensor | None = None
 
+    @property
+    def has_unlabelled(self) -> bool:
+        """Whether the step holds any unlabelled image (``x_u`` may be None or empty)."""
+        return self.x_u is not None and self.x_u.shape[0] > 0
+
 
 @dataclass
 class StepOutput:

@@ -85,7 +85,7 @@ class CCT(Method):
         sup = segmentation_loss(logits[:n], batch.y_l, self.config.loss, batch.mask_l)
         w = self.weight(step)
         logs = {"sup": sup.item(), "alpha": w}
-        if batch.x_u is None or batch.x_u.shape[0] == 0:
+        if not batch.has_unlabelled:
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
         target = centre_slice(torch.sigmoid(logits[n:].detach().float()))  # a constant target

@@ -81,7 +81,7 @@ class MeanTeacher(Method):
         x = batch.x_l if batch.x_u is None else torch.cat([batch.x_l, batch.x_u])
         logits, _ = self.model(x)
         sup = segmentation_loss(logits[:n], batch.y_l, self.config.loss, batch.mask_l)
-        if batch.x_u is None or batch.x_u.shape[0] == 0:
+        if not batch.has_unlabelled:
             return StepOutput(sup, {"loss": sup.item(), "sup": sup.item()})
         target = self.teacher_probabilities(batch.x_u)
         student = torch.sigmoid(logits[n:].float())

@@ -160,7 +160,7 @@ class SegPL(Method):
         config, kind, view = self.config, self.config.loss, view or View()
         sup = segmentation_loss(logits_l, batch.y_l, kind, batch.mask_l)
         logs = {"sup": sup.item(), "alpha": alpha}
-        if batch.x_u is None or (logits_u is not None and logits_u.shape[0] == 0):
+        if not batch.has_unlabelled:
             logs["loss"] = sup.item()
             return StepOutput(sup, logs)
         with torch.no_grad():  # E-step: the pseudo label is a constant for the M-step

@@ -67,7 +67,7 @@ class SegPLVI(SegPL):
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
         alpha = alpha_fn(step)
         logits_l, logits_u, feats, view = self._forward(batch, train_unlabelled=alpha > 0)
-        if batch.x_u is None or batch.x_u.shape[0] == 0:
+        if not batch.has_unlabelled:
             return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha)
         n = logits_l.shape[0]
         mu, sigma = self.head(feats[n:].detach())

@@ -187,7 +187,7 @@ class SelfLoop(Method):
         loss = sup + self.param("ss_weight") * ss
         alpha = alpha_fn(step)
         logs = {"sup": sup.item(), "ss": ss.item(), "alpha": alpha}
-        if batch.x_u is None or batch.x_u.shape[0] == 0:
+        if not batch.has_unlabelled:
             logs["loss"] = loss.item()
             return StepOutput(loss, logs)
         logits_u = logits[n:]
