@@ -73,13 +73,13 @@ def check_outputs(
             raise ValueError(f"{flag} {path}: cannot write in {folder}")
 
 
-def mask_notes(removed: dict[int, int] | None, absent: str) -> None:
+def mask_notes(removed: dict[int, int] | None, against_paint: str) -> None:
     """What the paint did to the mask (``removed_note``), and a warning line on stderr when a
-    painted class is nowhere in it (``Prediction.absent``)."""
+    painted class is missing from it or unlike its paint (``Prediction.paint_note``)."""
     if note := removed_note(removed):
         print(f"mask: {note}")
-    if absent:
-        print(f"warning: {absent}", file=sys.stderr)
+    if against_paint:
+        print(f"warning: {against_paint}", file=sys.stderr)
 
 
 def check_uncertainty(args: argparse.Namespace, method: str, twin: bool = False) -> str | None:
@@ -175,7 +175,7 @@ def write_outputs(
     parts = paint is not None and keep_parts
     if checked is not None and mask_only(args) and checked.fits(model, axis, device, parts):
         print("prediction: the safeguard's check predicted this model already (reused)")
-        mask_notes(checked.removed, checked.absent)
+        mask_notes(checked.removed, checked.paint_note)
         print(f"mask        -> {write_nifti(checked.labels, image, args.mask)}")
         return
     from tqdm import tqdm
@@ -209,7 +209,7 @@ def write_outputs(
             keep_parts=keep_parts,
         )
     print(f"prediction: {slices} slices in {time.perf_counter() - start:.1f} s")
-    mask_notes(pred.removed, pred.absent)
+    mask_notes(pred.removed, pred.paint_note)
     if args.mask:
         print(f"mask        -> {write_nifti(pred.labels, image, args.mask)}")
     if args.prob:

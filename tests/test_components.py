@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from napari_segpl.engine.components import (
-    absent_note,
     keep_painted_parts,
+    paint_note,
     painted_slices,
     removed_note,
 )
@@ -158,22 +158,46 @@ def test_a_class_predicted_only_away_from_its_painted_slices_is_removed_whole():
     assert not (out == 1).any() and (out[0:2, 4:6, 0:3] == 2).all()
 
 
-def test_absent_note_names_each_painted_class_with_no_voxel():
+def test_paint_note_names_each_painted_class_with_no_voxel():
     labels = np.zeros((4, 4, 6), np.uint8)
-    labels[0, 0, :] = 1
     paint = {2: np.array([[1, 2, 0, 0]] * 4, np.uint8), 4: np.zeros((4, 4), np.uint8)}
-    assert absent_note(labels, paint) == (
+    labels[:, 0, :] = 1  # class 1 as painted, on every slice
+    assert paint_note(labels, paint, axis=2) == (
         "class 2 painted but nowhere in the mask: the model did not learn it, so the mask is "
         "incomplete; check it before use"
     )
-    labels[3, 3, 5] = 2
-    assert absent_note(labels, paint) == ""
-    paint[4][0, 0] = 3
-    assert absent_note(labels, paint).startswith("class 3 painted but nowhere")
-    # nested classes: class 2's region holds every label >= 2, so a 3 counts for it
-    labels[labels == 2] = 3
-    assert absent_note(labels, paint, nested=True) == ""
-    assert absent_note(np.zeros_like(labels), paint).startswith("classes 1, 2, 3 painted")
+    labels[:, 1, :] = 2
+    assert paint_note(labels, paint, axis=2) == ""
+    paint[4][0, 0], labels[0, 0, 4] = 3, 0
+    assert paint_note(labels, paint, axis=2).startswith("class 3 painted but nowhere")
+    none = paint_note(np.zeros_like(labels), paint, axis=2)
+    assert none.startswith("classes 1, 2, 3 painted") and "does not match" not in none
+    # nested classes: class 2's region holds every label >= 2, so a 3 there counts for it
+    paint = {2: np.array([[1, 2, 0, 0]] * 4, np.uint8)}
+    labels[:, 1, :] = 3
+    assert paint_note(labels, paint, axis=2, nested=True) == ""
+    assert paint_note(labels, paint, axis=2).startswith("class 2 painted but nowhere")
+
+
+def test_paint_note_names_a_class_the_mask_gives_another_class_on_the_painted_slices():
+    """The two lungs: the right one painted 2, the mask labels most of it 1 on the painted
+    slices (slice 5 along axis 0), which the note names with its Dice against the paint."""
+    paint = {5: np.zeros((8, 10), np.uint8)}
+    paint[5][2:6, 1:4], paint[5][2:6, 6:9] = 1, 2  # 12 voxels each
+    labels = np.zeros((9, 8, 10), np.uint8)
+    labels[:, 2:6, 1:4] = 1
+    labels[:, 2:6, 6:9] = 1  # the right lung taken by class 1 ...
+    labels[:, 2:4, 8] = 2  # ... but for 2 voxels: Dice 2 * 2 / (2 + 12) = 0.29
+    # class 1: 12 painted, 24 labelled, 12 shared: Dice 24 / 36 = 0.67, above 0.5
+    note = paint_note(labels, paint, axis=0)
+    assert note.startswith("the mask does not match your paint on the painted slices (Dice ")
+    assert "class 2 0.29)" in note and "class 1" not in note
+    labels[:, 2:6, 6:8] = 2  # 8 of 12 voxels: Dice 16 / 20 = 0.8
+    assert paint_note(labels, paint, axis=0) == ""
+    labels[:, 2:6, 6:8] = 1
+    # the same volume with the painted slices along axis 2: the same note
+    assert paint_note(labels.transpose(1, 2, 0), paint, axis=2) == paint_note(labels, paint, 0)
+    assert "class 2 0.29)" in paint_note(labels, paint, 0)
 
 
 def test_predict_names_a_missing_class_whether_parts_are_kept_or_not(monkeypatch):
@@ -201,5 +225,7 @@ def test_predict_names_a_missing_class_whether_parts_are_kept_or_not(monkeypatch
     np.testing.assert_array_equal(every.labels, fixed)
     np.testing.assert_array_equal(every.labels, plain.labels)
     assert every.removed is None and plain.removed is None
-    assert kept.absent == every.absent == absent_note(fixed, paint)
-    assert every.absent.startswith("class 2 painted but nowhere") and plain.absent == ""
+    # the note reads the exported labels: the unpainted blob, removed or not, counts on slice 2
+    assert kept.paint_note == paint_note(kept.labels, paint, axis=2)
+    assert every.paint_note == paint_note(fixed, paint, axis=2) != kept.paint_note
+    assert every.paint_note.startswith("class 2 painted but nowhere") and plain.paint_note == ""

@@ -136,7 +136,7 @@ def test_a_mask_is_what_stop_then_predict_gives(toy_volume, method, safeguard):
     assert shot.step == 5 and shot.total == 8 and shot.labels.dtype == expected.dtype
     np.testing.assert_array_equal(shot.labels, expected)
     assert expected.any()  # a real mask, not two empty ones
-    assert shot.absent == predicted.absent  # the same missing-class note as Predict's
+    assert shot.paint_note == predicted.paint_note  # the same missing-class note as Predict's
 
 
 def test_a_mask_that_lost_a_painted_class_says_so(toy_volume, monkeypatch):
@@ -153,7 +153,7 @@ def test_a_mask_that_lost_a_painted_class_says_so(toy_volume, monkeypatch):
     events, _ = _run(toy_volume, _config(method="supervised", steps=4), ask_at=(2,))
     (shot,) = [e for e in events if isinstance(e, SnapshotEvent)]
     assert not (shot.labels == 2).any()
-    named = shot.absent.split(" painted but nowhere in the mask")[0].split(" ", 1)[1]
+    named = shot.paint_note.split(" painted but nowhere in the mask")[0].split(" ", 1)[1]
     assert "2" in named.split(", ")  # (this early, class 1 may be missing too)
 
 

@@ -1,7 +1,7 @@
 """The SegPL engine: torch and numpy (MONAI for HD95, imported only when asked). Nothing below
 this package imports Qt or napari."""
 
-from .components import absent_note, keep_painted_parts, painted_slices, removed_note
+from .components import keep_painted_parts, paint_note, painted_slices, removed_note
 from .config import PRESETS, ConfigError, TrainConfig
 from .device import DeviceError, available_devices, resolve_device
 from .guard import CollapseWarning
@@ -44,7 +44,6 @@ __all__ = [
     "TrainedModel",
     "Trainer",
     "TrainingData",
-    "absent_note",
     "available_devices",
     "brier_score",
     "check_slice_size",
@@ -55,6 +54,7 @@ __all__ = [
     "labels_from_pseudo",
     "exported_scores",
     "overlap_scores",
+    "paint_note",
     "painted_slices",
     "predict_volume",
     "prepare_data",

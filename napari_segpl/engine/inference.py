@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .components import absent_note, keep_painted_parts
+from .components import keep_painted_parts, paint_note
 from .decision import label_dtype, labels_from_probabilities
 from .device import release_memory, resolve_device
 from .losses import sample_threshold
@@ -67,9 +67,9 @@ class Prediction:
     tta_std: np.ndarray | None = None
     #: voxels removed per painted class by ``keep_painted_parts`` (None: no paint was given)
     removed: dict[int, int] | None = None
-    #: ``absent_note``: the painted classes with no voxel in ``labels`` ("" when none, or no
-    #: paint was given)
-    absent: str = ""
+    #: ``paint_note``: a painted class with no voxel in ``labels`` or unlike its paint on the
+    #: painted slices ("" when none, or no paint was given)
+    paint_note: str = ""
     tta_mean: np.ndarray | None = None
     #: (K, *shape): the TTA std pooled with the safeguard's other model
     #: (``uncertainty.predict_with_twin``), else None
@@ -161,8 +161,8 @@ def predict_volume(
     ``paint`` (slice index along the training axis -> the labels painted there and trained on):
     the labels keep only the parts of each painted class that touch its paint
     (``components.keep_painted_parts``) unless ``keep_parts`` is False; probabilities and
-    uncertainty are left as they are. With paint, ``absent`` names any painted class with no
-    voxel in the labels, whether parts were kept or not.
+    uncertainty are left as they are. With paint, ``paint_note`` names any painted class with no
+    voxel in the labels or unlike its paint, whether parts were kept or not.
     """
     config, method = model.config, model.method
     image = np.asarray(image)
@@ -250,11 +250,11 @@ def predict_volume(
     finally:
         method.to(torch.device("cpu"))
         release_memory(dev)
-    removed, absent = None, ""
+    removed, note_on_paint = None, ""
     if paint is not None:
         if keep_parts:
             removed = keep_painted_parts(labels, paint, config.axis, config.nested)
-        absent = absent_note(labels, paint, config.nested)
+        note_on_paint = paint_note(labels, paint, config.axis, config.nested)
     if cut == "mu" and mu is not None:
         means = " / ".join(f"{m:.2f}" for m in mu.mean(axis=1))
         note = f"labels: p > the threshold head's mu for each slice (mean {means})"
@@ -263,7 +263,7 @@ def predict_volume(
     else:
         note = f"labels: p > {config.threshold:g} (fixed)"
     return Prediction(
-        labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed, absent, tta_mean_a
+        labels, prob, mc_mean, mc_std, note, mu, spread, tta_std, removed, note_on_paint, tta_mean_a
     )
 
 

@@ -103,8 +103,8 @@ class CheckedLabels:
     #: voxels removed per class as not touching the paint (``predict_volume``'s ``paint``),
     #: None when every predicted part was kept
     removed: dict[int, int] | None = None
-    #: the prediction's ``absent``: painted classes with no voxel in ``labels`` ("" when none)
-    absent: str = ""
+    #: the prediction's ``paint_note``: painted classes missing or unlike their paint ("" when none)
+    paint_note: str = ""
 
     def fits(self, model: TrainedModel, axis: int | None, device: str, parts: bool) -> bool:
         """Whether ``predict_volume(model, axis=axis, device=device)`` would give these labels,
@@ -158,22 +158,6 @@ def lost_classes(ratios: list[float], band: float = BAND) -> list[tuple[float, i
     return sorted((r, c) for c, r in enumerate(ratios, start=1) if r < 1 / band)
 
 
-def paint_check(
-    method: str, paint: dict[str, list[float]], margin: float
-) -> tuple[str, str] | None:
-    """(kept method, reason) when one model reproduces the painted slices better by over
-    ``margin`` Dice on some class and worse on none; None when neither or both do."""
-    gaps = [a - b for a, b in zip(paint[method], paint["supervised"], strict=True)]
-    worse = [(g, c) for c, g in enumerate(gaps, start=1) if g < -margin]
-    better = [(g, c) for c, g in enumerate(gaps, start=1) if g > margin]
-    if bool(worse) == bool(better):
-        return None
-    loser, kept = (method, "supervised") if worse else ("supervised", method)
-    g, c = min(worse) if worse else max(better)
-    fits = f"{paint[loser][c - 1]:.2f} against {paint[kept][c - 1]:.2f} ({kept})"
-    return kept, f"{loser} contradicts your paint: on the painted slices class {c}'s Dice is {fits}"
-
-
 def decide(
     method: str,
     ratios: list[float],
@@ -181,19 +165,12 @@ def decide(
     heldout: dict[str, list[float]] | None = None,
     evidence: LabelEvidence | None = None,
     margin: float = MARGIN,
-    paint: dict[str, list[float]] | None = None,
-    paint_margin: float = 0.2,
 ) -> tuple[str, str]:
-    """(kept method, reason): with ``paint`` (Dice per class on the painted slices, per
-    method; (U2), tried), first the model that reproduces the paint (``paint_check``); then
-    the semi-supervised ``method`` unless a class's volume ratio is
+    """(kept method, reason): the semi-supervised ``method`` unless a class's volume ratio is
     below 1/band (a class lost against the twin), or, with held-out scores, it loses there by
     over HELDOUT_MARGIN, or, without them, the image favours the twin's labels where the two
     differ (``evidence`` below ``margin``). A fallback where the twin lost a class against
     ``method`` too says so: the kept mask is then no safer than the other."""
-    checked = paint_check(method, paint, paint_margin) if paint else None
-    if checked is not None:
-        return checked
     out = lost_classes(ratios, band)
     if out:
         parts = "; ".join(f"class {c} {r:.2f}x (class lost?)" for r, c in out)
@@ -405,7 +382,7 @@ class GuardedTrainer:
                 axis,
                 config.device,
                 predictions[kept].removed,
-                predictions[kept].absent,
+                predictions[kept].paint_note,
             )
         return SafeguardEvent(config.method, kept, reason, ratios, self.band, heldout,
                               seconds + predicting, predicting)  # fmt: skip

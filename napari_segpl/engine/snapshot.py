@@ -36,9 +36,9 @@ class SnapshotEvent:
     threshold_note: str = ""
     #: voxels removed per painted class as not touching the paint (None: no paint was given)
     removed: dict[int, int] | None = None
-    #: ``absent_note`` of the mask: a painted class with no voxel in it ("" when none, or when
-    #: no paint was given)
-    absent: str = ""
+    #: ``paint_note`` of the mask: a painted class missing or unlike its paint ("" when none,
+    #: or when no paint was given)
+    paint_note: str = ""
 
     @property
     def name(self) -> str:
@@ -107,5 +107,5 @@ def take_snapshot(
     del frozen
     seconds = time.perf_counter() - start
     return SnapshotEvent(
-        step, total, pred.labels, seconds, pred.threshold_note, pred.removed, pred.absent
+        step, total, pred.labels, seconds, pred.threshold_note, pred.removed, pred.paint_note
     )

@@ -176,8 +176,8 @@ class ResultsPanel(QGroupBox):
         note = getattr(pred, "threshold_note", "") or ""
         lines = [f"last prediction's {note}" if note else ""]
         lines.append(removed_note(getattr(pred, "removed", None)))  # "" without paint
-        absent = getattr(pred, "absent", "")
-        lines.append(f"warning: {absent}" if absent else "")
+        against = getattr(pred, "paint_note", "")
+        lines.append(f"warning: {against}" if against else "")
         text = "\n".join(line for line in lines if line)
         self.threshold_label.setText(text)
         self.threshold_label.setVisible(bool(text))

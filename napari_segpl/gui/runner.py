@@ -305,8 +305,8 @@ class Runner:
         removed = getattr(pred, "removed", None)
         if removed and any(removed.values()):  # the mask differs from the network's own
             notify.info(f"SegPL: {removed_note(removed)}")
-        if absent := getattr(pred, "absent", ""):  # a whole painted class missing
-            notify.warning(f"SegPL: {absent}")
+        if against := getattr(pred, "paint_note", ""):  # a painted class missing or unlike it
+            notify.warning(f"SegPL: {against}")
         self.state.progress_text.emit("prediction ready")
         self.state.predicted.emit(pred)
 

@@ -122,7 +122,7 @@ class TrainingPanel(QGroupBox):
                 f"mask of step {event.step} of {event.total} in {event.seconds:.1f} s: "
                 f"layer '{event.name}'"
                 + (f"; {parts}" if parts else "")
-                + (f"\n⚠ {event.absent}" if event.absent else "")
+                + (f"\n⚠ {event.paint_note}" if event.paint_note else "")
             )
         else:
             self.snapshot_note.setText(
