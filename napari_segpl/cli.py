@@ -104,8 +104,10 @@ def _train(args: argparse.Namespace) -> int:
     from .engine import (
         CollapseWarning,
         FinishedEvent,
-        GuardedTrainer,
         HeldoutEvent,
+        RetriedRun,
+        RetryDecision,
+        RetryEvent,
         SafeguardEvent,
         SafeguardProgress,
         StepEvent,
@@ -131,12 +133,13 @@ def _train(args: argparse.Namespace) -> int:
         train_labels, labelled = withhold(labels.array, config.axis, args.holdout_slices, labelled)
     data = prepare_data(image.array, train_labels, config, labelled, extra)
     n_unlab = len(data.unlabelled)
-    trainer: Trainer | GuardedTrainer = Trainer(config, data)
+    trainer: Trainer | RetriedRun = Trainer(config, data)
     checked = _checked(args, config.method)
-    if checked or args.holdout_slices:
-        trainer = GuardedTrainer(
-            config, data, image.array, truth=labels.array, holdout=args.holdout_slices,
-            check=checked, keep_labels=mask_only(args), parts=args.painted_parts,
+    if checked or args.retry or args.holdout_slices:  # the twin, the retry, held-out scores
+        trainer = RetriedRun(
+            config, data, image.array, retry=args.retry, truth=labels.array,
+            holdout=args.holdout_slices, check=checked, keep_labels=mask_only(args),
+            parts=args.painted_parts,
         )  # fmt: skip
     config = trainer.config  # the network chosen from the painted slices, with dims 0
     print(
@@ -157,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=trainer.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
     say = bar.write if bar is not None else print
-    finished = verdict = check = heldout = None
+    finished = verdict = check = heldout = retried = None
     unsaved: OSError | None = None
     post: dict[str, str] = {}
     with Interrupt(trainer) as interrupt:  # held until the model is saved
@@ -189,6 +192,17 @@ def _train(args: argparse.Namespace) -> int:
                     bar.set_postfix(post, refresh=False)
             elif isinstance(event, SafeguardEvent):
                 verdict = event
+            elif isinstance(event, RetryEvent):  # the run again, from step 1
+                say(f"warning: {event.message}")
+                for b in (bar, check):
+                    if b is not None:
+                        b.close()
+                check = None
+                if bar is not None:
+                    bar = tqdm(total=trainer.total_steps, unit="step", file=sys.stderr,
+                               desc=f"seed {event.seed}", dynamic_ncols=True)  # fmt: skip
+            elif isinstance(event, RetryDecision):
+                retried = event
             elif isinstance(event, FinishedEvent):
                 finished = event
         for b in (bar, check):
@@ -197,8 +211,11 @@ def _train(args: argparse.Namespace) -> int:
         if heldout is not None:
             dice = ", ".join(f"{d:.3f}" for d in heldout.dice)
             print(f"held-out Dice at step {heldout.step} (training): {dice}")
+        verdict = getattr(trainer, "verdict", verdict)  # the kept run's, after a retry
         if verdict is not None:
             print(safeguard_lines(verdict))
+        if retried is not None:
+            print(f"retry: {retried.message}")
         if finished is not None:
             state = "stopped early" if finished.stopped else "done"
             print(f"training {state}: {finished.steps_done} steps in {finished.seconds:.1f} s")

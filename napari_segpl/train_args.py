@@ -63,6 +63,12 @@ def add_train_parser(sub: Any) -> None:
         "held-out slices; on by default (benchmarks/RESULTS.md (r)), costs a supervised run",
     )  # fmt: skip
     t.add_argument(
+        "--retry", action=argparse.BooleanOptionalAction, default=True,
+        help="when the mask contradicts the paint (a painted class missing, or under 0.5 Dice "
+        "on the painted slices), train once more at seed + 1 and keep the mask that matches "
+        "the paint better (on by default, benchmarks/RESULTS.md (V2)); costs a second run then",
+    )  # fmt: skip
+    t.add_argument(
         "--painted-parts", action=argparse.BooleanOptionalAction, default=True,
         help="the mask keeps only the parts of each class that touch its paint on the trained "
         "slices (on by default, benchmarks/RESULTS.md (rr)); --no-painted-parts keeps every "

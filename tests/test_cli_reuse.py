@@ -62,10 +62,15 @@ def _paint() -> dict[int, np.ndarray]:
     return painted_slices(sparse, labelled_slices(sparse, 2), 2)
 
 
-def _train(tmp_path, name: str, *extra: str) -> tuple[np.ndarray, TrainedModel, str]:
+def _train(
+    tmp_path, name: str, *extra: str, retry: bool = False
+) -> tuple[np.ndarray, TrainedModel, str]:
+    """A CLI run writing a mask; without the retry unless asked (a 4-step model's mask
+    contradicts the paint, and the retry would train it twice)."""
     model_path, mask = tmp_path / f"{name}.pt", tmp_path / f"{name}.nii.gz"
     args = ["train", str(CT), str(CT_SPARSE), "--model", str(model_path), "--mask", str(mask)]
-    assert cli.main([*args, *FAST, "--normalisation", "ct", "--dims", "2", *extra]) == 0
+    args += [*FAST, "--normalisation", "ct", "--dims", "2", "--retry" if retry else "--no-retry"]
+    assert cli.main([*args, *extra]) == 0
     return read_volume(mask).array, TrainedModel.load(model_path), name
 
 
@@ -161,3 +166,18 @@ def test_without_painted_parts_a_missing_class_is_still_named(tmp_path, monkeypa
     assert ("(reused)" in captured.out) is reuse and not (mask == 2).any()
     assert "touch" not in captured.out  # no part was removed
     assert "warning: class 2 painted but nowhere in the mask" in captured.err
+
+
+def test_a_retried_run_writes_the_kept_run_s_checked_labels(tmp_path, monkeypatch, capsys):
+    """With the retry (class 2 lost by every network here, so both runs contradict the paint
+    and the first is kept): each run's check predicts twice, the mask none more."""
+    threshold_rule(monkeypatch)
+    lose_class_2(monkeypatch)
+    calls = _count_predictions(monkeypatch)
+    mask, model, _ = _train(tmp_path, "retried", retry=True)
+    captured = capsys.readouterr()
+    assert "Training once more at seed 1" in captured.out  # --quiet: the warning on stdout
+    assert "retry: kept the run at seed 0" in captured.out
+    assert "(reused)" in captured.out and len(calls) == 4 and model.config.seed == 0
+    fresh = predict_volume(model, read_volume(CT).array, paint=_paint()).labels
+    np.testing.assert_array_equal(mask, fresh)

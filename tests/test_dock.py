@@ -34,6 +34,8 @@ def quick_params(p: ParameterForm) -> None:
     p.preview_every.value = 2
     # the supervised twin doubles a run; tests/test_dock_safeguard.py turns it back on
     p.safeguard.value = False
+    # so may the retry (a 6-step mask contradicts the paint); tests/test_dock_retry.py's is on
+    p.retry.value = False
 
 
 def toy_dock(viewer, shape, painted) -> SegPLDock:

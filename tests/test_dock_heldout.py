@@ -41,7 +41,7 @@ def test_the_curve_plots_every_held_out_score_with_the_safeguard_off(dock, qtbot
     _train(dock, qtbot)
     (started,) = dock.events["started"]
     guarded = started.trainer
-    assert isinstance(guarded, GuardedTrainer) and not guarded.active  # scored, not checked
+    assert isinstance(guarded.current, GuardedTrainer) and not guarded.active  # scored only
     assert guarded.holdout_every == STEPS // 5 == 2
     assert started.labelled == [5, 15]
     trained_on = guarded.trainer.data.labels  # the slicing axis first
@@ -70,7 +70,7 @@ def test_a_supervised_run_without_held_out_slices_draws_no_curve(dock, qtbot):
     dock.params.steps.value = 12
     _hold_out(dock, 10)
     _train(dock, qtbot)
-    assert isinstance(dock.events["started"][-1].trainer, GuardedTrainer)
+    assert isinstance(dock.events["started"][-1].trainer.current, GuardedTrainer)
     assert [e.step for e in dock.heldout] == [2, 4, 6, 8, 10, 12]
     assert dock.plots.dice_plot.steps == [2, 4, 6, 8, 10, 12]
     dock.data.toggle_held_out()  # slice 10 trains again

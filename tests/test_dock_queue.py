@@ -114,7 +114,10 @@ def test_preview_and_prediction_say_which_threshold_they_show(dock, qtbot):
     pred = predictions[-1]
     assert _numbers(pred.threshold_note) == [t] and "fixed" in pred.threshold_note
     np.testing.assert_array_equal(pred.labels > 0, _cut_by_hand(pred.probabilities, t))
-    assert dock.results.threshold_label.text() == f"last prediction's {pred.threshold_note}"
+    # the note, then (this 6-step model's mask is unlike the paint) the paint's warning line
+    warning = [f"warning: {pred.paint_note}"] if pred.paint_note else []
+    lines = [f"last prediction's {pred.threshold_note}", *warning]
+    assert dock.results.threshold_label.text() == "\n".join(lines)
     assert dock.layers.get(PREDICTION).metadata["segpl_threshold_note"] == pred.threshold_note
     assert not dock.errors
 

@@ -67,7 +67,7 @@ def test_over_growth_keeps_supervised_and_the_dock_uses_it(dock, qtbot, monkeypa
     _train(dock, qtbot)
     (started,) = dock.events["started"]
     guarded = started.trainer
-    assert isinstance(guarded, GuardedTrainer) and guarded.twin is not None
+    assert isinstance(guarded.current, GuardedTrainer) and guarded.twin is not None
     assert dock.model is guarded.twin.model and dock.model is not guarded.trainer.model
     assert dock.model.config.method == "supervised"
     assert "supervised" in dock.results.model_label.text()

@@ -17,6 +17,7 @@ from .inference import (
 from .methods import METHODS, Method, get_method
 from .metrics import brier_score, exported_scores, overlap_scores
 from .model import CheckpointError, TrainedModel
+from .retry import RetriedRun, RetryDecision, RetryEvent
 from .safeguard import GuardedTrainer, HeldoutEvent, SafeguardEvent, SafeguardProgress
 from .sampling import DataError, TrainingData, labelled_slices, prepare_data
 from .trainer import FillStopped, FinishedEvent, PreviewEvent, StepEvent, Trainer, train
@@ -62,4 +63,7 @@ __all__ = [
     "resolve_device",
     "stop_between_batches",
     "train",
+    "RetriedRun",
+    "RetryDecision",
+    "RetryEvent",
 ]

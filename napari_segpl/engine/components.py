@@ -103,6 +103,26 @@ def removed_note(removed: Mapping[int, int] | None) -> str:
 PAINT_DICE = 0.5
 
 
+def paint_dice(
+    labels: np.ndarray, paint: Mapping[int, np.ndarray], axis: int, nested: bool = False
+) -> dict[int, float]:
+    """Per painted class: the Dice of ``labels`` against the paint over the painted slices
+    (``paint``: slice index along ``axis`` -> its labels); 0 for a class missing there."""
+    painted = sorted({int(c) for p in paint.values() for c in np.unique(p) if c > 0})
+    out = {}
+    for c in painted:
+        hits = total = 0
+        for s, p in paint.items():
+            pred, truth = (
+                class_mask(np.take(labels, s, axis=axis), c, nested),
+                class_mask(p, c, nested),
+            )
+            hits += int(np.logical_and(pred, truth).sum())
+            total += int(pred.sum()) + int(truth.sum())
+        out[c] = 2 * hits / total if total else 1.0
+    return out
+
+
 def paint_note(
     labels: np.ndarray, paint: Mapping[int, np.ndarray], axis: int, nested: bool = False
 ) -> str:
@@ -122,20 +142,8 @@ def paint_note(
             f"model did not learn {'it' if one else 'them'}, so the mask is incomplete; check "
             "it before use"
         )
-    low = []
-    for c in painted:
-        if c in missing:
-            continue
-        hits = total = 0
-        for s, p in paint.items():
-            pred, truth = (
-                class_mask(np.take(labels, s, axis=axis), c, nested),
-                class_mask(p, c, nested),
-            )
-            hits += int(np.logical_and(pred, truth).sum())
-            total += int(pred.sum()) + int(truth.sum())
-        if total and 2 * hits / total < PAINT_DICE:
-            low.append(f"class {c} {2 * hits / total:.2f}")
+    dice = paint_dice(labels, paint, axis, nested)
+    low = [f"class {c} {d:.2f}" for c, d in dice.items() if c not in missing and d < PAINT_DICE]
     if low:
         lines.append(
             f"the mask does not match your paint on the painted slices (Dice {', '.join(low)}): "

@@ -62,6 +62,7 @@ class SegPLDock(QWidget):
         self.runner = Runner(
             self.state, self.layers, self.params.config, lambda: self.params.device.value,
             safeguard=lambda: self.params.safeguard.value,
+            retry=lambda: self.params.retry.value,
         )  # fmt: skip
         self.data = DataPanel(self.state)
         self.results = ResultsPanel(self.state, self.runner, self.layers)

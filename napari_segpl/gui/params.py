@@ -131,6 +131,14 @@ class ParameterForm(QWidget):
         self.channels = SpinBox(label="channels (0 = paper)", value=0, min=0, max=128)
         self.nested = CheckBox(label="nested classes", value=d.nested)
         self.seed = SpinBox(label="seed", value=d.seed, min=0, max=2**31 - 1)
+        #: not a TrainConfig field either: on, a run whose mask contradicts the paint is made
+        #: once more at seed + 1 (engine/retry.py; benchmarks/RESULTS.md (V2)), as in segpl train
+        self.retry = CheckBox(label="retry on paint mismatch", value=True)
+        self.retry.tooltip = (
+            "when a painted class is missing from the mask or matches your paint on the painted "
+            "slices with a Dice under 0.5, train once more at seed + 1 and keep the mask that "
+            "matches your paint better; costs a second run then"
+        )
         self.amp = CheckBox(label="mixed precision (CUDA)", value=d.amp)
         self.preview_every = SpinBox(label="preview every", value=5, min=1, max=1000)
 
@@ -144,7 +152,7 @@ class ParameterForm(QWidget):
             widgets=[
                 self.batch, self.warmup, self.threshold, self.loss, self.normalisation,
                 self.ct_level, self.ct_width, self.patch, self.channels, self.nested, self.seed,
-                self.amp, self.preview_every,
+                self.retry, self.amp, self.preview_every,
             ]
         )  # fmt: skip
         # Narrow enough for napari's dock area: combo boxes may clip their text, and the group

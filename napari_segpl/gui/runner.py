@@ -26,6 +26,8 @@ from ..engine import (
     HeldoutEvent,
     PredictionStopped,
     PreviewEvent,
+    RetryDecision,
+    RetryEvent,
     SafeguardEvent,
     SafeguardProgress,
     StepEvent,
@@ -55,9 +57,11 @@ class Runner:
         config_for: Callable[[int, Any], TrainConfig],
         device: Callable[[], str],
         safeguard: Callable[[], bool] = lambda: True,
+        retry: Callable[[], bool] = lambda: True,
     ) -> None:
         self.state, self.layers = state, layers
         self.config_for, self.device, self.safeguard = config_for, device, safeguard
+        self.retry = retry
         self.worker: Any = None  # training
         self.control: RunControl | None = None
         self.predict_worker: Any = None  # the fill or a prediction
@@ -94,6 +98,7 @@ class Runner:
             list(labelled) or None,
             self.control,
             safeguard=bool(self.safeguard()),
+            retry=bool(self.retry()),
             holdout=list(holdout or ()),
             parts=state.painted_parts,  # the safeguard compares the masks Predict would show
             _start_thread=False,
@@ -146,6 +151,12 @@ class Runner:
             state.safeguard_step.emit(event)
         elif isinstance(event, SafeguardEvent):
             self._safeguarded(event)
+        elif isinstance(event, RetryEvent):  # the run again from step 1: fresh plots
+            notify.warning(f"SegPL: {event.message}")
+            state.run_reset.emit(self._trainer.config)
+            state.progress_text.emit(f"training again at seed {event.seed}…")
+        elif isinstance(event, RetryDecision):  # the kept run's verdict, if it had one
+            self._safeguarded(getattr(self._trainer, "verdict", None), event)
         elif isinstance(event, (SnapshotEvent, SnapshotFailed)):
             self._snapshot(event)
         elif isinstance(event, FinishedEvent):
@@ -158,20 +169,23 @@ class Runner:
             state.finished.emit(event)
             state.model_changed.emit(state.model)
 
-    def _safeguarded(self, event: SafeguardEvent) -> None:
+    def _safeguarded(self, event: SafeguardEvent | None, retried: RetryDecision | None = None):
         """The kept model becomes the dock's (Predict and Save use it); the user is told which
-        and why. The FinishedEvent after it signals model_changed as for any run."""
+        and why (after a retry, the kept run's and its verdict's, told once more)."""
         state = self.state
         kept = getattr(self._trainer, "model", None) or state.model
-        state.safeguard, state.safeguard_model = event, kept
-        state.safeguard_partner = getattr(self._trainer, "partner", None)
+        if event is not None:
+            state.safeguard, state.safeguard_model = event, kept
+            state.safeguard_partner = getattr(self._trainer, "partner", None)
         state.run.models.append(weakref.ref(kept))  # trained on the run's paint too
         state.set_model(kept)
-        if event.kept == event.method:
-            notify.info(f"SegPL: {event.message}")
+        message = (retried or event).message
+        if retried is not None or event.kept == event.method:
+            notify.info(f"SegPL: {message}")
         else:
-            notify.warning(f"SegPL: {event.message}")
-        state.safeguarded.emit(event)
+            notify.warning(f"SegPL: {message}")
+        if event is not None:
+            state.safeguarded.emit(event)
 
     def _snapshot(self, event: SnapshotEvent | SnapshotFailed) -> None:
         """A mask of the network as it is now, in the dock's own layer named after the step

@@ -23,6 +23,7 @@ from ..engine import (
     GuardedTrainer,
     Prediction,
     PredictionStopped,
+    RetriedRun,
     StepEvent,
     TrainConfig,
     TrainedModel,
@@ -106,14 +107,17 @@ def training_events(
     control: RunControl,
     *,
     safeguard: bool = True,
+    retry: bool = True,
     holdout: Sequence[int] = (),
     parts: bool = True,
 ) -> Iterator[object]:
     """Prepare the data (in the worker: normalising a volume takes a moment), then train.
 
     ``labels`` must be the caller's own copy: training never touches the user's layer. With
-    ``safeguard`` the run is a ``GuardedTrainer`` (every method that trains on unlabelled images
-    is checked against a supervised twin; supervised and ensemble runs are not). ``holdout``:
+    ``safeguard``, ``retry`` or held-out slices the run is a ``RetriedRun`` of
+    ``GuardedTrainer``s: ``safeguard``, every method that trains on unlabelled images is checked
+    against a supervised twin (supervised and ensemble runs are not); ``retry``, a run whose mask
+    contradicts the paint is made once more at seed + 1. ``holdout``:
     slices along the axis never trained on (zeroed here, left out of ``labelled``); any run with
     them is a ``GuardedTrainer``, so they are scored while training (``HeldoutEvent``s, about
     ``HELDOUT_POINTS`` a run) whether or not the safeguard checks, and the safeguard scores both
@@ -133,11 +137,12 @@ def training_events(
             if labelled is not None:
                 labelled = [s for s in labelled if s not in set(holdout)] or None
         data = prepare_data(image, labels, config, labelled)
-        trainer: Trainer | GuardedTrainer
-        if safeguard or holdout:
-            trainer = GuardedTrainer(
-                config, data, image, truth=truth, holdout=holdout, check=safeguard, parts=parts
-            )
+        trainer: Trainer | GuardedTrainer | RetriedRun
+        if safeguard or retry or holdout:  # the twin, the retry (engine/retry.py), scores
+            trainer = RetriedRun(
+                config, data, image, retry=retry, truth=truth, holdout=holdout,
+                check=safeguard, parts=parts,
+            )  # fmt: skip
             # the inner trainer's steps: an ensemble runs members x steps, one thin slice more
             trainer.holdout_every = max(1, trainer.trainer.total_steps // HELDOUT_POINTS)
         else:
