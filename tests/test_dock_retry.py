@@ -67,3 +67,4 @@ def test_a_mask_against_the_paint_is_trained_again_and_the_kept_run_is_the_dock_
     # the loss plot holds the second run's steps only: it started again at the retry
     assert len(dock.plots.loss_plot.steps) == 6
     assert dock.state.paint_for(dock.state.run.image()) is not None  # the kept model's paint
+    assert dock.training.status.text() == f"retried: {decision.message}"

@@ -180,6 +180,8 @@ class Runner:
         state.run.models.append(weakref.ref(kept))  # trained on the run's paint too
         state.set_model(kept)
         message = (retried or event).message
+        if retried is not None:  # the status line, cleared when the second run began
+            state.status_text.emit(f"retried: {message}")
         if retried is not None or event.kept == event.method:
             notify.info(f"SegPL: {message}")
         else:
