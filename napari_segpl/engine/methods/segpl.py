@@ -109,8 +109,6 @@ class SegPL(Method):
     uses_unlabelled = True
     cuts_pseudo_labels = True
     mixes = True
-    #: reads the unlabelled images' features even while the pseudo-label loss weighs 0
-    needs_unlabelled_features: bool = False
 
     def _forward(
         self, batch: Batch, train_unlabelled: bool = True
@@ -138,9 +136,6 @@ class SegPL(Method):
             x_u = x_u.contiguous(memory_format=memory_format(self.config.dims))
         if x_u is not None and not train_unlabelled:
             logits_l, feats = self.model(batch.x_l)
-            if self.needs_unlabelled_features:
-                with torch.no_grad():
-                    feats = torch.cat([feats, self.model(x_u)[1]])
             return logits_l, None, feats, view
         x = batch.x_l if x_u is None else torch.cat([batch.x_l, x_u])
         logits, feats = self.model(x)

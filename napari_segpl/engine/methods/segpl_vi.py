@@ -55,7 +55,6 @@ class SegPLVI(SegPL):
     name = "segpl-vi"
     title = "SegPL-VI"
     learns_threshold = True
-    needs_unlabelled_features = True  # the head's KL reads them from the first step
 
     def __init__(self, config: TrainConfig, num_classes: int) -> None:
         super().__init__(config, num_classes)
@@ -66,7 +65,9 @@ class SegPLVI(SegPL):
 
     def compute_loss(self, batch: Batch, step: int, alpha_fn: Callable[[int], float]) -> StepOutput:
         alpha = alpha_fn(step)
-        logits_l, logits_u, feats, view = self._forward(batch, train_unlabelled=alpha > 0)
+        # the full pass at every step: the burn-in skip SegPL takes was reverted for SegPL-VI
+        # by benchmarks/RESULTS.md (T2) (validation -3.7 points over 3 paired runs)
+        logits_l, logits_u, feats, view = self._forward(batch)
         if not batch.has_unlabelled:
             return self._loss(batch, logits_l, logits_u, self.config.threshold, alpha)
         n = logits_l.shape[0]
